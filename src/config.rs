@@ -1,0 +1,406 @@
+//! Configuration: TOML text → [`RawConfig`] (serde, unknown keys refused) → [`Config`]
+//! (validated, secrets resolved, frozen). Nothing binds a port before this succeeds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid config: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+// === Raw (as written) ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// An optional plain-HTTP listener that answers every request with `TlsRequired`.
+    pub plaintext_listen: Option<SocketAddr>,
+    /// The region clients sign their requests for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Base domain for virtual-hosted-style requests (`bucket.<domain>`).
+    pub domain: Option<String>,
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_handshake_timeout() -> u64 {
+    10
+}
+fn default_header_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    #[serde(default)]
+    pub addressing_style: AddressingStyle,
+    pub ca_bundle: Option<PathBuf>,
+    /// Plain `http://` endpoints are refused unless this is set: request heads (and later
+    /// SSE-C keys) would cross the network in clear.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub upstream: String,
+    #[serde(default = "any_bucket")]
+    pub buckets: Vec<String>,
+}
+
+fn any_bucket() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
+#[derive(Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Secret {
+    Inline(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Secret::Env { env } => write!(f, "Env({env})"),
+            Secret::File { file } => write!(f, "File({})", file.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressingStyle {
+    #[default]
+    Path,
+    Virtual,
+}
+
+// === Frozen ===
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: Server,
+    pub upstreams: HashMap<String, Upstream>,
+    pub clients: ClientKeys,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub plaintext_listen: Option<SocketAddr>,
+    pub region: String,
+    pub domain: Option<String>,
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub endpoint: http::Uri,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretKey,
+    pub addressing_style: AddressingStyle,
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Reads environment variables for `{ env = ... }` secrets. A trait so tests pass a map
+/// instead of touching the process environment.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths in it are relative to the
+    /// file's directory.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base, env)
+    }
+
+    /// Parses and validates config text without touching the disk, except to read
+    /// `{ file = ... }` secrets.
+    pub fn from_toml(text: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        raw.validate(base, env)
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let server = self.server.validate(base)?;
+        let upstreams = validate_upstreams(self.upstreams, base, env)?;
+        let clients = validate_clients(self.clients, &upstreams, base, env)?;
+        Ok(Config {
+            server,
+            upstreams,
+            clients,
+        })
+    }
+}
+
+impl RawServer {
+    fn validate(self, base: &Path) -> Result<Server, ConfigError> {
+        let s = self;
+        if s.region.is_empty() {
+            return Err(invalid("server.region", "must not be empty"));
+        }
+        if s.handshake_timeout_secs == 0
+            || s.header_read_timeout_secs == 0
+            || s.idle_timeout_secs == 0
+        {
+            return Err(invalid(
+                "server.*_timeout_secs",
+                "timeouts must be at least 1 second",
+            ));
+        }
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if s.max_header_bytes < 8 * 1024 {
+            return Err(invalid("server.max_header_bytes", "must be at least 8192"));
+        }
+        Ok(Server {
+            listen: s.listen,
+            tls_cert: base.join(s.tls_cert),
+            tls_key: base.join(s.tls_key),
+            plaintext_listen: s.plaintext_listen,
+            region: s.region,
+            domain: s.domain.map(|d| d.to_ascii_lowercase()),
+            handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            max_connections: s.max_connections,
+            max_header_bytes: s.max_header_bytes,
+        })
+    }
+}
+
+fn validate_upstreams(
+    raw: Vec<RawUpstream>,
+    base: &Path,
+    env: &dyn Env,
+) -> Result<HashMap<String, Upstream>, ConfigError> {
+    if raw.is_empty() {
+        return Err(invalid("upstream", "at least one [[upstream]] is required"));
+    }
+    let mut upstreams = HashMap::new();
+    for (i, u) in raw.into_iter().enumerate() {
+        let key = format!("upstream[{i}]");
+        let endpoint: http::Uri = u
+            .endpoint
+            .parse()
+            .map_err(|e| invalid(format!("{key}.endpoint"), format!("not a URL: {e}")))?;
+        match endpoint.scheme_str() {
+            Some("https") => {}
+            Some("http") if u.allow_plaintext => {}
+            Some("http") => {
+                return Err(invalid(
+                    format!("{key}.endpoint"),
+                    "plain http:// upstream refused; set allow_plaintext = true to accept it",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    format!("{key}.endpoint"),
+                    "must start with https://",
+                ))
+            }
+        }
+        if endpoint.host().is_none() || endpoint.path() != "/" || endpoint.query().is_some() {
+            return Err(invalid(
+                format!("{key}.endpoint"),
+                "must be scheme://host[:port] with no path",
+            ));
+        }
+        let upstream = Upstream {
+            access_key_id: u
+                .access_key_id
+                .resolve(&format!("{key}.access_key_id"), base, env)?,
+            secret_access_key: SecretKey::new(u.secret_access_key.resolve(
+                &format!("{key}.secret_access_key"),
+                base,
+                env,
+            )?),
+            name: u.name.clone(),
+            endpoint,
+            region: u.region,
+            addressing_style: u.addressing_style,
+            ca_bundle: u.ca_bundle.map(|p| base.join(p)),
+        };
+        if upstreams.insert(u.name.clone(), upstream).is_some() {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("duplicate upstream '{}'", u.name),
+            ));
+        }
+    }
+    Ok(upstreams)
+}
+
+fn validate_clients(
+    raw: Vec<RawClient>,
+    upstreams: &HashMap<String, Upstream>,
+    base: &Path,
+    env: &dyn Env,
+) -> Result<ClientKeys, ConfigError> {
+    if raw.is_empty() {
+        return Err(invalid("client", "at least one [[client]] is required"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let key = format!("client[{i}]");
+        if !upstreams.contains_key(&c.upstream) {
+            return Err(invalid(
+                format!("{key}.upstream"),
+                format!("no [[upstream]] is named '{}'", c.upstream),
+            ));
+        }
+        if c.access_key_id.is_empty() || !c.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(invalid(
+                format!("{key}.access_key_id"),
+                "must be non-empty ASCII letters and digits",
+            ));
+        }
+        if !seen.insert(c.access_key_id.clone()) {
+            return Err(invalid(
+                format!("{key}.access_key_id"),
+                format!("duplicate access key '{}'", c.access_key_id),
+            ));
+        }
+        let buckets = BucketPatterns::new(&c.buckets)
+            .map_err(|e| invalid(format!("{key}.buckets"), e.to_string()))?;
+        let secret = c
+            .secret_access_key
+            .resolve(&format!("{key}.secret_access_key"), base, env)?;
+        ids.push(ClientIdentity {
+            access_key_id: c.access_key_id,
+            secret: SecretKey::new(secret),
+            upstream: c.upstream,
+            buckets,
+        });
+    }
+    Ok(ClientKeys::new(ids))
+}
+
+impl Secret {
+    fn resolve(&self, key: &str, base: &Path, env: &dyn Env) -> Result<String, ConfigError> {
+        let value = match self {
+            Secret::Inline(v) => v.clone(),
+            Secret::Env { env: name } => env
+                .var(name)
+                .ok_or_else(|| invalid(key, format!("environment variable {name} is not set")))?,
+            Secret::File { file } => {
+                let path = base.join(file);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned()
+            }
+        };
+        if value.is_empty() {
+            return Err(invalid(key, "is empty"));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests;

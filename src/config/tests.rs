@@ -1,0 +1,126 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+tls_cert = "certs/server.pem"
+tls_key = "certs/server-key.pem"
+domain = "S3.Localhost"
+
+[[upstream]]
+name = "main"
+endpoint = "https://s3.example.test"
+region = "eu-west-1"
+access_key_id = { env = "UP_AK" }
+secret_access_key = { env = "UP_SK" }
+addressing_style = "virtual"
+
+[[client]]
+access_key_id = "APPKEY1"
+secret_access_key = "app-secret"
+upstream = "main"
+buckets = ["logs-*"]
+"#;
+
+fn env() -> HashMap<String, String> {
+    [("UP_AK", "AKUP"), ("UP_SK", "up-secret")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn parses_validates_and_resolves_secrets() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.tls_cert, Path::new("/etc/s3seal/certs/server.pem"));
+    assert_eq!(c.server.region, "us-east-1");
+    assert_eq!(c.server.domain.as_deref(), Some("s3.localhost"));
+    let up = &c.upstreams["main"];
+    assert_eq!(up.access_key_id, "AKUP");
+    assert_eq!(up.secret_access_key.expose(), "up-secret");
+    assert_eq!(up.addressing_style, AddressingStyle::Virtual);
+    let id = c.clients.get("APPKEY1").unwrap();
+    assert_eq!(id.secret.expose(), "app-secret");
+    assert!(id.buckets.allows("logs-a"));
+    assert!(!id.buckets.allows("other"));
+    assert!(c.clients.get("nope").is_none());
+}
+
+#[test]
+fn secrets_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sk"), "from-file\n").unwrap();
+    let text = GOOD.replace(
+        r#"secret_access_key = "app-secret""#,
+        r#"secret_access_key = { file = "sk" }"#,
+    );
+    let c = Config::from_toml(&text, dir.path(), &env()).unwrap();
+    assert_eq!(
+        c.clients.get("APPKEY1").unwrap().secret.expose(),
+        "from-file"
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let text = GOOD.replace("domain =", "domian =");
+    let err = Config::from_toml(&text, Path::new("."), &env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("domian"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn bad_values_are_refused_with_the_key() {
+    let cases = [
+        (
+            GOOD.replace("https://s3.example.test", "http://s3.example.test"),
+            "allow_plaintext",
+        ),
+        (
+            GOOD.replace("https://s3.example.test", "https://s3.example.test/path"),
+            "upstream[0].endpoint",
+        ),
+        (
+            GOOD.replace(r#"upstream = "main""#, r#"upstream = "other""#),
+            "client[0].upstream",
+        ),
+        (
+            GOOD.replace(r#"{ env = "UP_SK" }"#, r#"{ env = "MISSING" }"#),
+            "MISSING",
+        ),
+        (
+            GOOD.replace(r#"["logs-*"]"#, r#"["[unclosed"]"#),
+            "client[0].buckets",
+        ),
+        (GOOD.replace("127.0.0.1:8443", "not-an-address"), "listen"),
+    ];
+    for (text, needle) in cases {
+        let err = Config::from_toml(&text, Path::new("."), &env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn plaintext_upstream_needs_explicit_consent() {
+    let text = GOOD
+        .replace("https://s3.example.test", "http://127.0.0.1:9000")
+        .replace(
+            "addressing_style",
+            "allow_plaintext = true\naddressing_style",
+        );
+    assert!(Config::from_toml(&text, Path::new("."), &env()).is_ok());
+}
+
+#[test]
+fn secrets_never_appear_in_debug() {
+    let c = Config::from_toml(GOOD, Path::new("."), &env()).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(
+        !dbg.contains("app-secret") && !dbg.contains("up-secret"),
+        "{dbg}"
+    );
+}

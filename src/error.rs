@@ -1,0 +1,205 @@
+//! The one place where errors become S3 XML responses.
+//!
+//! Every stage has its own `thiserror` enum and maps each variant to an [`S3Code`] with an
+//! exhaustive `match`, so a new variant does not compile until it has an S3 code and a status.
+//! [`ProxyError::into_response`] is the only renderer.
+//!
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, Body};
+
+/// The S3 error codes the proxy itself produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Code {
+    AccessDenied,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    BadDigest,
+    EntityTooLarge,
+    ExpiredToken,
+    IncompleteBody,
+    InternalError,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidDigest,
+    InvalidRequest,
+    InvalidURI,
+    KeyTooLongError,
+    MalformedXML,
+    MaxMessageLengthExceeded,
+    MethodNotAllowed,
+    MissingContentLength,
+    MissingSecurityHeader,
+    NotImplemented,
+    RequestTimeTooSkewed,
+    RequestTimeout,
+    ServiceUnavailable,
+    SignatureDoesNotMatch,
+    SlowDown,
+    XAmzContentSHA256Mismatch,
+    /// Not an AWS code: the upstream could not be reached or answered garbage (502).
+    BadGateway,
+    /// Not an AWS code: a plain-HTTP request reached a TLS-only listener.
+    TlsRequired,
+}
+
+impl S3Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            S3Code::AccessDenied => "AccessDenied",
+            S3Code::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            S3Code::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
+            S3Code::BadDigest => "BadDigest",
+            S3Code::EntityTooLarge => "EntityTooLarge",
+            S3Code::ExpiredToken => "ExpiredToken",
+            S3Code::IncompleteBody => "IncompleteBody",
+            S3Code::InternalError => "InternalError",
+            S3Code::InvalidAccessKeyId => "InvalidAccessKeyId",
+            S3Code::InvalidArgument => "InvalidArgument",
+            S3Code::InvalidBucketName => "InvalidBucketName",
+            S3Code::InvalidDigest => "InvalidDigest",
+            S3Code::InvalidRequest => "InvalidRequest",
+            S3Code::InvalidURI => "InvalidURI",
+            S3Code::KeyTooLongError => "KeyTooLongError",
+            S3Code::MalformedXML => "MalformedXML",
+            S3Code::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            S3Code::MethodNotAllowed => "MethodNotAllowed",
+            S3Code::MissingContentLength => "MissingContentLength",
+            S3Code::MissingSecurityHeader => "MissingSecurityHeader",
+            S3Code::NotImplemented => "NotImplemented",
+            S3Code::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            S3Code::RequestTimeout => "RequestTimeout",
+            S3Code::ServiceUnavailable => "ServiceUnavailable",
+            S3Code::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            S3Code::SlowDown => "SlowDown",
+            S3Code::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            S3Code::BadGateway => "BadGateway",
+            S3Code::TlsRequired => "TlsRequired",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            S3Code::AccessDenied
+            | S3Code::InvalidAccessKeyId
+            | S3Code::RequestTimeTooSkewed
+            | S3Code::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
+            S3Code::AuthorizationHeaderMalformed
+            | S3Code::AuthorizationQueryParametersError
+            | S3Code::BadDigest
+            | S3Code::EntityTooLarge
+            | S3Code::ExpiredToken
+            | S3Code::IncompleteBody
+            | S3Code::InvalidArgument
+            | S3Code::InvalidBucketName
+            | S3Code::InvalidDigest
+            | S3Code::InvalidRequest
+            | S3Code::InvalidURI
+            | S3Code::KeyTooLongError
+            | S3Code::MalformedXML
+            | S3Code::MaxMessageLengthExceeded
+            | S3Code::MissingSecurityHeader
+            | S3Code::RequestTimeout
+            | S3Code::XAmzContentSHA256Mismatch
+            | S3Code::TlsRequired => StatusCode::BAD_REQUEST,
+            S3Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            S3Code::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            S3Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            S3Code::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            S3Code::BadGateway => StatusCode::BAD_GATEWAY,
+            S3Code::ServiceUnavailable | S3Code::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// An error of one stage, as the client will see it.
+pub trait S3Error: std::error::Error + Send + Sync + 'static {
+    fn code(&self) -> S3Code;
+}
+
+/// Any error the proxy answers with, tagged by where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The client's request is malformed or not authorised (4xx).
+    #[error("{0}")]
+    Downstream(Box<dyn S3Error>),
+    /// The upstream failed in a way that is not an S3 answer (502/504).
+    #[error("{0}")]
+    Upstream(Box<dyn S3Error>),
+    /// A bug or a local resource failure (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn downstream(e: impl S3Error) -> Self {
+        ProxyError::Downstream(Box::new(e))
+    }
+
+    pub fn upstream(e: impl S3Error) -> Self {
+        ProxyError::Upstream(Box::new(e))
+    }
+
+    pub fn code(&self) -> S3Code {
+        match self {
+            ProxyError::Downstream(e) | ProxyError::Upstream(e) => e.code(),
+            ProxyError::Internal(_) => S3Code::InternalError,
+        }
+    }
+
+    /// The message shown to the client. Internal details stay in the log.
+    fn client_message(&self) -> String {
+        match self {
+            ProxyError::Downstream(e) | ProxyError::Upstream(e) => e.to_string(),
+            ProxyError::Internal(_) => "We encountered an internal error. Please try again.".into(),
+        }
+    }
+
+    /// Renders the S3 error document. `resource` is the request path; `request_id` is also
+    /// sent as `x-amz-request-id` so a user can find the matching log line.
+    pub fn into_response(self, resource: &str, request_id: &str) -> Response<Body> {
+        let code = self.code();
+        error_response(code, &self.client_message(), resource, request_id)
+    }
+}
+
+/// An S3 error response built from its parts. Used by [`ProxyError::into_response`] and by the
+/// accept stage, which answers plain HTTP before any request is parsed.
+pub fn error_response(
+    code: S3Code,
+    message: &str,
+    resource: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let xml = error_xml(code, message, resource, request_id);
+    let mut resp = Response::new(body::full(Bytes::from(xml)));
+    *resp.status_mut() = code.status();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(crate::s3::headers::X_AMZ_REQUEST_ID, v);
+    }
+    resp
+}
+
+/// The XML body of an S3 error.
+pub fn error_xml(code: S3Code, message: &str, resource: &str, request_id: &str) -> String {
+    use quick_xml::escape::escape;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+        code.as_str(),
+        escape(message),
+        escape(resource),
+        escape(request_id)
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,27 @@
+//! s3seal: a transparent, TLS-terminating S3 proxy that authenticates every client request,
+//! re-signs it for the upstream with the upstream's own credentials, and (in later stages)
+//! applies per-bucket encryption policy.
+//!
+//! A request flows through [`proxy::handle`]:
+//! 1. [`accept`] terminates TLS and refuses plain HTTP with an S3 error;
+//! 2. framing checks refuse request-smuggling forms;
+//! 3. [`auth::verify`] checks the SigV4 signature and wraps the body so it verifies itself;
+//! 4. [`s3::route`] finds bucket, key and operation, and the client's bucket rights are checked;
+//! 5. XML bodies are buffered and checked, data bodies stream;
+//! 6. [`upstream`] re-signs and sends the request;
+//! 7. the response streams back; every error is rendered once, by [`error::ProxyError`].
+
+pub mod auth;
+pub mod s3;
+
+pub mod accept;
+pub mod body;
+pub mod certs;
+pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod error;
+pub mod proxy;
+pub mod server;
+pub mod tls;
+pub mod upstream;

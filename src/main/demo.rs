@@ -1,0 +1,118 @@
+//! The embedded demo setup: s3seal in front of a local s3s-fs store, dev certificates, and
+//! client credentials kept in the data folder so they survive restarts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+use s3seal::config::{AddressingStyle, Config, Server, Upstream};
+use s3seal::embedded;
+
+use super::ServeArgs;
+
+const REGION: &str = "us-east-1";
+
+pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let data = absolute(&args.data_dir)?;
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let store = embedded::start_store(&data.join("store")).await?;
+    let (access_key_id, secret) = client_credentials(&data.join("client-credentials"))?;
+    let certs = dev_certs(&data)?;
+
+    let upstream = Upstream {
+        name: "embedded".into(),
+        endpoint: format!("http://{}", store.addr).parse()?,
+        region: REGION.into(),
+        access_key_id: store.access_key_id,
+        secret_access_key: SecretKey::new(store.secret_access_key),
+        addressing_style: AddressingStyle::Path,
+        ca_bundle: None,
+    };
+    let client = ClientIdentity {
+        access_key_id: access_key_id.clone(),
+        secret: SecretKey::new(secret.clone()),
+        upstream: "embedded".into(),
+        buckets: BucketPatterns::any(),
+    };
+    println!(
+        "s3seal demo: https://{listen} in front of a local demo store in {data} (not for production)\n\
+         Paste into a shell:\n\n  \
+         export AWS_ENDPOINT_URL=https://{listen}\n  \
+         export AWS_ACCESS_KEY_ID={access_key_id}\n  \
+         export AWS_SECRET_ACCESS_KEY={secret}\n  \
+         export AWS_CA_BUNDLE={ca}\n  \
+         export AWS_DEFAULT_REGION={REGION}\n\n\
+         Then try:\n\n  \
+         aws s3 mb s3://demo && echo hello > hello.txt && aws s3 cp hello.txt s3://demo/ && aws s3 cp s3://demo/hello.txt -\n\n\
+         Ctrl-C stops it.",
+        listen = args.listen,
+        data = data.display(),
+        ca = certs.join("ca.pem").display(),
+    );
+    Ok(Config {
+        server: Server {
+            listen: args.listen,
+            tls_cert: certs.join("server.pem"),
+            tls_key: certs.join("server-key.pem"),
+            plaintext_listen: None,
+            region: REGION.into(),
+            domain: Some("s3.localhost".into()),
+            handshake_timeout: std::time::Duration::from_secs(10),
+            header_read_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(120),
+            max_connections: 1024,
+            max_header_bytes: 64 * 1024,
+        },
+        upstreams: HashMap::from([("embedded".to_owned(), upstream)]),
+        clients: ClientKeys::new([client]),
+    })
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_dir()?.join(p))
+}
+
+/// Reads `AKID:SECRET` from `path`, creating it (mode 0600) on first start.
+fn client_credentials(path: &Path) -> anyhow::Result<(String, String)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Some((ak, sk)) = text.trim().split_once(':') {
+            return Ok((ak.to_owned(), sk.to_owned()));
+        }
+        anyhow::bail!("{} is not of the form ACCESS_KEY_ID:SECRET", path.display());
+    }
+    let ak = format!("S3SEAL{}", embedded::random_token(14).to_ascii_uppercase());
+    let sk = embedded::random_token(40);
+    write_private(path, format!("{ak}:{sk}\n").as_bytes())?;
+    Ok((ak, sk))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+/// The repository's dev certificates when run from a checkout, else a set generated once
+/// into the data folder.
+fn dev_certs(data: &Path) -> anyhow::Result<PathBuf> {
+    let repo = absolute(Path::new("certs"))?;
+    if ["ca.pem", "server.pem", "server-key.pem"]
+        .iter()
+        .all(|f| repo.join(f).is_file())
+    {
+        return Ok(repo);
+    }
+    let dir = data.join("certs");
+    if !dir.join("server.pem").is_file() {
+        s3seal::certs::generate(&dir, false).context("generating development certificates")?;
+    }
+    Ok(dir)
+}

@@ -1,0 +1,362 @@
+//! The request pipeline. [`handle`] is the only place that knows the order of the stages:
+//!
+//! 1. framing checks (no request smuggling forms reach anything else),
+//! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
+//!    streams and holds back its last bytes until every proof holds),
+//! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
+//! 4. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
+//! 5. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
+//! 6. the response, streamed back without hop-by-hop headers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
+use crate::body::{Body, BoxError};
+use crate::error::{ProxyError, S3Code, S3Error};
+use crate::s3::headers;
+use crate::s3::route::{self, BodyKind, RouteError, Routed};
+use crate::s3::xml::{self, XmlError};
+use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
+
+/// Everything a request needs, frozen for the lifetime of the config.
+pub struct State {
+    pub region: String,
+    pub domain: Option<String>,
+    pub clients: ClientKeys,
+    pub upstreams: HashMap<String, UpstreamClient>,
+}
+
+/// The response header that carries the proxy's own request id (also in error bodies).
+pub const X_S3SEAL_REQUEST_ID: http::HeaderName =
+    http::HeaderName::from_static("x-s3seal-request-id");
+
+/// Serves one request. Never fails: every error becomes an S3 XML response.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let request_id = new_request_id();
+    let method = req.method().clone();
+    let resource = req.uri().path().to_owned();
+    let mut resp = match pipeline(&state, req).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
+            err.into_response(&resource, &request_id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(X_S3SEAL_REQUEST_ID, v);
+    }
+    resp
+}
+
+async fn pipeline(state: &State, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    check_framing(req.headers()).map_err(ProxyError::downstream)?;
+    let cx = AuthContext {
+        region: &state.region,
+        now: SystemTime::now(),
+    };
+    let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+    let routed = route_request(state, &verified)?;
+    let upstream = state
+        .upstreams
+        .get(&verified.identity.upstream)
+        .ok_or_else(|| {
+            ProxyError::Internal(format!("no upstream '{}'", verified.identity.upstream))
+        })?;
+
+    let Verified {
+        parts,
+        body,
+        content_length,
+        ..
+    } = verified;
+    let failure = body.failure();
+    let mut out = Outgoing {
+        method: parts.method.clone(),
+        target: &routed.target,
+        query: upstream_query(parts.uri.query()),
+        headers: upstream::forwardable_request_headers(&parts.headers),
+        content_length,
+    };
+    let signed = match routed.body {
+        BodyKind::Data => {
+            if out.content_length.is_none() {
+                return Err(ProxyError::downstream(FramingError::MissingLength));
+            }
+            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            upstream.sign(out, &Payload::Streamed, body, SystemTime::now())
+        }
+        BodyKind::Xml | BodyKind::Json => {
+            let doc = read_document(body).await?;
+            if routed.body == BodyKind::Xml {
+                xml::check_document(&doc).map_err(ProxyError::downstream)?;
+            }
+            out.content_length = Some(doc.len() as u64);
+            let payload = Payload::Known(&doc);
+            upstream.sign(
+                out,
+                &payload,
+                crate::body::full(doc.clone()),
+                SystemTime::now(),
+            )
+        }
+    }
+    .map_err(ProxyError::upstream)?;
+
+    let resp = match upstream.send(signed).await {
+        Ok(resp) => resp,
+        // A body that failed verification aborts the upstream request; the client gets the
+        // verification error, not a gateway error.
+        Err(e) => match failure.get() {
+            Some(auth_err) => return Err(rejected(auth_err)),
+            None => return Err(ProxyError::upstream(e)),
+        },
+    };
+    if let Some(auth_err) = failure.get() {
+        return Err(rejected(auth_err));
+    }
+    let (mut parts, incoming) = resp.into_parts();
+    upstream::forwardable_response_headers(&mut parts.headers);
+    let body = incoming
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync();
+    Ok(Response::from_parts(parts, body))
+}
+
+fn route_request(state: &State, v: &Verified<Incoming>) -> Result<Routed, ProxyError> {
+    let headers = &v.parts.headers;
+    let host = v
+        .parts
+        .uri
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    let copy_source = headers.get(headers::X_AMZ_COPY_SOURCE);
+    let routed = route::route(
+        &v.parts.method,
+        &v.parts.uri,
+        host,
+        state.domain.as_deref(),
+        copy_source.is_some(),
+    )
+    .map_err(ProxyError::downstream)?;
+    authorize(&v.identity, routed.target.bucket())?;
+    if let Some(src) = copy_source {
+        let bucket = copy_source_bucket(src)
+            .ok_or_else(|| ProxyError::downstream(FramingError::BadCopySource))?;
+        authorize(&v.identity, Some(&bucket))?;
+    }
+    Ok(routed)
+}
+
+fn authorize(id: &ClientIdentity, bucket: Option<&str>) -> Result<(), ProxyError> {
+    match bucket {
+        Some(b) if !id.buckets.allows(b) => Err(ProxyError::downstream(
+            RouteError::BucketNotAllowed(b.to_owned()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The bucket of `x-amz-copy-source: [/]bucket/key[?versionId=...]` (URL-encoded).
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
+fn copy_source_bucket(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let (bucket, rest) = s.split_once('/')?;
+    let bucket = percent_encoding::percent_decode_str(bucket)
+        .decode_utf8()
+        .ok()?;
+    (!bucket.is_empty() && !rest.is_empty()).then(|| bucket.into_owned())
+}
+
+/// The client's query without presigned-URL authentication parameters.
+fn upstream_query(q: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .filter(|(k, _)| !k.starts_with("X-Amz-") && !k.starts_with("x-amz-"))
+        .collect()
+}
+
+async fn read_document(body: VerifiedBody<Incoming>) -> Result<Bytes, ProxyError> {
+    let failure = body.failure();
+    match Limited::new(body, xml::MAX_DOCUMENT_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            if let Some(auth_err) = failure.get() {
+                return Err(rejected(auth_err));
+            }
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(ProxyError::downstream(XmlError::TooLarge));
+            }
+            Err(ProxyError::downstream(FramingError::Incomplete(
+                e.to_string(),
+            )))
+        }
+    }
+}
+
+/// A body verification failure, as recorded by [`VerifiedBody`] while the upstream was
+/// reading it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct BodyRejected {
+    code: S3Code,
+    message: String,
+}
+
+impl S3Error for BodyRejected {
+    fn code(&self) -> S3Code {
+        self.code
+    }
+}
+
+fn rejected(e: &auth::AuthError) -> ProxyError {
+    ProxyError::downstream(BodyRejected {
+        code: e.code(),
+        message: e.to_string(),
+    })
+}
+
+/// Request framing the proxy refuses before anything else looks at the request.
+#[derive(Debug, thiserror::Error)]
+pub enum FramingError {
+    #[error("A request may not carry both Content-Length and Transfer-Encoding.")]
+    Ambiguous,
+    #[error("Transfer-Encoding '{0}' is not supported; only 'chunked' is.")]
+    TransferEncoding(String),
+    #[error("You must provide the Content-Length HTTP header.")]
+    MissingLength,
+    #[error("The x-amz-copy-source header is not of the form bucket/key.")]
+    BadCopySource,
+    #[error("The request body could not be read: {0}")]
+    Incomplete(String),
+}
+
+impl S3Error for FramingError {
+    fn code(&self) -> S3Code {
+        match self {
+            FramingError::Ambiguous | FramingError::TransferEncoding(_) => S3Code::InvalidRequest,
+            FramingError::MissingLength => S3Code::MissingContentLength,
+            FramingError::BadCopySource => S3Code::InvalidArgument,
+            FramingError::Incomplete(_) => S3Code::IncompleteBody,
+        }
+    }
+}
+
+/// Refuses the request-smuggling forms of RFC 9112 §6.3: both framings at once, or any
+/// transfer coding other than a single `chunked`.
+fn check_framing(h: &HeaderMap) -> Result<(), FramingError> {
+    let te: Vec<_> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if te.is_empty() {
+        return Ok(());
+    }
+    if h.contains_key(header::CONTENT_LENGTH) {
+        return Err(FramingError::Ambiguous);
+    }
+    match te.as_slice() {
+        [v] if v.as_bytes().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(FramingError::TransferEncoding(
+            te.iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+fn new_request_id() -> String {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    s.truncate(16);
+    s.make_ascii_uppercase();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn smuggling_forms_are_refused() {
+        assert!(check_framing(&hm(&[("content-length", "3")])).is_ok());
+        assert!(check_framing(&hm(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(matches!(
+            check_framing(&hm(&[
+                ("transfer-encoding", "chunked"),
+                ("content-length", "3")
+            ])),
+            Err(FramingError::Ambiguous)
+        ));
+        for te in ["chunked, identity", "xchunked", "gzip"] {
+            assert!(matches!(
+                check_framing(&hm(&[("transfer-encoding", te)])),
+                Err(FramingError::TransferEncoding(_))
+            ));
+        }
+        assert!(check_framing(&hm(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_err());
+    }
+
+    #[test]
+    fn presign_parameters_are_not_forwarded() {
+        let q = upstream_query(Some(
+            "uploadId=a%2Fb&partNumber=2&X-Amz-Signature=abc&X-Amz-Credential=x&uploads&prefix=a+b",
+        ));
+        let want: Vec<(String, String)> = [
+            ("uploadId", "a/b"),
+            ("partNumber", "2"),
+            ("uploads", ""),
+            ("prefix", "a b"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+        assert_eq!(q, want);
+    }
+
+    #[test]
+    fn copy_source_bucket_forms() {
+        let b = |s: &str| copy_source_bucket(&HeaderValue::from_str(s).unwrap());
+        assert_eq!(b("src/key").as_deref(), Some("src"));
+        assert_eq!(b("/src/a%20key?versionId=1").as_deref(), Some("src"));
+        assert_eq!(b("src"), None);
+        assert_eq!(b("/src/"), None);
+    }
+
+    #[test]
+    fn request_ids_are_distinct() {
+        let a = new_request_id();
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, new_request_id());
+    }
+}

@@ -1,0 +1,30 @@
+//! Header names used by S3 and SigV4.
+//!
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTCommonRequestHeaders.html>
+
+use http::HeaderName;
+
+pub const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+pub const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+pub const X_AMZ_DECODED_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("x-amz-decoded-content-length");
+pub const X_AMZ_TRAILER: HeaderName = HeaderName::from_static("x-amz-trailer");
+pub const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+pub const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
+pub const X_AMZ_ID_2: HeaderName = HeaderName::from_static("x-amz-id-2");
+pub const X_AMZ_COPY_SOURCE: HeaderName = HeaderName::from_static("x-amz-copy-source");
+pub const X_AMZ_SDK_CHECKSUM_ALGORITHM: HeaderName =
+    HeaderName::from_static("x-amz-sdk-checksum-algorithm");
+pub const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];

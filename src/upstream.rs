@@ -1,0 +1,301 @@
+//! The upstream leg: a pooled HTTPS client, and SigV4 re-signing with the upstream's own
+//! credentials. `upstream` never sees client credentials.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::body::Body;
+use crate::config::{AddressingStyle, Upstream};
+use crate::error::{S3Code, S3Error};
+use crate::s3::headers;
+use crate::s3::route::{encode_path, Target};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("The upstream could not be reached or did not answer: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    #[error("The request could not be signed for the upstream: {0}")]
+    Signing(String),
+    #[error("The request could not be built for the upstream: {0}")]
+    Build(#[from] http::Error),
+    #[error("The upstream TLS configuration is invalid: {0}")]
+    Tls(String),
+}
+
+impl S3Error for UpstreamError {
+    fn code(&self) -> S3Code {
+        match self {
+            UpstreamError::Unreachable(_) => S3Code::BadGateway,
+            UpstreamError::Signing(_) | UpstreamError::Build(_) | UpstreamError::Tls(_) => {
+                S3Code::InternalError
+            }
+        }
+    }
+}
+
+/// How the body of an outgoing request is described in its signature.
+pub enum Payload<'a> {
+    /// Fully known (empty, or a buffered XML document): signed by its SHA-256.
+    Known(&'a [u8]),
+    /// Streamed and already verified by the proxy: `UNSIGNED-PAYLOAD` (the upstream leg is
+    /// TLS-protected; Content-MD5 and `x-amz-checksum-*` headers are forwarded when present).
+    Streamed,
+}
+
+/// What to send upstream, before signing.
+pub struct Outgoing<'a> {
+    pub method: Method,
+    pub target: &'a Target,
+    /// Query parameters (decoded), in client order, without presigned-URL auth parameters.
+    pub query: Vec<(String, String)>,
+    /// Headers to forward (already filtered of hop-by-hop and client auth headers).
+    pub headers: HeaderMap,
+    pub content_length: Option<u64>,
+}
+
+/// One configured upstream with its connection pool.
+pub struct UpstreamClient {
+    cfg: Upstream,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+}
+
+impl UpstreamClient {
+    pub fn new(cfg: Upstream, tls: rustls::ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
+        UpstreamClient { cfg, client }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Builds and signs the upstream request for `out`, with `body` as its body.
+    pub fn sign(
+        &self,
+        out: Outgoing<'_>,
+        payload: &Payload<'_>,
+        body: Body,
+        now: SystemTime,
+    ) -> Result<Request<Body>, UpstreamError> {
+        let (authority, path) = self.locate(out.target);
+        let scheme = self.cfg.endpoint.scheme_str().unwrap_or("https");
+        let query = encode_query(&out.query);
+        let uri = if query.is_empty() {
+            format!("{scheme}://{authority}{path}")
+        } else {
+            format!("{scheme}://{authority}{path}?{query}")
+        };
+        let mut req = Request::builder().method(out.method).uri(&uri).body(body)?;
+        let h = req.headers_mut();
+        *h = out.headers;
+        h.insert(
+            header::HOST,
+            HeaderValue::from_str(&authority).map_err(http::Error::from)?,
+        );
+        if let Some(len) = out.content_length {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+
+        let identity = Credentials::new(
+            &self.cfg.access_key_id,
+            self.cfg.secret_access_key.expose(),
+            None,
+            None,
+            "s3seal-config",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        // S3 canonical URIs are encoded once, and never normalised (keys may contain `..`).
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.cfg.region)
+            .name("s3")
+            .time(now)
+            .settings(settings)
+            .build()
+            .map_err(|e| UpstreamError::Signing(e.to_string()))?
+            .into();
+        let signable_headers: Vec<(&str, &str)> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+            .collect();
+        let signable_body = match payload {
+            Payload::Known(bytes) => SignableBody::Bytes(bytes),
+            Payload::Streamed => SignableBody::UnsignedPayload,
+        };
+        let signable = SignableRequest::new(
+            req.method().as_str(),
+            uri.as_str(),
+            signable_headers.into_iter(),
+            signable_body,
+        )
+        .map_err(|e| UpstreamError::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| UpstreamError::Signing(e.to_string()))?
+            .into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        Ok(req)
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        self.client
+            .request(req)
+            .await
+            .map_err(UpstreamError::Unreachable)
+    }
+
+    /// The authority and encoded path for a target under this upstream's addressing style.
+    fn locate(&self, target: &Target) -> (String, String) {
+        let authority = self
+            .cfg
+            .endpoint
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
+        match (self.cfg.addressing_style, target) {
+            (_, Target::Service) => (authority, "/".into()),
+            (AddressingStyle::Path, Target::Bucket(b)) => (authority, format!("/{b}")),
+            (AddressingStyle::Path, Target::Object { bucket, key }) => {
+                (authority, format!("/{bucket}/{}", encode_path(key)))
+            }
+            (AddressingStyle::Virtual, Target::Bucket(b)) => {
+                (format!("{b}.{authority}"), "/".into())
+            }
+            (AddressingStyle::Virtual, Target::Object { bucket, key }) => (
+                format!("{bucket}.{authority}"),
+                format!("/{}", encode_path(key)),
+            ),
+        }
+    }
+}
+
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded, as SigV4 wants.
+const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn encode_query(pairs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in pairs {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.extend(utf8_percent_encode(k, QUERY_ENCODE));
+        if !v.is_empty() {
+            out.push('=');
+            out.extend(utf8_percent_encode(v, QUERY_ENCODE));
+        }
+    }
+    out
+}
+
+/// Headers of a client request that are never forwarded: hop-by-hop (RFC 9110 §7.6.1),
+/// the client's own authentication, and framing that the proxy re-creates.
+pub fn forwardable_request_headers(src: &HeaderMap) -> HeaderMap {
+    let connection_named = connection_tokens(src);
+    let mut out = HeaderMap::with_capacity(src.len());
+    for (name, value) in src {
+        let n = name.as_str();
+        let drop = headers::HOP_BY_HOP.contains(&n)
+            || connection_named.iter().any(|c| c == n)
+            || *name == header::HOST
+            || *name == header::AUTHORIZATION
+            || *name == header::CONTENT_LENGTH
+            || *name == header::TRANSFER_ENCODING
+            || *name == header::EXPECT
+            || *name == headers::X_AMZ_DATE
+            || *name == headers::X_AMZ_CONTENT_SHA256
+            || *name == headers::X_AMZ_SECURITY_TOKEN
+            || *name == headers::X_AMZ_DECODED_CONTENT_LENGTH
+            || *name == headers::X_AMZ_TRAILER
+            || *name == headers::X_AMZ_SDK_CHECKSUM_ALGORITHM;
+        if drop {
+            continue;
+        }
+        if *name == header::CONTENT_ENCODING {
+            // `aws-chunked` describes the client's framing, which the proxy has decoded.
+            if let Some(v) = strip_aws_chunked(value) {
+                out.append(name.clone(), v);
+            }
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Response headers from upstream, without hop-by-hop ones.
+pub fn forwardable_response_headers(src: &mut HeaderMap) {
+    let named = connection_tokens(src);
+    for n in headers::HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+            src.remove(name);
+        }
+    }
+}
+
+fn connection_tokens(h: &HeaderMap) -> Vec<String> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn strip_aws_chunked(v: &HeaderValue) -> Option<HeaderValue> {
+    let s = v.to_str().ok()?;
+    let kept: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        HeaderValue::from_str(&kept.join(", ")).ok()
+    }
+}
+
+/// Shared handle to all upstreams, by name.
+pub type Upstreams = Arc<std::collections::HashMap<String, UpstreamClient>>;
+
+#[cfg(test)]
+mod tests;

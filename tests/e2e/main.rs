@@ -1,0 +1,14 @@
+//! End-to-end tests: the real proxy on 127.0.0.1 ephemeral ports, in front of real S3 servers
+//! (s3s-fs in-process, moto and Ceph RGW as processes), driven by real clients.
+
+// Scenarios read top to bottom like the scripts they replace.
+#![allow(clippy::too_many_lines)]
+
+mod support;
+
+mod backends_smoke;
+
+mod clients;
+mod demo;
+mod negative;
+mod sdk;

@@ -1,0 +1,203 @@
+//! The test harness: a proxy in front of a backend, and clients pointed at either.
+
+#![allow(dead_code)] // Each test module uses a different part of the harness.
+
+pub mod backends;
+pub mod raw;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{Credentials, Region};
+use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+use s3seal::config::{AddressingStyle, Config, Server, Upstream};
+use s3seal::server::Running;
+
+pub const REGION: &str = "us-east-1";
+pub const CLIENT_AK: &str = "S3SEALTESTCLIENT";
+pub const CLIENT_SK: &str = "test-client-secret-0123456789abcdefghij";
+/// A second client key that may only use buckets named `limited-*`.
+pub const LIMITED_AK: &str = "S3SEALLIMITED";
+pub const LIMITED_SK: &str = "limited-secret-0123456789abcdefghijklmn";
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn ca_pem() -> PathBuf {
+    repo_path("certs/ca.pem")
+}
+
+/// Where the proxy sends requests.
+#[derive(Clone)]
+pub struct UpstreamInfo {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+/// A running proxy in front of one upstream.
+pub struct Harness {
+    pub proxy: Running,
+    pub upstream: UpstreamInfo,
+    /// Keeps the embedded store's folder alive as long as the proxy.
+    store_dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    /// The proxy in front of an in-process s3s-fs store (the embedded default's store).
+    pub async fn s3s() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
+        let upstream = UpstreamInfo {
+            endpoint: format!("http://{}", store.addr),
+            access_key: store.access_key_id,
+            secret_key: store.secret_access_key,
+            region: REGION.into(),
+        };
+        let mut h = Harness::start(upstream, None).await;
+        h.store_dir = Some(dir);
+        h
+    }
+
+    pub async fn with_backend(b: &backends::Backend) -> Harness {
+        let upstream = UpstreamInfo {
+            endpoint: b.endpoint.clone(),
+            access_key: b.access_key.clone(),
+            secret_key: b.secret_key.clone(),
+            region: b.region.clone(),
+        };
+        Harness::start(upstream, None).await
+    }
+
+    pub async fn start(upstream: UpstreamInfo, plaintext: Option<()>) -> Harness {
+        s3seal::tls::install_crypto_provider();
+        let up = Upstream {
+            name: "test".into(),
+            endpoint: upstream.endpoint.parse().unwrap(),
+            region: upstream.region.clone(),
+            access_key_id: upstream.access_key.clone(),
+            secret_access_key: SecretKey::new(upstream.secret_key.clone()),
+            addressing_style: AddressingStyle::Path,
+            ca_bundle: None,
+        };
+        let clients = ClientKeys::new([
+            ClientIdentity {
+                access_key_id: CLIENT_AK.into(),
+                secret: SecretKey::new(CLIENT_SK),
+                upstream: "test".into(),
+                buckets: BucketPatterns::any(),
+            },
+            ClientIdentity {
+                access_key_id: LIMITED_AK.into(),
+                secret: SecretKey::new(LIMITED_SK),
+                upstream: "test".into(),
+                buckets: BucketPatterns::new(&["limited-*".into()]).unwrap(),
+            },
+        ]);
+        let config = Config {
+            server: Server {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                tls_cert: repo_path("certs/server.pem"),
+                tls_key: repo_path("certs/server-key.pem"),
+                plaintext_listen: plaintext.map(|()| "127.0.0.1:0".parse().unwrap()),
+                region: REGION.into(),
+                domain: Some("s3.localhost".into()),
+                handshake_timeout: Duration::from_secs(5),
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 256,
+                max_header_bytes: 64 * 1024,
+            },
+            upstreams: HashMap::from([("test".to_owned(), up)]),
+            clients,
+        };
+        let proxy = s3seal::server::start(config).await.unwrap();
+        Harness {
+            proxy,
+            upstream,
+            store_dir: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.proxy.addr.port())
+    }
+
+    /// The Rust SDK, through the proxy, with the test client's key.
+    pub fn sdk(&self) -> aws_sdk_s3::Client {
+        sdk_client(&self.endpoint(), CLIENT_AK, CLIENT_SK, REGION)
+    }
+
+    /// The Rust SDK through the proxy with any key.
+    pub fn sdk_as(&self, ak: &str, sk: &str) -> aws_sdk_s3::Client {
+        sdk_client(&self.endpoint(), ak, sk, REGION)
+    }
+
+    /// The Rust SDK straight to the backend, to see what the proxy really stored.
+    pub fn direct(&self) -> aws_sdk_s3::Client {
+        sdk_client(
+            &self.upstream.endpoint,
+            &self.upstream.access_key,
+            &self.upstream.secret_key,
+            &self.upstream.region,
+        )
+    }
+}
+
+pub fn sdk_client(endpoint: &str, ak: &str, sk: &str, region: &str) -> aws_sdk_s3::Client {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(ca_pem()).unwrap();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+                .build()
+                .unwrap(),
+        )
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A unique bucket name for one test.
+pub fn bucket(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{n}", t & 0xffff_ffff)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so large payloads need no RNG crate.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
