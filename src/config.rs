@@ -102,6 +102,14 @@ pub struct RawUpstream {
     /// SSE-C keys) would cross the network in clear.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// Re-send the client's trailing checksum to the upstream as an aws-chunked trailer.
+    /// Turn off for backends that refuse aws-chunked trailers (Ceph before Reef).
+    #[serde(default = "yes")]
+    pub forward_checksum_trailers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +186,7 @@ pub struct Upstream {
     pub secret_access_key: SecretKey,
     pub addressing_style: AddressingStyle,
     pub ca_bundle: Option<PathBuf>,
+    pub forward_checksum_trailers: bool,
 }
 
 /// Reads environment variables for `{ env = ... }` secrets. A trait so tests pass a map
@@ -322,6 +331,7 @@ fn validate_upstreams(
             region: u.region,
             addressing_style: u.addressing_style,
             ca_bundle: u.ca_bundle.map(|p| base.join(p)),
+            forward_checksum_trailers: u.forward_checksum_trailers,
         };
         if upstreams.insert(u.name.clone(), upstream).is_some() {
             return Err(invalid(

@@ -17,6 +17,7 @@ use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
 use crate::error::{ProxyError, S3Code, S3Error};
@@ -89,8 +90,9 @@ async fn pipeline(state: &State, req: Request<Incoming>) -> Result<Response<Body
             if out.content_length.is_none() {
                 return Err(ProxyError::downstream(FramingError::MissingLength));
             }
+            let trailer = trailer_checksum(&parts.headers);
             let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            upstream.sign(out, &Payload::Streamed, body, SystemTime::now())
+            upstream.sign_stream(out, body, trailer, SystemTime::now())
         }
         BodyKind::Xml | BodyKind::Json => {
             let doc = read_document(body).await?;
@@ -174,6 +176,12 @@ fn copy_source_bucket(v: &HeaderValue) -> Option<String> {
         .decode_utf8()
         .ok()?;
     (!bucket.is_empty() && !rest.is_empty()).then(|| bucket.into_owned())
+}
+
+/// The checksum algorithm the client announced in `x-amz-trailer`, if any.
+fn trailer_checksum(h: &HeaderMap) -> Option<ChecksumAlgorithm> {
+    let name = h.get(headers::X_AMZ_TRAILER)?.to_str().ok()?;
+    ChecksumAlgorithm::from_header_name(name.trim())
 }
 
 /// The client's query without presigned-URL authentication parameters.

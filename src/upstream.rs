@@ -18,11 +18,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use http_body_util::BodyExt;
+
+use crate::auth::checksum::ChecksumAlgorithm;
 use crate::body::Body;
 use crate::config::{AddressingStyle, Upstream};
 use crate::error::{S3Code, S3Error};
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
+
+pub mod chunked;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +61,8 @@ pub enum Payload<'a> {
     /// Streamed and already verified by the proxy: `UNSIGNED-PAYLOAD` (the upstream leg is
     /// TLS-protected; Content-MD5 and `x-amz-checksum-*` headers are forwarded when present).
     Streamed,
+    /// Streamed as `STREAMING-UNSIGNED-PAYLOAD-TRAILER`, ending with the client's checksum.
+    StreamedWithTrailer,
 }
 
 /// What to send upstream, before signing.
@@ -153,6 +160,7 @@ impl UpstreamClient {
         let signable_body = match payload {
             Payload::Known(bytes) => SignableBody::Bytes(bytes),
             Payload::Streamed => SignableBody::UnsignedPayload,
+            Payload::StreamedWithTrailer => SignableBody::StreamingUnsignedPayloadTrailer,
         };
         let signable = SignableRequest::new(
             req.method().as_str(),
@@ -166,6 +174,44 @@ impl UpstreamClient {
             .into_parts();
         instructions.apply_to_request_http1x(&mut req);
         Ok(req)
+    }
+
+    /// Signs a streamed, verified body. When the client protected it with a trailing checksum
+    /// and this upstream accepts aws-chunked trailers, the body is re-encoded so the checksum
+    /// travels on and the upstream verifies it too; otherwise the decoded body goes as is.
+    pub fn sign_stream(
+        &self,
+        mut out: Outgoing<'_>,
+        body: Body,
+        trailer: Option<ChecksumAlgorithm>,
+        now: SystemTime,
+    ) -> Result<Request<Body>, UpstreamError> {
+        let (Some(algorithm), Some(decoded), true) =
+            (trailer, out.content_length, self.cfg.forward_checksum_trailers)
+        else {
+            return self.sign(out, &Payload::Streamed, body, now);
+        };
+        let h = &mut out.headers;
+        let encoding = match h.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+            Some(other) => format!("aws-chunked, {other}"),
+            None => "aws-chunked".to_owned(),
+        };
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_str(&encoding).map_err(http::Error::from)?,
+        );
+        h.insert(headers::X_AMZ_DECODED_CONTENT_LENGTH, HeaderValue::from(decoded));
+        h.insert(
+            headers::X_AMZ_TRAILER,
+            HeaderValue::from_static(algorithm.header_name()),
+        );
+        h.insert(
+            headers::X_AMZ_SDK_CHECKSUM_ALGORITHM,
+            HeaderValue::from_static(algorithm.display_name()),
+        );
+        out.content_length = Some(chunked::encoded_len(decoded, algorithm));
+        let body = chunked::AwsChunked::new(body, algorithm, decoded).boxed_unsync();
+        self.sign(out, &Payload::StreamedWithTrailer, body, now)
     }
 
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {

@@ -28,6 +28,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         secret_access_key: SecretKey::new(store.secret_access_key),
         addressing_style: AddressingStyle::Path,
         ca_bundle: None,
+        forward_checksum_trailers: true,
     };
     let client = ClientIdentity {
         access_key_id: access_key_id.clone(),

@@ -11,6 +11,7 @@ fn upstream(style: AddressingStyle) -> UpstreamClient {
         secret_access_key: SecretKey::new("up-secret"),
         addressing_style: style,
         ca_bundle: None,
+        forward_checksum_trailers: true,
     };
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(rustls::RootCertStore::empty())

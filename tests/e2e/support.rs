@@ -36,6 +36,8 @@ pub struct UpstreamInfo {
     pub access_key: String,
     pub secret_key: String,
     pub region: String,
+    /// Whether the backend accepts aws-chunked trailers (Ceph RGW Pacific does not).
+    pub checksum_trailers: bool,
 }
 
 /// A running proxy in front of one upstream.
@@ -56,6 +58,7 @@ impl Harness {
             access_key: store.access_key_id,
             secret_key: store.secret_access_key,
             region: REGION.into(),
+            checksum_trailers: true,
         };
         let mut h = Harness::start(upstream, None).await;
         h.store_dir = Some(dir);
@@ -68,6 +71,7 @@ impl Harness {
             access_key: b.access_key.clone(),
             secret_key: b.secret_key.clone(),
             region: b.region.clone(),
+            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
         };
         Harness::start(upstream, None).await
     }
@@ -82,6 +86,7 @@ impl Harness {
             secret_access_key: SecretKey::new(upstream.secret_key.clone()),
             addressing_style: AddressingStyle::Path,
             ca_bundle: None,
+            forward_checksum_trailers: upstream.checksum_trailers,
         };
         let clients = ClientKeys::new([
             ClientIdentity {
