@@ -186,13 +186,18 @@ impl UpstreamClient {
         trailer: Option<ChecksumAlgorithm>,
         now: SystemTime,
     ) -> Result<Request<Body>, UpstreamError> {
-        let (Some(algorithm), Some(decoded), true) =
-            (trailer, out.content_length, self.cfg.forward_checksum_trailers)
-        else {
+        let (Some(algorithm), Some(decoded), true) = (
+            trailer,
+            out.content_length,
+            self.cfg.forward_checksum_trailers,
+        ) else {
             return self.sign(out, &Payload::Streamed, body, now);
         };
         let h = &mut out.headers;
-        let encoding = match h.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+        let encoding = match h
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(other) => format!("aws-chunked, {other}"),
             None => "aws-chunked".to_owned(),
         };
@@ -200,7 +205,10 @@ impl UpstreamClient {
             header::CONTENT_ENCODING,
             HeaderValue::from_str(&encoding).map_err(http::Error::from)?,
         );
-        h.insert(headers::X_AMZ_DECODED_CONTENT_LENGTH, HeaderValue::from(decoded));
+        h.insert(
+            headers::X_AMZ_DECODED_CONTENT_LENGTH,
+            HeaderValue::from(decoded),
+        );
         h.insert(
             headers::X_AMZ_TRAILER,
             HeaderValue::from_static(algorithm.header_name()),

@@ -363,6 +363,7 @@ mod multipart {
 /// the upstream, which stores it: the backend reports the same checksum directly.
 async fn checksum_reaches_backend(h: &Harness) {
     use aws_sdk_s3::types::ChecksumMode;
+    use base64::Engine as _;
     let s3 = h.sdk();
     let b = support::bucket("crc");
     s3.create_bucket().bucket(&b).send().await.unwrap();
@@ -375,10 +376,19 @@ async fn checksum_reaches_backend(h: &Harness) {
         .send()
         .await
         .unwrap();
-    let sent = put.checksum_crc32().expect("the SDK sends CRC32 by default").to_owned();
-    let crc = u32::try_from(crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &data)).unwrap();
-    use base64::Engine as _;
-    assert_eq!(sent, base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()));
+    let sent = put
+        .checksum_crc32()
+        .expect("the SDK sends CRC32 by default")
+        .to_owned();
+    let crc = u32::try_from(crc_fast::checksum(
+        crc_fast::CrcAlgorithm::Crc32IsoHdlc,
+        &data,
+    ))
+    .unwrap();
+    assert_eq!(
+        sent,
+        base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+    );
     let head = h
         .direct()
         .head_object()

@@ -13,7 +13,10 @@ impl Body for Frames {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Poll::Ready(self.0.pop_front().map(Ok))
     }
 }
@@ -33,8 +36,15 @@ fn source(data: &[u8], split: usize, trailer: Option<(ChecksumAlgorithm, String)
 
 async fn encode(data: &[u8], split: usize, alg: ChecksumAlgorithm) -> Vec<u8> {
     let value = ChecksumAlgorithm::encode(&checksum(alg, data));
-    let body = AwsChunked::new(source(data, split, Some((alg, value))), alg, data.len() as u64);
-    assert_eq!(body.size_hint().exact(), Some(encoded_len(data.len() as u64, alg)));
+    let body = AwsChunked::new(
+        source(data, split, Some((alg, value))),
+        alg,
+        data.len() as u64,
+    );
+    assert_eq!(
+        body.size_hint().exact(),
+        Some(encoded_len(data.len() as u64, alg))
+    );
     body.collect().await.unwrap().to_bytes().to_vec()
 }
 
@@ -50,9 +60,13 @@ async fn encoding_has_the_announced_length_and_decodes_back() {
     for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
         for split in [1000, CHUNK, 100_000] {
             for alg in algs {
-                let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
                 let enc = encode(&data, split, alg).await;
-                assert_eq!(enc.len() as u64, encoded_len(len as u64, alg), "len {len} split {split} {alg:?}");
+                assert_eq!(
+                    enc.len() as u64,
+                    encoded_len(len as u64, alg),
+                    "len {len} split {split} {alg:?}"
+                );
                 // Decode with the proxy's own (independently tested) aws-chunked parser.
                 let mut dec = Decoder::new(Framing::Unsigned, u64::MAX);
                 let mut out = Vec::new();
@@ -73,7 +87,10 @@ async fn encoding_has_the_announced_length_and_decodes_back() {
                 assert_eq!(out, data);
                 assert_eq!(
                     trailers,
-                    [(alg.header_name().to_owned(), ChecksumAlgorithm::encode(&checksum(alg, &data)))]
+                    [(
+                        alg.header_name().to_owned(),
+                        ChecksumAlgorithm::encode(&checksum(alg, &data))
+                    )]
                 );
             }
         }
