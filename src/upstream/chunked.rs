@@ -92,7 +92,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             let this = self.as_mut().project();
             match this.state {
@@ -101,7 +104,9 @@ where
                     let algorithm = *this.algorithm;
                     let Some(value) = value.take() else {
                         *this.state = State::Done;
-                        return Poll::Ready(Some(Err(Box::new(MissingTrailer(algorithm.header_name())))));
+                        return Poll::Ready(Some(Err(Box::new(MissingTrailer(
+                            algorithm.header_name(),
+                        )))));
                     };
                     let mut out = BytesMut::new();
                     if !this.buf.is_empty() {
