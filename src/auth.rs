@@ -143,6 +143,8 @@ fn authenticate(
     }
     let claim = match (header, presigned::is_present(&pairs)) {
         (Some(_), true) => return Err(AuthError::ConflictingAuthentication),
+        // Signature Version 2 query authentication (botocore's default for presigned URLs).
+        (None, false) if is_sigv2_query(&pairs) => return Err(AuthError::UnsupportedAlgorithm),
         (None, false) => return Err(AuthError::MissingAuthentication),
         (Some(value), false) => header_claim(value, &parts.headers, cx.now)?,
         (None, true) => query_claim(&pairs, cx.now)?,
@@ -171,18 +173,28 @@ fn authenticate(
     let authority = parts.uri.authority().map(http::uri::Authority::as_str);
     let canonical_headers = sigv4::canonical_headers(&parts.headers, authority, &signed)
         .map_err(|missing| AuthError::SignedHeaderAbsent(missing.0))?;
-    let canonical_request = sigv4::canonical_request(
-        parts.method.as_str(),
-        &canonical_uri,
-        &canonical_query,
-        &canonical_headers,
-        &claim.signed_headers,
-        payload_hash,
-    );
     let scope = sigv4::scope(&claim.credential.date, cx.region);
-    let string_to_sign = sigv4::string_to_sign(&claim.amz_date, &scope, &canonical_request);
     let key = SigningKey::derive(identity.secret.expose(), &claim.credential.date, cx.region);
-    let computed = key.sign(string_to_sign.as_bytes());
+    let sign_with_uri = |uri: &str| {
+        let canonical_request = sigv4::canonical_request(
+            parts.method.as_str(),
+            uri,
+            &canonical_query,
+            &canonical_headers,
+            &claim.signed_headers,
+            payload_hash,
+        );
+        let string_to_sign = sigv4::string_to_sign(&claim.amz_date, &scope, &canonical_request);
+        key.sign(string_to_sign.as_bytes())
+    };
+    let mut computed = sign_with_uri(&canonical_uri);
+    // S3 canonicalises the path by encoding each byte once, which is what the SDKs sign. A
+    // client that encodes more than needed (`%2F` for a slash inside a key, as browsers'
+    // `encodeURIComponent` does) signs the path exactly as sent; accept that form too.
+    let raw_path = parts.uri.path();
+    if !bool::from(computed.ct_eq(&claim.signature)) && raw_path != canonical_uri {
+        computed = sign_with_uri(raw_path);
+    }
     if !bool::from(computed.ct_eq(&claim.signature)) {
         return Err(AuthError::SignatureDoesNotMatch);
     }
@@ -200,6 +212,12 @@ fn authenticate(
         payload,
         signing,
     })
+}
+
+fn is_sigv2_query(pairs: &sigv4::QueryPairs) -> bool {
+    pairs
+        .iter()
+        .any(|(name, _)| name == b"AWSAccessKeyId" || name == b"Signature")
 }
 
 fn header_claim(

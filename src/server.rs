@@ -15,6 +15,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::accept::{self, AcceptError};
+use idle::{IdleTimeout, InFlight};
+
+mod idle;
 use crate::config::{self, Config};
 use crate::proxy::{self, State};
 use crate::tls;
@@ -141,9 +144,7 @@ async fn serve_tls(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(settings.idle_timeout / 2))
-        .keep_alive_timeout(settings.idle_timeout / 2);
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
 
     loop {
@@ -183,9 +184,16 @@ async fn serve_tls(
                     return;
                 }
             };
+            let in_flight = InFlight::default();
+            let stream = IdleTimeout::new(stream, settings.idle_timeout, in_flight.clone());
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, req).await) }
+                let busy = in_flight.enter();
+                async move {
+                    let resp = proxy::handle(state, req).await;
+                    drop(busy);
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {

@@ -17,7 +17,7 @@ pub enum AuthError {
     MissingAuthentication,
     #[error("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified.")]
     ConflictingAuthentication,
-    #[error("The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.")]
+    #[error("The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256 (Signature Version 4).")]
     UnsupportedAlgorithm,
     #[error("{0} (SigV4a) is not implemented by this proxy; sign with AWS4-HMAC-SHA256.")]
     AlgorithmNotImplemented(&'static str),

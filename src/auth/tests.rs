@@ -1294,3 +1294,60 @@ fn every_error_has_a_code() {
         assert_eq!(BodyError::Verification(e).code(), code);
     }
 }
+
+// === Clients that encode paths differently ===
+
+#[test]
+fn a_path_signed_exactly_as_sent_is_accepted() {
+    // `encodeURIComponent`-style clients send and sign `%2F` inside a key; the SDKs send `/`.
+    // Both name the same key, and both signatures must verify.
+    let req = Request::get("/dir%2Fkey%21")
+        .header("host", "examplebucket.s3.amazonaws.com")
+        .header("x-amz-date", AMZ_DATE)
+        .header("x-amz-content-sha256", EMPTY_SHA256)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let names = ["host", "x-amz-content-sha256", "x-amz-date"];
+    let canonical = sigv4::canonical_request(
+        "GET",
+        "/dir%2Fkey%21",
+        "",
+        &sigv4::canonical_headers(req.headers(), None, &names).unwrap(),
+        &names.join(";"),
+        EMPTY_SHA256,
+    );
+    let sts = sigv4::string_to_sign(AMZ_DATE, SCOPE, &canonical);
+    let sig = sigv4::SigningKey::derive(SECRET, "20130524", "us-east-1").sign(sts.as_bytes());
+    let mut req = req;
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        format!(
+            "AWS4-HMAC-SHA256 Credential={AK}/{SCOPE}, SignedHeaders={}, Signature={}",
+            names.join(";"),
+            hex::encode(sig)
+        )
+        .parse()
+        .unwrap(),
+    );
+    assert!(run(req).is_ok());
+
+    // The S3 canonical form (each byte encoded once) of the same path verifies as well.
+    let req = Request::get("/dir%2Fkey%21")
+        .header("host", "examplebucket.s3.amazonaws.com")
+        .header("x-amz-date", AMZ_DATE)
+        .header("x-amz-content-sha256", EMPTY_SHA256)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert!(run(sign(req, None).0).is_ok());
+}
+
+#[test]
+fn signature_version_2_is_refused_with_a_pointer_to_sigv4() {
+    let req = Request::get("/k?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=abc%3D&Expires=1")
+        .header("host", "examplebucket.s3.amazonaws.com")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let err = run(req).expect_err("SigV2 must be refused");
+    assert_eq!(err.code(), S3Code::InvalidRequest);
+    assert!(err.to_string().contains("AWS4-HMAC-SHA256"), "{err}");
+}

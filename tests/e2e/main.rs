@@ -12,3 +12,5 @@ mod clients;
 mod demo;
 mod negative;
 mod sdk;
+mod server;
+mod streaming;

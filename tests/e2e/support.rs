@@ -51,6 +51,11 @@ pub struct Harness {
 impl Harness {
     /// The proxy in front of an in-process s3s-fs store (the embedded default's store).
     pub async fn s3s() -> Harness {
+        Harness::s3s_with(|_| {}).await
+    }
+
+    /// [`Harness::s3s`] with adjusted server settings.
+    pub async fn s3s_with(tweak: impl FnOnce(&mut Server)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
         let upstream = UpstreamInfo {
@@ -60,7 +65,7 @@ impl Harness {
             region: REGION.into(),
             checksum_trailers: true,
         };
-        let mut h = Harness::start(upstream, None).await;
+        let mut h = Harness::start_with(upstream, tweak).await;
         h.store_dir = Some(dir);
         h
     }
@@ -73,10 +78,11 @@ impl Harness {
             region: b.region.clone(),
             checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
         };
-        Harness::start(upstream, None).await
+        Harness::start_with(upstream, |_| {}).await
     }
 
-    pub async fn start(upstream: UpstreamInfo, plaintext: Option<()>) -> Harness {
+    /// The proxy with server settings adjusted by `tweak` (timeouts, limits, listeners).
+    pub async fn start_with(upstream: UpstreamInfo, tweak: impl FnOnce(&mut Server)) -> Harness {
         s3seal::tls::install_crypto_provider();
         let up = Upstream {
             name: "test".into(),
@@ -107,7 +113,7 @@ impl Harness {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 tls_cert: repo_path("certs/server.pem"),
                 tls_key: repo_path("certs/server-key.pem"),
-                plaintext_listen: plaintext.map(|()| "127.0.0.1:0".parse().unwrap()),
+                plaintext_listen: None,
                 region: REGION.into(),
                 domain: Some("s3.localhost".into()),
                 handshake_timeout: Duration::from_secs(5),
@@ -119,6 +125,8 @@ impl Harness {
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
         };
+        let mut config = config;
+        tweak(&mut config.server);
         let proxy = s3seal::server::start(config).await.unwrap();
         Harness {
             proxy,

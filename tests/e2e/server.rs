@@ -1,0 +1,226 @@
+//! The front door: plain HTTP refused with an S3 error, request smuggling forms refused,
+//! virtual-hosted-style addressing, upstream errors passed through, timeouts and limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::raw::{self, error_code};
+use crate::support::{self, Harness};
+
+/// Reads until EOF (bounded), returning what the server sent.
+async fn read_all<S: AsyncReadExt + Unpin>(s: &mut S) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn tls(h: &Harness) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(support::ca_pem()).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_gets_an_s3_error_and_a_close() {
+    let h = Harness::s3s_with(|s| s.plaintext_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    for addr in [h.proxy.addr, h.proxy.plaintext_addr.unwrap()] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /bucket/key HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+            addr.port()
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let resp = read_all(&mut tcp).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+        assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+        assert!(resp.contains("<Code>TlsRequired</Code>"), "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("connection: close"),
+            "{resp}"
+        );
+        assert!(
+            resp.contains(&format!("https://localhost:{}", h.proxy.addr.port())),
+            "{resp}"
+        );
+    }
+    // A real client pointed at http:// sees the error too.
+    let mut cmd = std::process::Command::new("aws");
+    crate::support::backends::client_env(&mut cmd, None);
+    cmd.args(["s3", "ls", "--endpoint-url"])
+        .arg(format!("http://127.0.0.1:{}", h.proxy.addr.port()))
+        .env("AWS_ACCESS_KEY_ID", support::CLIENT_AK)
+        .env("AWS_SECRET_ACCESS_KEY", support::CLIENT_SK)
+        .env("AWS_DEFAULT_REGION", support::REGION)
+        .env("AWS_MAX_ATTEMPTS", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TlsRequired"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_smuggling_forms_are_refused() {
+    let h = Harness::s3s().await;
+    // Framings that are refused outright: a transfer coding other than a final `chunked`
+    // (hyper's parser), `chunked` after another coding (the proxy), conflicting lengths.
+    for framing in [
+        "Transfer-Encoding: chunked, identity\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+    ] {
+        let mut s = tls(&h).await;
+        let req = format!("PUT /b/k HTTP/1.1\r\nHost: localhost\r\n{framing}\r\n0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_all(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{framing:?}: {resp}");
+    }
+    // Both framings at once: Transfer-Encoding wins, as RFC 9112 §6.3 requires, and the
+    // connection is closed after the answer, so bytes that a Content-Length reader would take
+    // for a second request are never served as one.
+    let mut s = tls(&h).await;
+    let smuggled = "GET /b/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let req = format!(
+        "PUT /b/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}",
+        5 + smuggled.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let resp = read_all(&mut s).await;
+    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "{resp}");
+    assert!(!resp.contains("/b/smuggled"), "{resp}");
+}
+
+type GetErr = aws_sdk_s3::error::SdkError<
+    aws_sdk_s3::operation::get_object::GetObjectError,
+    aws_sdk_s3::config::http::HttpResponse,
+>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_hosted_style_and_upstream_errors() {
+    let h = Harness::s3s().await;
+    let b = support::bucket("vhost");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    h.sdk()
+        .put_object()
+        .bucket(&b)
+        .key("dir/k")
+        .body(ByteStream::from_static(b"vhost"))
+        .send()
+        .await
+        .unwrap();
+
+    // Virtual-hosted style: the bucket is in the Host header (`<bucket>.s3.localhost`).
+    let uri = format!("{}/dir/k", h.endpoint());
+    let host = format!("{b}.s3.localhost:{}", h.proxy.addr.port());
+    let s = raw::sign_request(
+        "GET",
+        &format!("https://{host}/dir/k"),
+        &[("host", &host)],
+        aws_sigv4::http_request::SignableBody::Bytes(b""),
+        support::CLIENT_AK,
+        support::CLIENT_SK,
+        std::time::SystemTime::now(),
+    );
+    let (status, _, body) = raw::send("GET", &uri, &s.headers, Vec::new()).await;
+    assert_eq!((status, body.as_str()), (200, "vhost"));
+
+    // The upstream's own errors reach the client unchanged: same status, same code.
+    let direct = h
+        .direct()
+        .get_object()
+        .bucket(&b)
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    let proxied = h
+        .sdk()
+        .get_object()
+        .bucket(&b)
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    let code = |e: &GetErr| {
+        (
+            e.raw_response().map(|r| r.status().as_u16()),
+            aws_sdk_s3::error::ProvideErrorMetadata::code(e).map(str::to_owned),
+        )
+    };
+    assert_eq!(code(&direct), (Some(404), Some("NoSuchKey".into())));
+    assert_eq!(code(&proxied), code(&direct));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_time_out_and_connections_are_limited() {
+    let h = Harness::s3s_with(|s| {
+        s.header_read_timeout = Duration::from_secs(1);
+        s.idle_timeout = Duration::from_secs(1);
+        s.max_connections = 2;
+    })
+    .await;
+
+    // A client that never finishes its request head is cut off.
+    let mut slow = tls(&h).await;
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let resp = read_all(&mut slow).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slow head not cut off: {resp}"
+    );
+
+    // An idle connection (no request at all after the handshake) is closed as well.
+    let mut idle = tls(&h).await;
+    let started = Instant::now();
+    let resp = read_all(&mut idle).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "idle connection kept open: {resp}"
+    );
+
+    // With two connections held open, a third is closed at once.
+    let _a = tls(&h).await;
+    let _b = tls(&h).await;
+    let mut third = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the extra connection was not closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigv2_is_refused_clearly() {
+    let h = Harness::s3s().await;
+    let uri = format!(
+        "{}/b/k?AWSAccessKeyId={}&Signature=abc%3D&Expires=9999999999",
+        h.endpoint(),
+        support::CLIENT_AK
+    );
+    let (status, _, body) = raw::send("GET", &uri, &[], Vec::new()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "InvalidRequest", "{body}");
+    assert!(body.contains("AWS4-HMAC-SHA256"), "{body}");
+}
