@@ -224,3 +224,128 @@ async fn sigv2_is_refused_clearly() {
     assert_eq!(error_code(&body), "InvalidRequest", "{body}");
     assert!(body.contains("AWS4-HMAC-SHA256"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_and_oversized_heads() {
+    let h = Harness::s3s().await;
+    let b = support::bucket("expect");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+
+    // `Expect: 100-continue`: the proxy answers 100 before the client sends its body.
+    let body = b"sent after 100 Continue".to_vec();
+    let uri = format!("{}/{b}/k", h.endpoint());
+    let len = body.len().to_string();
+    let s = raw::sign_request(
+        "PUT",
+        &uri,
+        &[
+            ("content-length", &len),
+            ("expect", "100-continue"),
+            ("host", &format!("127.0.0.1:{}", h.proxy.addr.port())),
+        ],
+        aws_sigv4::http_request::SignableBody::Bytes(&body),
+        support::CLIENT_AK,
+        support::CLIENT_SK,
+        std::time::SystemTime::now(),
+    );
+    let mut conn = tls(&h).await;
+    let mut head = format!("PUT /{b}/k HTTP/1.1\r\n");
+    for (k, v) in &s.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut interim))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    conn.write_all(&body).await.unwrap();
+    let mut status = [0u8; 12];
+    conn.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let got = h
+        .direct()
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        body.as_slice()
+    );
+
+    // A request head larger than `max_header_bytes` is refused, not buffered.
+    let mut conn = tls(&h).await;
+    let big = "x".repeat(100 * 1024);
+    let req = format!("GET /{b}/k HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n");
+    let _ = conn.write_all(req.as_bytes()).await;
+    let resp = read_all(&mut conn).await;
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 431"),
+        "oversized head answered: {}",
+        &resp[..resp.len().min(200)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served() {
+    use http_body_util::{BodyExt, Full};
+    let h = Harness::s3s().await;
+    let b = support::bucket("h2");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    h.sdk()
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"over h2"))
+        .send()
+        .await
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(support::ca_pem()).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, Full<bytes::Bytes>>(https);
+    let uri = format!("{}/{b}/k", h.endpoint());
+    let s = raw::sign_request(
+        "GET",
+        &uri,
+        &[],
+        aws_sigv4::http_request::SignableBody::Bytes(b""),
+        support::CLIENT_AK,
+        support::CLIENT_SK,
+        std::time::SystemTime::now(),
+    );
+    let mut req = http::Request::get(&uri);
+    for (k, v) in &s.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = client
+        .request(req.body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"over h2");
+}
