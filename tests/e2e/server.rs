@@ -249,11 +249,10 @@ async fn expect_continue_and_oversized_heads() {
         std::time::SystemTime::now(),
     );
     let mut conn = tls(&h).await;
-    let mut head = format!("PUT /{b}/k HTTP/1.1\r\n");
-    for (k, v) in &s.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
+    let head: String = std::iter::once(format!("PUT /{b}/k HTTP/1.1\r\n"))
+        .chain(s.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")))
+        .chain(std::iter::once("\r\n".to_owned()))
+        .collect();
     conn.write_all(head.as_bytes()).await.unwrap();
     let mut interim = [0u8; 25];
     tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut interim))
