@@ -411,3 +411,98 @@ mod checksum_reaches_backend {
         checksum_reaches_backend(&Harness::s3s().await).await;
     }
 }
+
+/// Operations the proxy does not interpret pass through unchanged: object tagging (an XML
+/// body on a sub-resource), bucket versioning and version listings.
+async fn subresources(h: &Harness) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
+    let s3 = h.sdk();
+    let b = support::bucket("sub");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket(&b)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for body in [&b"one"[..], b"two"] {
+        s3.put_object()
+            .bucket(&b)
+            .key("k")
+            .body(ByteStream::from_static(body))
+            .send()
+            .await
+            .unwrap();
+    }
+    let versions = s3.list_object_versions().bucket(&b).send().await.unwrap();
+    assert_eq!(versions.versions().len(), 2);
+    let oldest = versions
+        .versions()
+        .iter()
+        .find(|v| v.is_latest() == Some(false))
+        .and_then(|v| v.version_id())
+        .unwrap()
+        .to_owned();
+    let old = s3
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .version_id(&oldest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"one"
+    );
+
+    let tag = Tag::builder()
+        .key("team")
+        .value("storage + co")
+        .build()
+        .unwrap();
+    s3.put_object_tagging()
+        .bucket(&b)
+        .key("k")
+        .tagging(Tagging::builder().tag_set(tag).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tags = h
+        .direct()
+        .get_object_tagging()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tag_set().len(), 1);
+    assert_eq!(tags.tag_set()[0].value(), "storage + co");
+    let via_proxy = s3
+        .get_object_tagging()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_proxy.tag_set(), tags.tag_set());
+}
+
+/// s3s-fs implements neither versioning nor tagging (501), so this runs on moto and RGW.
+mod subresources {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moto() {
+        subresources(&Harness::with_backend(backends::shared_moto()).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rgw() {
+        subresources(&Harness::with_backend(backends::shared_rgw()).await).await;
+    }
+}
