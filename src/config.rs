@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+use crate::cors::{self, BucketRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,6 +41,9 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
+    /// Per-bucket settings (CORS rules), matched by bucket glob; the first match wins.
+    #[serde(default, rename = "bucket")]
+    pub buckets: Vec<RawBucket>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +130,16 @@ fn any_bucket() -> Vec<String> {
     vec!["*".into()]
 }
 
+/// `[[bucket]]`: settings for the buckets whose name matches `pattern`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBucket {
+    pub pattern: String,
+    /// S3 `CORSRule`s, first match wins (see docs/cors.md).
+    #[serde(default)]
+    pub cors: Vec<cors::RawRule>,
+}
+
 /// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
 #[derive(Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
@@ -160,6 +174,7 @@ pub struct Config {
     pub server: Server,
     pub upstreams: HashMap<String, Upstream>,
     pub clients: ClientKeys,
+    pub buckets: BucketRules,
 }
 
 #[derive(Debug, Clone)]
@@ -235,10 +250,12 @@ impl RawConfig {
         let server = self.server.validate(base)?;
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
+        let buckets = validate_buckets(self.buckets)?;
         Ok(Config {
             server,
             upstreams,
             clients,
+            buckets,
         })
     }
 }
@@ -388,6 +405,35 @@ fn validate_clients(
         });
     }
     Ok(ClientKeys::new(ids))
+}
+
+fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
+    let mut sets = Vec::new();
+    for (i, b) in raw.into_iter().enumerate() {
+        let key = format!("bucket[{i}]");
+        if b.pattern.is_empty() {
+            return Err(invalid(format!("{key}.pattern"), "must not be empty"));
+        }
+        globset::Glob::new(&b.pattern)
+            .map_err(|e| invalid(format!("{key}.pattern"), e.to_string()))?;
+        if b.cors.len() > cors::MAX_RULES {
+            return Err(invalid(
+                format!("{key}.cors"),
+                format!("at most {} rules", cors::MAX_RULES),
+            ));
+        }
+        let rules = b
+            .cors
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| {
+                cors::Rule::try_from(r)
+                    .map_err(|e| invalid(format!("{key}.cors[{j}].{}", e.field), e.reason))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sets.push((b.pattern, rules));
+    }
+    BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
 impl Secret {

@@ -15,9 +15,13 @@ use crate::body::{self, Body};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3Code {
     AccessDenied,
+    /// A CORS preflight that no rule allows (S3's code for it; 403).
+    AccessForbidden,
     AuthorizationHeaderMalformed,
     AuthorizationQueryParametersError,
     BadDigest,
+    /// S3's code for a CORS preflight without `Origin` or `Access-Control-Request-Method`.
+    BadRequest,
     EntityTooLarge,
     ExpiredToken,
     IncompleteBody,
@@ -34,6 +38,7 @@ pub enum S3Code {
     MethodNotAllowed,
     MissingContentLength,
     MissingSecurityHeader,
+    NoSuchCORSConfiguration,
     NotImplemented,
     RequestTimeTooSkewed,
     RequestTimeout,
@@ -51,9 +56,11 @@ impl S3Code {
     pub fn as_str(self) -> &'static str {
         match self {
             S3Code::AccessDenied => "AccessDenied",
+            S3Code::AccessForbidden => "AccessForbidden",
             S3Code::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             S3Code::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             S3Code::BadDigest => "BadDigest",
+            S3Code::BadRequest => "BadRequest",
             S3Code::EntityTooLarge => "EntityTooLarge",
             S3Code::ExpiredToken => "ExpiredToken",
             S3Code::IncompleteBody => "IncompleteBody",
@@ -70,6 +77,7 @@ impl S3Code {
             S3Code::MethodNotAllowed => "MethodNotAllowed",
             S3Code::MissingContentLength => "MissingContentLength",
             S3Code::MissingSecurityHeader => "MissingSecurityHeader",
+            S3Code::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             S3Code::NotImplemented => "NotImplemented",
             S3Code::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             S3Code::RequestTimeout => "RequestTimeout",
@@ -85,12 +93,14 @@ impl S3Code {
     pub fn status(self) -> StatusCode {
         match self {
             S3Code::AccessDenied
+            | S3Code::AccessForbidden
             | S3Code::InvalidAccessKeyId
             | S3Code::RequestTimeTooSkewed
             | S3Code::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
             S3Code::AuthorizationHeaderMalformed
             | S3Code::AuthorizationQueryParametersError
             | S3Code::BadDigest
+            | S3Code::BadRequest
             | S3Code::EntityTooLarge
             | S3Code::ExpiredToken
             | S3Code::IncompleteBody
@@ -107,6 +117,7 @@ impl S3Code {
             | S3Code::XAmzContentSHA256Mismatch
             | S3Code::TlsRequired => StatusCode::BAD_REQUEST,
             S3Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            S3Code::NoSuchCORSConfiguration => StatusCode::NOT_FOUND,
             S3Code::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             S3Code::NotImplemented => StatusCode::NOT_IMPLEMENTED,

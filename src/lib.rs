@@ -18,6 +18,7 @@ pub mod accept;
 pub mod body;
 pub mod certs;
 pub mod config;
+pub mod cors;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;

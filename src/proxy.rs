@@ -1,25 +1,31 @@
 //! The request pipeline. [`handle`] is the only place that knows the order of the stages:
 //!
 //! 1. framing checks (no request smuggling forms reach anything else),
+//!    then CORS preflights (`OPTIONS`), answered from the bucket's rules without
+//!    authentication and never forwarded,
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
 //!    streams and holds back its last bytes until every proof holds),
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
 //! 4. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
 //! 5. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
 //! 6. the response, streamed back without hop-by-hop headers.
+//!
+//! Every answer but a preflight's, errors included, then gets the bucket's CORS headers
+//! (and loses the upstream's), so that browser code can read it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
+use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
@@ -32,6 +38,7 @@ pub struct State {
     pub domain: Option<String>,
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
+    pub buckets: BucketRules,
 }
 
 /// The response header that carries the proxy's own request id (also in error bodies).
@@ -43,27 +50,41 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let request_id = new_request_id();
     let method = req.method().clone();
     let resource = req.uri().path().to_owned();
-    let mut resp = match pipeline(&state, req).await {
+    let cors = cors_scope(&state, &req);
+    let mut resp = match pipeline(&state, &cors, req).await {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
             err.into_response(&resource, &request_id)
         }
     };
+    cors.decorate(resp.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_S3SEAL_REQUEST_ID, v);
     }
     resp
 }
 
-async fn pipeline(state: &State, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+async fn pipeline(
+    state: &State,
+    cors: &cors::Scope<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
+    if req.method() == Method::OPTIONS {
+        return cors
+            .preflight(req.headers())
+            .map_err(ProxyError::downstream);
+    }
     let cx = AuthContext {
         region: &state.region,
         now: SystemTime::now(),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
     let routed = route_request(state, &verified)?;
+    if let Some(answer) = cors.bucket_api(&routed.target, verified.parts.uri.query()) {
+        return answer.map_err(ProxyError::downstream);
+    }
     let upstream = state
         .upstreams
         .get(&verified.identity.upstream)
@@ -129,6 +150,30 @@ async fn pipeline(state: &State, req: Request<Incoming>) -> Result<Response<Body
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed_unsync();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The CORS rules of the addressed bucket, found from the unauthenticated head: preflights
+/// carry no credentials, and refusals must be readable by the page that caused them.
+fn cors_scope<'s>(state: &'s State, req: &Request<Incoming>) -> cors::Scope<'s> {
+    let host = req
+        .uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+    let rules = route::route(
+        req.method(),
+        req.uri(),
+        host,
+        state.domain.as_deref(),
+        false,
+    )
+    .ok()
+    .and_then(|r| r.target.bucket().and_then(|b| state.buckets.for_bucket(b)));
+    cors::Scope::new(rules, req.method(), req.headers())
 }
 
 fn route_request(state: &State, v: &Verified<Incoming>) -> Result<Routed, ProxyError> {

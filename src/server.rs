@@ -70,6 +70,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         domain: config.server.domain.clone(),
         clients: config.clients,
         upstreams,
+        buckets: config.buckets,
     });
     let settings = Arc::new(config.server);
 

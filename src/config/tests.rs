@@ -124,3 +124,61 @@ fn secrets_never_appear_in_debug() {
         "{dbg}"
     );
 }
+
+#[test]
+fn bucket_cors_rules_parse_and_errors_name_the_key() {
+    let text = format!(
+        "{GOOD}{}",
+        r#"
+[[bucket]]
+pattern = "private-*"
+
+[[bucket]]
+pattern = "web-*"
+
+[[bucket.cors]]
+allowed_origins = ["https://*.example.com"]
+allowed_methods = ["GET", "PUT"]
+allowed_headers = ["x-amz-*"]
+expose_headers = ["ETag"]
+max_age_seconds = 600
+"#
+    );
+    let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+    assert!(c.buckets.for_bucket("private-a").is_none());
+    assert_eq!(c.buckets.for_bucket("web-a").map(<[_]>::len), Some(1));
+    assert!(c.buckets.for_bucket("other").is_none());
+
+    let cases = [
+        (
+            "allowed_methods = [\"GET\", \"PUT\"]",
+            "allowed_methods = [\"GET\", \"PATCH\"]",
+            "bucket[1].cors[0].allowed_methods[1]",
+        ),
+        (
+            "https://*.example.com",
+            "https://*.*.com",
+            "bucket[1].cors[0].allowed_origins[0]",
+        ),
+        (
+            "[\"x-amz-*\"]",
+            "[\"x amz\"]",
+            "bucket[1].cors[0].allowed_headers[0]",
+        ),
+        ("max_age_seconds", "max_age", "unknown field `max_age`"),
+        (
+            "pattern = \"web-*\"",
+            "pattern = \"web-[\"",
+            "bucket[1].pattern",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        let err = Config::from_toml(&text.replace(from, to), Path::new("."), &env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+    }
+    // No [[bucket]] at all: CORS off everywhere.
+    let c = Config::from_toml(GOOD, Path::new("."), &env()).unwrap();
+    assert!(c.buckets.for_bucket("web-a").is_none());
+}

@@ -67,6 +67,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         },
         upstreams: HashMap::from([("embedded".to_owned(), upstream)]),
         clients: ClientKeys::new([client]),
+        buckets: s3seal::cors::BucketRules::none(),
     })
 }
 

@@ -9,6 +9,7 @@ mod support;
 mod backends_smoke;
 
 mod clients;
+mod cors;
 mod demo;
 mod negative;
 mod sdk;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
+use s3seal::cors::BucketRules;
 use s3seal::server::Running;
 
 pub const REGION: &str = "us-east-1";
@@ -83,6 +84,15 @@ impl Harness {
 
     /// The proxy with server settings adjusted by `tweak` (timeouts, limits, listeners).
     pub async fn start_with(upstream: UpstreamInfo, tweak: impl FnOnce(&mut Server)) -> Harness {
+        Harness::start_with_buckets(upstream, BucketRules::none(), tweak).await
+    }
+
+    /// [`Harness::start_with`] with per-bucket rules (`[[bucket]]`: CORS).
+    pub async fn start_with_buckets(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
         s3seal::tls::install_crypto_provider();
         let up = Upstream {
             name: "test".into(),
@@ -124,6 +134,7 @@ impl Harness {
             },
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
+            buckets,
         };
         let mut config = config;
         tweak(&mut config.server);
