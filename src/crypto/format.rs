@@ -1,0 +1,639 @@
+//! The s3seal object format, version 1 (`docs/format.md`), as pure functions: constants, length and
+//! range math, key derivation, chunk sealing, metadata and the local DEK wrap. No I/O, and nothing
+//! else from the crate.
+//!
+//! Every const marked FROZEN is part of what is stored: changing it breaks every stored object.
+
+use std::fmt;
+use std::ops::Range;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hkdf::{self, HKDF_SHA256};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+// === Constants (docs/format.md §2) ===
+
+/// The format version in `x-amz-meta-s3seal-v`. FROZEN: changing this breaks every stored object.
+pub const VERSION: &str = "1";
+/// Plaintext bytes per chunk; only a segment's final chunk may be shorter.
+/// FROZEN: changing this breaks every stored object.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+/// Random nonce prefix stored at the start of every chunk. FROZEN: changing this breaks every stored object.
+pub const PREFIX_LEN: usize = 7;
+/// AES-GCM tag at the end of every chunk. FROZEN: changing this breaks every stored object.
+pub const TAG_LEN: usize = 16;
+/// Stored bytes per chunk beyond its plaintext.
+pub const CHUNK_OVERHEAD: usize = PREFIX_LEN + TAG_LEN;
+/// Stored size of a full chunk.
+pub const CIPHER_CHUNK_SIZE: usize = CHUNK_SIZE + CHUNK_OVERHEAD;
+/// Most chunks in one segment: the nonce counter is a `u32`.
+pub const MAX_CHUNKS: u64 = 1 << 32;
+/// Longest plaintext of one segment (256 TiB), far above S3's 5 TiB object limit.
+pub const MAX_SEGMENT_LEN: u64 = MAX_CHUNKS * CHUNK_SIZE as u64;
+/// AES-256 keys: DEK, KEK and part keys.
+pub const KEY_LEN: usize = 32;
+/// Per-object random salt. FROZEN: changing this breaks every stored object.
+pub const SALT_LEN: usize = 32;
+/// Key commitment. FROZEN: changing this breaks every stored object.
+pub const COMMITMENT_LEN: usize = 32;
+/// Highest S3 part number (part key 0 is the single-part object).
+pub const MAX_PART_NUMBER: u32 = 10_000;
+/// Longest key id. KMS key ARNs are about 80 characters.
+pub const MAX_KEY_ID_LEN: usize = 256;
+/// Longest wrapped DEK: a local wrap is 60 bytes, an AWS KMS `CiphertextBlob` for a 256-bit key
+/// about 184.
+pub const MAX_WRAPPED_DEK_LEN: usize = 512;
+/// Length of a DEK wrapped by a local KEK: nonce, encrypted DEK, tag.
+pub const LOCAL_WRAPPED_DEK_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
+
+// HKDF and wrap labels (§1, §5). FROZEN: changing these breaks every stored object.
+const LABEL_COMMITMENT: &[u8] = b"s3seal/v1/commitment";
+const LABEL_PART: &[u8] = b"s3seal/v1/part";
+const LABEL_WRAP: &[u8] = b"s3seal/v1/wrap";
+
+/// Metadata header names (§6). FROZEN: changing these breaks every stored object.
+pub const META_PREFIX: &str = "x-amz-meta-s3seal-";
+pub const META_VERSION: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-v");
+pub const META_LAYOUT: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-layout");
+pub const META_KEY_ID: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-kid");
+pub const META_WRAPPED_DEK: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-dek");
+pub const META_SALT: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-salt");
+pub const META_COMMITMENT: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-commit");
+
+/// Why metadata or keys were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("unsupported s3seal format version {0:?}")]
+    UnsupportedVersion(String),
+    #[error("s3seal metadata lacks {0}")]
+    MissingField(String),
+    #[error("invalid s3seal metadata {0}")]
+    InvalidField(String),
+    #[error("the data key does not unwrap: wrong key-encryption key, wrong key id, or tampered metadata")]
+    Unwrap,
+    #[error("the key commitment does not match: wrong data key, or tampered salt or commitment")]
+    CommitmentMismatch,
+    #[error("a plaintext of {0} bytes exceeds the segment limit of {MAX_SEGMENT_LEN} bytes")]
+    TooLarge(u64),
+}
+
+// === Lengths and ranges (§4) ===
+
+/// Number of chunks in a segment of `plain_len` bytes: an empty segment has one empty chunk.
+fn chunk_count(plain_len: u64) -> u64 {
+    plain_len.div_ceil(CHUNK_SIZE as u64).max(1)
+}
+
+/// Stored length of a segment holding `plain_len` bytes; `None` above [`MAX_SEGMENT_LEN`].
+pub fn ciphertext_len(plain_len: u64) -> Option<u64> {
+    (plain_len <= MAX_SEGMENT_LEN)
+        .then(|| plain_len + CHUNK_OVERHEAD as u64 * chunk_count(plain_len))
+}
+
+/// Plaintext length of a segment stored in `cipher_len` bytes; `None` if no segment has that length.
+pub fn plaintext_len(cipher_len: u64) -> Option<u64> {
+    let (full, rest) = (
+        cipher_len / CIPHER_CHUNK_SIZE as u64,
+        cipher_len % CIPHER_CHUNK_SIZE as u64,
+    );
+    let overhead = CHUNK_OVERHEAD as u64;
+    let plain = match rest {
+        0 if full >= 1 => full * CHUNK_SIZE as u64,
+        r if r == overhead && full == 0 => 0,
+        r if r > overhead => full * CHUNK_SIZE as u64 + r - overhead,
+        _ => return None,
+    };
+    (plain <= MAX_SEGMENT_LEN).then_some(plain)
+}
+
+/// What to fetch and decrypt to serve a plaintext range of one segment: the ciphertext bytes
+/// `cipher_start..cipher_end` hold chunks `first_chunk..`, of which `skip_in_first_chunk`
+/// plaintext bytes are dropped and `plain_len` bytes are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherRange {
+    cipher: Range<u64>,
+    first_chunk: u32,
+    final_chunk: u32,
+    skip: usize,
+    plain_len: u64,
+}
+
+impl CipherRange {
+    /// The whole segment, including the single empty chunk of an empty one.
+    pub fn whole(total_plain_len: u64) -> Option<Self> {
+        Some(CipherRange {
+            cipher: 0..ciphertext_len(total_plain_len)?,
+            first_chunk: 0,
+            final_chunk: final_chunk_index(total_plain_len),
+            skip: 0,
+            plain_len: total_plain_len,
+        })
+    }
+
+    pub fn cipher_start(&self) -> u64 {
+        self.cipher.start
+    }
+
+    /// Exclusive.
+    pub fn cipher_end(&self) -> u64 {
+        self.cipher.end
+    }
+
+    pub fn skip_in_first_chunk(&self) -> usize {
+        self.skip
+    }
+
+    /// Plaintext bytes the range yields.
+    pub fn plain_len(&self) -> u64 {
+        self.plain_len
+    }
+
+    /// Index of the first fetched chunk.
+    pub fn first_chunk(&self) -> u32 {
+        self.first_chunk
+    }
+
+    /// Index of the segment's final chunk, the one sealed with `final = 1`.
+    pub fn final_chunk(&self) -> u32 {
+        self.final_chunk
+    }
+
+    /// The `Range` header value for the upstream GET (HTTP ranges are inclusive).
+    pub fn http_range(&self) -> String {
+        format!("bytes={}-{}", self.cipher.start, self.cipher.end - 1)
+    }
+}
+
+/// Index of the final chunk of a segment of `plain_len <= MAX_SEGMENT_LEN` bytes.
+fn final_chunk_index(plain_len: u64) -> u32 {
+    u32::try_from(chunk_count(plain_len) - 1).expect("MAX_SEGMENT_LEN bounds the chunk count")
+}
+
+/// Maps the plaintext range `plain` of a segment of `total_plain_len` bytes to the chunks that hold
+/// it. `None` if the range is empty or not inside the segment (the caller answers 416).
+pub fn ciphertext_range_for(plain: Range<u64>, total_plain_len: u64) -> Option<CipherRange> {
+    let total_cipher = ciphertext_len(total_plain_len)?;
+    if plain.start >= plain.end || plain.end > total_plain_len {
+        return None;
+    }
+    let chunk = CHUNK_SIZE as u64;
+    let first = plain.start / chunk;
+    let last = (plain.end - 1) / chunk;
+    Some(CipherRange {
+        cipher: first * CIPHER_CHUNK_SIZE as u64
+            ..((last + 1) * CIPHER_CHUNK_SIZE as u64).min(total_cipher),
+        first_chunk: u32::try_from(first).expect("MAX_SEGMENT_LEN bounds the chunk index"),
+        final_chunk: final_chunk_index(total_plain_len),
+        skip: usize::try_from(plain.start % chunk).expect("below CHUNK_SIZE"),
+        plain_len: plain.end - plain.start,
+    })
+}
+
+// === Keys (§1, §5.1) ===
+
+/// The per-object data key. Zeroized on drop, redacted in `Debug`.
+pub struct DataKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl DataKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0; KEY_LEN]);
+        fill_random(&mut key[..]);
+        DataKey(key)
+    }
+
+    /// A key from elsewhere, e.g. the plaintext of a KMS `GenerateDataKey` answer.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        DataKey(Zeroizing::new(bytes))
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+/// The per-object random salt; public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Salt(pub [u8; SALT_LEN]);
+
+impl Salt {
+    pub fn generate() -> Self {
+        let mut salt = [0; SALT_LEN];
+        fill_random(&mut salt);
+        Salt(salt)
+    }
+}
+
+/// The key commitment stored in metadata; public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commitment(pub [u8; COMMITMENT_LEN]);
+
+/// Which part key a segment uses: 0 for a single-part object, else the S3 part number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartNumber(u32);
+
+impl PartNumber {
+    /// The body of a PutObject.
+    pub const SINGLE: PartNumber = PartNumber(0);
+
+    /// An UploadPart's part number, 1..=10000.
+    pub fn multipart(number: u32) -> Option<Self> {
+        (1..=MAX_PART_NUMBER)
+            .contains(&number)
+            .then_some(PartNumber(number))
+    }
+}
+
+/// The keys of one object: `PRK = HKDF-Extract(salt, DEK)`.
+pub struct ObjectKey {
+    prk: hkdf::Prk,
+    salt: Salt,
+}
+
+impl ObjectKey {
+    /// Derives the keys of an object. Writers pass a fresh salt; readers go through
+    /// [`ObjectMetadata::open`], which also checks the commitment.
+    pub fn derive(dek: &DataKey, salt: Salt) -> Self {
+        let prk = hkdf::Salt::new(HKDF_SHA256, &salt.0).extract(&dek.0[..]);
+        ObjectKey { prk, salt }
+    }
+
+    pub fn commitment(&self) -> Commitment {
+        let mut out = [0; COMMITMENT_LEN];
+        self.prk
+            .expand(&[LABEL_COMMITMENT], HkdfLen(COMMITMENT_LEN))
+            .and_then(|okm| okm.fill(&mut out))
+            .expect("32 bytes is within HKDF-SHA256's output limit");
+        Commitment(out)
+    }
+
+    /// `HKDF-Expand(PRK, "s3seal/v1/part" || u32be(n), 32)`.
+    pub fn part_key(&self, part: PartNumber) -> PartKey {
+        let n = part.0.to_be_bytes();
+        let info = [LABEL_PART, &n[..]];
+        let okm = self
+            .prk
+            .expand(&info, &AES_256_GCM)
+            .expect("32 bytes is within HKDF-SHA256's output limit");
+        PartKey(LessSafeKey::new(UnboundKey::from(okm)))
+    }
+}
+
+impl fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectKey")
+            .field("salt", &self.salt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HKDF output length for raw bytes (the commitment).
+struct HkdfLen(usize);
+
+impl hkdf::KeyType for HkdfLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+// === Chunks (§3) ===
+
+/// The random nonce prefix shared by the chunks of one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentPrefix(pub [u8; PREFIX_LEN]);
+
+impl SegmentPrefix {
+    pub fn generate() -> Self {
+        let mut prefix = [0; PREFIX_LEN];
+        fill_random(&mut prefix);
+        SegmentPrefix(prefix)
+    }
+}
+
+/// `nonce_i = prefix || u32be(i) || final_i`.
+fn chunk_nonce(prefix: SegmentPrefix, index: u32, is_final: bool) -> Nonce {
+    let mut nonce = [0; NONCE_LEN];
+    nonce[..PREFIX_LEN].copy_from_slice(&prefix.0);
+    nonce[PREFIX_LEN..PREFIX_LEN + 4].copy_from_slice(&index.to_be_bytes());
+    nonce[NONCE_LEN - 1] = u8::from(is_final);
+    Nonce::assume_unique_for_key(nonce)
+}
+
+/// The AES-256-GCM key of one part (or of a single-part object). aws-lc-rs zeroizes it on drop.
+pub struct PartKey(LessSafeKey);
+
+impl PartKey {
+    /// Seals chunk `index` into `prefix || ciphertext || tag`. `plaintext` is at most [`CHUNK_SIZE`]
+    /// bytes, exactly that unless `is_final`.
+    pub fn seal_chunk(
+        &self,
+        prefix: SegmentPrefix,
+        index: u32,
+        is_final: bool,
+        plaintext: &[u8],
+    ) -> Bytes {
+        debug_assert!(plaintext.len() <= CHUNK_SIZE && (is_final || plaintext.len() == CHUNK_SIZE));
+        let mut out = BytesMut::with_capacity(plaintext.len() + CHUNK_OVERHEAD);
+        out.put_slice(&prefix.0);
+        out.put_slice(plaintext);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                chunk_nonce(prefix, index, is_final),
+                Aad::empty(),
+                &mut out[PREFIX_LEN..],
+            )
+            .expect("a chunk is far below AES-GCM's message limit");
+        out.put_slice(tag.as_ref());
+        out.freeze()
+    }
+
+    /// Opens chunk `index` (`prefix || ciphertext || tag`), returning its prefix and plaintext;
+    /// `None` if it is not authentic at this position under this key.
+    pub fn open_chunk(
+        &self,
+        index: u32,
+        is_final: bool,
+        mut chunk: BytesMut,
+    ) -> Option<(SegmentPrefix, Bytes)> {
+        if chunk.len() < CHUNK_OVERHEAD {
+            return None;
+        }
+        let prefix = SegmentPrefix(chunk.split_to(PREFIX_LEN)[..].try_into().ok()?);
+        let plain_len = self
+            .0
+            .open_in_place(
+                chunk_nonce(prefix, index, is_final),
+                Aad::empty(),
+                &mut chunk,
+            )
+            .ok()?
+            .len();
+        chunk.truncate(plain_len);
+        Some((prefix, chunk.freeze()))
+    }
+}
+
+impl fmt::Debug for PartKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PartKey(<redacted>)")
+    }
+}
+
+// === Key ids and the local DEK wrap (§5.2) ===
+
+/// The name of a key-encryption key: 1..=256 chars of `A-Z a-z 0-9 - _ . : / + = @`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn new(id: impl Into<String>) -> Result<Self, FormatError> {
+        let id = id.into();
+        let valid = (1..=MAX_KEY_ID_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b));
+        if valid {
+            Ok(KeyId(id))
+        } else {
+            Err(FormatError::InvalidField(format!("key id {id:?}")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A local key-encryption key and its name. Redacted in `Debug`; aws-lc-rs zeroizes the key.
+pub struct Kek {
+    id: KeyId,
+    key: LessSafeKey,
+}
+
+impl Kek {
+    pub fn new(id: KeyId, key: &[u8; KEY_LEN]) -> Self {
+        let key = UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key");
+        Kek {
+            id,
+            key: LessSafeKey::new(key),
+        }
+    }
+
+    pub fn id(&self) -> &KeyId {
+        &self.id
+    }
+
+    fn aad(&self) -> Aad<Vec<u8>> {
+        Aad::from([LABEL_WRAP, self.id.0.as_bytes()].concat())
+    }
+
+    /// `nonce || AES-GCM(KEK, nonce, DEK, aad = "s3seal/v1/wrap" || key_id) || tag`.
+    pub fn wrap(&self, dek: &DataKey) -> Vec<u8> {
+        let mut nonce = [0; NONCE_LEN];
+        fill_random(&mut nonce);
+        let mut out = Vec::with_capacity(LOCAL_WRAPPED_DEK_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&dek.0[..]);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                self.aad(),
+                &mut out[NONCE_LEN..],
+            )
+            .expect("a 32-byte key is far below AES-GCM's message limit");
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    pub fn unwrap(&self, wrapped: &[u8]) -> Result<DataKey, FormatError> {
+        if wrapped.len() != LOCAL_WRAPPED_DEK_LEN {
+            return Err(FormatError::Unwrap);
+        }
+        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| FormatError::Unwrap)?;
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let dek = self
+            .key
+            .open_in_place(nonce, self.aad(), &mut buf)
+            .map_err(|_| FormatError::Unwrap)?;
+        Ok(DataKey::from_bytes(
+            dek.try_into().map_err(|_| FormatError::Unwrap)?,
+        ))
+    }
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kek")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fill_random(out: &mut [u8]) {
+    aws_lc_rs::rand::fill(out).expect("the system random generator failed");
+}
+
+// === Metadata (§6) ===
+
+/// How an object was written: decides which part keys its segments use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// PutObject: one segment under part key 0.
+    Single,
+    /// CreateMultipartUpload: one segment per part, listed by the seal.
+    Multipart,
+}
+
+impl Layout {
+    fn as_str(self) -> &'static str {
+        match self {
+            Layout::Single => "single",
+            Layout::Multipart => "multipart",
+        }
+    }
+}
+
+/// The `x-amz-meta-s3seal-*` record of an encrypted object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMetadata {
+    pub layout: Layout,
+    pub key_id: KeyId,
+    pub wrapped_dek: Vec<u8>,
+    pub salt: Salt,
+    pub commitment: Commitment,
+}
+
+impl ObjectMetadata {
+    /// The record of a new object whose keys are `key`.
+    pub fn new(layout: Layout, key_id: KeyId, wrapped_dek: Vec<u8>, key: &ObjectKey) -> Self {
+        ObjectMetadata {
+            layout,
+            key_id,
+            wrapped_dek,
+            salt: key.salt,
+            commitment: key.commitment(),
+        }
+    }
+
+    /// Derives the object's keys from its unwrapped DEK, after checking the key commitment.
+    pub fn open(&self, dek: &DataKey) -> Result<ObjectKey, FormatError> {
+        let key = ObjectKey::derive(dek, self.salt);
+        if bool::from(key.commitment().0.ct_eq(&self.commitment.0)) {
+            Ok(key)
+        } else {
+            Err(FormatError::CommitmentMismatch)
+        }
+    }
+
+    fn fields(&self) -> [(HeaderName, String); 6] {
+        [
+            (META_VERSION, VERSION.to_owned()),
+            (META_LAYOUT, self.layout.as_str().to_owned()),
+            (META_KEY_ID, self.key_id.0.clone()),
+            (META_WRAPPED_DEK, STANDARD.encode(&self.wrapped_dek)),
+            (META_SALT, STANDARD.encode(self.salt.0)),
+            (META_COMMITMENT, STANDARD.encode(self.commitment.0)),
+        ]
+    }
+
+    /// Sets the record's headers, replacing any with the same names.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.fields() {
+            let value = HeaderValue::try_from(value).expect("every field is ASCII");
+            headers.insert(name, value);
+        }
+    }
+
+    /// Size as S3 counts it against the 2 KiB user-metadata limit: names without `x-amz-meta-`,
+    /// plus values.
+    pub fn encoded_len(&self) -> usize {
+        self.fields()
+            .iter()
+            .map(|(name, value)| name.as_str().len() - "x-amz-meta-".len() + value.len())
+            .sum()
+    }
+
+    /// Reads the record. `Ok(None)`: no `s3seal` header at all, a legacy plaintext object.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, FormatError> {
+        let known = [
+            META_VERSION,
+            META_LAYOUT,
+            META_KEY_ID,
+            META_WRAPPED_DEK,
+            META_SALT,
+            META_COMMITMENT,
+        ];
+        let mut any = false;
+        for name in headers.keys() {
+            if name.as_str().starts_with(META_PREFIX) {
+                any = true;
+                if !known.contains(name) {
+                    return Err(FormatError::InvalidField(format!("unknown field {name}")));
+                }
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        let version = field(headers, &META_VERSION)?;
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion(version.to_owned()));
+        }
+        let layout = match field(headers, &META_LAYOUT)? {
+            "single" => Layout::Single,
+            "multipart" => Layout::Multipart,
+            other => return Err(FormatError::InvalidField(format!("layout {other:?}"))),
+        };
+        let wrapped_dek = base64_field(headers, &META_WRAPPED_DEK)?;
+        if !(1..=MAX_WRAPPED_DEK_LEN).contains(&wrapped_dek.len()) {
+            return Err(FormatError::InvalidField("wrapped key length".to_owned()));
+        }
+        Ok(Some(ObjectMetadata {
+            layout,
+            key_id: KeyId::new(field(headers, &META_KEY_ID)?)?,
+            wrapped_dek,
+            salt: Salt(fixed_field(headers, &META_SALT)?),
+            commitment: Commitment(fixed_field(headers, &META_COMMITMENT)?),
+        }))
+    }
+}
+
+/// The one value of a required header.
+fn field<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, FormatError> {
+    let mut values = headers.get_all(name).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(if headers.contains_key(name) {
+            FormatError::InvalidField(format!("{name} is repeated"))
+        } else {
+            FormatError::MissingField(name.to_string())
+        });
+    };
+    value
+        .to_str()
+        .map_err(|_| FormatError::InvalidField(format!("{name} is not ASCII")))
+}
+
+fn base64_field(headers: &HeaderMap, name: &HeaderName) -> Result<Vec<u8>, FormatError> {
+    STANDARD
+        .decode(field(headers, name)?)
+        .map_err(|_| FormatError::InvalidField(format!("{name} is not base64")))
+}
+
+fn fixed_field<const N: usize>(
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Result<[u8; N], FormatError> {
+    base64_field(headers, name)?
+        .try_into()
+        .map_err(|_| FormatError::InvalidField(format!("{name} is not {N} bytes")))
+}
