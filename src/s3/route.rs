@@ -103,6 +103,12 @@ pub enum Operation {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
+    /// `GET /bucket/key?attributes`: takes the SSE-C key like GetObject.
+    GetObjectAttributes,
+    /// `POST /bucket/key?select&select-type=2`: takes the SSE-C key like GetObject.
+    SelectObjectContent,
+    /// `POST /bucket/key?restore`.
+    RestoreObject,
     /// A browser POST form upload (`POST /bucket` with multipart/form-data).
     PostObject,
     /// A bucket or object sub-resource (`?tagging`, `?acl`, `?cors`, ...), or anything else.
@@ -303,6 +309,9 @@ fn operation(method: &Method, target: &Target, q: &Query, copy: bool) -> Operati
             _ => Operation::Other,
         },
         (Target::Object { .. }, m) => match (m, sub) {
+            ("GET", Some("attributes")) => Operation::GetObjectAttributes,
+            ("POST", _) if q.has("select") => Operation::SelectObjectContent,
+            ("POST", Some("restore")) => Operation::RestoreObject,
             ("GET", None) if upload_id => Operation::ListParts,
             ("GET", None) => Operation::GetObject,
             ("HEAD", None) => Operation::HeadObject,

@@ -90,7 +90,19 @@ fn operations_from_method_and_query() {
         ("DELETE", "/b/k?uploadId=u", Operation::AbortMultipartUpload),
         ("GET", "/b/k?uploadId=u", Operation::ListParts),
         ("PUT", "/b/k?tagging", Operation::Other),
-        ("GET", "/b/k?attributes", Operation::Other),
+        ("GET", "/b/k?attributes", Operation::GetObjectAttributes),
+        (
+            "POST",
+            "/b/k?select&select-type=2",
+            Operation::SelectObjectContent,
+        ),
+        (
+            "POST",
+            "/b/k?select-type=2&select",
+            Operation::SelectObjectContent,
+        ),
+        ("POST", "/b/k?restore", Operation::RestoreObject),
+        ("POST", "/b/k?restore&versionId=1", Operation::RestoreObject),
     ];
     for (m, u, op) in cases {
         assert_eq!(r(m, u, "localhost").unwrap().op, op, "{m} {u}");
