@@ -13,6 +13,10 @@
 //!
 //! [`crypto`] holds the client-side encryption format of `docs/format.md` and its streaming
 //! bodies; it is tested on its own and not yet part of the pipeline.
+//!
+//! [`policy`] decides the server-side encryption headers of each request and checks the
+//! backend's answer (`docs/policy.md`); it is pure, tested on its own and not yet wired into
+//! the pipeline.
 
 pub mod auth;
 pub mod s3;
@@ -26,6 +30,7 @@ pub mod crypto;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod tls;
