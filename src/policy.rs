@@ -299,6 +299,10 @@ impl RawSseRule {
                     .key_id
                     .filter(|k| !k.trim().is_empty())
                     .ok_or_else(|| config_err("key_id", "sse-kms needs a key id"))?;
+                // It is sent as a header value, so it must be one (checked here, not per request).
+                if HeaderValue::from_str(&key_id).is_err() {
+                    return Err(config_err("key_id", "not a valid header value"));
+                }
                 // RGW answers 400 without a key id, and a rule that names its key can be
                 // verified; see BACKENDS.md.
                 Encryption::SseKms(KmsParams {

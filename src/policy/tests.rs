@@ -113,6 +113,7 @@ fn config_validation() {
     let err = |t: &str| raw(t).validate(load).unwrap_err().field;
     assert_eq!(err("rule = \"sse-kms\""), "key_id");
     assert_eq!(err("rule = \"sse-s3\"\nkey_id = \"k\""), "key_id");
+    assert_eq!(err("rule = \"sse-kms\"\nkey_id = \"a\\nb\""), "key_id");
     assert_eq!(
         err("rule = \"sse-kms\"\nkey_id = \"k\"\nkey = { id = \"a\", env = \"ZERO\" }"),
         "key"
