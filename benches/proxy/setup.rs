@@ -1,0 +1,310 @@
+//! The two servers under test: the s3s-fs store (in this process) and the real `s3seal`
+//! binary (a child process, so its memory can be read from `/proc`).
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+/// Where the bench keeps the store's objects: tmpfs when there is one, so the disk does not
+/// dominate what is measured.
+pub fn data_dir() -> anyhow::Result<tempfile::TempDir> {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("s3seal-bench-");
+        b
+    };
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        builder.tempdir_in(shm)
+    } else {
+        builder.tempdir()
+    };
+    dir.context("creating the bench data folder")
+}
+
+/// The backend: s3s-fs over `root`, served on a loopback port in this process, SigV4 checked
+/// by s3s.
+///
+/// This is `s3seal::embedded::start_store` with one change: accepted sockets get
+/// `TCP_NODELAY`. Without it every small GET waits ~40 ms for a delayed ACK (Nagle holds the
+/// body segment back until the client acknowledges the header segment), on both legs alike,
+/// which hides everything the proxy costs. The demo store's key guard is left out: the bench
+/// uses plain keys.
+pub async fn start_store(root: &Path) -> anyhow::Result<(SocketAddr, Keys)> {
+    std::fs::create_dir_all(root).context("creating the store folder")?;
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
+    let keys = Keys {
+        access_key_id: s3seal::embedded::random_token(20),
+        secret_access_key: s3seal::embedded::random_token(40),
+    };
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        keys.access_key_id.clone(),
+        keys.secret_access_key.clone(),
+    ));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let http = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = service.clone();
+            let http = http.clone();
+            tokio::spawn(async move {
+                let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    });
+    Ok((addr, keys))
+}
+
+/// The `s3seal` binary cargo built for this bench (`CARGO_BIN_EXE_*`, release profile under
+/// `cargo bench`), unless `S3SEAL_BENCH_BIN` names another one.
+pub fn proxy_binary() -> PathBuf {
+    std::env::var_os("S3SEAL_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_s3seal")),
+        PathBuf::from,
+    )
+}
+
+/// Credentials a client uses towards one endpoint.
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// The proxy process. Killed (by its own pid) when dropped.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub keys: Keys,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Proxy {
+    /// Writes a config in `dir`, starts `s3seal serve` in front of the store, and waits until
+    /// its port accepts connections.
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        store: SocketAddr,
+        store_keys: &Keys,
+    ) -> anyhow::Result<Self> {
+        let addr = free_port()?;
+        let keys = Keys {
+            access_key_id: s3seal::embedded::random_token(20),
+            secret_access_key: s3seal::embedded::random_token(40),
+        };
+        let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+        let config = format!(
+            "[server]\n\
+             listen = \"{addr}\"\n\
+             tls_cert = {cert:?}\n\
+             tls_key = {key:?}\n\
+             \n\
+             [[upstream]]\n\
+             name = \"store\"\n\
+             endpoint = \"http://{store}\"\n\
+             allow_plaintext = true\n\
+             access_key_id = \"{store_ak}\"\n\
+             secret_access_key = \"{store_sk}\"\n\
+             \n\
+             [[client]]\n\
+             access_key_id = \"{ak}\"\n\
+             secret_access_key = \"{sk}\"\n\
+             upstream = \"store\"\n",
+            cert = certs.join("server.pem").display().to_string(),
+            key = certs.join("server-key.pem").display().to_string(),
+            store_ak = store_keys.access_key_id,
+            store_sk = store_keys.secret_access_key,
+            ak = keys.access_key_id,
+            sk = keys.secret_access_key,
+        );
+        let config_path = dir.join("s3seal.toml");
+        File::create(&config_path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .context("writing the proxy config")?;
+        let log = dir.join("s3seal.log");
+        let child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("S3SEAL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).context("creating the proxy log")?)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut proxy = Proxy {
+            addr,
+            keys,
+            log,
+            child,
+        };
+        proxy.wait_ready()?;
+        Ok(proxy)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "s3seal exited with {status} before accepting connections:\n{}",
+                    self.log_text()
+                );
+            }
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("s3seal did not accept connections on {} in 15 s", self.addr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The proxy's memory now, from `/proc/PID/status`.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("reading the proxy's /proc status")?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.trim().strip_suffix("kB"))
+                .and_then(|n| n.trim().parse().ok())
+                .with_context(|| format!("no {name} in /proc status"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// The proxy's CPU time and write syscalls so far, from `/proc/PID/{stat,io}`.
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        let pid = self.child.id();
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .context("reading the proxy's /proc io")?;
+        let field = |name: &str| -> u64 {
+            io.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Usage {
+            cpu: cpu_time(&format!("/proc/{pid}/stat"))?,
+            write_calls: field("syscw:"),
+            write_bytes: field("wchar:"),
+        })
+    }
+
+    /// Resets the peak-RSS mark (`VmHWM`) so the next phase's peak can be read on its own
+    /// (Linux `clear_refs`, value 5). Returns false where the kernel refuses it.
+    pub fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of the proxy, KiB.
+#[derive(Clone, Copy)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+/// CPU time and write syscalls of a process.
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub write_calls: u64,
+    pub write_bytes: u64,
+}
+
+impl std::ops::Sub for Usage {
+    type Output = Usage;
+    fn sub(self, earlier: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            write_calls: self.write_calls.saturating_sub(earlier.write_calls),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.cpu += other.cpu;
+        self.write_calls += other.write_calls;
+        self.write_bytes += other.write_bytes;
+    }
+}
+
+/// User + system CPU time of all threads of the process whose `stat` file is `path`.
+/// `/proc` counts in clock ticks, which Linux exposes at a fixed 100 Hz (`USER_HZ`).
+pub fn cpu_time(path: &str) -> anyhow::Result<Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3, `state`;
+    // `utime` and `stime` are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no field {} in {path}", i + 3))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_millis(total * 1000 / USER_HZ))
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// The machine, for the report: CPU model and count, memory, kernel.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_owned();
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib.div_ceil(1024 * 1024));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
+    format!("{cpus} CPUs ({model}), {mem_gib} GiB RAM, Linux {kernel}")
+}
