@@ -146,7 +146,9 @@ async fn pipeline(
     }
     let (mut parts, incoming) = resp.into_parts();
     upstream::forwardable_response_headers(&mut parts.headers);
-    let body = crate::body::Coalesce::new(incoming).boxed_unsync();
+    let body = incoming
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync();
     Ok(Response::from_parts(parts, body))
 }
 
