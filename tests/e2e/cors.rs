@@ -528,14 +528,7 @@ impl Reply {
 }
 
 async fn https(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(support::ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = support::client_tls();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()

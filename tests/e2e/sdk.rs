@@ -3,7 +3,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::support::{self, backends, payload, Harness};
+use crate::support::{self, backends, payload, raw, Harness};
 
 /// Object life cycle: create bucket, put (zero bytes, small, awkward keys), head, get, range,
 /// list v1/v2 with prefix/delimiter/pagination, copy, delete, delete bucket.
@@ -257,10 +257,21 @@ async fn presigned(h: &Harness) {
         .presigned(conf.clone())
         .await
         .unwrap();
-    let data = payload(4096, 77);
-    let status = raw_request(put.method(), put.uri(), put.headers(), data.clone())
-        .await
-        .0;
+    // Text, because `raw::send` returns the body as a string.
+    let data = "presigned body \u{2713}\n".repeat(200);
+    let headers = |r: &aws_sdk_s3::presigning::PresignedRequest| -> Vec<(String, String)> {
+        r.headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    };
+    let status = raw::send(
+        put.method(),
+        put.uri(),
+        &headers(&put),
+        data.clone().into_bytes(),
+    )
+    .await
+    .0;
     assert_eq!(status, 200);
 
     let get = s3
@@ -270,51 +281,9 @@ async fn presigned(h: &Harness) {
         .presigned(conf)
         .await
         .unwrap();
-    let (status, body) = raw_request(get.method(), get.uri(), get.headers(), Vec::new()).await;
+    let (status, _, body) = raw::send(get.method(), get.uri(), &headers(&get), Vec::new()).await;
     assert_eq!(status, 200);
     assert_eq!(body, data);
-}
-
-/// A request with a plain HTTPS client (reqwest-free: hyper over rustls, trusting the dev CA).
-pub async fn raw_request<'a>(
-    method: &str,
-    uri: &str,
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
-    body: Vec<u8>,
-) -> (u16, Vec<u8>) {
-    use http_body_util::{BodyExt, Full};
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(support::ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<bytes::Bytes>>(https);
-    let mut req = http::Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = client
-        .request(req.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, body)
 }
 
 macro_rules! per_backend {

@@ -19,14 +19,7 @@ async fn read_all<S: AsyncReadExt + Unpin>(s: &mut S) -> String {
 }
 
 async fn tls(h: &Harness) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(support::ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = support::client_tls();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
     connector
@@ -309,14 +302,7 @@ async fn http2_clients_are_served() {
         .await
         .unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(support::ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = support::client_tls();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()

@@ -30,6 +30,18 @@ pub fn ca_pem() -> PathBuf {
     repo_path("certs/ca.pem")
 }
 
+/// A rustls client configuration that trusts only the development CA.
+pub fn client_tls() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_pem()).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 /// Where the proxy sends requests.
 #[derive(Clone)]
 pub struct UpstreamInfo {

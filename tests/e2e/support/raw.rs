@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 
-use super::{ca_pem, REGION};
+use super::REGION;
 
 pub struct Signed {
     pub method: String,
@@ -128,14 +128,7 @@ pub async fn send(
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> (u16, http::HeaderMap, String) {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = super::client_tls();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
