@@ -59,6 +59,7 @@ async fn s3s_with_rules(buckets: BucketRules) -> (Harness, tempfile::TempDir) {
         secret_key: store.secret_access_key,
         region: REGION.into(),
         checksum_trailers: true,
+        ca_bundle: None,
     };
     let h = Harness::start_with_buckets(upstream, buckets, |_| {}).await;
     (h, dir)
@@ -262,6 +263,7 @@ async fn upstream_cors_headers_are_replaced_moto() {
         secret_key: b.secret_key.clone(),
         region: b.region.clone(),
         checksum_trailers: true,
+        ca_bundle: None,
     };
     let h = Harness::start_with_buckets(upstream, rules_for(page), |_| {}).await;
     let s3 = h.sdk();

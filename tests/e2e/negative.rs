@@ -422,6 +422,45 @@ async fn xml_entities(h: &Harness) {
     assert_unchanged(h, &b).await;
 }
 
+/// The embedded demo store maps keys to files; keys that could leave their bucket's folder are
+/// refused there (the proxy itself forwards keys exactly as signed, as S3 allows `../`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_store_keys_cannot_escape_their_bucket() {
+    let h = Harness::s3s().await;
+    let b = setup(&h).await;
+    let other = support::bucket("victim");
+    h.sdk().create_bucket().bucket(&other).send().await.unwrap();
+    for key in [
+        format!("../{other}/existing"),
+        "a/../../x".to_owned(),
+        "a//b".to_owned(),
+    ] {
+        let err = h
+            .sdk()
+            .put_object()
+            .bucket(&b)
+            .key(&key)
+            .body(ByteStream::from_static(b"escape"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(400),
+            "{key}"
+        );
+    }
+    assert!(h
+        .direct()
+        .head_object()
+        .bucket(&other)
+        .key("existing")
+        .send()
+        .await
+        .is_err());
+    assert_unchanged(&h, &b).await;
+}
+
 fn find(hay: &[u8], needle: &[u8], nth: usize) -> usize {
     hay.windows(needle.len())
         .enumerate()

@@ -334,3 +334,113 @@ async fn http2_clients_are_served() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.as_ref(), b"over h2");
 }
+
+/// An `https://` upstream verified with a configured CA bundle: a second s3seal (in front of
+/// s3s-fs) serves as the upstream of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_with_a_ca_bundle() {
+    let inner = Harness::s3s().await;
+    let outer = Harness::start_with(
+        support::UpstreamInfo {
+            endpoint: format!("https://localhost:{}", inner.proxy.addr.port()),
+            access_key: support::CLIENT_AK.into(),
+            secret_key: support::CLIENT_SK.into(),
+            region: support::REGION.into(),
+            checksum_trailers: true,
+            ca_bundle: Some(support::ca_pem()),
+        },
+        |_| {},
+    )
+    .await;
+    let b = support::bucket("chain");
+    outer.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let data = support::payload(200_000, 5);
+    outer
+        .sdk()
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = inner
+        .direct()
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
+
+    // Without the CA bundle the upstream's certificate is not trusted: 502, nothing sent.
+    let untrusting = Harness::start_with(
+        support::UpstreamInfo {
+            ca_bundle: None,
+            ..outer.upstream.clone()
+        },
+        |_| {},
+    )
+    .await;
+    let err = untrusting
+        .sdk()
+        .head_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(502));
+}
+
+/// `s3seal check` validates a config file: 0 when valid, 64 with the offending key when not.
+#[test]
+fn check_command_validates_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[[upstream]]
+name = "u"
+endpoint = "https://s3.example.test"
+access_key_id = "AK"
+secret_access_key = {{ env = "S3SEAL_TEST_UPSTREAM_SECRET" }}
+
+[[client]]
+access_key_id = "APP"
+secret_access_key = "app-secret"
+upstream = "u"
+"#,
+        cert = support::repo_path("certs/server.pem").display(),
+        key = support::repo_path("certs/server-key.pem").display(),
+    );
+    let run = |text: &str, secret: Option<&str>| {
+        let path = dir.path().join("s3seal.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_s3seal"));
+        cmd.args(["check", "--config"]).arg(&path);
+        match secret {
+            Some(s) => cmd.env("S3SEAL_TEST_UPSTREAM_SECRET", s),
+            None => cmd.env_remove("S3SEAL_TEST_UPSTREAM_SECRET"),
+        };
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = run(&good, Some("s"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("valid"), "{out}");
+    let (code, out) = run(&good, None);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("S3SEAL_TEST_UPSTREAM_SECRET"), "{out}");
+    let (code, out) = run(&good.replace("tls_key", "tls_kee"), Some("s"));
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("tls_kee"), "{out}");
+}

@@ -51,6 +51,8 @@ pub struct UpstreamInfo {
     pub region: String,
     /// Whether the backend accepts aws-chunked trailers (Ceph RGW Pacific does not).
     pub checksum_trailers: bool,
+    /// Extra CA certificates for an `https://` upstream.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// A running proxy in front of one upstream.
@@ -77,6 +79,7 @@ impl Harness {
             secret_key: store.secret_access_key,
             region: REGION.into(),
             checksum_trailers: true,
+            ca_bundle: None,
         };
         let mut h = Harness::start_with(upstream, tweak).await;
         h.store_dir = Some(dir);
@@ -90,6 +93,7 @@ impl Harness {
             secret_key: b.secret_key.clone(),
             region: b.region.clone(),
             checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
+            ca_bundle: None,
         };
         Harness::start_with(upstream, |_| {}).await
     }
@@ -113,7 +117,7 @@ impl Harness {
             access_key_id: upstream.access_key.clone(),
             secret_access_key: SecretKey::new(upstream.secret_key.clone()),
             addressing_style: AddressingStyle::Path,
-            ca_bundle: None,
+            ca_bundle: upstream.ca_bundle.clone(),
             forward_checksum_trailers: upstream.checksum_trailers,
         };
         let clients = ClientKeys::new([
