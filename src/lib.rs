@@ -30,6 +30,7 @@ pub mod crypto;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -1,0 +1,248 @@
+//! The proxy's metrics: a small registry of atomics, rendered in the Prometheus text
+//! exposition format 0.0.4 by [`Metrics::render`].
+//!
+//! Reference: <https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format>
+//!
+//! Recording is lock-free for the plain counters and takes a `DashMap` shard lock only the
+//! first time a label combination is seen, so the hot path stays a few atomic adds.
+
+use std::fmt::Write as _;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds (seconds) of the request duration histogram. Fixed so that dashboards can
+/// compare instances; they span a cached `HeadObject` to a slow multi-gigabyte upload's head.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Every counter and histogram the proxy exports. Shared as `Arc<Metrics>`.
+#[derive(Default)]
+pub struct Metrics {
+    requests: DashMap<(&'static str, u16), AtomicU64>,
+    duration: Histogram,
+    request_bytes: AtomicU64,
+    response_bytes: AtomicU64,
+    upstream_errors: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    plaintext_rejected: AtomicU64,
+    auth_failures: DashMap<&'static str, AtomicU64>,
+}
+
+impl Metrics {
+    /// One answered request. `request_bytes`/`response_bytes` are the declared body lengths,
+    /// when known.
+    pub fn answered(
+        &self,
+        operation: &'static str,
+        status: u16,
+        elapsed: Duration,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
+    ) {
+        inc(&self.requests, (operation, status));
+        self.duration.observe(elapsed);
+        if let Some(n) = request_bytes {
+            self.request_bytes.fetch_add(n, Ordering::Relaxed);
+        }
+        if let Some(n) = response_bytes {
+            self.response_bytes.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A request refused for its credentials or signature; `reason` is the S3 error code.
+    pub fn auth_failure(&self, reason: &'static str) {
+        inc(&self.auth_failures, reason);
+    }
+
+    pub fn upstream_error(&self) {
+        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn tls_handshake_failure(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn plaintext_rejected(&self) {
+        self.plaintext_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The whole registry in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Exposition::default();
+        out.header(
+            "s3seal_requests_total",
+            "counter",
+            "Requests answered, by S3 operation (\"unknown\" when the request could not be routed) and HTTP status.",
+        );
+        for ((operation, status), n) in sorted(&self.requests) {
+            out.sample(
+                "s3seal_requests_total",
+                &[("operation", operation), ("status", &status.to_string())],
+                n,
+            );
+        }
+        out.histogram(
+            "s3seal_request_duration_seconds",
+            "Time from the request head to the response head (body streaming not included).",
+            &self.duration,
+        );
+        out.counter(
+            "s3seal_request_bytes_total",
+            "Request body bytes, as declared by Content-Length (aws-chunked framing included; bodies of unknown length not counted).",
+            &self.request_bytes,
+        );
+        out.counter(
+            "s3seal_response_bytes_total",
+            "Response body bytes, as declared by the body's known length (bodies of unknown length not counted).",
+            &self.response_bytes,
+        );
+        out.counter(
+            "s3seal_upstream_errors_total",
+            "Requests that failed because the upstream could not be reached, signed for or understood (answered 502).",
+            &self.upstream_errors,
+        );
+        out.counter(
+            "s3seal_tls_handshake_failures_total",
+            "TLS connections whose handshake failed or timed out.",
+            &self.tls_handshake_failures,
+        );
+        out.counter(
+            "s3seal_plaintext_rejected_total",
+            "Plain-HTTP connections answered 400 TlsRequired (on the TLS port or the plaintext listener).",
+            &self.plaintext_rejected,
+        );
+        out.header(
+            "s3seal_auth_failures_total",
+            "counter",
+            "Requests refused for their credentials, signature or bucket rights, by S3 error code.",
+        );
+        for (reason, n) in sorted(&self.auth_failures) {
+            out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
+        }
+        out.0
+    }
+}
+
+fn inc<K: Eq + Hash>(map: &DashMap<K, AtomicU64>, key: K) {
+    // The read lock suffices once the label set exists, which is nearly always.
+    if let Some(n) = map.get(&key) {
+        n.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    map.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+}
+
+/// A snapshot sorted by label values, so that scrapes are stable and diffable.
+fn sorted<K: Eq + Hash + Ord + Copy>(map: &DashMap<K, AtomicU64>) -> Vec<(K, u64)> {
+    let mut rows: Vec<_> = map
+        .iter()
+        .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
+        .collect();
+    rows.sort_unstable_by_key(|(k, _)| *k);
+    rows
+}
+
+// === impl Histogram ===
+
+/// A histogram over [`DURATION_BUCKETS`]. Buckets are stored per interval and summed when
+/// rendered, so an observation touches only one bucket.
+pub struct Histogram {
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    /// Observations above the last bound; only in `+Inf`.
+    overflow: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            overflow: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        match DURATION_BUCKETS.iter().position(|&le| secs <= le) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.overflow.fetch_add(1, Ordering::Relaxed),
+        };
+        // Saturates after 584 years of summed request time.
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+// === impl Exposition ===
+
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape_label_value(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: &AtomicU64) {
+        self.header(name, "counter", help);
+        self.sample(name, &[], value.load(Ordering::Relaxed));
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.header(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (le, n) in DURATION_BUCKETS.iter().zip(&h.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            self.sample(&bucket, &[("le", &le.to_string())], cumulative);
+        }
+        cumulative += h.overflow.load(Ordering::Relaxed);
+        self.sample(&bucket, &[("le", "+Inf")], cumulative);
+        let sum = Duration::from_nanos(h.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+        self.sample(&format!("{name}_sum"), &[], sum);
+        // No separate count is kept: `_count` must equal the `+Inf` bucket, and deriving it from
+        // the same loads keeps the two equal while other threads are observing.
+        self.sample(&format!("{name}_count"), &[], cumulative);
+    }
+}
+
+/// `HELP` text escapes backslash and line feed.
+fn escape_help(s: &str) -> String {
+    s.replace('\\', r"\\").replace('\n', r"\n")
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label_value(s: &str) -> String {
+    s.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+#[cfg(test)]
+mod tests;
