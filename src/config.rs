@@ -54,6 +54,9 @@ pub struct RawServer {
     pub tls_key: PathBuf,
     /// An optional plain-HTTP listener that answers every request with `TlsRequired`.
     pub plaintext_listen: Option<SocketAddr>,
+    /// An optional plain-HTTP admin listener: `/healthz`, `/readyz`, `/metrics`. Keep it on
+    /// loopback or a private interface: it is unauthenticated.
+    pub admin_listen: Option<SocketAddr>,
     /// The region clients sign their requests for.
     #[serde(default = "default_region")]
     pub region: String,
@@ -183,6 +186,7 @@ pub struct Server {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub plaintext_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     pub region: String,
     pub domain: Option<String>,
     pub handshake_timeout: Duration,
@@ -286,6 +290,7 @@ impl RawServer {
             tls_cert: base.join(s.tls_cert),
             tls_key: base.join(s.tls_key),
             plaintext_listen: s.plaintext_listen,
+            admin_listen: s.admin_listen,
             region: s.region,
             domain: s.domain.map(|d| d.to_ascii_lowercase()),
             handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),

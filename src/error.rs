@@ -90,6 +90,46 @@ impl S3Code {
         }
     }
 
+    /// Whether the code refuses the client's credentials, signature or bucket rights (as
+    /// opposed to a malformed request or a failure of the proxy or the upstream). Counted in
+    /// `s3seal_auth_failures_total`.
+    pub fn is_auth_failure(self) -> bool {
+        match self {
+            S3Code::AccessDenied
+            | S3Code::AuthorizationHeaderMalformed
+            | S3Code::AuthorizationQueryParametersError
+            | S3Code::ExpiredToken
+            | S3Code::InvalidAccessKeyId
+            | S3Code::RequestTimeTooSkewed
+            | S3Code::SignatureDoesNotMatch => true,
+            S3Code::AccessForbidden
+            | S3Code::BadDigest
+            | S3Code::BadRequest
+            | S3Code::EntityTooLarge
+            | S3Code::IncompleteBody
+            | S3Code::InternalError
+            | S3Code::InvalidArgument
+            | S3Code::InvalidBucketName
+            | S3Code::InvalidDigest
+            | S3Code::InvalidRequest
+            | S3Code::InvalidURI
+            | S3Code::KeyTooLongError
+            | S3Code::MalformedXML
+            | S3Code::MaxMessageLengthExceeded
+            | S3Code::MethodNotAllowed
+            | S3Code::MissingContentLength
+            | S3Code::MissingSecurityHeader
+            | S3Code::NoSuchCORSConfiguration
+            | S3Code::NotImplemented
+            | S3Code::RequestTimeout
+            | S3Code::ServiceUnavailable
+            | S3Code::SlowDown
+            | S3Code::XAmzContentSHA256Mismatch
+            | S3Code::BadGateway
+            | S3Code::TlsRequired => false,
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             S3Code::AccessDenied

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod s3;
 
 pub mod accept;
+pub mod admin;
 pub mod body;
 pub mod certs;
 pub mod config;

@@ -15,10 +15,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -27,6 +28,7 @@ use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, Verif
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::metrics::Metrics;
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
@@ -39,6 +41,7 @@ pub struct State {
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The response header that carries the proxy's own request id (also in error bodies).
@@ -47,14 +50,19 @@ pub const X_S3SEAL_REQUEST_ID: http::HeaderName =
 
 /// Serves one request. Never fails: every error becomes an S3 XML response.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
     let request_id = new_request_id();
     let method = req.method().clone();
     let resource = req.uri().path().to_owned();
-    let cors = cors_scope(&state, &req);
+    let head = route_head(&state, &req);
+    let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
+    let request_bytes = req.body().size_hint().exact();
+    let cors = cors_scope(&state, head.as_ref(), &req);
     let mut resp = match pipeline(&state, &cors, req).await {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
+            count_refusal(&state.metrics, &err);
             err.into_response(&resource, &request_id)
         }
     };
@@ -62,7 +70,26 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_S3SEAL_REQUEST_ID, v);
     }
+    state.metrics.answered(
+        operation,
+        resp.status().as_u16(),
+        started.elapsed(),
+        request_bytes,
+        resp.body().size_hint().exact(),
+    );
     resp
+}
+
+/// Auth failures by S3 code, and upstream failures; every other refusal is visible in
+/// `s3seal_requests_total` by its status alone.
+fn count_refusal(metrics: &Metrics, err: &ProxyError) {
+    match err {
+        ProxyError::Downstream(e) if e.code().is_auth_failure() => {
+            metrics.auth_failure(e.code().as_str());
+        }
+        ProxyError::Upstream(_) => metrics.upstream_error(),
+        ProxyError::Downstream(_) | ProxyError::Internal(_) => {}
+    }
 }
 
 async fn pipeline(
@@ -152,9 +179,9 @@ async fn pipeline(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The CORS rules of the addressed bucket, found from the unauthenticated head: preflights
-/// carry no credentials, and refusals must be readable by the page that caused them.
-fn cors_scope<'s>(state: &'s State, req: &Request<Incoming>) -> cors::Scope<'s> {
+/// The request routed from its unauthenticated head, for what must be known before (or
+/// whether or not) it is verified: its CORS rules and its operation's metrics label.
+fn route_head(state: &State, req: &Request<Incoming>) -> Option<Routed> {
     let host = req
         .uri()
         .authority()
@@ -164,15 +191,24 @@ fn cors_scope<'s>(state: &'s State, req: &Request<Incoming>) -> cors::Scope<'s> 
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
         });
-    let rules = route::route(
+    route::route(
         req.method(),
         req.uri(),
         host,
         state.domain.as_deref(),
-        false,
+        req.headers().contains_key(headers::X_AMZ_COPY_SOURCE),
     )
     .ok()
-    .and_then(|r| r.target.bucket().and_then(|b| state.buckets.for_bucket(b)));
+}
+
+/// The CORS rules of the addressed bucket, found from the unauthenticated head: preflights
+/// carry no credentials, and refusals must be readable by the page that caused them.
+fn cors_scope<'s>(
+    state: &'s State,
+    head: Option<&Routed>,
+    req: &Request<Incoming>,
+) -> cors::Scope<'s> {
+    let rules = head.and_then(|r| r.target.bucket().and_then(|b| state.buckets.for_bucket(b)));
     cors::Scope::new(rules, req.method(), req.headers())
 }
 

@@ -15,10 +15,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::accept::{self, AcceptError};
+use crate::admin::{self, Admin};
 use idle::{IdleTimeout, InFlight};
 
 mod idle;
 use crate::config::{self, Config};
+use crate::metrics::Metrics;
 use crate::proxy::{self, State};
 use crate::tls;
 use crate::upstream::UpstreamClient;
@@ -41,6 +43,8 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub plaintext_addr: Option<SocketAddr>,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`), when configured.
+    pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -60,6 +64,8 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     tls::install_crypto_provider();
     let server_tls = tls::server_config(&config.server.tls_cert, &config.server.tls_key)?;
+    let metrics = Arc::new(Metrics::default());
+    let admin = Arc::new(Admin::new(metrics.clone(), config.upstreams.values()));
     let mut upstreams = HashMap::new();
     for (name, up) in config.upstreams {
         let client_tls = tls::client_config(up.ca_bundle.as_deref())?;
@@ -71,6 +77,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         clients: config.clients,
         upstreams,
         buckets: config.buckets,
+        metrics: metrics.clone(),
     });
     let settings = Arc::new(config.server);
 
@@ -89,6 +96,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
     let plaintext_addr = plaintext.as_ref().and_then(|l| l.local_addr().ok());
+    let admin_listener = match settings.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(serve_tls(
@@ -103,12 +115,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             l,
             addr.port(),
             settings,
-            stopped,
+            metrics,
+            stopped.clone(),
         )));
+    }
+    if let Some(l) = admin_listener {
+        tasks.push(tokio::spawn(admin::serve(l, admin, stopped)));
     }
     Ok(Running {
         addr,
         plaintext_addr,
+        admin_addr,
         stop,
         tasks,
     })
@@ -120,6 +137,9 @@ pub async fn run_until(config: Config, signal: impl Future<Output = ()>) -> Resu
     tracing::info!(addr = %running.addr, "s3seal listening (HTTPS)");
     if let Some(p) = running.plaintext_addr {
         tracing::info!(addr = %p, "plain-HTTP listener answers every request with TlsRequired");
+    }
+    if let Some(a) = running.admin_addr {
+        tracing::info!(addr = %a, "admin listener: /healthz /readyz /metrics");
     }
     signal.await;
     tracing::info!("shutting down: draining in-flight requests");
@@ -177,10 +197,15 @@ async fn serve_tls(
             let stream = match accept::accept(tcp, &acceptor, settings.handshake_timeout).await {
                 Ok(s) => s,
                 Err(AcceptError::Plaintext) => {
+                    state.metrics.plaintext_rejected();
                     tracing::info!(%peer, "plain HTTP on the TLS port refused");
                     return;
                 }
-                Err(e) => {
+                // A client that connects and leaves without a byte is a TCP health check or a
+                // port scan, not a failed handshake.
+                Err(AcceptError::Closed) => return,
+                Err(e @ (AcceptError::Timeout | AcceptError::Handshake(_))) => {
+                    state.metrics.tls_handshake_failure();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
@@ -215,6 +240,7 @@ async fn serve_plaintext(
     listener: TcpListener,
     https_port: u16,
     settings: Arc<config::Server>,
+    metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(settings.max_connections));
@@ -230,9 +256,11 @@ async fn serve_plaintext(
             continue;
         };
         let timeout = settings.handshake_timeout;
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
             accept::reject_plaintext(tcp, https_port, timeout).await;
+            metrics.plaintext_rejected();
         });
     }
 }

@@ -47,6 +47,21 @@ fn parses_validates_and_resolves_secrets() {
 }
 
 #[test]
+fn admin_listener_is_optional() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.admin_listen, None);
+    let text = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "domain = \"S3.Localhost\"\nadmin_listen = \"127.0.0.1:9090\"",
+    );
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(
+        c.server.admin_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+}
+
+#[test]
 fn secrets_from_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sk"), "from-file\n").unwrap();

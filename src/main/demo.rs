@@ -57,6 +57,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             tls_cert: certs.join("server.pem"),
             tls_key: certs.join("server-key.pem"),
             plaintext_listen: None,
+            admin_listen: None,
             region: REGION.into(),
             domain: Some("s3.localhost".into()),
             handshake_timeout: std::time::Duration::from_secs(10),

@@ -115,6 +115,37 @@ pub enum Operation {
     Other,
 }
 
+impl Operation {
+    /// The S3 API name of the operation (`Other` for everything the proxy passes through
+    /// without knowing it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListBuckets => "ListBuckets",
+            Operation::CreateBucket => "CreateBucket",
+            Operation::DeleteBucket => "DeleteBucket",
+            Operation::HeadBucket => "HeadBucket",
+            Operation::ListObjects => "ListObjects",
+            Operation::ListObjectsV2 => "ListObjectsV2",
+            Operation::ListObjectVersions => "ListObjectVersions",
+            Operation::ListMultipartUploads => "ListMultipartUploads",
+            Operation::DeleteObjects => "DeleteObjects",
+            Operation::GetObject => "GetObject",
+            Operation::HeadObject => "HeadObject",
+            Operation::PutObject => "PutObject",
+            Operation::CopyObject => "CopyObject",
+            Operation::DeleteObject => "DeleteObject",
+            Operation::CreateMultipartUpload => "CreateMultipartUpload",
+            Operation::UploadPart => "UploadPart",
+            Operation::UploadPartCopy => "UploadPartCopy",
+            Operation::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Operation::AbortMultipartUpload => "AbortMultipartUpload",
+            Operation::ListParts => "ListParts",
+            Operation::PostObject => "PostObject",
+            Operation::Other => "Other",
+        }
+    }
+}
+
 /// How the request body must be treated before it is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {

@@ -8,6 +8,7 @@ mod support;
 
 mod backends_smoke;
 
+mod admin;
 mod clients;
 mod cors;
 mod demo;

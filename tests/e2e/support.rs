@@ -140,6 +140,7 @@ impl Harness {
                 tls_cert: repo_path("certs/server.pem"),
                 tls_key: repo_path("certs/server-key.pem"),
                 plaintext_listen: None,
+                admin_listen: None,
                 region: REGION.into(),
                 domain: Some("s3.localhost".into()),
                 handshake_timeout: Duration::from_secs(5),
@@ -210,6 +211,12 @@ pub fn sdk_client(endpoint: &str, ak: &str, sk: &str, region: &str) -> aws_sdk_s
         .http_client(http)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A [`Harness::start_with`] tweak that turns on the admin listener on an ephemeral loopback
+/// port; its address is `h.proxy.admin_addr`.
+pub fn with_admin(s: &mut Server) {
+    s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
 }
 
 /// A unique bucket name for one test.

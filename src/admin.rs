@@ -1,0 +1,184 @@
+//! The admin listener: plain HTTP, unauthenticated, meant for loopback or a private
+//! interface. `GET /healthz` (the process serves), `GET /readyz` (every upstream accepts a TCP
+//! connection), `GET /metrics` (Prometheus text format). Anything else is 404.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::body::{self, Body};
+use crate::config::Upstream;
+use crate::metrics::{self, Metrics};
+
+/// How long an upstream may take to accept a TCP connection before it counts as down.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a readiness answer is reused, so that frequent probes (several orchestrators,
+/// a load balancer) do not turn into a connection storm against the upstreams.
+pub const READY_CACHE: Duration = Duration::from_secs(5);
+/// The admin listener serves a few scrapers and probes; more connections than this are
+/// closed at once rather than competing with the proxy for file descriptors.
+const MAX_CONNECTIONS: usize = 64;
+/// Admin requests are bodiless GETs; a slow head is a stuck or hostile client.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// `/readyz` answers within one probe timeout, so shutdown need not wait longer than that.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What the admin endpoints read.
+pub struct Admin {
+    pub metrics: Arc<Metrics>,
+    probes: Vec<Probe>,
+    /// The last readiness answer and when it was computed. A tokio mutex, held across the
+    /// probes, so that concurrent `/readyz` calls share one round of connections.
+    ready: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+/// One upstream to connect to for readiness.
+struct Probe {
+    name: String,
+    host: String,
+    port: u16,
+}
+
+impl Admin {
+    pub fn new<'a>(
+        metrics: Arc<Metrics>,
+        upstreams: impl IntoIterator<Item = &'a Upstream>,
+    ) -> Self {
+        let probes = upstreams
+            .into_iter()
+            .map(|u| Probe {
+                name: u.name.clone(),
+                host: u.endpoint.host().unwrap_or_default().to_owned(),
+                port: u
+                    .endpoint
+                    .port_u16()
+                    .unwrap_or(if u.endpoint.scheme_str() == Some("http") {
+                        80
+                    } else {
+                        443
+                    }),
+            })
+            .collect();
+        Admin {
+            metrics,
+            probes,
+            ready: Mutex::new(None),
+        }
+    }
+
+    /// `Ok` when every upstream accepted a connection within [`PROBE_TIMEOUT`], else the
+    /// reasons, one line per upstream that did not. Cached for [`READY_CACHE`].
+    pub async fn readiness(&self) -> Result<(), String> {
+        let mut cached = self.ready.lock().await;
+        if let Some((at, answer)) = cached.as_ref() {
+            if at.elapsed() < READY_CACHE {
+                return answer.clone();
+            }
+        }
+        let answer = self.probe().await;
+        *cached = Some((Instant::now(), answer.clone()));
+        answer
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let mut probes = JoinSet::new();
+        for p in &self.probes {
+            let (name, host, port) = (p.name.clone(), p.host.clone(), p.port);
+            probes.spawn(async move {
+                let target = format!("{host}:{port}");
+                match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(format!("upstream '{name}' ({target}) unreachable: {e}")),
+                    Err(_) => Some(format!(
+                        "upstream '{name}' ({target}) did not accept a connection within {}s",
+                        PROBE_TIMEOUT.as_secs()
+                    )),
+                }
+            });
+        }
+        let mut failures: Vec<String> = probes.join_all().await.into_iter().flatten().collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        failures.sort();
+        Err(failures.join("\n"))
+    }
+}
+
+/// Serves the admin endpoints until `stopped` changes.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stopped: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => if let Ok((s, _)) = accepted { s } else {
+                // EMFILE and friends: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            },
+            _ = stopped.changed() => break,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue;
+        };
+        let admin = admin.clone();
+        let service = service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&admin, &req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown()).await;
+}
+
+async fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::NOT_FOUND, "not found\n".into());
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match admin.readiness().await {
+            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Err(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reasons}\n")),
+        },
+        "/metrics" => {
+            let mut resp = text(StatusCode::OK, admin.metrics.render());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(body::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

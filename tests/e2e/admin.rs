@@ -1,0 +1,179 @@
+//! The admin listener: `/healthz`, `/readyz` against a live and a dead upstream, and
+//! `/metrics` counters moving as requests flow through the proxy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{self, with_admin, Harness, UpstreamInfo};
+
+/// `GET path` on the admin listener: (status, body).
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+        .await
+        .expect("admin answer")
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// The value of one counter series (name with labels, exactly as rendered); 0 when absent.
+fn sample(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+async fn scrape(h: &Harness) -> String {
+    let (status, body) = get(h.proxy.admin_addr.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_metrics_move_as_requests_flow() {
+    let h = Harness::s3s_with(with_admin).await;
+    let b = support::bucket("metrics");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let before = scrape(&h).await;
+
+    let data = b"counted bytes";
+    h.sdk()
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(data))
+        .send()
+        .await
+        .unwrap();
+    let got = h
+        .sdk()
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        data
+    );
+    let err = h
+        .sdk_as(support::CLIENT_AK, "not-the-secret")
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
+        Some("SignatureDoesNotMatch")
+    );
+    // Plain HTTP on the TLS port: answered, and counted once the connection is over.
+    let mut tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 400"));
+    drop(tcp);
+
+    let plaintext = "s3seal_plaintext_rejected_total";
+    let mut after = scrape(&h).await;
+    for _ in 0..50 {
+        if sample(&after, plaintext) > sample(&before, plaintext) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = scrape(&h).await;
+    }
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(moved(plaintext), 1, "{after}");
+    assert_eq!(
+        moved(r#"s3seal_requests_total{operation="PutObject",status="200"}"#),
+        1,
+        "{after}"
+    );
+    assert_eq!(
+        moved(r#"s3seal_requests_total{operation="GetObject",status="200"}"#),
+        1
+    );
+    assert_eq!(
+        moved(r#"s3seal_requests_total{operation="GetObject",status="403"}"#),
+        1
+    );
+    assert_eq!(
+        moved(r#"s3seal_auth_failures_total{reason="SignatureDoesNotMatch"}"#),
+        1
+    );
+    assert_eq!(moved("s3seal_request_duration_seconds_count"), 3);
+    assert_eq!(
+        moved(r#"s3seal_request_duration_seconds_bucket{le="+Inf"}"#),
+        3
+    );
+    assert_eq!(moved("s3seal_upstream_errors_total"), 0);
+    assert_eq!(moved("s3seal_tls_handshake_failures_total"), 0);
+    // At least the object, each way (the upload may be aws-chunked framed).
+    assert!(moved("s3seal_request_bytes_total") >= 13, "{after}");
+    assert!(moved("s3seal_response_bytes_total") >= 13, "{after}");
+
+    // Bytes that start a TLS record but are no handshake: a handshake failure.
+    let mut tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    tcp.write_all(b"\x16\x03\x01\x00\x04junk").await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut Vec::new())).await;
+    drop(tcp);
+    let failures = "s3seal_tls_handshake_failures_total";
+    let mut last = scrape(&h).await;
+    for _ in 0..50 {
+        if sample(&last, failures) > sample(&after, failures) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = scrape(&h).await;
+    }
+    assert_eq!(sample(&last, failures) - sample(&after, failures), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_health_and_readiness() {
+    let h = Harness::s3s_with(with_admin).await;
+    let admin = h.proxy.admin_addr.unwrap();
+    assert_eq!(get(admin, "/healthz").await, (200, "ok\n".into()));
+    assert_eq!(get(admin, "/readyz").await.0, 200);
+    assert_eq!(get(admin, "/nothing-here").await.0, 404);
+
+    // An upstream on a port nobody listens on: alive, but not ready, and it says why.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dead = Harness::start_with(
+        UpstreamInfo {
+            endpoint: format!("http://{closed}"),
+            access_key: "unused".into(),
+            secret_key: "unused-secret".into(),
+            region: support::REGION.into(),
+            checksum_trailers: true,
+        },
+        with_admin,
+    )
+    .await;
+    let admin = dead.proxy.admin_addr.unwrap();
+    assert_eq!(get(admin, "/healthz").await.0, 200);
+    let (status, reason) = get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("upstream 'test'"), "{reason}");
+    assert!(reason.contains(&closed.to_string()), "{reason}");
+}
