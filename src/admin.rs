@@ -55,17 +55,13 @@ impl Admin {
     ) -> Self {
         let probes = upstreams
             .into_iter()
-            .map(|u| Probe {
-                name: u.name.clone(),
-                host: u.endpoint.host().unwrap_or_default().to_owned(),
-                port: u
-                    .endpoint
-                    .port_u16()
-                    .unwrap_or(if u.endpoint.scheme_str() == Some("http") {
-                        80
-                    } else {
-                        443
-                    }),
+            .map(|u| {
+                let (host, port) = probe_target(&u.endpoint);
+                Probe {
+                    name: u.name.clone(),
+                    host,
+                    port,
+                }
             })
             .collect();
         Admin {
@@ -112,6 +108,22 @@ impl Admin {
         failures.sort();
         Err(failures.join("\n"))
     }
+}
+
+/// The host and port to connect to for an upstream endpoint: the scheme's default port when
+/// none is written, and an IPv6 literal without the brackets that URIs need and sockets refuse.
+fn probe_target(endpoint: &http::Uri) -> (String, u16) {
+    let host = endpoint.host().unwrap_or_default();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let default_port = if endpoint.scheme_str() == Some("http") {
+        80
+    } else {
+        443
+    };
+    (host.to_owned(), endpoint.port_u16().unwrap_or(default_port))
 }
 
 /// Serves the admin endpoints until `stopped` changes.
@@ -182,3 +194,6 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests;
