@@ -17,6 +17,9 @@
 //! [`policy`] decides the server-side encryption headers of each request and checks the
 //! backend's answer (`docs/policy.md`); it is pure, tested on its own and not yet wired into
 //! the pipeline.
+//!
+//! [`metrics`] counts what [`proxy::handle`] and the accept loop see; [`admin`] serves the counts,
+//! liveness and readiness on a separate plain-HTTP listener (see `docs/operations.md`).
 
 pub mod auth;
 pub mod s3;
