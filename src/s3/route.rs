@@ -141,6 +141,9 @@ impl Operation {
             Operation::AbortMultipartUpload => "AbortMultipartUpload",
             Operation::ListParts => "ListParts",
             Operation::PostObject => "PostObject",
+            Operation::GetObjectAttributes => "GetObjectAttributes",
+            Operation::SelectObjectContent => "SelectObjectContent",
+            Operation::RestoreObject => "RestoreObject",
             Operation::Other => "Other",
         }
     }

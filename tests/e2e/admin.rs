@@ -166,6 +166,7 @@ async fn admin_health_and_readiness() {
             secret_key: "unused-secret".into(),
             region: support::REGION.into(),
             checksum_trailers: true,
+            ca_bundle: None,
         },
         with_admin,
     )
