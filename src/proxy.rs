@@ -54,11 +54,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let request_id = new_request_id();
     let method = req.method().clone();
     let resource = req.uri().path().to_owned();
+    // Routed once, from the head as received: CORS, metrics and (after authentication) the
+    // pipeline all use this one result.
     let head = route_head(&state, &req);
     let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
     let request_bytes = req.body().size_hint().exact();
-    let cors = cors_scope(&state, head.as_ref(), &req);
-    let mut resp = match pipeline(&state, &cors, req).await {
+    let cors = cors_scope(&state, head.as_ref().ok(), &req);
+    let mut resp = match pipeline(&state, &cors, head, req).await {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
@@ -95,6 +97,7 @@ fn count_refusal(metrics: &Metrics, err: &ProxyError) {
 async fn pipeline(
     state: &State,
     cors: &cors::Scope<'_>,
+    head: Result<Routed, RouteError>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
@@ -108,7 +111,9 @@ async fn pipeline(
         now: SystemTime::now(),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
-    let routed = route_request(state, &verified)?;
+    // Route errors are answered only after authentication, as S3 does.
+    let routed = head.map_err(ProxyError::downstream)?;
+    authorize_routed(&routed, &verified)?;
     if let Some(answer) = cors.bucket_api(&routed.target, verified.parts.uri.query()) {
         return answer.map_err(ProxyError::downstream);
     }
@@ -181,7 +186,7 @@ async fn pipeline(
 
 /// The request routed from its unauthenticated head, for what must be known before (or
 /// whether or not) it is verified: its CORS rules and its operation's metrics label.
-fn route_head(state: &State, req: &Request<Incoming>) -> Option<Routed> {
+fn route_head(state: &State, req: &Request<Incoming>) -> Result<Routed, RouteError> {
     let host = req
         .uri()
         .authority()
@@ -198,7 +203,6 @@ fn route_head(state: &State, req: &Request<Incoming>) -> Option<Routed> {
         state.domain.as_deref(),
         req.headers().contains_key(headers::X_AMZ_COPY_SOURCE),
     )
-    .ok()
 }
 
 /// The CORS rules of the addressed bucket, found from the unauthenticated head: preflights
@@ -212,30 +216,15 @@ fn cors_scope<'s>(
     cors::Scope::new(rules, req.method(), req.headers())
 }
 
-fn route_request(state: &State, v: &Verified<Incoming>) -> Result<Routed, ProxyError> {
-    let headers = &v.parts.headers;
-    let host = v
-        .parts
-        .uri
-        .authority()
-        .map(http::uri::Authority::as_str)
-        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
-    let copy_source = headers.get(headers::X_AMZ_COPY_SOURCE);
-    let routed = route::route(
-        &v.parts.method,
-        &v.parts.uri,
-        host,
-        state.domain.as_deref(),
-        copy_source.is_some(),
-    )
-    .map_err(ProxyError::downstream)?;
+/// The verified key may use the addressed bucket, and the bucket of any copy source.
+fn authorize_routed(routed: &Routed, v: &Verified<Incoming>) -> Result<(), ProxyError> {
     authorize(&v.identity, routed.target.bucket())?;
-    if let Some(src) = copy_source {
+    if let Some(src) = v.parts.headers.get(headers::X_AMZ_COPY_SOURCE) {
         let bucket = copy_source_bucket(src)
             .ok_or_else(|| ProxyError::downstream(FramingError::BadCopySource))?;
         authorize(&v.identity, Some(&bucket))?;
     }
-    Ok(routed)
+    Ok(())
 }
 
 fn authorize(id: &ClientIdentity, bucket: Option<&str>) -> Result<(), ProxyError> {

@@ -10,6 +10,7 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -79,6 +80,8 @@ pub struct Outgoing<'a> {
 /// One configured upstream with its connection pool.
 pub struct UpstreamClient {
     cfg: Upstream,
+    /// The upstream credentials in the signer's form, built once rather than per request.
+    identity: Identity,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
 }
 
@@ -96,7 +99,19 @@ impl UpstreamClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
-        UpstreamClient { cfg, client }
+        let identity = Credentials::new(
+            &cfg.access_key_id,
+            cfg.secret_access_key.expose(),
+            None,
+            None,
+            "s3seal-config",
+        )
+        .into();
+        UpstreamClient {
+            cfg,
+            identity,
+            client,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -130,21 +145,13 @@ impl UpstreamClient {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
 
-        let identity = Credentials::new(
-            &self.cfg.access_key_id,
-            self.cfg.secret_access_key.expose(),
-            None,
-            None,
-            "s3seal-config",
-        )
-        .into();
         let mut settings = SigningSettings::default();
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         // S3 canonical URIs are encoded once, and never normalised (keys may contain `..`).
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         let params = v4::SigningParams::builder()
-            .identity(&identity)
+            .identity(&self.identity)
             .region(&self.cfg.region)
             .name("s3")
             .time(now)
