@@ -34,6 +34,10 @@ use crate::s3::route::{self, BodyKind, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
 use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
 
+mod linger;
+
+use linger::ClientBody;
+
 /// Everything a request needs, frozen for the lifetime of the config.
 pub struct State {
     pub region: String,
@@ -60,11 +64,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
     let request_bytes = req.body().size_hint().exact();
     let cors = cors_scope(&state, head.as_ref().ok(), &req);
+    let (req, remainder) = linger::split(req);
     let mut resp = match pipeline(&state, &cors, head, req).await {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
             count_refusal(&state.metrics, &err);
+            remainder.drain().await;
             err.into_response(&resource, &request_id)
         }
     };
@@ -98,7 +104,7 @@ async fn pipeline(
     state: &State,
     cors: &cors::Scope<'_>,
     head: Result<Routed, RouteError>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<Body>, ProxyError> {
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
     if req.method() == Method::OPTIONS {
@@ -217,7 +223,7 @@ fn cors_scope<'s>(
 }
 
 /// The verified key may use the addressed bucket, and the bucket of any copy source.
-fn authorize_routed(routed: &Routed, v: &Verified<Incoming>) -> Result<(), ProxyError> {
+fn authorize_routed(routed: &Routed, v: &Verified<ClientBody>) -> Result<(), ProxyError> {
     authorize(&v.identity, routed.target.bucket())?;
     if let Some(src) = v.parts.headers.get(headers::X_AMZ_COPY_SOURCE) {
         let bucket = copy_source_bucket(src)
@@ -270,7 +276,7 @@ fn upstream_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn read_document(body: VerifiedBody<Incoming>) -> Result<Bytes, ProxyError> {
+async fn read_document(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
     let failure = body.failure();
     match Limited::new(body, xml::MAX_DOCUMENT_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
