@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
+use crate::policy::{KeySource, RawSseRule, SsePolicies};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,7 +42,7 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
-    /// Per-bucket settings (CORS rules), matched by bucket glob; the first match wins.
+    /// Per-bucket settings (CORS rules, SSE rule), matched by bucket glob; the first match wins.
     #[serde(default, rename = "bucket")]
     pub buckets: Vec<RawBucket>,
 }
@@ -141,6 +142,8 @@ pub struct RawBucket {
     /// S3 `CORSRule`s, first match wins (see docs/cors.md).
     #[serde(default)]
     pub cors: Vec<cors::RawRule>,
+    /// The server-side encryption rule (see docs/policy.md).
+    pub sse: Option<RawSseRule>,
 }
 
 /// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
@@ -178,6 +181,7 @@ pub struct Config {
     pub upstreams: HashMap<String, Upstream>,
     pub clients: ClientKeys,
     pub buckets: BucketRules,
+    pub sse: SsePolicies,
 }
 
 #[derive(Debug, Clone)]
@@ -254,12 +258,15 @@ impl RawConfig {
         let server = self.server.validate(base)?;
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
-        let buckets = validate_buckets(self.buckets)?;
+        let mut raw_buckets = self.buckets;
+        let sse = validate_sse(&mut raw_buckets, base, env)?;
+        let buckets = validate_buckets(raw_buckets)?;
         Ok(Config {
             server,
             upstreams,
             clients,
             buckets,
+            sse,
         })
     }
 }
@@ -439,6 +446,52 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
         sets.push((b.pattern, rules));
     }
     BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+/// The `sse` rules of the `[[bucket]]` tables, in order. SSE-C keys are read here, from the
+/// environment or a file, and held zeroized from then on.
+///
+/// SSE-C keys travel to the upstream in request headers. An `http://` upstream is already
+/// refused unless it sets `allow_plaintext`, which is the explicit consent for them too.
+fn validate_sse(
+    raw: &mut [RawBucket],
+    base: &Path,
+    env: &dyn Env,
+) -> Result<SsePolicies, ConfigError> {
+    let load = |src: &KeySource| match src {
+        KeySource::Env { env: name } => env
+            .var(name)
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| format!("environment variable {name} is not set")),
+        KeySource::File { file } => {
+            let path = base.join(file);
+            std::fs::read_to_string(&path)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+    };
+    let mut rules = Vec::new();
+    let mut catch_all: Option<usize> = None;
+    for (i, b) in raw.iter_mut().enumerate() {
+        let Some(sse) = b.sse.take() else { continue };
+        let key = format!("bucket[{i}].sse");
+        globset::Glob::new(&b.pattern)
+            .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
+        if let Some(first) = catch_all {
+            return Err(invalid(
+                key,
+                format!("never used: bucket[{first}] has pattern \"*\" and an sse rule, and comes first"),
+            ));
+        }
+        let rule = sse
+            .validate(load)
+            .map_err(|e| invalid(format!("{key}.{}", e.field), e.reason))?;
+        if b.pattern == "*" {
+            catch_all = Some(i);
+        }
+        rules.push((b.pattern.clone(), rule));
+    }
+    SsePolicies::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
 impl Secret {

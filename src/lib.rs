@@ -38,5 +38,6 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod sse;
 pub mod tls;
 pub mod upstream;

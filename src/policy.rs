@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -73,7 +74,7 @@ pub struct RawSseRule {
     pub client_headers: ClientHeaders,
     /// What a write whose response does not prove the encryption leads to.
     #[serde(default)]
-    pub verify: Verify,
+    pub on_unverified: Verify,
     /// `sse-kms`: the KMS key id or ARN (aliases cannot be verified, see docs/policy.md).
     pub key_id: Option<String>,
     /// `sse-kms`: the encryption context, sent as base64 JSON.
@@ -351,7 +352,7 @@ impl RawSseRule {
         Ok(SseRule {
             kind,
             client_headers: self.client_headers,
-            verify: self.verify,
+            verify: self.on_unverified,
         })
     }
 }
@@ -385,6 +386,36 @@ fn context_json(ctx: &BTreeMap<String, String>) -> String {
     }
     out.push('}');
     out
+}
+
+// === Rules by bucket ===
+
+/// Bucket glob → SSE rule, in config order: the first `[[bucket]]` table with an `sse` key
+/// whose pattern matches decides, so specific patterns go first and a final `"*"` is the
+/// default rule. A bucket no table matches has no rule: its requests pass through untouched.
+#[derive(Debug, Default, Clone)]
+pub struct SsePolicies(Vec<(globset::GlobMatcher, Arc<SseRule>)>);
+
+impl SsePolicies {
+    /// From `(bucket glob, rule)` pairs, in order of precedence.
+    pub fn new(rules: impl IntoIterator<Item = (String, SseRule)>) -> Result<Self, globset::Error> {
+        let mut out = Vec::new();
+        for (pattern, rule) in rules {
+            let glob = globset::GlobBuilder::new(&pattern)
+                .literal_separator(false)
+                .build()?
+                .compile_matcher();
+            out.push((glob, Arc::new(rule)));
+        }
+        Ok(SsePolicies(out))
+    }
+
+    pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<SseRule>> {
+        self.0
+            .iter()
+            .find(|(glob, _)| glob.is_match(bucket))
+            .map(|(_, rule)| rule)
+    }
 }
 
 // === Errors ===
@@ -904,6 +935,57 @@ fn expectation(on: VerifyOn, rule_chose: bool, e: Expectation) -> Option<Expecta
         VerifyOn::NotCustomer => !customer && rule_chose,
     };
     check.then_some(e)
+}
+
+// === Key rotation ===
+
+/// The same request with an old SSE-C key in place of the proxy's current one.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The old key's id, for the log.
+    pub key_id: String,
+    pub plan: SsePlan,
+}
+
+/// The plans to try, in config order, when the backend refuses `plan`'s SSE-C key: on reads,
+/// each old key of the bucket's rule; on copies, each old key of the source bucket's rule
+/// (the destination keeps the current key, so such a copy re-encrypts). Empty when the
+/// proxy's current key was not used (a client's own key, or another rule).
+pub fn rotation_retries(
+    plan: &SsePlan,
+    op: Operation,
+    rule: &SseRule,
+    copy_source_rule: Option<&SseRule>,
+) -> Vec<Retry> {
+    let (names, rule) = match op {
+        Operation::GetObject
+        | Operation::HeadObject
+        | Operation::GetObjectAttributes
+        | Operation::SelectObjectContent => (&CUSTOMER_HEADERS, rule),
+        Operation::CopyObject | Operation::UploadPartCopy => match copy_source_rule {
+            Some(src) => (&COPY_SOURCE_HEADERS, src),
+            None => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    let Encryption::SseC { key, old_keys } = &rule.kind else {
+        return Vec::new();
+    };
+    let sent = plan.set_request.get(&names[2]).map(HeaderValue::as_bytes);
+    if sent != Some(key.md5_b64.as_bytes()) {
+        return Vec::new();
+    }
+    old_keys
+        .iter()
+        .map(|old| {
+            let mut plan = plan.clone();
+            set_customer(&mut plan.set_request, names, &KeyRef::Proxy(old));
+            Retry {
+                key_id: old.id.clone(),
+                plan,
+            }
+        })
+        .collect()
 }
 
 // === Verify ===

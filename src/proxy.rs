@@ -29,9 +29,11 @@ use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::metrics::Metrics;
+use crate::policy::SsePolicies;
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
+use crate::sse;
 use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
 
 /// Everything a request needs, frozen for the lifetime of the config.
@@ -41,6 +43,7 @@ pub struct State {
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
+    pub sse: SsePolicies,
     pub metrics: Arc<Metrics>,
 }
 
@@ -138,6 +141,16 @@ async fn pipeline(
         headers: upstream::forwardable_request_headers(&parts.headers),
         content_length,
     };
+    let source = parts.headers.get(headers::X_AMZ_COPY_SOURCE);
+    let source_bucket = source.and_then(copy_source_bucket);
+    let sse = sse::Stage::prepare(
+        &state.sse,
+        &routed,
+        source_bucket.as_deref(),
+        &parts.headers,
+        &mut out,
+    )?;
+    let mut replay = None;
     let signed = match routed.body {
         BodyKind::Data => {
             if out.content_length.is_none() {
@@ -153,6 +166,12 @@ async fn pipeline(
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
             }
             out.content_length = Some(doc.len() as u64);
+            if sse.wants_replay() {
+                replay = Some(sse::Replay {
+                    out: out.clone(),
+                    body: doc.clone(),
+                });
+            }
             let payload = Payload::Known(&doc);
             upstream.sign(
                 out,
@@ -176,12 +195,10 @@ async fn pipeline(
     if let Some(auth_err) = failure.get() {
         return Err(rejected(auth_err));
     }
-    let (mut parts, incoming) = resp.into_parts();
-    upstream::forwardable_response_headers(&mut parts.headers);
-    let body = incoming
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed_unsync();
-    Ok(Response::from_parts(parts, body))
+    let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+    let mut resp = sse.settle(upstream, resp, replay).await?;
+    upstream::forwardable_response_headers(resp.headers_mut());
+    Ok(resp)
 }
 
 /// The request routed from its unauthenticated head, for what must be known before (or

@@ -13,6 +13,7 @@ use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
 use s3seal::cors::BucketRules;
+use s3seal::policy::SsePolicies;
 use s3seal::server::Running;
 
 pub const REGION: &str = "us-east-1";
@@ -109,6 +110,16 @@ impl Harness {
         buckets: BucketRules,
         tweak: impl FnOnce(&mut Server),
     ) -> Harness {
+        Harness::start_with_policies(upstream, buckets, SsePolicies::default(), tweak).await
+    }
+
+    /// [`Harness::start_with_buckets`] with server-side encryption rules (`sse = { ... }`).
+    pub async fn start_with_policies(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        sse: SsePolicies,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
         s3seal::tls::install_crypto_provider();
         let up = Upstream {
             name: "test".into(),
@@ -152,6 +163,7 @@ impl Harness {
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
             buckets,
+            sse,
         };
         let mut config = config;
         tweak(&mut config.server);
