@@ -6,9 +6,12 @@
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
 //!    streams and holds back its last bytes until every proof holds),
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
-//! 4. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
-//! 5. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
-//! 6. the response, streamed back without hop-by-hop headers.
+//! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
+//! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
+//! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
+//! 7. `sse::Stage::settle`: old SSE-C keys on refused reads, the write's encryption checked
+//!    (fail closed), key fingerprints removed,
+//! 8. the response, streamed back without hop-by-hop headers.
 //!
 //! Every answer but a preflight's, errors included, then gets the bucket's CORS headers
 //! (and loses the upstream's), so that browser code can read it.
