@@ -819,3 +819,61 @@ async fn moto_sse_s3_copy_and_bucket_encryption() {
     );
     moto.check_alive().unwrap();
 }
+
+/// Copies on RGW: RGW drops SSE headers on a copy's destination and stores it plaintext, so
+/// a copy into an `sse-c` bucket fails closed and the copy is removed; a copy out of an SSE-C
+/// object reaches RGW with the source key (RGW 16 then answers 501 for any encrypted source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_copies_into_and_out_of_sse_c() {
+    let rgw = backends::shared_rgw();
+    let h = Harness::with_backend_policies(
+        rgw,
+        policies(&[(
+            "cpc-*",
+            "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }",
+        )]),
+    )
+    .await;
+    let (s3, direct) = (h.sdk(), h.direct());
+    let plain = support::bucket("cpplain");
+    let sealed = support::bucket("cpc");
+    for b in [&plain, &sealed] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let data = payload(20_000, 11);
+    put(&s3, &plain, "src", &data).await;
+
+    let err = s3
+        .copy_object()
+        .bucket(&sealed)
+        .key("dst")
+        .copy_source(format!("{plain}/src"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err), 502);
+    let (_, message) = code_and_message(&err);
+    assert!(message.contains("sse-c"), "{message}");
+    assert!(message.contains("has been removed"), "{message}");
+    let gone = direct
+        .head_object()
+        .bucket(&sealed)
+        .key("dst")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&gone), 404);
+
+    // Out of an SSE-C object: RGW 16 refuses to copy any encrypted source (BACKENDS.md).
+    put(&s3, &sealed, "enc", &data).await;
+    let err = s3
+        .copy_object()
+        .bucket(&plain)
+        .key("out")
+        .copy_source(format!("{sealed}/enc"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err), 501);
+    rgw.check_alive().unwrap();
+}
