@@ -42,7 +42,8 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
-    /// Per-bucket settings (CORS rules, SSE rule), matched by bucket glob; the first match wins.
+    /// Per-bucket settings matched by bucket glob: CORS rules (first match wins) and the SSE
+    /// rule (most specific match wins).
     #[serde(default, rename = "bucket")]
     pub buckets: Vec<RawBucket>,
 }
@@ -470,25 +471,21 @@ fn validate_sse(
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))
         }
     };
-    let mut rules = Vec::new();
-    let mut catch_all: Option<usize> = None;
+    let mut rules: Vec<(String, crate::policy::SseRule)> = Vec::new();
     for (i, b) in raw.iter_mut().enumerate() {
         let Some(sse) = b.sse.take() else { continue };
         let key = format!("bucket[{i}].sse");
         globset::Glob::new(&b.pattern)
             .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
-        if let Some(first) = catch_all {
+        if rules.iter().any(|(p, _)| *p == b.pattern) {
             return Err(invalid(
                 key,
-                format!("never used: bucket[{first}] has pattern \"*\" and an sse rule, and comes first"),
+                format!("pattern \"{}\" already has an sse rule", b.pattern),
             ));
         }
         let rule = sse
             .validate(load)
             .map_err(|e| invalid(format!("{key}.{}", e.field), e.reason))?;
-        if b.pattern == "*" {
-            catch_all = Some(i);
-        }
         rules.push((b.pattern.clone(), rule));
     }
     SsePolicies::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))

@@ -390,14 +390,19 @@ fn context_json(ctx: &BTreeMap<String, String>) -> String {
 
 // === Rules by bucket ===
 
-/// Bucket glob → SSE rule, in config order: the first `[[bucket]]` table with an `sse` key
-/// whose pattern matches decides, so specific patterns go first and a final `"*"` is the
-/// default rule. A bucket no table matches has no rule: its requests pass through untouched.
+/// Bucket glob → SSE rule. The most specific matching pattern decides: an exact bucket name
+/// beats any glob, and among globs the one with more literal characters wins (`vault-prod` >
+/// `vault-*` > `*`), so a `"*"` pattern is the default rule wherever it is written. Equally
+/// specific patterns that both match are tried in config order. A bucket no pattern matches
+/// has no rule: its requests pass through untouched.
+///
+/// Most-specific rather than first-match (as CORS does) because an encryption rule written
+/// below a broader one would otherwise be silently weakened.
 #[derive(Debug, Default, Clone)]
 pub struct SsePolicies(Vec<(globset::GlobMatcher, Arc<SseRule>)>);
 
 impl SsePolicies {
-    /// From `(bucket glob, rule)` pairs, in order of precedence.
+    /// From `(bucket glob, rule)` pairs in config order.
     pub fn new(rules: impl IntoIterator<Item = (String, SseRule)>) -> Result<Self, globset::Error> {
         let mut out = Vec::new();
         for (pattern, rule) in rules {
@@ -405,9 +410,15 @@ impl SsePolicies {
                 .literal_separator(false)
                 .build()?
                 .compile_matcher();
-            out.push((glob, Arc::new(rule)));
+            out.push((specificity(&pattern), glob, Arc::new(rule)));
         }
-        Ok(SsePolicies(out))
+        // Stable: config order among equals.
+        out.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
+        Ok(SsePolicies(
+            out.into_iter()
+                .map(|(_, glob, rule)| (glob, rule))
+                .collect(),
+        ))
     }
 
     pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<SseRule>> {
@@ -416,6 +427,29 @@ impl SsePolicies {
             .find(|(glob, _)| glob.is_match(bucket))
             .map(|(_, rule)| rule)
     }
+}
+
+/// How specific a bucket glob is: (no metacharacters at all, literal characters outside
+/// wildcards and alternatives; a `[...]` class counts as one).
+pub fn specificity(pattern: &str) -> (bool, usize) {
+    let exact = !pattern.contains(['*', '?', '[', ']', '{', '}']);
+    let mut literal = 0;
+    let (mut class, mut alternatives) = (false, 0usize);
+    for c in pattern.chars() {
+        match c {
+            '[' if !class => class = true,
+            ']' if class => {
+                class = false;
+                literal += 1;
+            }
+            '{' if !class => alternatives += 1,
+            '}' if !class && alternatives > 0 => alternatives -= 1,
+            '*' | '?' => {}
+            _ if class || alternatives > 0 => {}
+            _ => literal += 1,
+        }
+    }
+    (exact, literal)
 }
 
 // === Errors ===

@@ -289,14 +289,29 @@ fn bucket_sse_errors_name_the_key_and_line() {
             .to_string();
         assert!(err.contains(needle), "expected {needle:?} in {err}");
     }
-    // A rule after a catch-all rule could never apply.
+    // The same pattern twice: the second rule could never apply.
     let text = with_buckets(
-        "[[bucket]]\npattern = \"*\"\nsse = { rule = \"sse-s3\" }\n[[bucket]]\npattern = \"a-*\"\nsse = { rule = \"none\" }\n",
+        "[[bucket]]\npattern = \"a-*\"\nsse = { rule = \"sse-s3\" }\n[[bucket]]\npattern = \"a-*\"\nsse = { rule = \"none\" }\n",
     );
     let err = Config::from_toml(&text, Path::new("."), &env)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("bucket[1].sse: never used"), "{err}");
+    assert!(
+        err.contains("bucket[1].sse: pattern \"a-*\" already has"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_most_specific_sse_pattern_wins_wherever_it_is_written() {
+    let text = with_buckets(
+        "[[bucket]]\npattern = \"*\"\nsse = { rule = \"sse-s3\" }\n[[bucket]]\npattern = \"vault-*\"\nsse = { rule = \"sse-kms\", key_id = \"k\" }\n[[bucket]]\npattern = \"vault-public\"\nsse = { rule = \"none\" }\n",
+    );
+    let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+    let kind = |b: &str| c.sse.for_bucket(b).unwrap().kind.kind();
+    assert_eq!(kind("vault-a"), crate::policy::RuleKind::SseKms);
+    assert_eq!(kind("vault-public"), crate::policy::RuleKind::None);
+    assert_eq!(kind("logs"), crate::policy::RuleKind::SseS3);
 }
 
 #[test]

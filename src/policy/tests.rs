@@ -730,10 +730,10 @@ fn rotation_retries_try_old_keys_on_reads_and_copy_sources_only() {
 }
 
 #[test]
-fn bucket_rules_first_match_wins() {
+fn bucket_rules_most_specific_wins() {
     let policies = SsePolicies::new([
-        ("vault-*".to_owned(), rule("sse-c", "override")),
         ("*".to_owned(), rule("sse-s3", "reject")),
+        ("vault-*".to_owned(), rule("sse-c", "override")),
     ])
     .unwrap();
     assert_eq!(
@@ -746,4 +746,24 @@ fn bucket_rules_first_match_wins() {
     );
     assert!(SsePolicies::default().for_bucket("other").is_none());
     assert!(SsePolicies::new([("[".to_owned(), rule("none", "override"))]).is_err());
+}
+
+#[test]
+fn pattern_specificity() {
+    assert_eq!(specificity("vault-prod"), (true, 10));
+    assert_eq!(specificity("vault-*"), (false, 6));
+    assert_eq!(specificity("*"), (false, 0));
+    assert_eq!(specificity("v[ab]ult-?"), (false, 6));
+    assert_eq!(specificity("{a,b}-logs"), (false, 5));
+    assert!(specificity("a") > specificity("abcdef*"));
+    // Equally specific: config order.
+    let policies = SsePolicies::new([
+        ("a-*".to_owned(), rule("sse-s3", "override")),
+        ("*-b".to_owned(), rule("sse-c", "override")),
+    ])
+    .unwrap();
+    assert_eq!(
+        policies.for_bucket("a-b").unwrap().kind.kind(),
+        RuleKind::SseS3
+    );
 }
