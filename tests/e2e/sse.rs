@@ -310,6 +310,10 @@ async fn rgw_sse_kms_and_client_header_modes() {
             ("kmsrej-*", &kms("reject")),
             ("kmsallow-*", &kms("allow")),
             ("kms-*", &kms("override")),
+            (
+                "sscrej-*",
+                "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }\nclient_headers = \"reject\"",
+            ),
         ]),
     )
     .await;
@@ -463,6 +467,40 @@ async fn rgw_sse_kms_and_client_header_modes() {
         Some(&ServerSideEncryption::AwsKms)
     );
     assert_eq!(head.ssekms_key_id(), Some(RGW_KMS_KEY_IDS[0]));
+
+    // reject under sse-c: a client's own key is refused (on writes and reads alike), the
+    // proxy's key stays the only one in use.
+    let b = support::bucket("sscrej");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let err = s3
+        .put_object()
+        .bucket(&b)
+        .key("own")
+        .body(ByteStream::from_static(b"o"))
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&KEY_CLIENT))
+        .sse_customer_key_md5(md5_b64(&KEY_CLIENT))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err), 403);
+    let (_, message) = code_and_message(&err);
+    assert!(message.contains("sse-c"), "{message}");
+    assert!(
+        message.contains("x-amz-server-side-encryption-customer-algorithm"),
+        "{message}"
+    );
+    put(&s3, &b, "proxy-key", &data).await;
+    assert_eq!(
+        get_bytes(&s3, &b, "proxy-key", Some(&KEY_CLIENT)).await,
+        Err(403)
+    );
+    assert!(
+        get_bytes(&direct, &b, "proxy-key", Some(&KEY_NEW))
+            .await
+            .unwrap()
+            == data
+    );
     rgw.check_alive().unwrap();
 }
 
@@ -627,6 +665,10 @@ async fn rgw_rotated_sse_c_keys() {
             .unwrap()
             == old_data
     );
+    // The log names key ids, never key material.
+    for key in [&KEY_NEW, &KEY_OLD] {
+        assert!(log_lines_with(&b64(key)).is_empty());
+    }
     rgw.check_alive().unwrap();
 }
 
@@ -876,4 +918,98 @@ async fn rgw_copies_into_and_out_of_sse_c() {
         .unwrap_err();
     assert_eq!(status(&err), 501);
     rgw.check_alive().unwrap();
+}
+
+/// The three client-header modes under an `sse-s3` rule, read back from moto's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_sse_s3_client_header_modes() {
+    let moto = backends::shared_moto();
+    let h = Harness::with_backend_policies(
+        moto,
+        policies(&[
+            ("mover-*", "rule = \"sse-s3\""),
+            ("moallow-*", "rule = \"sse-s3\"\nclient_headers = \"allow\""),
+            ("morej-*", "rule = \"sse-s3\"\nclient_headers = \"reject\""),
+        ]),
+    )
+    .await;
+    let (s3, direct) = (h.sdk(), h.direct());
+    let kms_put = |bucket: &str| {
+        s3.put_object()
+            .bucket(bucket)
+            .key("kms")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id("client-key")
+            .body(ByteStream::from_static(b"k"))
+    };
+
+    // override: the client's aws:kms is replaced by AES256.
+    let b = support::bucket("mover");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    kms_put(&b).send().await.unwrap();
+    let head = direct
+        .head_object()
+        .bucket(&b)
+        .key("kms")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    assert_eq!(head.ssekms_key_id(), None);
+
+    // allow: aws:kms is stronger than sse-s3, so it stands.
+    let b = support::bucket("moallow");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    kms_put(&b).send().await.unwrap();
+    let head = direct
+        .head_object()
+        .bucket(&b)
+        .key("kms")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+
+    // reject: refused with the rule named; AES256 or nothing pass.
+    let b = support::bucket("morej");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let err = kms_put(&b).send().await.unwrap_err();
+    assert_eq!(status(&err), 403);
+    let (code, message) = code_and_message(&err);
+    assert_eq!(code, "AccessDenied");
+    assert!(message.contains("sse-s3"), "{message}");
+    assert!(direct
+        .head_object()
+        .bucket(&b)
+        .key("kms")
+        .send()
+        .await
+        .is_err());
+    s3.put_object()
+        .bucket(&b)
+        .key("aes")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from_static(b"a"))
+        .send()
+        .await
+        .unwrap();
+    put(&s3, &b, "plain", b"p").await;
+    let head = direct
+        .head_object()
+        .bucket(&b)
+        .key("plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    moto.check_alive().unwrap();
 }
