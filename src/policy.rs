@@ -485,7 +485,9 @@ impl S3Error for PolicyError {
         match self {
             PolicyError::Rejected { .. } | PolicyError::PostObject { .. } => S3Code::AccessDenied,
             PolicyError::Malformed { .. } => S3Code::InvalidArgument,
-            PolicyError::NotApplied { .. } => S3Code::BadGateway,
+            // 501, not 502: SDKs retry 502 (transient), and a retry would only write and
+            // remove the object again. The backend lacks the feature the rule needs.
+            PolicyError::NotApplied { .. } => S3Code::NotImplemented,
         }
     }
 }

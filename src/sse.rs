@@ -116,7 +116,14 @@ impl<'a> Stage<'a> {
             resp = explain_sse_c_block(resp).await?;
         }
         if resp.status().is_success() {
-            if let Err(e) = policy::verify_response(&a.plan, resp.headers()) {
+            let mut verdict = policy::verify_response(&a.plan, resp.headers());
+            if verdict.is_err() && a.op == Operation::CompleteMultipartUpload {
+                // AWS echoes the scheme on completion, Ceph RGW does not: ask the object.
+                if let Some(head) = a.head_written(upstream, resp.headers()).await {
+                    verdict = policy::verify_response(&a.plan, &head);
+                }
+            }
+            if let Err(e) = verdict {
                 match a.plan.verify {
                     Verify::Enforce => return Err(a.refuse(upstream, resp, e).await),
                     Verify::Warn => tracing::warn!(
@@ -202,6 +209,30 @@ impl Active<'_> {
         Ok(refused)
     }
 
+    /// The headers of the object a write just finished (its version, when the bucket is
+    /// versioned), or `None` if the backend does not answer a HEAD with 2xx.
+    async fn head_written(
+        &self,
+        upstream: &UpstreamClient,
+        written: &HeaderMap,
+    ) -> Option<HeaderMap> {
+        let out = Outgoing {
+            method: Method::HEAD,
+            target: self.target,
+            query: version_query(written),
+            headers: HeaderMap::new(),
+            content_length: None,
+        };
+        let signed = upstream
+            .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+            .ok()?;
+        let answer = upstream.send(signed).await.ok()?;
+        answer
+            .status()
+            .is_success()
+            .then(|| answer.into_parts().0.headers)
+    }
+
     /// The fail-closed path: log the incident, remove what the backend wrote, refuse.
     async fn refuse(
         &self,
@@ -243,14 +274,7 @@ impl Active<'_> {
     ) -> Result<(), String> {
         let query = match self.op {
             Operation::PutObject | Operation::CopyObject | Operation::CompleteMultipartUpload => {
-                let version = resp
-                    .headers()
-                    .get(X_AMZ_VERSION_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| *v != "null");
-                version
-                    .map(|v| vec![("versionId".to_owned(), v.to_owned())])
-                    .unwrap_or_default()
+                version_query(resp.headers())
             }
             Operation::UploadPart | Operation::UploadPartCopy => {
                 let id = self.query.iter().find(|(k, _)| k == "uploadId");
@@ -288,6 +312,16 @@ impl Active<'_> {
             Err(format!("the backend answered {status}"))
         }
     }
+}
+
+/// `versionId=...` for the version a write created, when the backend names one.
+fn version_query(written: &HeaderMap) -> Vec<(String, String)> {
+    written
+        .get(X_AMZ_VERSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v != "null")
+        .map(|v| vec![("versionId".to_owned(), v.to_owned())])
+        .unwrap_or_default()
 }
 
 /// Turns AWS's refusal of an SSE-C write into an error that says why and what to do. Other

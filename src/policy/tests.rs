@@ -568,7 +568,7 @@ fn verify_catches_a_backend_that_ignored_sse_s3() {
             found: "(missing)".into()
         }
     );
-    assert_eq!(err.code(), S3Code::BadGateway);
+    assert_eq!(err.code(), S3Code::NotImplemented);
     assert!(verify_response(&p, &headers(&[(&SSE, "aws:kms")])).is_err());
     assert!(verify_response(&p, &headers(&[(&SSE, "AES256")])).is_ok());
     let nothing = plan(

@@ -94,6 +94,50 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
         .unwrap();
 }
 
+/// CreateMultipartUpload, one UploadPart per element of `parts`, CompleteMultipartUpload.
+async fn multipart_put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
+    let up = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let mut done = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let number = i32::try_from(i + 1).unwrap();
+        let uploaded = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(uploaded.e_tag().unwrap())
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 // === Log capture (warn mode and incidents are logged) ===
 
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -242,47 +286,7 @@ key = { id = "2026", env = "NEW" }"#,
 
     // Multipart: every part and the completion carry the key; the object is SSE-C.
     let parts = [payload(5 * 1024 * 1024 + 7, 2), payload(1000, 3)];
-    let up = s3
-        .create_multipart_upload()
-        .bucket(&b)
-        .key("multi")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.sse_customer_algorithm(), Some("AES256"));
-    let id = up.upload_id().unwrap();
-    let mut done = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let number = i32::try_from(i + 1).unwrap();
-        let uploaded = s3
-            .upload_part()
-            .bucket(&b)
-            .key("multi")
-            .upload_id(id)
-            .part_number(number)
-            .body(ByteStream::from(part.clone()))
-            .send()
-            .await
-            .unwrap();
-        done.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .e_tag(uploaded.e_tag().unwrap())
-                .build(),
-        );
-    }
-    s3.complete_multipart_upload()
-        .bucket(&b)
-        .key("multi")
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    multipart_put(&s3, &b, "multi", &parts).await;
     assert!(get_bytes(&s3, &b, "multi", None).await.unwrap() == parts.concat());
     assert_eq!(get_bytes(&direct, &b, "multi", None).await, Err(400));
     assert!(
@@ -357,6 +361,17 @@ async fn rgw_sse_kms_and_client_header_modes() {
         .unwrap();
     assert_eq!(head.ssekms_key_id(), Some(RGW_KMS_KEY_IDS[0]));
     assert!(get_bytes(&direct, &b, "client-c", None).await.unwrap() == data);
+    let parts = [payload(5 * 1024 * 1024, 12), payload(10, 13)];
+    multipart_put(&s3, &b, "multi", &parts).await;
+    let head = direct
+        .head_object()
+        .bucket(&b)
+        .key("multi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.ssekms_key_id(), Some(RGW_KMS_KEY_IDS[0]));
+    assert!(get_bytes(&s3, &b, "multi", None).await.unwrap() == parts.concat());
 
     // reject: a different choice is refused with a 403 naming the rule; the rule's own
     // choice and no choice pass.
@@ -530,9 +545,9 @@ async fn rgw_ignoring_sse_s3_fails_closed() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(status(&err), 502);
+    assert_eq!(status(&err), 501);
     let (code, message) = code_and_message(&err);
-    assert_eq!(code, "BadGateway");
+    assert_eq!(code, "NotImplemented");
     assert!(message.contains("did not apply"), "{message}");
     assert!(message.contains("has been removed"), "{message}");
     let gone = direct
@@ -552,7 +567,7 @@ async fn rgw_ignoring_sse_s3_fails_closed() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(status(&err), 502);
+    assert_eq!(status(&err), 501);
     let (_, message) = code_and_message(&err);
     assert!(message.contains("has been removed"), "{message}");
     let uploads = direct
@@ -675,7 +690,7 @@ async fn rgw_rotated_sse_c_keys() {
 // === s3s-fs: ignores every SSE header ===
 
 /// Both an SSE-S3 and an SSE-C rule fail closed in front of a backend that ignores SSE:
-/// the client gets 502 and the backend keeps nothing (objects and uploads).
+/// the client gets 501 and the backend keeps nothing (objects and uploads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3s_fs_ignoring_sse_fails_closed() {
     let h = Harness::s3s_with_policies(policies(&[
@@ -698,7 +713,7 @@ async fn s3s_fs_ignoring_sse_fails_closed() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(status(&err), 502, "{prefix}");
+        assert_eq!(status(&err), 501, "{prefix}");
         let (_, message) = code_and_message(&err);
         assert!(message.contains("has been removed"), "{prefix}: {message}");
         let gone = direct
@@ -717,7 +732,7 @@ async fn s3s_fs_ignoring_sse_fails_closed() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(status(&err), 502, "{prefix}");
+        assert_eq!(status(&err), 501, "{prefix}");
         let (_, message) = code_and_message(&err);
         assert!(message.contains("has been removed"), "{prefix}: {message}");
         let listed = direct.list_objects_v2().bucket(&b).send().await.unwrap();
@@ -893,7 +908,7 @@ async fn rgw_copies_into_and_out_of_sse_c() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(status(&err), 502);
+    assert_eq!(status(&err), 501);
     let (_, message) = code_and_message(&err);
     assert!(message.contains("sse-c"), "{message}");
     assert!(message.contains("has been removed"), "{message}");
@@ -917,6 +932,11 @@ async fn rgw_copies_into_and_out_of_sse_c() {
         .await
         .unwrap_err();
     assert_eq!(status(&err), 501);
+    let (_, message) = code_and_message(&err);
+    assert!(
+        !message.contains("did not apply"),
+        "RGW's own 501: {message}"
+    );
     rgw.check_alive().unwrap();
 }
 
