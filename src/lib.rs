@@ -38,6 +38,7 @@ pub mod error;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reencrypt;
 pub mod server;
 pub mod sse;
 pub mod tls;

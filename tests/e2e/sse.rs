@@ -1033,3 +1033,130 @@ async fn moto_sse_s3_client_header_modes() {
     );
     moto.check_alive().unwrap();
 }
+
+/// `s3seal reencrypt` (its library entry point): finds the objects still under an old key,
+/// rewrites them under the current key with their metadata, and leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_reencrypt_command() {
+    let rgw = backends::shared_rgw();
+    let old_rule = "rule = \"sse-c\"\nkey = { id = \"2025\", env = \"OLD\" }";
+    let new_rule = "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }\nold_keys = [{ id = \"2025\", env = \"OLD\" }]";
+    let before = Harness::with_backend_policies(rgw, policies(&[("reenc-*", old_rule)])).await;
+    let after = Harness::with_backend_policies(rgw, policies(&[("reenc-*", new_rule)])).await;
+    let b = support::bucket("reenc");
+    before
+        .sdk()
+        .create_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    let data = payload(300_000, 16);
+    before
+        .sdk()
+        .put_object()
+        .bucket(&b)
+        .key("a & b")
+        .content_type("application/x-test")
+        .metadata("color", "blue")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    put(&before.sdk(), &b, "dir/old", b"old").await;
+    put(&after.sdk(), &b, "dir/new", b"new").await;
+
+    let config = || {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "server.pem"
+tls_key = "server-key.pem"
+[[upstream]]
+name = "rgw"
+endpoint = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+allow_plaintext = true
+[[client]]
+access_key_id = "UNUSED"
+secret_access_key = "unused"
+upstream = "rgw"
+[[bucket]]
+pattern = "reenc-*"
+[bucket.sse]
+{new_rule}
+"#,
+            rgw.endpoint, rgw.access_key, rgw.secret_key
+        );
+        let env: std::collections::HashMap<String, String> = [
+            ("NEW".to_owned(), b64(&KEY_NEW)),
+            ("OLD".to_owned(), b64(&KEY_OLD)),
+        ]
+        .into();
+        s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap()
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+
+    let dry = s3seal::reencrypt::run(config(), &b, "", None, true)
+        .await
+        .unwrap();
+    let dry_keys = sorted(dry.reencrypted.iter().map(|(k, _)| k.clone()).collect());
+    assert_eq!(dry_keys, ["a & b", "dir/old"]);
+    assert!(dry.reencrypted.iter().all(|(_, id)| id == "2025"));
+    assert_eq!(dry.current, ["dir/new"]);
+    assert!(get_bytes(&after.direct(), &b, "dir/old", Some(&KEY_OLD))
+        .await
+        .is_ok());
+
+    let done = s3seal::reencrypt::run(config(), &b, "", None, false)
+        .await
+        .unwrap();
+    assert_eq!(done.reencrypted.len(), 2, "{done:?}");
+    assert!(done.failed.is_empty(), "{done:?}");
+    let direct = after.direct();
+    assert!(
+        get_bytes(&direct, &b, "a & b", Some(&KEY_NEW))
+            .await
+            .unwrap()
+            == data
+    );
+    assert!(get_bytes(&direct, &b, "a & b", Some(&KEY_OLD))
+        .await
+        .is_err());
+    assert_eq!(
+        get_bytes(&direct, &b, "dir/old", Some(&KEY_NEW))
+            .await
+            .unwrap(),
+        b"old"
+    );
+    let head = after
+        .sdk()
+        .head_object()
+        .bucket(&b)
+        .key("a & b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/x-test"));
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("color"))
+            .map(String::as_str),
+        Some("blue")
+    );
+
+    let again = s3seal::reencrypt::run(config(), &b, "dir/", None, false)
+        .await
+        .unwrap();
+    assert!(
+        again.reencrypted.is_empty() && again.failed.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(sorted(again.current), ["dir/new", "dir/old"]);
+    rgw.check_alive().unwrap();
+}
