@@ -144,8 +144,8 @@ async fn pipeline(
         headers: upstream::forwardable_request_headers(&parts.headers),
         content_length,
     };
-    let source = parts.headers.get(headers::X_AMZ_COPY_SOURCE);
-    let source_bucket = source.and_then(copy_source_bucket);
+    let source_bucket =
+        (parts.headers.get(headers::X_AMZ_COPY_SOURCE)).and_then(copy_source_bucket);
     let sse = sse::Stage::prepare(
         &state.sse,
         &routed,

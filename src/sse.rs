@@ -12,7 +12,9 @@ use http_body_util::BodyExt;
 
 use crate::body::{self, Body};
 use crate::error::{ProxyError, S3Code, S3Error};
-use crate::policy::{self, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify};
+use crate::policy::{
+    self, ClientHeaders, Encryption, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify,
+};
 use crate::s3::route::{Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
@@ -44,6 +46,14 @@ impl S3Error for SseError {
     }
 }
 
+/// The destination of a copy whose bucket has no rule: under `allow` every client choice
+/// stands (none is weaker than `none`), so the client's headers pass, checked for form only.
+static PASS_THROUGH: SseRule = SseRule {
+    kind: Encryption::None,
+    client_headers: ClientHeaders::Allow,
+    verify: Verify::Warn,
+};
+
 /// The stage for one request: nothing when the bucket has no rule.
 pub struct Stage<'a>(Option<Active<'a>>);
 
@@ -73,14 +83,23 @@ impl<'a> Stage<'a> {
         client_headers: &HeaderMap,
         out: &mut Outgoing<'_>,
     ) -> Result<Self, ProxyError> {
-        let Some(rule) = routed.target.bucket().and_then(|b| policies.for_bucket(b)) else {
-            return Ok(Stage(None));
-        };
         let source_rule = copy_source_bucket
             .and_then(|b| policies.for_bucket(b))
             .map(AsRef::as_ref);
-        let plan = policy::plan(rule, routed.op, client_headers, source_rule)
+        let dest_rule = routed.target.bucket().and_then(|b| policies.for_bucket(b));
+        let rule: &SseRule = match (dest_rule, source_rule) {
+            (Some(rule), _) => rule,
+            // A copy out of a bucket with a rule into one without: the source still needs
+            // its key, the destination's headers pass as the client sent them.
+            (None, Some(_)) => &PASS_THROUGH,
+            (None, None) => return Ok(Stage(None)),
+        };
+        let mut plan = policy::plan(rule, routed.op, client_headers, source_rule)
             .map_err(ProxyError::downstream)?;
+        if dest_rule.is_none() {
+            // No rule to enforce for the destination.
+            plan.expect = None;
+        }
         apply(&plan, &mut out.headers);
         let retries = policy::rotation_retries(&plan, routed.op, rule, source_rule);
         Ok(Stage(Some(Active {
