@@ -25,6 +25,30 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
+impl ConfigError {
+    /// Adds the line of `[[bucket]]` table `i`'s `sse` rule to an error about it.
+    fn at_sse_line(self, lines: &[Option<usize>]) -> Self {
+        let ConfigError::Invalid { key, reason } = self else {
+            return self;
+        };
+        let line = key
+            .strip_prefix("bucket[")
+            .and_then(|rest| rest.split_once("].sse"))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .and_then(|i| lines.get(i).copied().flatten());
+        let key = match line {
+            Some(n) => format!("{key} (line {n})"),
+            None => key,
+        };
+        ConfigError::Invalid { key, reason }
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).lines().count().max(1)
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -143,8 +167,9 @@ pub struct RawBucket {
     /// S3 `CORSRule`s, first match wins (see docs/cors.md).
     #[serde(default)]
     pub cors: Vec<cors::RawRule>,
-    /// The server-side encryption rule (see docs/policy.md).
-    pub sse: Option<RawSseRule>,
+    /// The server-side encryption rule (see docs/policy.md); its place in the text names the
+    /// line in errors.
+    pub sse: Option<toml::Spanned<RawSseRule>>,
 }
 
 /// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
@@ -250,7 +275,15 @@ impl Config {
     /// `{ file = ... }` secrets.
     pub fn from_toml(text: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
+        // Validation runs on parsed values; the SSE rules' lines are taken from the text first
+        // so their errors (key files, key lengths) can name them.
+        let sse_lines: Vec<Option<usize>> = raw
+            .buckets
+            .iter()
+            .map(|b| b.sse.as_ref().map(|s| line_of(text, s.span().start)))
+            .collect();
         raw.validate(base, env)
+            .map_err(|e| e.at_sse_line(&sse_lines))
     }
 }
 
@@ -473,7 +506,9 @@ fn validate_sse(
     };
     let mut rules: Vec<(String, crate::policy::SseRule)> = Vec::new();
     for (i, b) in raw.iter_mut().enumerate() {
-        let Some(sse) = b.sse.take() else { continue };
+        let Some(sse) = b.sse.take().map(toml::Spanned::into_inner) else {
+            continue;
+        };
         let key = format!("bucket[{i}].sse");
         globset::Glob::new(&b.pattern)
             .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;

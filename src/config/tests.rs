@@ -261,17 +261,17 @@ fn bucket_sse_errors_name_the_key_and_line() {
     let cases = [
         (
             "sse = { rule = \"sse-c\", key = { id = \"k\", env = \"SHORT\" } }",
-            "bucket[0].sse.key: decodes to 3 bytes",
+            "bucket[0].sse.key (line 24): decodes to 3 bytes",
         ),
         (
             "sse = { rule = \"sse-c\", key = { id = \"k\", env = \"NOPE\" } }",
-            "bucket[0].sse.key: environment variable NOPE is not set",
+            "bucket[0].sse.key (line 24): environment variable NOPE is not set",
         ),
         (
             "sse = { rule = \"sse-c\", key = { id = \"k\", file = \"/nonexistent/k\" } }",
-            "bucket[0].sse.key: cannot read /nonexistent/k",
+            "bucket[0].sse.key (line 24): cannot read /nonexistent/k",
         ),
-        ("sse = { rule = \"sse-kms\" }", "bucket[0].sse.key_id"),
+        ("sse = { rule = \"sse-kms\" }", "bucket[0].sse.key_id (line 24)"),
         (
             "sse = { rule = \"sse-s3\", verify = \"warn\" }",
             "unknown field `verify`",
@@ -279,7 +279,7 @@ fn bucket_sse_errors_name_the_key_and_line() {
         ("sse = { rule = \"sse-x\" }", "line 24"),
         (
             "sse = { rule = \"sse-c\", key = { id = \"k\", env = \"GOODKEY\" }, old_keys = [{ id = \"k\", env = \"GOODKEY\" }] }",
-            "bucket[0].sse.old_keys",
+            "bucket[0].sse.old_keys (line 24)",
         ),
     ];
     for (sse, needle) in cases {
@@ -297,7 +297,7 @@ fn bucket_sse_errors_name_the_key_and_line() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("bucket[1].sse: pattern \"a-*\" already has"),
+        err.contains("bucket[1].sse (line 27): pattern \"a-*\" already has"),
         "{err}"
     );
 }
