@@ -734,14 +734,6 @@ pub struct SsePlan {
     pub strip_response: Vec<HeaderName>,
 }
 
-impl SsePlan {
-    /// The upstream request carries an SSE-C key: it may only travel over TLS.
-    pub fn carries_customer_key(&self) -> bool {
-        self.set_request.contains_key(SSE_C_KEY)
-            || self.set_request.contains_key(COPY_SOURCE_SSE_C_KEY)
-    }
-}
-
 /// The key that an SSE-C triple carries upstream.
 enum KeyRef<'a> {
     Proxy(&'a CustomerKey),
