@@ -277,6 +277,7 @@ impl Active<'_> {
             bucket = self.target.bucket().unwrap_or(""),
             key = self.target.key().unwrap_or(""),
             rule = self.rule.kind.kind().as_str(),
+            client_headers = self.rule.client_headers.as_str(),
             error = %policy,
             removed,
             "sse: the backend did not apply the bucket's encryption; write refused"
