@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
+use crate::policy::{KeySource, RawSseRule, SsePolicies};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +23,30 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("invalid config: {key}: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    /// Adds the line of `[[bucket]]` table `i`'s `sse` rule to an error about it.
+    fn at_sse_line(self, lines: &[Option<usize>]) -> Self {
+        let ConfigError::Invalid { key, reason } = self else {
+            return self;
+        };
+        let line = key
+            .strip_prefix("bucket[")
+            .and_then(|rest| rest.split_once("].sse"))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .and_then(|i| lines.get(i).copied().flatten());
+        let key = match line {
+            Some(n) => format!("{key} (line {n})"),
+            None => key,
+        };
+        ConfigError::Invalid { key, reason }
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).lines().count().max(1)
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -41,7 +66,8 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
-    /// Per-bucket settings (CORS rules), matched by bucket glob; the first match wins.
+    /// Per-bucket settings matched by bucket glob: CORS rules (first match wins) and the SSE
+    /// rule (most specific match wins).
     #[serde(default, rename = "bucket")]
     pub buckets: Vec<RawBucket>,
 }
@@ -141,6 +167,9 @@ pub struct RawBucket {
     /// S3 `CORSRule`s, first match wins (see docs/cors.md).
     #[serde(default)]
     pub cors: Vec<cors::RawRule>,
+    /// The server-side encryption rule (see docs/policy.md); its place in the text names the
+    /// line in errors.
+    pub sse: Option<toml::Spanned<RawSseRule>>,
 }
 
 /// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
@@ -178,6 +207,7 @@ pub struct Config {
     pub upstreams: HashMap<String, Upstream>,
     pub clients: ClientKeys,
     pub buckets: BucketRules,
+    pub sse: SsePolicies,
 }
 
 #[derive(Debug, Clone)]
@@ -245,7 +275,15 @@ impl Config {
     /// `{ file = ... }` secrets.
     pub fn from_toml(text: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
+        // Validation runs on parsed values; the SSE rules' lines are taken from the text first
+        // so their errors (key files, key lengths) can name them.
+        let sse_lines: Vec<Option<usize>> = raw
+            .buckets
+            .iter()
+            .map(|b| b.sse.as_ref().map(|s| line_of(text, s.span().start)))
+            .collect();
         raw.validate(base, env)
+            .map_err(|e| e.at_sse_line(&sse_lines))
     }
 }
 
@@ -254,12 +292,15 @@ impl RawConfig {
         let server = self.server.validate(base)?;
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
-        let buckets = validate_buckets(self.buckets)?;
+        let mut raw_buckets = self.buckets;
+        let sse = validate_sse(&mut raw_buckets, base, env)?;
+        let buckets = validate_buckets(raw_buckets)?;
         Ok(Config {
             server,
             upstreams,
             clients,
             buckets,
+            sse,
         })
     }
 }
@@ -439,6 +480,50 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
         sets.push((b.pattern, rules));
     }
     BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+/// The `sse` rules of the `[[bucket]]` tables, in order. SSE-C keys are read here, from the
+/// environment or a file, and held zeroized from then on.
+///
+/// SSE-C keys travel to the upstream in request headers. An `http://` upstream is already
+/// refused unless it sets `allow_plaintext`, which is the explicit consent for them too.
+fn validate_sse(
+    raw: &mut [RawBucket],
+    base: &Path,
+    env: &dyn Env,
+) -> Result<SsePolicies, ConfigError> {
+    let load = |src: &KeySource| match src {
+        KeySource::Env { env: name } => env
+            .var(name)
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| format!("environment variable {name} is not set")),
+        KeySource::File { file } => {
+            let path = base.join(file);
+            std::fs::read_to_string(&path)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+    };
+    let mut rules: Vec<(String, crate::policy::SseRule)> = Vec::new();
+    for (i, b) in raw.iter_mut().enumerate() {
+        let Some(sse) = b.sse.take().map(toml::Spanned::into_inner) else {
+            continue;
+        };
+        let key = format!("bucket[{i}].sse");
+        globset::Glob::new(&b.pattern)
+            .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
+        if rules.iter().any(|(p, _)| *p == b.pattern) {
+            return Err(invalid(
+                key,
+                format!("pattern \"{}\" already has an sse rule", b.pattern),
+            ));
+        }
+        let rule = sse
+            .validate(load)
+            .map_err(|e| invalid(format!("{key}.{}", e.field), e.reason))?;
+        rules.push((b.pattern.clone(), rule));
+    }
+    SsePolicies::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
 impl Secret {

@@ -15,8 +15,9 @@
 //! bodies; it is tested on its own and not yet part of the pipeline.
 //!
 //! [`policy`] decides the server-side encryption headers of each request and checks the
-//! backend's answer (`docs/policy.md`); it is pure, tested on its own and not yet wired into
-//! the pipeline.
+//! backend's answer (`docs/policy.md`); it is pure. [`sse`] is its stage in the pipeline: it
+//! rewrites the upstream request's SSE headers before signing and acts on the answer (old
+//! SSE-C keys on reads, fail-closed removal of unencrypted writes).
 //!
 //! [`metrics`] counts what [`proxy::handle`] and the accept loop see; [`admin`] serves the counts,
 //! liveness and readiness on a separate plain-HTTP listener (see `docs/operations.md`).
@@ -37,6 +38,8 @@ pub mod error;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reencrypt;
 pub mod server;
+pub mod sse;
 pub mod tls;
 pub mod upstream;

@@ -32,6 +32,23 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
+    /// current key (see docs/policy.md, "Key rotation").
+    Reencrypt {
+        #[arg(long, short, env = "S3SEAL_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        bucket: String,
+        /// Only keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The upstream holding the bucket (needed when the config has several).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// List what would be rewritten; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a development CA and a localhost server certificate signed by it.
     Certs {
         /// Folder to write ca.pem, ca-key.pem, server.pem and server-key.pem into.
@@ -80,6 +97,13 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Certs { out, force }) => certs(&out, force),
+        Some(Command::Reencrypt {
+            config,
+            bucket,
+            prefix,
+            upstream,
+            dry_run,
+        }) => reencrypt(&config, &bucket, &prefix, upstream.as_deref(), dry_run),
         Some(Command::Serve(args)) => serve(args),
         None => serve(ServeArgs::parse_defaults()),
     };
@@ -112,6 +136,46 @@ fn certs(out: &Path, force: bool) -> anyhow::Result<()> {
     for path in [&g.ca, &g.ca_key, &g.server, &g.server_key] {
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+fn reencrypt(
+    config: &Path,
+    bucket: &str,
+    prefix: &str,
+    upstream: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(config, &ProcessEnv)?;
+    s3seal::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(s3seal::reencrypt::run(
+        config, bucket, prefix, upstream, dry_run,
+    ))?;
+    let verb = if dry_run {
+        "would re-encrypt"
+    } else {
+        "re-encrypted"
+    };
+    for (key, old) in &report.reencrypted {
+        println!("{verb} {key} (was key {old})");
+    }
+    for (key, why) in &report.failed {
+        println!("failed {key}: {why}");
+    }
+    println!(
+        "{} already under the current key, {} {verb}, {} failed",
+        report.current.len(),
+        report.reencrypted.len(),
+        report.failed.len()
+    );
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "some objects were not re-encrypted"
+    );
     Ok(())
 }
 

@@ -6,9 +6,12 @@
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
 //!    streams and holds back its last bytes until every proof holds),
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
-//! 4. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
-//! 5. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
-//! 6. the response, streamed back without hop-by-hop headers.
+//! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
+//! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
+//! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
+//! 7. `sse::Stage::settle`: old SSE-C keys on refused reads, the write's encryption checked
+//!    (fail closed), key fingerprints removed,
+//! 8. the response, streamed back without hop-by-hop headers.
 //!
 //! Every answer but a preflight's, errors included, then gets the bucket's CORS headers
 //! (and loses the upstream's), so that browser code can read it.
@@ -29,9 +32,11 @@ use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::metrics::Metrics;
+use crate::policy::SsePolicies;
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
+use crate::sse;
 use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
 
 mod linger;
@@ -45,6 +50,7 @@ pub struct State {
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
+    pub sse: SsePolicies,
     pub metrics: Arc<Metrics>,
 }
 
@@ -144,6 +150,16 @@ async fn pipeline(
         headers: upstream::forwardable_request_headers(&parts.headers),
         content_length,
     };
+    let source_bucket =
+        (parts.headers.get(headers::X_AMZ_COPY_SOURCE)).and_then(copy_source_bucket);
+    let sse = sse::Stage::prepare(
+        &state.sse,
+        &routed,
+        source_bucket.as_deref(),
+        &parts.headers,
+        &mut out,
+    )?;
+    let mut replay = None;
     let signed = match routed.body {
         BodyKind::Data => {
             if out.content_length.is_none() {
@@ -159,6 +175,12 @@ async fn pipeline(
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
             }
             out.content_length = Some(doc.len() as u64);
+            if sse.wants_replay() {
+                replay = Some(sse::Replay {
+                    out: out.clone(),
+                    body: doc.clone(),
+                });
+            }
             let payload = Payload::Known(&doc);
             upstream.sign(
                 out,
@@ -182,12 +204,10 @@ async fn pipeline(
     if let Some(auth_err) = failure.get() {
         return Err(rejected(auth_err));
     }
-    let (mut parts, incoming) = resp.into_parts();
-    upstream::forwardable_response_headers(&mut parts.headers);
-    let body = incoming
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed_unsync();
-    Ok(Response::from_parts(parts, body))
+    let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+    let mut resp = sse.settle(upstream, resp, replay).await?;
+    upstream::forwardable_response_headers(resp.headers_mut());
+    Ok(resp)
 }
 
 /// The request routed from its unauthenticated head, for what must be known before (or

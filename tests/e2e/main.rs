@@ -15,4 +15,5 @@ mod demo;
 mod negative;
 mod sdk;
 mod server;
+mod sse;
 mod streaming;
