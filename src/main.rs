@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use s3seal::config::{Config, ProcessEnv};
+use s3seal::logging::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +22,11 @@ use s3seal::config::{Config, ProcessEnv};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log line format: `text` or `json` (one JSON object per line). Overrides the config's
+    /// `[server] log_format`. The level filter is `S3SEAL_LOG` (or `RUST_LOG`), e.g. `info`,
+    /// `debug`, `s3seal::access=info,warn`.
+    #[arg(long, global = true, env = "S3SEAL_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -61,13 +67,6 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("S3SEAL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
         Some(Command::Check { config }) => match Config::load(&config, &ProcessEnv) {
             Ok(_) => {
@@ -80,8 +79,8 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Certs { out, force }) => certs(&out, force),
-        Some(Command::Serve(args)) => serve(args),
-        None => serve(ServeArgs::parse_defaults()),
+        Some(Command::Serve(args)) => serve(args, cli.log_format),
+        None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,14 +114,31 @@ fn certs(out: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The log filter: `S3SEAL_LOG`, else the conventional `RUST_LOG`.
+fn log_filter() -> Option<String> {
+    std::env::var("S3SEAL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+}
+
+fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    // Loaded before logging starts, because the config names the log format; a config error
+    // is printed by `main` on its own line.
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path, &ProcessEnv)?),
+        None => None,
+    };
+    let format = log_format
+        .or(config.as_ref().map(|c| c.server.log_format))
+        .unwrap_or_default();
+    s3seal::logging::init(format, log_filter().as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = match &args.config {
-            Some(path) => Config::load(path, &ProcessEnv)?,
+        let config = match config {
+            Some(config) => config,
             None => demo::config(&args).await?,
         };
         s3seal::server::run_until(config, shutdown_signal()).await?;

@@ -22,12 +22,14 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
@@ -58,13 +60,22 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     // pipeline all use this one result.
     let head = route_head(&state, &req);
     let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
-    let request_bytes = req.body().size_hint().exact();
+    let mut record = access_record(&req, head.as_ref().ok(), &request_id, started);
+    record.operation = operation;
     let cors = cors_scope(&state, head.as_ref().ok(), &req);
-    let mut resp = match pipeline(&state, &cors, head, req).await {
+    // Lines logged while the request is served (refusals, key use) carry its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut client = None;
+    let result = pipeline(&state, &cors, head, req, &mut client)
+        .instrument(span)
+        .await;
+    record.client = client.map(|c| c.access_key_id.clone());
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
             count_refusal(&state.metrics, &err);
+            record.error_code = Some(err.code().as_str());
             err.into_response(&resource, &request_id)
         }
     };
@@ -76,11 +87,38 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         operation,
         resp.status().as_u16(),
         started.elapsed(),
-        request_bytes,
+        record.bytes_in,
         resp.body().size_hint().exact(),
     );
-    resp
+    record.status = resp.status().as_u16();
+    resp.map(|body| AccessLogged::new(body, record).boxed_unsync())
 }
+
+/// The access-log fields known from the request head; the rest is filled in as it is served.
+fn access_record(
+    req: &Request<Incoming>,
+    head: Option<&Routed>,
+    request_id: &str,
+    started: Instant,
+) -> AccessRecord {
+    AccessRecord {
+        request_id: request_id.to_owned(),
+        peer: req.extensions().get::<Peer>().map(|p| p.0),
+        client: None,
+        method: req.method().to_string(),
+        bucket: head.and_then(|r| r.target.bucket().map(str::to_owned)),
+        key: head.and_then(|r| r.target.key().map(str::to_owned)),
+        operation: "unknown",
+        status: 0,
+        error_code: None,
+        bytes_in: req.body().size_hint().exact(),
+        started,
+    }
+}
+
+/// The connection's remote address, put in each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Auth failures by S3 code, and upstream failures; every other refusal is visible in
 /// `s3seal_requests_total` by its status alone.
@@ -99,6 +137,7 @@ async fn pipeline(
     cors: &cors::Scope<'_>,
     head: Result<Routed, RouteError>,
     req: Request<Incoming>,
+    client: &mut Option<Arc<ClientIdentity>>,
 ) -> Result<Response<Body>, ProxyError> {
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
     if req.method() == Method::OPTIONS {
@@ -111,6 +150,7 @@ async fn pipeline(
         now: SystemTime::now(),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+    *client = Some(verified.identity.clone());
     // Route errors are answered only after authentication, as S3 does.
     let routed = head.map_err(ProxyError::downstream)?;
     authorize_routed(&routed, &verified)?;

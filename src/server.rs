@@ -212,7 +212,8 @@ async fn serve_tls(
             };
             let in_flight = InFlight::default();
             let stream = IdleTimeout::new(stream, settings.idle_timeout, in_flight.clone());
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: hyper::Request<_>| {
+                req.extensions_mut().insert(proxy::Peer(peer));
                 let state = state.clone();
                 let busy = in_flight.enter();
                 async move {
