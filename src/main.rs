@@ -141,24 +141,71 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
             Some(config) => config,
             None => demo::config(&args).await?,
         };
-        s3seal::server::run_until(config, shutdown_signal()).await?;
+        // Installed before the listeners open, so that a SIGTERM or SIGHUP that arrives as
+        // soon as the port answers is handled rather than killing the process.
+        let mut signals = Signals::install().context("installing signal handlers")?;
+        let running = s3seal::server::start(config).await?;
+        while let Signal::Reload = signals.next().await {
+            match &args.config {
+                // The outcome is logged and counted by `reload_file`.
+                Some(path) => {
+                    let _ = running.reload_file(path, &ProcessEnv).await;
+                }
+                None => {
+                    tracing::warn!("SIGHUP ignored: the demo setup has no config file to reload");
+                }
+            }
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        tracing::info!("stopped");
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+enum Signal {
+    /// SIGHUP: reload the config.
+    Reload,
+    /// SIGTERM or Ctrl-C: drain and exit.
+    Stop,
+}
+
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hangup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 #[cfg(feature = "embedded")]

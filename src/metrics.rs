@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -33,6 +33,9 @@ pub struct Metrics {
     tls_handshake_failures: AtomicU64,
     plaintext_rejected: AtomicU64,
     auth_failures: DashMap<&'static str, AtomicU64>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    last_reload_failed: AtomicBool,
 }
 
 impl Metrics {
@@ -67,6 +70,16 @@ impl Metrics {
 
     pub fn tls_handshake_failure(&self) {
         self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reload was asked for (SIGHUP): applied, or refused with the old config kept.
+    pub fn config_reload(&self, applied: bool) {
+        if applied {
+            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_reload_failed.store(!applied, Ordering::Relaxed);
     }
 
     pub fn plaintext_rejected(&self) {
@@ -126,6 +139,31 @@ impl Metrics {
         for (reason, n) in sorted(&self.auth_failures) {
             out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
         }
+        out.header(
+            "s3seal_config_reloads_total",
+            "counter",
+            "Config reloads asked for (SIGHUP), by result: applied, or refused with the previous config kept.",
+        );
+        for (result, n) in [
+            ("success", &self.reloads_ok),
+            ("failure", &self.reloads_failed),
+        ] {
+            out.sample(
+                "s3seal_config_reloads_total",
+                &[("result", result)],
+                n.load(Ordering::Relaxed),
+            );
+        }
+        out.header(
+            "s3seal_config_last_reload_successful",
+            "gauge",
+            "1 when the last reload was applied (or none was asked for), 0 when it was refused.",
+        );
+        out.sample(
+            "s3seal_config_last_reload_successful",
+            &[],
+            u8::from(!self.last_reload_failed.load(Ordering::Relaxed)),
+        );
         out.0
     }
 }

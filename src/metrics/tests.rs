@@ -29,7 +29,7 @@ fn every_family_has_help_and_type_before_any_sample() {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(["counter", "histogram"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(typed.insert(name.to_owned()), "{name} typed twice");
         } else if !line.starts_with("# HELP ") {
             let name = line.split(['{', ' ']).next().unwrap();
@@ -118,4 +118,34 @@ fn histogram_buckets_are_cumulative_with_sum_and_count() {
         .collect();
     assert_eq!(les.len(), DURATION_BUCKETS.len() + 1);
     assert_eq!(les.last(), Some(&"+Inf"));
+}
+
+#[test]
+fn reloads_are_counted_by_result() {
+    let m = Metrics::default();
+    let text = m.render();
+    assert_eq!(
+        value(&text, "s3seal_config_last_reload_successful").as_deref(),
+        Some("1")
+    );
+    m.config_reload(true);
+    m.config_reload(false);
+    let text = m.render();
+    assert_eq!(
+        value(&text, r#"s3seal_config_reloads_total{result="success"}"#).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, r#"s3seal_config_reloads_total{result="failure"}"#).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, "s3seal_config_last_reload_successful").as_deref(),
+        Some("0")
+    );
+    m.config_reload(true);
+    assert_eq!(
+        value(&m.render(), "s3seal_config_last_reload_successful").as_deref(),
+        Some("1")
+    );
 }

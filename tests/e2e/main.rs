@@ -13,6 +13,7 @@ mod clients;
 mod cors;
 mod demo;
 mod negative;
+mod ops;
 mod sdk;
 mod server;
 mod streaming;
