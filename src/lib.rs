@@ -34,6 +34,7 @@ pub mod crypto;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod forwarded;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

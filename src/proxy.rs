@@ -29,6 +29,7 @@ use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, Verif
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::forwarded::{self, FromTrustedProxy};
 use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::s3::headers;
@@ -139,6 +140,9 @@ async fn pipeline(
     req: Request<Incoming>,
     client: &mut Option<Arc<ClientIdentity>>,
 ) -> Result<Response<Body>, ProxyError> {
+    if req.extensions().get::<FromTrustedProxy>().is_some() {
+        forwarded::check_https(req.headers()).map_err(ProxyError::downstream)?;
+    }
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
     if req.method() == Method::OPTIONS {
         return cors

@@ -15,12 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::accept::{self, AcceptError};
+use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
 use idle::{IdleTimeout, InFlight};
 
 mod idle;
 use crate::config::{self, Config};
+use crate::forwarded::FromTrustedProxy;
 use crate::metrics::Metrics;
 use crate::proxy::{self, State};
 use crate::tls;
@@ -296,40 +297,36 @@ async fn serve_tls(
             let _permit = permit;
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
-            let stream =
-                match accept::accept(tcp, &generation.acceptor, settings.handshake_timeout).await {
-                    Ok(s) => s,
-                    Err(AcceptError::Plaintext) => {
-                        metrics.plaintext_rejected();
-                        tracing::info!(%peer, "plain HTTP on the TLS port refused");
-                        return;
-                    }
-                    // A client that connects and leaves without a byte is a TCP health check or
-                    // a port scan, not a failed handshake.
-                    Err(AcceptError::Closed) => return,
-                    Err(e @ (AcceptError::Timeout | AcceptError::Handshake(_))) => {
-                        metrics.tls_handshake_failure();
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                };
-            let in_flight = InFlight::default();
-            let stream = IdleTimeout::new(stream, settings.idle_timeout, in_flight.clone());
-            let service = service_fn(move |mut req: hyper::Request<_>| {
-                req.extensions_mut().insert(proxy::Peer(peer));
-                // Each request takes the generation current when it starts and keeps it to
-                // the end, so a reload never changes the rules under a request.
-                let state = live.load().state.clone();
-                let busy = in_flight.enter();
-                async move {
-                    let resp = proxy::handle(state, req).await;
-                    drop(busy);
-                    Ok::<_, std::convert::Infallible>(resp)
+            let timeout = settings.handshake_timeout;
+            let accepted = if is_trusted(&settings.trusted_proxies, peer) {
+                accept::accept_trusted(tcp, &generation.acceptor, timeout).await
+            } else {
+                accept::accept(tcp, &generation.acceptor, timeout)
+                    .await
+                    .map(|tls| Accepted::Tls(Box::new(tls)))
+            };
+            let conn = Conn {
+                peer,
+                live,
+                builder,
+                idle_timeout: settings.idle_timeout,
+            };
+            match accepted {
+                Ok(Accepted::Tls(stream)) => conn.serve(stream, None, watcher).await,
+                Ok(Accepted::Forwarded(stream)) => {
+                    conn.serve(stream, Some(FromTrustedProxy), watcher).await;
                 }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                Err(AcceptError::Plaintext) => {
+                    metrics.plaintext_rejected();
+                    tracing::info!(%peer, "plain HTTP on the TLS port refused");
+                }
+                // A client that connects and leaves without a byte is a TCP health check or
+                // a port scan, not a failed handshake.
+                Err(AcceptError::Closed) => {}
+                Err(e @ (AcceptError::Timeout | AcceptError::Handshake(_))) => {
+                    metrics.tls_handshake_failure();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
             }
         });
     }
@@ -343,6 +340,62 @@ async fn serve_tls(
             deadline_secs = deadline.as_secs(),
             "drain deadline passed; closing remaining connections"
         );
+    }
+}
+
+/// Whether `peer` is one of the configured TLS terminators. An IPv4 peer seen on a dual-stack
+/// socket (`::ffff:10.0.0.1`) matches IPv4 ranges.
+fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// What serving one accepted connection needs.
+struct Conn {
+    peer: SocketAddr,
+    live: Arc<ArcSwap<Live>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    idle_timeout: Duration,
+}
+
+impl Conn {
+    /// Serves HTTP/1 or HTTP/2 on `stream` until the client closes or shutdown drains it.
+    /// `forwarded` marks every request of a plain connection from a trusted proxy.
+    async fn serve<S>(
+        self,
+        stream: S,
+        forwarded: Option<FromTrustedProxy>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            peer,
+            live,
+            builder,
+            idle_timeout,
+        } = self;
+        let in_flight = InFlight::default();
+        let stream = IdleTimeout::new(stream, idle_timeout, in_flight.clone());
+        let service = service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(proxy::Peer(peer));
+            if let Some(f) = forwarded {
+                req.extensions_mut().insert(f);
+            }
+            // Each request takes the generation current when it starts and keeps it to the
+            // end, so a reload never changes the rules under a request.
+            let state = live.load().state.clone();
+            let busy = in_flight.enter();
+            async move {
+                let resp = proxy::handle(state, req).await;
+                drop(busy);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
     }
 }
 

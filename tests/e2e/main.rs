@@ -12,6 +12,7 @@ mod admin;
 mod clients;
 mod cors;
 mod demo;
+mod endpoint;
 mod negative;
 mod ops;
 mod sdk;
