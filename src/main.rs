@@ -15,30 +15,65 @@ use s3seal::logging::LogFormat;
     name = "s3seal",
     version,
     about = "A transparent, TLS-terminating S3 proxy that authenticates clients and re-signs for the upstream.",
-    long_about = "A transparent, TLS-terminating S3 proxy.\n\n\
-        With no arguments, s3seal serves https://127.0.0.1:8443 in front of an embedded demo \
-        store (data under ./s3seal-data) and prints the settings to paste into a shell."
+    long_about = "A transparent, TLS-terminating S3 proxy: S3 clients talk HTTPS to s3seal with \
+        their own keys; s3seal checks every signature and re-signs each request for the \
+        upstream S3 service with the upstream's credentials.\n\n\
+        Try it: `s3seal` with no arguments serves https://127.0.0.1:8443 in front of an \
+        embedded demo store (data under ./s3seal-data) and prints the settings to paste into \
+        a shell.\n\n\
+        Run it: write a config (docs/config.md), check it with `s3seal check --config FILE`, \
+        then `s3seal serve --config FILE`.",
+    after_help = "Environment:\n  \
+        S3SEAL_CONFIG      config file for `serve` and `check` (instead of --config)\n  \
+        S3SEAL_LOG         log filter, e.g. `info`, `debug`, `s3seal::access=info,warn` (RUST_LOG also works)\n  \
+        S3SEAL_LOG_FORMAT  `text` or `json` (instead of --log-format)\n\n\
+        Docs: docs/config.md, docs/deploy.md, docs/operations.md"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Log line format: `text` or `json` (one JSON object per line). Overrides the config's
-    /// `[server] log_format`. The level filter is `S3SEAL_LOG` (or `RUST_LOG`), e.g. `info`,
-    /// `debug`, `s3seal::access=info,warn`.
-    #[arg(long, global = true, env = "S3SEAL_LOG_FORMAT", value_name = "FORMAT")]
+    /// `[server] log_format`.
+    #[arg(
+        long,
+        global = true,
+        env = "S3SEAL_LOG_FORMAT",
+        value_name = "text|json"
+    )]
     log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve requests (the default). Without --config, runs the embedded demo setup.
+    #[command(long_about = "Serve requests (the default).\n\n\
+        With --config (or S3SEAL_CONFIG), serves the proxy that the file describes. Without \
+        it, runs the embedded demo: a local S3 store behind the proxy on 127.0.0.1:8443.\n\n\
+        Signals:\n  \
+        SIGHUP   reload the config file, certificates and keys; in-flight requests finish \
+        with the old config; an invalid file is refused (logged) and the old config keeps \
+        serving\n  \
+        SIGTERM  stop accepting, let in-flight requests finish (up to \
+        [server] drain_timeout_secs), exit 0; Ctrl-C does the same")]
     Serve(ServeArgs),
     /// Validate a config file and exit (0 when valid, 64 when not).
+    #[command(
+        long_about = "Validate a config file and exit: 0 when valid, 64 when not, \
+        with the offending key (and line) on stderr. Secrets given as { env = ... } or \
+        { file = ... } are resolved, so run it where the proxy runs. Binds nothing."
+    )]
     Check {
-        #[arg(long, short)]
+        /// The config file (TOML). See docs/config.md.
+        #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
     },
     /// Write a development CA and a localhost server certificate signed by it.
+    #[command(
+        long_about = "Write a development CA and a server certificate for localhost, \
+        127.0.0.1, ::1 and *.s3.localhost, signed by it. The CA is name-constrained to \
+        localhost and loopback, so trusting it cannot vouch for any real host. For \
+        production, use a certificate from your own CA."
+    )]
     Certs {
         /// Folder to write ca.pem, ca-key.pem, server.pem and server-key.pem into.
         #[arg(long, default_value = "certs")]

@@ -12,6 +12,7 @@ mod admin;
 mod clients;
 mod cors;
 mod demo;
+mod deploy;
 mod endpoint;
 mod negative;
 mod ops;
