@@ -427,3 +427,6 @@ async fn serve_plaintext(
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
