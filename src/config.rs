@@ -84,6 +84,9 @@ pub struct RawServer {
     /// `X-Forwarded-Proto: https` or `Forwarded: proto=https` on every request.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// When set, the config file and the TLS certificate and key are checked this often and
+    /// reloaded when their content changes, as on SIGHUP.
+    pub watch_interval_secs: Option<u64>,
 }
 
 fn default_region() -> String {
@@ -213,6 +216,7 @@ pub struct Server {
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    pub watch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +302,12 @@ impl RawServer {
                 "timeouts must be at least 1 second",
             ));
         }
+        if s.watch_interval_secs == Some(0) {
+            return Err(invalid(
+                "server.watch_interval_secs",
+                "must be at least 1 (leave it out to not watch)",
+            ));
+        }
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
@@ -328,6 +338,7 @@ impl RawServer {
             log_format: s.log_format,
             drain_timeout: Duration::from_secs(s.drain_timeout_secs),
             trusted_proxies,
+            watch_interval: s.watch_interval_secs.map(Duration::from_secs),
         })
     }
 }

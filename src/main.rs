@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use s3seal::config::{Config, ProcessEnv};
 use s3seal::logging::LogFormat;
+use s3seal::server::FileWatch;
 
 #[derive(Parser)]
 #[command(
@@ -52,7 +53,8 @@ enum Command {
         Signals:\n  \
         SIGHUP   reload the config file, certificates and keys; in-flight requests finish \
         with the old config; an invalid file is refused (logged) and the old config keeps \
-        serving\n  \
+        serving. With [server] watch_interval_secs, changed files are reloaded the same \
+        way without a signal\n  \
         SIGTERM  stop accepting, let in-flight requests finish (up to \
         [server] drain_timeout_secs), exit 0; Ctrl-C does the same")]
     Serve(ServeArgs),
@@ -180,10 +182,28 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         // soon as the port answers is handled rather than killing the process.
         let mut signals = Signals::install().context("installing signal handlers")?;
         let running = s3seal::server::start(config).await?;
-        while let Signal::Reload = signals.next().await {
+        let mut watch = args
+            .config
+            .as_deref()
+            .and_then(|path| FileWatch::new(path, &running));
+        if let Some(w) = &watch {
+            tracing::info!(
+                every_secs = w.period().as_secs(),
+                "watching the config and TLS files for changes"
+            );
+        }
+        loop {
+            let reason = tokio::select! {
+                signal = signals.next() => match signal {
+                    Signal::Stop => break,
+                    Signal::Reload => "SIGHUP",
+                },
+                () = files_changed(watch.as_mut(), &running) => "files changed",
+            };
             match &args.config {
                 // The outcome is logged and counted by `reload_file`.
                 Some(path) => {
+                    tracing::info!(reason, "reloading the config");
                     let _ = running.reload_file(path, &ProcessEnv).await;
                 }
                 None => {
@@ -196,6 +216,14 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Completes when the watched files change; never without a watch.
+async fn files_changed(watch: Option<&mut FileWatch>, running: &s3seal::server::Running) {
+    match watch {
+        Some(w) => w.changed(running).await,
+        None => std::future::pending().await,
+    }
 }
 
 enum Signal {

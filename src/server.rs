@@ -19,6 +19,7 @@ use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
 use idle::{IdleTimeout, InFlight};
 
+mod file_watch;
 mod idle;
 use crate::config::{self, Config};
 use crate::forwarded::FromTrustedProxy;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, State};
 use crate::tls;
 use crate::upstream::UpstreamClient;
+pub use file_watch::FileWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -101,8 +103,8 @@ impl Running {
         }
     }
 
-    /// Reads, validates and applies the config file at `path`; see [`Running::reload`].
-    /// Logs the outcome and counts it in `s3seal_config_reloads_total`.
+    /// Reads, validates and applies the config file at `path` (SIGHUP). Logs the outcome and
+    /// counts it in `s3seal_config_reloads_total`; on error the running config is untouched.
     pub async fn reload_file(&self, path: &Path, env: &dyn config::Env) -> Result<(), ReloadError> {
         let result = match Config::load(path, env) {
             Ok(config) => self.apply(config).await,
@@ -122,15 +124,15 @@ impl Running {
 
     /// Applies a validated config without dropping connections: requests already being
     /// served finish with the generation they started with; the next request, and the next
-    /// TLS handshake, use the new one. Counted in `s3seal_config_reloads_total`.
+    /// TLS handshake, use the new one. Nothing changes unless every part of the new
+    /// generation was built.
     ///
     /// Listener addresses, `max_connections`, `header_read_timeout_secs`, `max_header_bytes`
     /// and `log_format` are fixed at start: a change to them is logged and takes effect on
     /// the next restart.
-    pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
-        let result = self.apply(config).await;
-        self.admin.metrics.config_reload(result.is_ok());
-        result
+    /// The current generation's `[server]` settings.
+    pub fn settings(&self) -> Arc<config::Server> {
+        self.live.load().settings.clone()
     }
 
     async fn apply(&self, config: Config) -> Result<(), ReloadError> {
@@ -177,6 +179,10 @@ fn restart_only_changes(old: &config::Server, new: &config::Server) -> Vec<&'sta
         old.max_header_bytes != new.max_header_bytes,
     );
     check("log_format", old.log_format != new.log_format);
+    check(
+        "watch_interval_secs",
+        old.watch_interval != new.watch_interval,
+    );
     changed
 }
 

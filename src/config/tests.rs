@@ -230,6 +230,10 @@ fn operations_settings_have_defaults_and_are_checked() {
         err.to_string().contains("server.trusted_proxies[0]"),
         "{err}"
     );
+    assert_eq!(c.server.watch_interval, None);
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "watch_interval_secs = 0");
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(err.to_string().contains("watch_interval_secs"), "{err}");
     let bad = GOOD.replace("domain = \"S3.Localhost\"", "log_format = \"xml\"");
     assert!(Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).is_err());
 }

@@ -68,6 +68,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             log_format: s3seal::logging::LogFormat::Text,
             drain_timeout: std::time::Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            watch_interval: None,
         },
         upstreams: HashMap::from([("embedded".to_owned(), upstream)]),
         clients: ClientKeys::new([client]),

@@ -480,3 +480,96 @@ async fn sigterm_drains_in_flight_transfers_and_exits_zero() {
         "{log}"
     );
 }
+
+/// Replaces `path` in one step, as editors and config-management tools do, so that the
+/// watcher never reads a half-written file.
+fn write_atomic(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+/// Writes fresh certificates into `dir/<generation>` and points the `dir/tls` symlink at it in
+/// one step, as Kubernetes updates a mounted Secret.
+fn swap_certs(dir: &Path, generation: &str) -> Vec<u8> {
+    let target = dir.join(generation);
+    std::fs::create_dir(&target).unwrap();
+    let ca = write_fresh_certs(&target);
+    let link = dir.join("tls.new");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::fs::rename(link, dir.join("tls")).unwrap();
+    ca
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_files_are_reloaded_when_they_change() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = s3seal::embedded::start_store(store_dir.path())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = swap_certs(dir.path(), "gen1");
+    let (addr, admin) = (free_addr(), free_addr());
+    let conf = dir.path().join("s3seal.toml");
+    let watched = |client| {
+        config(addr, admin, &store, client, 10)
+            .replace(
+                "drain_timeout_secs = 10",
+                "drain_timeout_secs = 10\nwatch_interval_secs = 1",
+            )
+            .replace("\"server", "\"tls/server")
+    };
+    write_atomic(&conf, &watched((CLIENT_AK, CLIENT_SK)));
+    let proxy = Proxy::start(&conf, addr, admin).await;
+    let sdk = |ak, sk, ca: &[u8]| {
+        support::sdk_client_trusting(&proxy.endpoint(), ak, sk, REGION, ca.to_vec())
+    };
+    sdk(CLIENT_AK, CLIENT_SK, &ca)
+        .create_bucket()
+        .bucket("watched")
+        .send()
+        .await
+        .unwrap();
+
+    // A changed config file is picked up without a signal.
+    write_atomic(&conf, &watched((NEW_AK, NEW_SK)));
+    let success = r#"s3seal_config_reloads_total{result="success"}"#;
+    let failure = r#"s3seal_config_reloads_total{result="failure"}"#;
+    proxy.await_metric(success, 1).await;
+    sdk(NEW_AK, NEW_SK, &ca)
+        .head_bucket()
+        .bucket("watched")
+        .send()
+        .await
+        .unwrap();
+
+    // So is a renewed certificate (the config file unchanged): new connections get it.
+    let renewed_ca = swap_certs(dir.path(), "gen2");
+    proxy.await_metric(success, 2).await;
+    sdk(NEW_AK, NEW_SK, &renewed_ca)
+        .head_bucket()
+        .bucket("watched")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxy.metric(failure).await, 0, "{}", proxy.log());
+
+    // A broken file is refused once (not at every check), and its fix is applied.
+    write_atomic(&conf, "[server\n");
+    proxy.await_metric(failure, 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(proxy.metric(failure).await, 1);
+    write_atomic(&conf, &watched((CLIENT_AK, CLIENT_SK)));
+    proxy.await_metric(success, 3).await;
+    sdk(CLIENT_AK, CLIENT_SK, &renewed_ca)
+        .head_bucket()
+        .bucket("watched")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        proxy.log().contains(r#""reason":"files changed""#),
+        "{}",
+        proxy.log()
+    );
+}

@@ -155,6 +155,7 @@ impl Harness {
                 log_format: s3seal::logging::LogFormat::Text,
                 drain_timeout: Duration::from_secs(10),
                 trusted_proxies: Vec::new(),
+                watch_interval: None,
             },
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
