@@ -1,11 +1,12 @@
 //! The admin listener: plain HTTP, unauthenticated, meant for loopback or a private
 //! interface. `GET /healthz` (the process serves), `GET /readyz` (every upstream accepts a TCP
-//! connection), `GET /metrics` (Prometheus text format). Anything else is 404.
+//! connection and the serving certificate has not expired), `GET /metrics` (Prometheus text
+//! format). Anything else is 404.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -101,6 +102,14 @@ impl Admin {
             });
         }
         let mut failures: Vec<String> = probes.join_all().await.into_iter().flatten().collect();
+        if let Some(at) = self.metrics.tls_cert_not_after() {
+            if at <= SystemTime::now() {
+                failures.push(format!(
+                    "the server certificate expired on {}",
+                    httpdate::fmt_http_date(at)
+                ));
+            }
+        }
         if failures.is_empty() {
             return Ok(());
         }

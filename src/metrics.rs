@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
@@ -36,6 +36,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_reload_failed: AtomicBool,
+    /// Unix seconds; 0 when unknown.
+    tls_cert_not_after: AtomicU64,
 }
 
 impl Metrics {
@@ -80,6 +82,21 @@ impl Metrics {
             self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
         self.last_reload_failed.store(!applied, Ordering::Relaxed);
+    }
+
+    /// The serving certificate's expiry (at start and after each reload).
+    pub fn set_tls_cert_not_after(&self, at: Option<SystemTime>) {
+        let secs = at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        self.tls_cert_not_after.store(secs, Ordering::Relaxed);
+    }
+
+    pub fn tls_cert_not_after(&self) -> Option<SystemTime> {
+        match self.tls_cert_not_after.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(UNIX_EPOCH + Duration::from_secs(secs)),
+        }
     }
 
     pub fn plaintext_rejected(&self) {
@@ -153,6 +170,15 @@ impl Metrics {
                 &[("result", result)],
                 n.load(Ordering::Relaxed),
             );
+        }
+        if let Some(at) = self.tls_cert_not_after() {
+            out.header(
+                "s3seal_tls_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "When the serving certificate (the first in tls_cert) expires, in Unix seconds.",
+            );
+            let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            out.sample("s3seal_tls_certificate_expiry_timestamp_seconds", &[], secs);
         }
         out.header(
             "s3seal_config_last_reload_successful",

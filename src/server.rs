@@ -53,6 +53,7 @@ pub enum ReloadError {
 /// new one and swaps it in whole; connections and requests hold the one they started with.
 struct Live {
     state: Arc<State>,
+    cert_not_after: Option<std::time::SystemTime>,
     acceptor: tokio_rustls::TlsAcceptor,
     settings: Arc<config::Server>,
 }
@@ -61,6 +62,7 @@ struct Live {
 /// side effects, so a reload that fails leaves the running generation untouched.
 fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> {
     let server_tls = tls::server_config(&config.server.tls_cert, &config.server.tls_key)?;
+    let cert_not_after = tls::leaf_not_after(&config.server.tls_cert);
     let mut upstreams = HashMap::new();
     for (name, up) in config.upstreams {
         let client_tls = tls::client_config(up.ca_bundle.as_deref())?;
@@ -76,6 +78,7 @@ fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> 
     });
     Ok(Live {
         state,
+        cert_not_after,
         acceptor: tokio_rustls::TlsAcceptor::from(server_tls),
         settings: Arc::new(config.server),
     })
@@ -145,6 +148,9 @@ impl Running {
                 "changed settings take effect only after a restart"
             );
         }
+        self.admin
+            .metrics
+            .set_tls_cert_not_after(next.cert_not_after);
         self.live.store(Arc::new(next));
         self.admin.set_upstreams(&admin_upstreams).await;
         Ok(())
@@ -193,6 +199,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
     let admin = Arc::new(Admin::new(metrics.clone(), config.upstreams.values()));
     let live = build(config, &metrics)?;
+    metrics.set_tls_cert_not_after(live.cert_not_after);
     let settings = live.settings.clone();
     let live = Arc::new(ArcSwap::from_pointee(live));
 

@@ -149,3 +149,22 @@ fn reloads_are_counted_by_result() {
         Some("1")
     );
 }
+
+#[test]
+fn certificate_expiry_is_a_gauge_once_known() {
+    let m = Metrics::default();
+    assert!(!m
+        .render()
+        .contains("s3seal_tls_certificate_expiry_timestamp_seconds"));
+    m.set_tls_cert_not_after(Some(
+        std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000),
+    ));
+    assert_eq!(
+        value(
+            &m.render(),
+            "s3seal_tls_certificate_expiry_timestamp_seconds"
+        )
+        .as_deref(),
+        Some("1900000000")
+    );
+}
