@@ -573,3 +573,63 @@ async fn watched_files_are_reloaded_when_they_change() {
         proxy.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_up_on_stuck_transfers_at_the_drain_deadline() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = s3seal::embedded::start_store(store_dir.path())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_fresh_certs(dir.path());
+    let (addr, admin) = (free_addr(), free_addr());
+    let conf = dir.path().join("s3seal.toml");
+    std::fs::write(
+        &conf,
+        config(addr, admin, &store, (CLIENT_AK, CLIENT_SK), 2),
+    )
+    .unwrap();
+    let mut proxy = Proxy::start(&conf, addr, admin).await;
+    support::sdk_client_trusting(&proxy.endpoint(), CLIENT_AK, CLIENT_SK, REGION, ca.clone())
+        .create_bucket()
+        .bucket("stuck")
+        .send()
+        .await
+        .unwrap();
+    // A client that stops sending half way and never finishes.
+    let mut put = SlowPut::begin(addr, &ca, "/stuck/never", 1024 * 1024).await;
+    put.send(&[0u8; 4096]).await;
+
+    let asked = Instant::now();
+    proxy.signal("TERM");
+    let status = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "s3seal did not exit at the drain deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let waited = asked.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", proxy.log());
+    // It waited for the deadline (2 s), not for the client.
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    let log = proxy.log();
+    assert!(log.contains("drain deadline passed"), "{log}");
+    // The upload never completed, so nothing was stored.
+    let direct = support::sdk_client(
+        &format!("http://{}", store.addr),
+        &store.access_key_id,
+        &store.secret_access_key,
+        REGION,
+    );
+    assert!(direct
+        .head_object()
+        .bucket("stuck")
+        .key("never")
+        .send()
+        .await
+        .is_err());
+}
