@@ -11,9 +11,12 @@ use http::HeaderMap;
 
 use crate::error::{S3Code, S3Error};
 
-/// Marks a request that arrived in plain HTTP from a trusted proxy (a request extension).
+/// Marks a request that came from a peer in `trusted_proxies` (a request extension).
 #[derive(Debug, Clone, Copy)]
-pub struct FromTrustedProxy;
+pub struct ViaTrustedProxy {
+    /// The proxy sent plain HTTP: the request must say it arrived over https.
+    pub plaintext: bool,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ForwardedError {
@@ -32,7 +35,8 @@ impl S3Error for ForwardedError {
 /// Accepts a forwarded request only when every forwarding header present says `https`, and
 /// at least one is present.
 pub fn check_https(headers: &HeaderMap) -> Result<(), ForwardedError> {
-    let forwarded = last_value(headers, "forwarded").map(|element| forwarded_proto(&element));
+    let forwarded =
+        last_value(headers, "forwarded").map(|element| forwarded_param(&element, "proto"));
     let x_forwarded = last_value(headers, "x-forwarded-proto");
     let says_https = |v: Option<&str>| v.is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     let ok = match (&forwarded, &x_forwarded) {
@@ -48,6 +52,26 @@ pub fn check_https(headers: &HeaderMap) -> Result<(), ForwardedError> {
     }
 }
 
+/// Longest client address taken from a forwarding header: an IPv6 literal with brackets and
+/// a port, or an RFC 7239 §6.3 obfuscated identifier.
+const MAX_CLIENT_LEN: usize = 64;
+
+/// The client address the nearest proxy reports (for the access log): the `for` of the last
+/// `Forwarded` element, else the last `X-Forwarded-For` value. `None` when absent or not
+/// made of address characters, so that nothing a client wrote is logged verbatim.
+pub fn client(headers: &HeaderMap) -> Option<String> {
+    let value = match last_value(headers, "forwarded") {
+        Some(element) => forwarded_param(&element, "for")?,
+        None => last_value(headers, "x-forwarded-for")?,
+    };
+    let ok = !value.is_empty()
+        && value.len() <= MAX_CLIENT_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".:[]_-".contains(&b));
+    ok.then_some(value)
+}
+
 /// The last comma-separated value of the last `name` header line.
 fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
     let line = headers.get_all(name).iter().next_back()?;
@@ -55,13 +79,13 @@ fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
     Some(text.rsplit(',').next().unwrap_or(text).trim().to_owned())
 }
 
-/// The `proto` parameter of one `Forwarded` element: `for=192.0.2.1;proto=https;by=...`.
-/// Values may be quoted (RFC 7239 §4).
-fn forwarded_proto(element: &str) -> Option<String> {
+/// One parameter of a `Forwarded` element: `for=192.0.2.1;proto=https;by=...`. Values may
+/// be quoted (RFC 7239 §4).
+fn forwarded_param(element: &str, param: &str) -> Option<String> {
     element.split(';').find_map(|pair| {
         let (name, value) = pair.split_once('=')?;
         name.trim()
-            .eq_ignore_ascii_case("proto")
+            .eq_ignore_ascii_case(param)
             .then(|| value.trim().trim_matches('"').to_owned())
     })
 }

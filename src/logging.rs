@@ -93,6 +93,8 @@ pub struct AccessRecord {
     pub request_id: String,
     /// The TCP peer: the client, or the trusted TLS terminator in front of it.
     pub peer: Option<SocketAddr>,
+    /// The client as a trusted proxy reports it (`Forwarded: for=`, `X-Forwarded-For`).
+    pub forwarded_for: Option<String>,
     /// The access key id that signed the request, once authenticated.
     pub client: Option<String>,
     pub method: String,
@@ -114,6 +116,7 @@ impl AccessRecord {
             target: ACCESS_TARGET,
             request_id = %self.request_id,
             peer = self.peer.map(tracing::field::display),
+            forwarded_for = self.forwarded_for.as_deref(),
             client = self.client.as_deref().unwrap_or("-"),
             method = %self.method,
             bucket = self.bucket.as_deref().unwrap_or("-"),

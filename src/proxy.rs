@@ -29,7 +29,7 @@ use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, Verif
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
-use crate::forwarded::{self, FromTrustedProxy};
+use crate::forwarded::{self, ViaTrustedProxy};
 use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::s3::headers;
@@ -105,6 +105,10 @@ fn access_record(
     AccessRecord {
         request_id: request_id.to_owned(),
         peer: req.extensions().get::<Peer>().map(|p| p.0),
+        forwarded_for: req
+            .extensions()
+            .get::<ViaTrustedProxy>()
+            .and_then(|_| forwarded::client(req.headers())),
         client: None,
         method: req.method().to_string(),
         bucket: head.and_then(|r| r.target.bucket().map(str::to_owned)),
@@ -140,7 +144,11 @@ async fn pipeline(
     req: Request<Incoming>,
     client: &mut Option<Arc<ClientIdentity>>,
 ) -> Result<Response<Body>, ProxyError> {
-    if req.extensions().get::<FromTrustedProxy>().is_some() {
+    if req
+        .extensions()
+        .get::<ViaTrustedProxy>()
+        .is_some_and(|v| v.plaintext)
+    {
         forwarded::check_https(req.headers()).map_err(ProxyError::downstream)?;
     }
     check_framing(req.headers()).map_err(ProxyError::downstream)?;

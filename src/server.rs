@@ -22,7 +22,7 @@ use idle::{IdleTimeout, InFlight};
 mod file_watch;
 mod idle;
 use crate::config::{self, Config};
-use crate::forwarded::FromTrustedProxy;
+use crate::forwarded::ViaTrustedProxy;
 use crate::metrics::Metrics;
 use crate::proxy::{self, State};
 use crate::tls;
@@ -311,7 +311,8 @@ async fn serve_tls(
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
             let timeout = settings.handshake_timeout;
-            let accepted = if is_trusted(&settings.trusted_proxies, peer) {
+            let trusted = is_trusted(&settings.trusted_proxies, peer);
+            let accepted = if trusted {
                 accept::accept_trusted(tcp, &generation.acceptor, timeout).await
             } else {
                 accept::accept(tcp, &generation.acceptor, timeout)
@@ -325,9 +326,13 @@ async fn serve_tls(
                 idle_timeout: settings.idle_timeout,
             };
             match accepted {
-                Ok(Accepted::Tls(stream)) => conn.serve(stream, None, watcher).await,
+                Ok(Accepted::Tls(stream)) => {
+                    let via = trusted.then_some(ViaTrustedProxy { plaintext: false });
+                    conn.serve(stream, via, watcher).await;
+                }
                 Ok(Accepted::Forwarded(stream)) => {
-                    conn.serve(stream, Some(FromTrustedProxy), watcher).await;
+                    let via = Some(ViaTrustedProxy { plaintext: true });
+                    conn.serve(stream, via, watcher).await;
                 }
                 Err(AcceptError::Plaintext) => {
                     metrics.plaintext_rejected();
@@ -373,11 +378,11 @@ struct Conn {
 
 impl Conn {
     /// Serves HTTP/1 or HTTP/2 on `stream` until the client closes or shutdown drains it.
-    /// `forwarded` marks every request of a plain connection from a trusted proxy.
+    /// `via` marks every request of a connection from a trusted proxy.
     async fn serve<S>(
         self,
         stream: S,
-        forwarded: Option<FromTrustedProxy>,
+        via: Option<ViaTrustedProxy>,
         watcher: hyper_util::server::graceful::Watcher,
     ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -392,8 +397,8 @@ impl Conn {
         let stream = IdleTimeout::new(stream, idle_timeout, in_flight.clone());
         let service = service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(proxy::Peer(peer));
-            if let Some(f) = forwarded {
-                req.extensions_mut().insert(f);
+            if let Some(v) = via {
+                req.extensions_mut().insert(v);
             }
             // Each request takes the generation current when it starts and keeps it to the
             // end, so a reload never changes the rules under a request.

@@ -51,3 +51,40 @@ fn anything_else_is_refused() {
     }
     assert_eq!(ForwardedError::NotHttps.code(), S3Code::TlsRequired);
 }
+
+/// Header lines, and the client address they report.
+type Case = (
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+#[test]
+fn the_client_is_what_the_nearest_proxy_reports() {
+    let cases: [Case; 8] = [
+        (&[], None),
+        (&[("x-forwarded-for", "203.0.113.9")], Some("203.0.113.9")),
+        (
+            &[("x-forwarded-for", "198.51.100.1, 203.0.113.9")],
+            Some("203.0.113.9"),
+        ),
+        (
+            &[("forwarded", r#"for="[2001:db8:cafe::17]:4711";proto=https"#)],
+            Some("[2001:db8:cafe::17]:4711"),
+        ),
+        // `Forwarded` wins over `X-Forwarded-For`.
+        (
+            &[
+                ("forwarded", "for=192.0.2.43"),
+                ("x-forwarded-for", "203.0.113.9"),
+            ],
+            Some("192.0.2.43"),
+        ),
+        (&[("forwarded", "for=_hidden")], Some("_hidden")),
+        (&[("forwarded", "proto=https")], None),
+        // Not an address: not logged.
+        (&[("x-forwarded-for", "<script>")], None),
+    ];
+    for (headers, want) in cases {
+        assert_eq!(client(&h(headers)).as_deref(), want, "{headers:?}");
+    }
+}

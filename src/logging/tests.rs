@@ -43,6 +43,7 @@ fn record() -> AccessRecord {
     AccessRecord {
         request_id: "REQ1".into(),
         peer: Some("127.0.0.1:5000".parse().unwrap()),
+        forwarded_for: None,
         client: Some("APPKEY1".into()),
         method: "GET".into(),
         bucket: Some("b".into()),
