@@ -125,19 +125,18 @@ impl Running {
         result
     }
 
-    /// Applies a validated config without dropping connections: requests already being
-    /// served finish with the generation they started with; the next request, and the next
-    /// TLS handshake, use the new one. Nothing changes unless every part of the new
-    /// generation was built.
-    ///
-    /// Listener addresses, `max_connections`, `header_read_timeout_secs`, `max_header_bytes`
-    /// and `log_format` are fixed at start: a change to them is logged and takes effect on
-    /// the next restart.
     /// The current generation's `[server]` settings.
     pub fn settings(&self) -> Arc<config::Server> {
         self.live.load().settings.clone()
     }
 
+    /// Applies a validated config without dropping connections: requests already being
+    /// served finish with the generation they started with; the next request, and the next
+    /// TLS handshake, use the new one. Nothing changes unless every part of the new
+    /// generation was built.
+    ///
+    /// The settings [`restart_only_changes`] lists are fixed at start: a change to them is
+    /// logged and takes effect on the next restart.
     async fn apply(&self, config: Config) -> Result<(), ReloadError> {
         let admin_upstreams: Vec<_> = config.upstreams.values().cloned().collect();
         let next = build(config, &self.admin.metrics)?;
