@@ -65,8 +65,11 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
         Some(Ok(f)) => (f, None),
         Some(Err(e)) => (EnvFilter::new(DEFAULT_FILTER), Some(e)),
     };
+    // Colours only for a person at a terminal, not in files, journald or container logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -183,12 +186,20 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.bytes_out += data.len() as u64;
+                }
+                // hyper stops polling a body of known length once its last byte is out, so
+                // the end is seen here, not as a `None`.
+                if this.inner.is_end_stream() {
+                    *this.ended = true;
+                    if let Some(record) = this.record.take() {
+                        record.write(*this.bytes_out, true);
+                    }
                 }
             }
             Poll::Ready(None) => {

@@ -134,6 +134,23 @@ fn an_abandoned_body_is_logged_incomplete() {
     assert!(out.contains(r#""complete":false"#), "{out}");
 }
 
+/// hyper's way: a body of known length is polled until `is_end_stream`, never to `None`.
+#[test]
+fn a_body_of_known_length_is_complete_when_its_last_byte_is_out() {
+    let ((), out) = capture(|| {
+        let mut logged = Box::pin(AccessLogged::new(body(b"error document"), record()));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            logged.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(logged.is_end_stream());
+    });
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(r#""bytes_out":14"#), "{out}");
+    assert!(out.contains(r#""complete":true"#), "{out}");
+}
+
 #[test]
 fn an_empty_body_is_complete_without_being_polled() {
     let ((), out) = capture(|| drop(AccessLogged::new(crate::body::empty(), record())));

@@ -383,6 +383,7 @@ async fn sighup_reloads_keys_and_certificates_without_breaking_a_transfer() {
         r#""bucket":"reload""#.into(),
         r#""key":"slow""#.into(),
         format!(r#""bytes_in":{LEN}"#),
+        r#""complete":true"#.into(),
     ] {
         assert!(put_line.contains(&field), "{field} not in {put_line}");
     }
@@ -391,14 +392,14 @@ async fn sighup_reloads_keys_and_certificates_without_breaking_a_transfer() {
             .iter()
             .any(|l| l.contains(r#""client":"S3SEALRELOADED""#)
                 && l.contains(r#""operation":"GetObject""#)
-                && l.contains(&format!(r#""bytes_out":{LEN}"#))),
+                && l.contains(&format!(r#""bytes_out":{LEN}"#))
+                && l.contains(r#""complete":true"#)),
         "{log}"
     );
     assert!(
-        access
-            .iter()
-            .any(|l| l.contains(r#""status":403"#)
-                && l.contains(r#""error_code":"InvalidAccessKeyId""#)),
+        access.iter().any(|l| l.contains(r#""status":403"#)
+            && l.contains(r#""error_code":"InvalidAccessKeyId""#)
+            && l.contains(r#""complete":true"#)),
         "{log}"
     );
     assert!(
