@@ -396,6 +396,8 @@ fn systemd_unit_reloads_drains_and_verifies() {
     );
     assert_eq!(values("RestartPreventExitStatus"), ["64"]);
     assert_eq!(values("DynamicUser"), ["yes"]);
+    // The dynamic user cannot read a root-only key file; systemd hands it over.
+    assert_eq!(values("LoadCredential"), ["tls.key:/etc/s3seal/tls.key"]);
 
     let Ok(analyze) = which("systemd-analyze") else {
         eprintln!("systemd-analyze not installed: unit syntax not verified");
