@@ -164,7 +164,7 @@ upstream = "store"
 }
 
 /// An `UNSIGNED-PAYLOAD` PUT of `len` bytes whose body the test sends at its own pace, on a
-/// connection that trusts `ca`.
+/// connection that trusts `ca`; [`SlowPut::begin`] returns once the proxy is serving it.
 struct SlowPut {
     tls: tokio_rustls::client::TlsStream<TcpStream>,
 }
@@ -193,8 +193,26 @@ impl SlowPut {
         for (k, v) in &signed.headers {
             let _ = write!(head, "{k}: {v}\r\n");
         }
-        head.push_str("\r\n");
+        // The proxy answers `100 Continue` when it starts reading the body, which is after it
+        // has verified the request: from then on the request is in flight, whatever the test
+        // does to the process.
+        head.push_str("Expect: 100-continue\r\n\r\n");
         tls.write_all(head.as_bytes()).await.unwrap();
+        let mut interim = Vec::new();
+        let mut byte = [0u8; 1];
+        while !interim.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut byte))
+                .await
+                .expect("100 Continue in time")
+                .unwrap();
+            assert_eq!(n, 1, "closed before 100 Continue: {interim:?}");
+            interim.push(byte[0]);
+        }
+        assert!(
+            interim.starts_with(b"HTTP/1.1 100"),
+            "{}",
+            String::from_utf8_lossy(&interim)
+        );
         SlowPut { tls }
     }
 
