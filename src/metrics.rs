@@ -107,6 +107,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = Exposition::default();
         out.header(
+            "s3seal_build_info",
+            "gauge",
+            "Always 1; the labels say which s3seal is running.",
+        );
+        out.sample(
+            "s3seal_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+        out.header(
             "s3seal_requests_total",
             "counter",
             "Requests answered, by S3 operation (\"unknown\" when the request could not be routed) and HTTP status.",

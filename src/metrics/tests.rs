@@ -168,3 +168,13 @@ fn certificate_expiry_is_a_gauge_once_known() {
         Some("1900000000")
     );
 }
+
+#[test]
+fn build_info_names_the_version() {
+    let text = Metrics::default().render();
+    let series = format!(
+        "s3seal_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&text, &series).as_deref(), Some("1"));
+}
