@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -38,6 +39,7 @@ pub struct Metrics {
     last_reload_failed: AtomicBool,
     /// Unix seconds; 0 when unknown.
     tls_cert_not_after: AtomicU64,
+    open_connections: AtomicU64,
 }
 
 impl Metrics {
@@ -84,6 +86,12 @@ impl Metrics {
         self.last_reload_failed.store(!applied, Ordering::Relaxed);
     }
 
+    /// Counts a client connection as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.open_connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
     /// The serving certificate's expiry (at start and after each reload).
     pub fn set_tls_cert_not_after(&self, at: Option<SystemTime>) {
         let secs = at
@@ -116,6 +124,13 @@ impl Metrics {
             &[("version", env!("CARGO_PKG_VERSION"))],
             1,
         );
+        self.render_requests(&mut out);
+        self.render_connections(&mut out);
+        self.render_config(&mut out);
+        out.0
+    }
+
+    fn render_requests(&self, out: &mut Exposition) {
         out.header(
             "s3seal_requests_total",
             "counter",
@@ -148,6 +163,27 @@ impl Metrics {
             "Requests that failed because the upstream could not be reached, signed for or understood (answered 502).",
             &self.upstream_errors,
         );
+        out.header(
+            "s3seal_auth_failures_total",
+            "counter",
+            "Requests refused for their credentials, signature or bucket rights, by S3 error code.",
+        );
+        for (reason, n) in sorted(&self.auth_failures) {
+            out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
+        }
+    }
+
+    fn render_connections(&self, out: &mut Exposition) {
+        out.header(
+            "s3seal_open_connections",
+            "gauge",
+            "Client connections open on the S3 listener (handshaking, serving or idle).",
+        );
+        out.sample(
+            "s3seal_open_connections",
+            &[],
+            self.open_connections.load(Ordering::Relaxed),
+        );
         out.counter(
             "s3seal_tls_handshake_failures_total",
             "TLS connections whose handshake failed or timed out.",
@@ -158,18 +194,22 @@ impl Metrics {
             "Plain-HTTP connections answered 400 TlsRequired (on the TLS port or the plaintext listener).",
             &self.plaintext_rejected,
         );
-        out.header(
-            "s3seal_auth_failures_total",
-            "counter",
-            "Requests refused for their credentials, signature or bucket rights, by S3 error code.",
-        );
-        for (reason, n) in sorted(&self.auth_failures) {
-            out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
+        if let Some(at) = self.tls_cert_not_after() {
+            out.header(
+                "s3seal_tls_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "When the serving certificate (the first in tls_cert) expires, in Unix seconds.",
+            );
+            let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            out.sample("s3seal_tls_certificate_expiry_timestamp_seconds", &[], secs);
         }
+    }
+
+    fn render_config(&self, out: &mut Exposition) {
         out.header(
             "s3seal_config_reloads_total",
             "counter",
-            "Config reloads asked for (SIGHUP), by result: applied, or refused with the previous config kept.",
+            "Config reloads asked for (SIGHUP or a watched file change), by result: applied, or refused with the previous config kept.",
         );
         for (result, n) in [
             ("success", &self.reloads_ok),
@@ -181,15 +221,6 @@ impl Metrics {
                 n.load(Ordering::Relaxed),
             );
         }
-        if let Some(at) = self.tls_cert_not_after() {
-            out.header(
-                "s3seal_tls_certificate_expiry_timestamp_seconds",
-                "gauge",
-                "When the serving certificate (the first in tls_cert) expires, in Unix seconds.",
-            );
-            let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            out.sample("s3seal_tls_certificate_expiry_timestamp_seconds", &[], secs);
-        }
         out.header(
             "s3seal_config_last_reload_successful",
             "gauge",
@@ -200,7 +231,15 @@ impl Metrics {
             &[],
             u8::from(!self.last_reload_failed.load(Ordering::Relaxed)),
         );
-        out.0
+    }
+}
+
+/// An open connection, counted in `s3seal_open_connections` until dropped.
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

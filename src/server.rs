@@ -305,8 +305,10 @@ async fn serve_tls(
         let live = live.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let open = generation.state.metrics.connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
             let timeout = settings.handshake_timeout;

@@ -178,3 +178,20 @@ fn build_info_names_the_version() {
     );
     assert_eq!(value(&text, &series).as_deref(), Some("1"));
 }
+
+#[test]
+fn open_connections_go_up_and_down() {
+    let m = std::sync::Arc::new(Metrics::default());
+    let a = m.connection_opened();
+    let b = m.connection_opened();
+    assert_eq!(
+        value(&m.render(), "s3seal_open_connections").as_deref(),
+        Some("2")
+    );
+    drop(a);
+    drop(b);
+    assert_eq!(
+        value(&m.render(), "s3seal_open_connections").as_deref(),
+        Some("0")
+    );
+}

@@ -304,6 +304,7 @@ async fn sighup_reloads_keys_and_certificates_without_breaking_a_transfer() {
     let data = support::payload(LEN, 7);
     let mut put = SlowPut::begin(addr, &old_ca, "/reload/slow", LEN).await;
     put.send(&data[..LEN / 4]).await;
+    assert!(proxy.metric("s3seal_open_connections").await >= 1);
 
     // The new config drops the key the transfer was signed with, adds another, and comes
     // with a certificate from another CA.
