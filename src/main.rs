@@ -233,7 +233,11 @@ enum Signal {
     Stop,
 }
 
+/// Streams rather than one-shot futures, so that a signal arriving while a reload runs is
+/// still seen.
 struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -246,6 +250,7 @@ impl Signals {
         {
             use tokio::signal::unix::{signal, SignalKind};
             Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
                 term: signal(SignalKind::terminate())?,
                 hangup: signal(SignalKind::hangup())?,
             })
@@ -258,7 +263,7 @@ impl Signals {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.interrupt.recv() => Signal::Stop,
                 _ = self.term.recv() => Signal::Stop,
                 _ = self.hangup.recv() => Signal::Reload,
             }
