@@ -6,10 +6,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
+use crate::logging::LogFormat;
 use crate::policy::{KeySource, RawSseRule, SsePolicies};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,19 @@ pub struct RawServer {
     pub max_connections: usize,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// `text` or `json`; `S3SEAL_LOG_FORMAT` overrides it. Read at start only.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_secs: u64,
+    /// Addresses (CIDRs) of TLS terminators allowed to send plain HTTP to the TLS port, with
+    /// `X-Forwarded-Proto: https` or `Forwarded: proto=https` on every request.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// When set, the config file and the TLS certificate and key are checked this often and
+    /// reloaded when their content changes, as on SIGHUP.
+    pub watch_interval_secs: Option<u64>,
 }
 
 fn default_region() -> String {
@@ -117,6 +132,10 @@ fn default_max_connections() -> usize {
 }
 fn default_max_header_bytes() -> usize {
     64 * 1024
+}
+/// Below Kubernetes' default 30 s grace period, so the drain finishes before SIGKILL.
+fn default_drain_timeout() -> u64 {
+    25
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +243,10 @@ pub struct Server {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    pub log_format: LogFormat,
+    pub drain_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub watch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -320,12 +343,26 @@ impl RawServer {
                 "timeouts must be at least 1 second",
             ));
         }
+        if s.watch_interval_secs == Some(0) {
+            return Err(invalid(
+                "server.watch_interval_secs",
+                "must be at least 1 (leave it out to not watch)",
+            ));
+        }
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
         if s.max_header_bytes < 8 * 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 8192"));
         }
+        let trusted_proxies = s
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, cidr)| {
+                parse_cidr(cidr).map_err(|e| invalid(format!("server.trusted_proxies[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Server {
             listen: s.listen,
             tls_cert: base.join(s.tls_cert),
@@ -339,8 +376,22 @@ impl RawServer {
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             max_connections: s.max_connections,
             max_header_bytes: s.max_header_bytes,
+            log_format: s.log_format,
+            drain_timeout: Duration::from_secs(s.drain_timeout_secs),
+            trusted_proxies,
+            watch_interval: s.watch_interval_secs.map(Duration::from_secs),
         })
     }
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a bare address (one host).
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("'{s}' is not an address or CIDR (e.g. 10.0.0.0/8)"))
 }
 
 fn validate_upstreams(

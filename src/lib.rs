@@ -20,7 +20,10 @@
 //! SSE-C keys on reads, fail-closed removal of unencrypted writes).
 //!
 //! [`metrics`] counts what [`proxy::handle`] and the accept loop see; [`admin`] serves the counts,
-//! liveness and readiness on a separate plain-HTTP listener (see `docs/operations.md`).
+//! liveness and readiness on a separate plain-HTTP listener; [`logging`] writes the access log
+//! and the audit log of key use (see `docs/operations.md`). [`server`] swaps the whole config
+//! on reload and drains on shutdown; [`forwarded`] admits plain HTTP from trusted TLS
+//! terminators (see `docs/deploy.md`).
 
 pub mod auth;
 pub mod s3;
@@ -35,6 +38,8 @@ pub mod crypto;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod forwarded;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -17,7 +17,7 @@
 //! (and loses the upstream's), so that browser code can read it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,12 +25,15 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::forwarded::{self, ViaTrustedProxy};
+use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::policy::SsePolicies;
 use crate::s3::headers;
@@ -68,14 +71,23 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     // pipeline all use this one result.
     let head = route_head(&state, &req);
     let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
-    let request_bytes = req.body().size_hint().exact();
+    let mut record = access_record(&req, head.as_ref().ok(), &request_id, started);
+    record.operation = operation;
     let cors = cors_scope(&state, head.as_ref().ok(), &req);
     let (req, remainder) = linger::split(req);
-    let mut resp = match pipeline(&state, &cors, head, req).await {
+    // Lines logged while the request is served (refusals, key use) carry its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut client = None;
+    let result = pipeline(&state, &cors, head, req, &mut client)
+        .instrument(span)
+        .await;
+    record.client = client.map(|c| c.access_key_id.clone());
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
             count_refusal(&state.metrics, &err);
+            record.error_code = Some(err.code().as_str());
             remainder.drain().await;
             err.into_response(&resource, &request_id)
         }
@@ -88,11 +100,42 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         operation,
         resp.status().as_u16(),
         started.elapsed(),
-        request_bytes,
+        record.bytes_in,
         resp.body().size_hint().exact(),
     );
-    resp
+    record.status = resp.status().as_u16();
+    resp.map(|body| AccessLogged::new(body, record).boxed_unsync())
 }
+
+/// The access-log fields known from the request head; the rest is filled in as it is served.
+fn access_record(
+    req: &Request<Incoming>,
+    head: Option<&Routed>,
+    request_id: &str,
+    started: Instant,
+) -> AccessRecord {
+    AccessRecord {
+        request_id: request_id.to_owned(),
+        peer: req.extensions().get::<Peer>().map(|p| p.0),
+        forwarded_for: req
+            .extensions()
+            .get::<ViaTrustedProxy>()
+            .and_then(|_| forwarded::client(req.headers())),
+        client: None,
+        method: req.method().to_string(),
+        bucket: head.and_then(|r| r.target.bucket().map(str::to_owned)),
+        key: head.and_then(|r| r.target.key().map(str::to_owned)),
+        operation: "unknown",
+        status: 0,
+        error_code: None,
+        bytes_in: req.body().size_hint().exact(),
+        started,
+    }
+}
+
+/// The connection's remote address, put in each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Auth failures by S3 code, and upstream failures; every other refusal is visible in
 /// `s3seal_requests_total` by its status alone.
@@ -111,7 +154,15 @@ async fn pipeline(
     cors: &cors::Scope<'_>,
     head: Result<Routed, RouteError>,
     req: Request<ClientBody>,
+    client: &mut Option<Arc<ClientIdentity>>,
 ) -> Result<Response<Body>, ProxyError> {
+    if req
+        .extensions()
+        .get::<ViaTrustedProxy>()
+        .is_some_and(|v| v.plaintext)
+    {
+        forwarded::check_https(req.headers()).map_err(ProxyError::downstream)?;
+    }
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
     if req.method() == Method::OPTIONS {
         return cors
@@ -123,6 +174,7 @@ async fn pipeline(
         now: SystemTime::now(),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+    *client = Some(verified.identity.clone());
     // Route errors are answered only after authentication, as S3 does.
     let routed = head.map_err(ProxyError::downstream)?;
     authorize_routed(&routed, &verified)?;
@@ -192,22 +244,25 @@ async fn pipeline(
     }
     .map_err(ProxyError::upstream)?;
 
-    let resp = match upstream.send(signed).await {
-        Ok(resp) => resp,
-        // A body that failed verification aborts the upstream request; the client gets the
-        // verification error, not a gateway error.
-        Err(e) => match failure.get() {
-            Some(auth_err) => return Err(rejected(auth_err)),
-            None => return Err(ProxyError::upstream(e)),
-        },
-    };
-    if let Some(auth_err) = failure.get() {
-        return Err(rejected(auth_err));
-    }
-    let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+    let resp = send_verified(upstream, signed, &failure).await?;
     let mut resp = sse.settle(upstream, resp, replay).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
     Ok(resp)
+}
+
+/// Sends the re-signed request. A body that failed verification on the way aborts the
+/// upstream request; the client then gets the verification error, not a gateway error.
+async fn send_verified(
+    upstream: &UpstreamClient,
+    signed: Request<Body>,
+    failure: &OnceLock<auth::AuthError>,
+) -> Result<Response<Body>, ProxyError> {
+    let sent = upstream.send(signed).await;
+    if let Some(auth_err) = failure.get() {
+        return Err(rejected(auth_err));
+    }
+    let resp = sent.map_err(ProxyError::upstream)?;
+    Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
 }
 
 /// The request routed from its unauthenticated head, for what must be known before (or

@@ -330,3 +330,43 @@ fn sse_c_keys_go_over_plain_http_only_with_explicit_consent() {
     );
     assert!(Config::from_toml(&consented, Path::new("."), &env).is_ok());
 }
+
+#[test]
+fn operations_settings_have_defaults_and_are_checked() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.log_format, LogFormat::Text);
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(25));
+    assert!(c.server.trusted_proxies.is_empty());
+
+    let text = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "domain = \"S3.Localhost\"\nlog_format = \"json\"\ndrain_timeout_secs = 5\n\
+         trusted_proxies = [\"10.1.2.3/8\", \"fd00::1\"]",
+    );
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.log_format, LogFormat::Json);
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.server.trusted_proxies,
+        [
+            "10.0.0.0/8".parse::<IpNet>().unwrap(),
+            "fd00::1/128".parse().unwrap()
+        ]
+    );
+
+    let bad = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "trusted_proxies = [\"10.0.0.0/33\"]",
+    );
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(
+        err.to_string().contains("server.trusted_proxies[0]"),
+        "{err}"
+    );
+    assert_eq!(c.server.watch_interval, None);
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "watch_interval_secs = 0");
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(err.to_string().contains("watch_interval_secs"), "{err}");
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "log_format = \"xml\"");
+    assert!(Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).is_err());
+}

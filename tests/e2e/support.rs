@@ -33,9 +33,13 @@ pub fn ca_pem() -> PathBuf {
 
 /// A rustls client configuration that trusts only the development CA.
 pub fn client_tls() -> rustls::ClientConfig {
+    client_tls_trusting(&std::fs::read(ca_pem()).unwrap())
+}
+
+/// A rustls client configuration that trusts only the CA certificates in `pem`.
+pub fn client_tls_trusting(pem: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
         roots.add(c.unwrap()).unwrap();
     }
     rustls::ClientConfig::builder()
@@ -181,6 +185,10 @@ impl Harness {
                 idle_timeout: Duration::from_secs(60),
                 max_connections: 256,
                 max_header_bytes: 64 * 1024,
+                log_format: s3seal::logging::LogFormat::Text,
+                drain_timeout: Duration::from_secs(10),
+                trusted_proxies: Vec::new(),
+                watch_interval: None,
             },
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
@@ -223,8 +231,18 @@ impl Harness {
 }
 
 pub fn sdk_client(endpoint: &str, ak: &str, sk: &str, region: &str) -> aws_sdk_s3::Client {
+    sdk_client_trusting(endpoint, ak, sk, region, std::fs::read(ca_pem()).unwrap())
+}
+
+/// [`sdk_client`] trusting only the CA certificates in `pem`.
+pub fn sdk_client_trusting(
+    endpoint: &str,
+    ak: &str,
+    sk: &str,
+    region: &str,
+    pem: Vec<u8>,
+) -> aws_sdk_s3::Client {
     use aws_smithy_http_client::tls;
-    let pem = std::fs::read(ca_pem()).unwrap();
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::AwsLc,
