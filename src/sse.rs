@@ -12,9 +12,11 @@ use http_body_util::BodyExt;
 
 use crate::body::{self, Body};
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::logging::{self, KeyOperation};
 use crate::policy::{
     self, ClientHeaders, Encryption, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify,
 };
+use crate::s3::headers;
 use crate::s3::route::{Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
@@ -65,6 +67,8 @@ struct Active<'a> {
     target: &'a Target,
     /// The upstream query (its `uploadId` names the upload to abort).
     query: Vec<(String, String)>,
+    /// The copy source's bucket and key, for the audit log.
+    copy_source: Option<(String, String)>,
 }
 
 /// A bodiless or buffered request as it was signed, so it can be signed again with an old key.
@@ -109,6 +113,9 @@ impl<'a> Stage<'a> {
             op: routed.op,
             target: &routed.target,
             query: out.query.clone(),
+            copy_source: client_headers
+                .get(headers::X_AMZ_COPY_SOURCE)
+                .and_then(copy_source),
         })))
     }
 
@@ -128,8 +135,13 @@ impl<'a> Stage<'a> {
     ) -> Result<Response<Body>, ProxyError> {
         let Some(a) = self.0 else { return Ok(resp) };
         let mut resp = resp;
+        let mut used = &a.plan;
         if let (true, Some(replay)) = (refuses_key(resp.status()), replay) {
-            resp = a.with_old_keys(upstream, resp, replay).await?;
+            let retried;
+            (resp, retried) = a.with_old_keys(upstream, resp, replay).await?;
+            if let Some(retry) = retried {
+                used = &retry.plan;
+            }
         }
         if resp.status() == StatusCode::FORBIDDEN && a.writes_customer_key() {
             resp = explain_sse_c_block(resp).await?;
@@ -155,11 +167,28 @@ impl<'a> Stage<'a> {
                 }
             }
         }
+        if resp.status().is_success() {
+            a.audit(used);
+        }
         for name in &a.plan.strip_response {
             resp.headers_mut().remove(name);
         }
         Ok(resp)
     }
+}
+
+/// The bucket and key of `x-amz-copy-source: [/]bucket/key[?versionId=...]`.
+fn copy_source(v: &http::HeaderValue) -> Option<(String, String)> {
+    let s = v.to_str().ok()?;
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let s = s.split_once('?').map_or(s, |(path, _)| path);
+    let (bucket, key) = s.split_once('/')?;
+    let decode = |p: &str| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some((decode(bucket), decode(key)))
 }
 
 /// Replaces the client's SSE headers with the plan's.
@@ -190,14 +219,14 @@ impl Active<'_> {
         ) && self.plan.set_request.contains_key(policy::SSE_C_KEY)
     }
 
-    /// Sends the request again with each old key until the backend accepts one. If none
-    /// does, the client gets the backend's first refusal.
+    /// Sends the request again with each old key until the backend accepts one, and says
+    /// which one. If none does, the client gets the backend's first refusal.
     async fn with_old_keys(
         &self,
         upstream: &UpstreamClient,
         refused: Response<Body>,
         replay: Replay<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<(Response<Body>, Option<&Retry>), ProxyError> {
         let refused = buffer(refused).await?;
         for retry in &self.retries {
             let mut out = replay.out.clone();
@@ -219,13 +248,49 @@ impl Active<'_> {
                     key_id = %retry.key_id,
                     "sse: the object is encrypted with an old SSE-C key"
                 );
-                return Ok(resp.map(|b| {
+                let resp = resp.map(|b| {
                     b.map_err(|e| -> body::BoxError { Box::new(e) })
                         .boxed_unsync()
-                }));
+                });
+                return Ok((resp, Some(retry)));
             }
         }
-        Ok(refused)
+        Ok((refused, None))
+    }
+
+    /// One audit line for each key the backend was asked to use, and accepted: the SSE-KMS
+    /// key id, or the SSE-C key's MD5 as S3 reports it (never the key).
+    fn audit(&self, used: &SsePlan) {
+        let bucket = self.target.bucket().unwrap_or("-");
+        let object = self.target.key();
+        let writes = matches!(
+            self.op,
+            Operation::PutObject
+                | Operation::CopyObject
+                | Operation::CreateMultipartUpload
+                | Operation::UploadPart
+                | Operation::UploadPartCopy
+                | Operation::CompleteMultipartUpload
+        );
+        let id = |name: &HeaderName| used.set_request.get(name).and_then(|v| v.to_str().ok());
+        if let Some(kms) = id(&policy::SSE_KMS_KEY_ID).filter(|_| writes) {
+            logging::key_use(KeyOperation::ServerSideEncrypt, bucket, object, kms);
+        }
+        if let Some(md5) = id(&policy::SSE_C_KEY_MD5) {
+            let op = if writes {
+                KeyOperation::ServerSideEncrypt
+            } else {
+                KeyOperation::ServerSideDecrypt
+            };
+            logging::key_use(op, bucket, object, md5);
+        }
+        if let Some(md5) = id(&policy::COPY_SOURCE_SSE_C_KEY_MD5) {
+            let (src_bucket, src_key) = self
+                .copy_source
+                .as_ref()
+                .map_or(("-", None), |(b, k)| (b.as_str(), Some(k.as_str())));
+            logging::key_use(KeyOperation::ServerSideDecrypt, src_bucket, src_key, md5);
+        }
     }
 
     /// The headers of the object a write just finished (its version, when the bucket is

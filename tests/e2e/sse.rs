@@ -680,6 +680,26 @@ async fn rgw_rotated_sse_c_keys() {
             .unwrap()
             == old_data
     );
+    // The audit log names each key the backend used by its MD5, as S3 reports it: the old
+    // key decrypted `old`, the new key encrypted `new`.
+    let audited = |op: &str, object: &str, key: &[u8; 32]| {
+        log_lines_with(&md5_b64(key)).iter().any(|l| {
+            l.contains("key use")
+                && l.contains(&format!("operation=\"{op}\""))
+                && l.contains(&format!("bucket=\"{b}\""))
+                && l.contains(&format!("object=\"{object}\""))
+        })
+    };
+    assert!(
+        audited("sse_decrypt", "old", &KEY_OLD),
+        "{:?}",
+        log_lines_with("key use")
+    );
+    assert!(
+        audited("sse_encrypt", "new", &KEY_NEW),
+        "{:?}",
+        log_lines_with("key use")
+    );
     // The log names key ids, never key material.
     for key in [&KEY_NEW, &KEY_OLD] {
         assert!(log_lines_with(&b64(key)).is_empty());
