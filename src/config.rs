@@ -6,10 +6,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
+use crate::crypto::format::{Kek, KeyId, KEY_LEN};
+use crate::cse::{self, EncryptionRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -141,6 +146,39 @@ pub struct RawBucket {
     /// S3 `CORSRule`s, first match wins (see docs/cors.md).
     #[serde(default)]
     pub cors: Vec<cors::RawRule>,
+    /// Client-side encryption of object bodies (see docs/config.md and docs/format.md).
+    pub encryption: Option<RawEncryption>,
+}
+
+/// `encryption = { mode = "client-side", key_id = "...", key = <secret>, ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    pub mode: EncryptionMode,
+    /// The name of the key that wraps the data keys of new objects; stored with each object.
+    pub key_id: String,
+    /// The 256-bit key-encryption key, base64 (a secret, see above).
+    pub key: Secret,
+    /// Keys that objects may still be wrapped with: readable, never used for writes.
+    #[serde(default)]
+    pub old_keys: Vec<RawOldKey>,
+    /// What happens to objects without s3seal metadata (written before encryption was on).
+    #[serde(default)]
+    pub unencrypted_objects: cse::Unencrypted,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncryptionMode {
+    /// The proxy encrypts bodies itself (docs/format.md); the backend only stores ciphertext.
+    ClientSide,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOldKey {
+    pub key_id: String,
+    pub key: Secret,
 }
 
 /// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
@@ -178,6 +216,7 @@ pub struct Config {
     pub upstreams: HashMap<String, Upstream>,
     pub clients: ClientKeys,
     pub buckets: BucketRules,
+    pub encryption: EncryptionRules,
 }
 
 #[derive(Debug, Clone)]
@@ -254,12 +293,13 @@ impl RawConfig {
         let server = self.server.validate(base)?;
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
-        let buckets = validate_buckets(self.buckets)?;
+        let (buckets, encryption) = validate_buckets(self.buckets, base, env)?;
         Ok(Config {
             server,
             upstreams,
             clients,
             buckets,
+            encryption,
         })
     }
 }
@@ -412,8 +452,13 @@ fn validate_clients(
     Ok(ClientKeys::new(ids))
 }
 
-fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
+fn validate_buckets(
+    raw: Vec<RawBucket>,
+    base: &Path,
+    env: &dyn Env,
+) -> Result<(BucketRules, EncryptionRules), ConfigError> {
     let mut sets = Vec::new();
+    let mut encryption = Vec::new();
     for (i, b) in raw.into_iter().enumerate() {
         let key = format!("bucket[{i}]");
         if b.pattern.is_empty() {
@@ -436,9 +481,61 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
                     .map_err(|e| invalid(format!("{key}.cors[{j}].{}", e.field), e.reason))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let rule = b
+            .encryption
+            .map(|e| e.validate(&format!("{key}.encryption"), base, env))
+            .transpose()?;
+        encryption.push((b.pattern.clone(), rule));
         sets.push((b.pattern, rules));
     }
-    BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+    let cors = BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))?;
+    let encryption =
+        EncryptionRules::new(encryption).map_err(|e| invalid("bucket.pattern", e.to_string()))?;
+    Ok((cors, encryption))
+}
+
+impl RawEncryption {
+    fn validate(self, key: &str, base: &Path, env: &dyn Env) -> Result<cse::Rule, ConfigError> {
+        let EncryptionMode::ClientSide = self.mode;
+        let active = kek(&self.key_id, &self.key, &format!("{key}.key"), base, env)?;
+        let mut old = Vec::new();
+        for (i, k) in self.old_keys.iter().enumerate() {
+            let at = format!("{key}.old_keys[{i}]");
+            old.push(kek(&k.key_id, &k.key, &format!("{at}.key"), base, env)?);
+        }
+        let keyring = cse::Keyring::new(active, old).map_err(|e| invalid(key, e))?;
+        Ok(cse::Rule::new(keyring, self.unencrypted_objects))
+    }
+}
+
+/// A key-encryption key from its id and its secret (32 bytes, base64).
+fn kek(
+    id: &str,
+    secret: &Secret,
+    key: &str,
+    base: &Path,
+    env: &dyn Env,
+) -> Result<Kek, ConfigError> {
+    let id = KeyId::new(id).map_err(|e| invalid(format!("{key}_id"), e.to_string()))?;
+    if id.as_str().starts_with("kms:") {
+        return Err(invalid(
+            format!("{key}_id"),
+            "local key ids must not start with 'kms:' (reserved for KMS keys)",
+        ));
+    }
+    let text = Zeroizing::new(secret.resolve(key, base, env)?);
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(text.trim())
+            .map_err(|_| invalid(key, "is not base64"))?,
+    );
+    let raw: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
+        bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid(key, format!("must decode to {KEY_LEN} bytes")))?,
+    );
+    Ok(Kek::new(id, &raw))
 }
 
 impl Secret {

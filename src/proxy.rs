@@ -27,6 +27,7 @@ use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
+use crate::cse::{self, EncryptionRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::metrics::Metrics;
 use crate::s3::headers;
@@ -41,6 +42,7 @@ pub struct State {
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
+    pub encryption: EncryptionRules,
     pub metrics: Arc<Metrics>,
 }
 
@@ -138,6 +140,7 @@ async fn pipeline(
         headers: upstream::forwardable_request_headers(&parts.headers),
         content_length,
     };
+    let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
     let signed = match routed.body {
         BodyKind::Data => {
             if out.content_length.is_none() {
@@ -145,6 +148,7 @@ async fn pipeline(
             }
             let trailer = trailer_checksum(&parts.headers);
             let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            let (body, trailer) = transform.seal_body(&mut out, body, trailer)?;
             upstream.sign_stream(out, body, trailer, SystemTime::now())
         }
         BodyKind::Xml | BodyKind::Json => {
@@ -181,7 +185,7 @@ async fn pipeline(
     let body = incoming
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed_unsync();
-    Ok(Response::from_parts(parts, body))
+    transform.reply(Response::from_parts(parts, body)).await
 }
 
 /// The request routed from its unauthenticated head, for what must be known before (or

@@ -77,6 +77,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         clients: config.clients,
         upstreams,
         buckets: config.buckets,
+        encryption: config.encryption,
         metrics: metrics.clone(),
     });
     let settings = Arc::new(config.server);

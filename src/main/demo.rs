@@ -69,6 +69,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         upstreams: HashMap::from([("embedded".to_owned(), upstream)]),
         clients: ClientKeys::new([client]),
         buckets: s3seal::cors::BucketRules::none(),
+        encryption: s3seal::cse::EncryptionRules::none(),
     })
 }
 

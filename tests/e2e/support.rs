@@ -13,6 +13,7 @@ use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
 use s3seal::cors::BucketRules;
+use s3seal::cse::EncryptionRules;
 use s3seal::server::Running;
 
 pub const REGION: &str = "us-east-1";
@@ -87,6 +88,29 @@ impl Harness {
     }
 
     pub async fn with_backend(b: &backends::Backend) -> Harness {
+        Harness::with_backend_rules(b, EncryptionRules::none()).await
+    }
+
+    /// [`Harness::s3s`] with client-side encryption rules.
+    pub async fn s3s_rules(encryption: EncryptionRules) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
+        let upstream = UpstreamInfo {
+            endpoint: format!("http://{}", store.addr),
+            access_key: store.access_key_id,
+            secret_key: store.secret_access_key,
+            region: REGION.into(),
+            checksum_trailers: true,
+            ca_bundle: None,
+        };
+        let mut h =
+            Harness::start_with_rules(upstream, BucketRules::none(), encryption, |_| {}).await;
+        h.store_dir = Some(dir);
+        h
+    }
+
+    /// [`Harness::with_backend`] with client-side encryption rules.
+    pub async fn with_backend_rules(b: &backends::Backend, encryption: EncryptionRules) -> Harness {
         let upstream = UpstreamInfo {
             endpoint: b.endpoint.clone(),
             access_key: b.access_key.clone(),
@@ -95,7 +119,7 @@ impl Harness {
             checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
             ca_bundle: None,
         };
-        Harness::start_with(upstream, |_| {}).await
+        Harness::start_with_rules(upstream, BucketRules::none(), encryption, |_| {}).await
     }
 
     /// The proxy with server settings adjusted by `tweak` (timeouts, limits, listeners).
@@ -107,6 +131,16 @@ impl Harness {
     pub async fn start_with_buckets(
         upstream: UpstreamInfo,
         buckets: BucketRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
+        Harness::start_with_rules(upstream, buckets, EncryptionRules::none(), tweak).await
+    }
+
+    /// [`Harness::start_with`] with per-bucket CORS and client-side encryption rules.
+    pub async fn start_with_rules(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        encryption: EncryptionRules,
         tweak: impl FnOnce(&mut Server),
     ) -> Harness {
         s3seal::tls::install_crypto_provider();
@@ -152,6 +186,7 @@ impl Harness {
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
             buckets,
+            encryption,
         };
         let mut config = config;
         tweak(&mut config.server);

@@ -1,0 +1,862 @@
+//! Client-side encryption in the pipeline: the stage that applies `docs/format.md` to the
+//! requests and answers of buckets whose `[[bucket]]` table has `encryption`.
+//!
+//! [`plan`] looks at a routed request before it is signed: it refuses what cannot be served
+//! over ciphertext, writes the object metadata of a PutObject, and turns a plaintext `Range`
+//! into the covering ciphertext chunks (with a HEAD first, for the object's size). The
+//! [`Transform`] it returns then encrypts the request body ([`Transform::seal_body`]) and
+//! rewrites the answer ([`Transform::reply`]): plaintext sizes, ranges and bodies, listing
+//! sizes, no ciphertext checksums. What each operation does is documented in
+//! `docs/config.md` ("Client-side encryption").
+
+mod listing;
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt;
+use md5::{Digest, Md5};
+use pin_project_lite::pin_project;
+use serde::Deserialize;
+
+use crate::body::{self, Body, BoxError};
+use crate::crypto::format::{
+    self, ciphertext_range_for, plaintext_len, CipherRange, DataKey, FormatError, Kek, KeyId,
+    Layout, ObjectKey, ObjectMetadata, PartKey, PartNumber, Salt, META_PREFIX,
+};
+use crate::crypto::{DecryptBody, EncryptBody};
+use crate::error::{ProxyError, S3Code, S3Error};
+use crate::s3::headers;
+use crate::s3::route::{Operation, Routed, Target};
+use crate::upstream::{Outgoing, Payload, UpstreamClient};
+
+/// S3's limit on user metadata: names (without `x-amz-meta-`) plus values.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html>
+pub const MAX_USER_METADATA_BYTES: usize = 2 * 1024;
+
+/// The largest listing the proxy buffers to rewrite its sizes. A page holds at most 1000 keys of
+/// at most 1024 bytes, plus owners and `ETag`s: about 1.5 MB.
+pub const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
+
+const USER_META_PREFIX: &str = "x-amz-meta-";
+const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
+const CHECKSUM_PREFIX: &str = "x-amz-checksum-";
+
+// === Config ===
+
+/// What happens to an object without s3seal metadata in an encrypted bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unencrypted {
+    /// Served as stored: a bucket can be migrated gradually (`docs/format.md` §6).
+    #[default]
+    PassThrough,
+    /// Refused with `InvalidObjectState`: once migration is complete, a stripped object cannot
+    /// pass as plaintext (`docs/format.md` §8).
+    Refuse,
+}
+
+/// The key-encryption keys of a bucket: one active for writes, older ones still readable.
+#[derive(Debug)]
+pub struct Keyring {
+    active: Kek,
+    old: Vec<Kek>,
+}
+
+impl Keyring {
+    /// Refuses two keys with one id: an object names its key by id only.
+    pub fn new(active: Kek, old: Vec<Kek>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        for kek in std::iter::once(&active).chain(&old) {
+            if !seen.insert(kek.id().as_str()) {
+                return Err(format!("key id '{}' is used twice", kek.id().as_str()));
+            }
+        }
+        Ok(Keyring { active, old })
+    }
+
+    pub fn active(&self) -> &Kek {
+        &self.active
+    }
+
+    pub fn get(&self, id: &KeyId) -> Option<&Kek> {
+        std::iter::once(&self.active)
+            .chain(&self.old)
+            .find(|k| k.id() == id)
+    }
+}
+
+/// A bucket's client-side encryption rule.
+#[derive(Debug)]
+pub struct Rule {
+    keyring: Keyring,
+    unencrypted: Unencrypted,
+}
+
+impl Rule {
+    pub fn new(keyring: Keyring, unencrypted: Unencrypted) -> Self {
+        Rule {
+            keyring,
+            unencrypted,
+        }
+    }
+
+    /// Unwraps the object's data key and checks its commitment (`docs/format.md` §5).
+    fn open(&self, meta: &ObjectMetadata) -> Result<ObjectKey, CseError> {
+        let kek = self
+            .keyring
+            .get(&meta.key_id)
+            .ok_or_else(|| CseError::UnknownKey(meta.key_id.as_str().to_owned()))?;
+        let dek = kek.unwrap(&meta.wrapped_dek)?;
+        Ok(meta.open(&dek)?)
+    }
+}
+
+/// Bucket glob → encryption rule. The first `[[bucket]]` whose pattern matches decides, as for
+/// CORS; a table without `encryption` exempts its buckets from later patterns.
+#[derive(Debug, Default)]
+pub struct EncryptionRules(Vec<(globset::GlobMatcher, Option<Arc<Rule>>)>);
+
+impl EncryptionRules {
+    pub fn none() -> Self {
+        EncryptionRules(Vec::new())
+    }
+
+    pub fn new(
+        sets: impl IntoIterator<Item = (String, Option<Rule>)>,
+    ) -> Result<Self, globset::Error> {
+        let mut out = Vec::new();
+        for (pattern, rule) in sets {
+            let pattern = globset::GlobBuilder::new(&pattern)
+                .literal_separator(false)
+                .build()?
+                .compile_matcher();
+            out.push((pattern, rule.map(Arc::new)));
+        }
+        Ok(EncryptionRules(out))
+    }
+
+    pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<Rule>> {
+        self.0
+            .iter()
+            .find(|(p, _)| p.is_match(bucket))
+            .and_then(|(_, r)| r.as_ref())
+    }
+}
+
+// === Errors ===
+
+#[derive(Debug, thiserror::Error)]
+pub enum CseError {
+    #[error("{0} is not supported on a bucket with client-side encryption.")]
+    Unsupported(&'static str),
+    #[error("Metadata names starting with 's3seal-' are reserved for the proxy.")]
+    ReservedMetadata,
+    #[error("Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_METADATA_BYTES} bytes, including the proxy's {0} bytes).")]
+    MetadataTooLarge(usize),
+    #[error("The requested range is not satisfiable (the object has {0} bytes).")]
+    InvalidRange(u64),
+    #[error("The object has no client-side encryption metadata, and this bucket refuses unencrypted objects.")]
+    Unencrypted,
+    #[error("A copy between a bucket with client-side encryption and one without would need re-encryption, which is not supported.")]
+    CopyAcrossRules,
+    #[error("The copy source is wrapped with key '{0}', which the destination bucket's keyring does not hold.")]
+    CopyKey(String),
+    #[error("The x-amz-copy-source header is not of the form bucket/key.")]
+    BadCopySource,
+    #[error("Your object is too large to encrypt: {0}")]
+    TooLarge(#[source] FormatError),
+    #[error(
+        "The stored object is wrapped with key '{0}', which this bucket's keyring does not hold."
+    )]
+    UnknownKey(String),
+    #[error("The stored object cannot be decrypted: {0}")]
+    Stored(#[from] FormatError),
+    #[error("The stored object cannot be decrypted: {0}")]
+    StoredLength(String),
+    #[error("The upstream listing could not be rewritten: {0}")]
+    Listing(String),
+}
+
+impl S3Error for CseError {
+    fn code(&self) -> S3Code {
+        match self {
+            CseError::Unsupported(_) | CseError::CopyAcrossRules => S3Code::NotImplemented,
+            CseError::ReservedMetadata | CseError::BadCopySource => S3Code::InvalidArgument,
+            CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
+            CseError::InvalidRange(_) => S3Code::InvalidRange,
+            CseError::Unencrypted => S3Code::InvalidObjectState,
+            CseError::CopyKey(_) => S3Code::InvalidRequest,
+            CseError::TooLarge(_) => S3Code::EntityTooLarge,
+            CseError::UnknownKey(_)
+            | CseError::Stored(_)
+            | CseError::StoredLength(_)
+            | CseError::Listing(_) => S3Code::InternalError,
+        }
+    }
+}
+
+/// Errors about what the backend stores are the upstream's side; the client's own mistakes are
+/// downstream.
+impl From<CseError> for ProxyError {
+    fn from(e: CseError) -> Self {
+        match e {
+            CseError::UnknownKey(_)
+            | CseError::Stored(_)
+            | CseError::StoredLength(_)
+            | CseError::Listing(_) => ProxyError::upstream(e),
+            CseError::Unsupported(_)
+            | CseError::ReservedMetadata
+            | CseError::MetadataTooLarge(_)
+            | CseError::InvalidRange(_)
+            | CseError::Unencrypted
+            | CseError::CopyAcrossRules
+            | CseError::CopyKey(_)
+            | CseError::BadCopySource
+            | CseError::TooLarge(_) => ProxyError::downstream(e),
+        }
+    }
+}
+
+// === Plan ===
+
+/// What the stage does to one request's body and answer.
+pub enum Transform {
+    /// Not an encrypted bucket, or an operation the stage leaves alone.
+    Pass,
+    /// `PutObject`: the body is encrypted under `key`; the answer's `ETag` is the plaintext's MD5.
+    Seal {
+        key: Option<PartKey>,
+        md5: Arc<OnceLock<[u8; 16]>>,
+    },
+    /// GetObject or HeadObject: plaintext sizes, and a decrypted body.
+    Open {
+        rule: Arc<Rule>,
+        range: Option<PlannedRange>,
+        /// A HEAD: sizes only, no body to decrypt.
+        head: bool,
+    },
+    /// A listing: plaintext sizes.
+    List,
+    /// CopyObject into an encrypted bucket: only the answer's checksums are hidden.
+    Copy,
+}
+
+/// A plaintext range of an encrypted object, and the ciphertext chunks that hold it.
+pub struct PlannedRange {
+    plain: Range<u64>,
+    total: u64,
+    cipher: CipherRange,
+}
+
+/// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
+/// object's size and keys) or for a copy's source (its keys).
+pub async fn plan(
+    rules: &EncryptionRules,
+    routed: &Routed,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    let rule = routed.target.bucket().and_then(|b| rules.for_bucket(b));
+    if matches!(routed.op, Operation::CopyObject | Operation::UploadPartCopy) {
+        return plan_copy(rules, rule, upstream, out).await;
+    }
+    let Some(rule) = rule else {
+        return Ok(Transform::Pass);
+    };
+    match routed.op {
+        Operation::PutObject => Ok(plan_put(rule, out)?),
+        Operation::GetObject => plan_get(rule, upstream, out).await,
+        Operation::HeadObject => {
+            refuse_part_number(out)?;
+            // A HEAD must report the whole object's plaintext size.
+            out.headers.remove(header::RANGE);
+            Ok(Transform::Open {
+                rule: Arc::clone(rule),
+                range: None,
+                head: true,
+            })
+        }
+        Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
+            Ok(Transform::List)
+        }
+        // Parts need a per-part key and a seal at completion (docs/format.md §7), not built yet.
+        Operation::CreateMultipartUpload => {
+            Err(CseError::Unsupported("CreateMultipartUpload").into())
+        }
+        Operation::UploadPart => Err(CseError::Unsupported("UploadPart").into()),
+        Operation::CompleteMultipartUpload => {
+            Err(CseError::Unsupported("CompleteMultipartUpload").into())
+        }
+        Operation::ListParts => Err(CseError::Unsupported("ListParts").into()),
+        // A form upload's body is a multipart/form-data document the proxy does not rewrite:
+        // forwarding it would store plaintext.
+        Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
+        Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
+        Operation::GetObjectAttributes => Err(CseError::Unsupported("GetObjectAttributes").into()),
+        Operation::CopyObject | Operation::UploadPartCopy => {
+            unreachable!("copies are planned above")
+        }
+        Operation::ListBuckets
+        | Operation::CreateBucket
+        | Operation::DeleteBucket
+        | Operation::HeadBucket
+        | Operation::ListMultipartUploads
+        | Operation::DeleteObjects
+        | Operation::DeleteObject
+        | Operation::AbortMultipartUpload
+        | Operation::RestoreObject
+        | Operation::Other => Ok(Transform::Pass),
+    }
+}
+
+fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
+    check_client_metadata(&out.headers)?;
+    // The client's checksums describe the plaintext: `VerifiedBody` has checked them, and the
+    // backend must not check them against the ciphertext (nor store them).
+    strip_checksums(&mut out.headers);
+    out.headers.remove(headers::CONTENT_MD5);
+    let dek = DataKey::generate();
+    let key = ObjectKey::derive(&dek, Salt::generate());
+    let kek = rule.keyring.active();
+    let meta = ObjectMetadata::new(Layout::Single, kek.id().clone(), kek.wrap(&dek), &key);
+    let total = user_metadata_len(&out.headers) + meta.encoded_len();
+    if total > MAX_USER_METADATA_BYTES {
+        return Err(CseError::MetadataTooLarge(meta.encoded_len()));
+    }
+    meta.write_headers(&mut out.headers);
+    Ok(Transform::Seal {
+        key: Some(key.part_key(PartNumber::SINGLE)),
+        md5: Arc::new(OnceLock::new()),
+    })
+}
+
+async fn plan_get(
+    rule: &Arc<Rule>,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    refuse_part_number(out)?;
+    let Some(spec) = out
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| RangeSpec::parse(v.as_bytes()))
+    else {
+        // No range, or one S3 would ignore (RFC 9110 §14.2): the whole object.
+        out.headers.remove(header::RANGE);
+        return Ok(Transform::get(rule, None));
+    };
+    let mut head_headers = HeaderMap::new();
+    for name in [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        for v in out.headers.get_all(&name) {
+            head_headers.append(name.clone(), v.clone());
+        }
+    }
+    let head = head(
+        upstream,
+        out.target,
+        version_query(&out.query),
+        head_headers,
+    )
+    .await?;
+    if head.status() != StatusCode::OK {
+        // The GET itself answers with the error (or 304), with its body.
+        out.headers.remove(header::RANGE);
+        return Ok(Transform::get(rule, None));
+    }
+    // The GET must read the very object the HEAD described.
+    if let Some(etag) = head.headers().get(header::ETAG) {
+        out.headers.insert(header::IF_MATCH, etag.clone());
+    }
+    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+        // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
+        return Ok(Transform::get(rule, None));
+    };
+    if meta.layout != Layout::Single {
+        return Err(CseError::Unsupported("reading a multipart-layout object").into());
+    }
+    let stored = content_length(head.headers())?;
+    let total = object_plaintext_len(stored)?;
+    let plain = spec.resolve(total).ok_or(CseError::InvalidRange(total))?;
+    let cipher = ciphertext_range_for(plain.clone(), total).ok_or(CseError::InvalidRange(total))?;
+    out.headers.insert(
+        header::RANGE,
+        HeaderValue::try_from(cipher.http_range()).expect("digits and '-'"),
+    );
+    Ok(Transform::get(
+        rule,
+        Some(PlannedRange {
+            plain,
+            total,
+            cipher,
+        }),
+    ))
+}
+
+async fn plan_copy(
+    rules: &EncryptionRules,
+    dest: Option<&Arc<Rule>>,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    let (src_bucket, src_key, version) = out
+        .headers
+        .get(headers::X_AMZ_COPY_SOURCE)
+        .and_then(parse_copy_source)
+        .ok_or(CseError::BadCopySource)?;
+    let src = rules.for_bucket(&src_bucket);
+    let dest = match (src, dest) {
+        (None, None) => return Ok(Transform::Pass),
+        (Some(_), Some(dest)) => dest,
+        (None, Some(_)) | (Some(_), None) => return Err(CseError::CopyAcrossRules.into()),
+    };
+    if out.headers.contains_key(headers::X_AMZ_COPY_SOURCE_RANGE) {
+        return Err(CseError::Unsupported("UploadPartCopy").into());
+    }
+    check_client_metadata(&out.headers)?;
+    let target = Target::Object {
+        bucket: src_bucket,
+        key: src_key,
+    };
+    let query = version
+        .map(|v| vec![("versionId".to_owned(), v)])
+        .unwrap_or_default();
+    let head = head(upstream, &target, query, HeaderMap::new()).await?;
+    if head.status() != StatusCode::OK {
+        // The copy itself answers with the backend's error.
+        return Ok(Transform::Copy);
+    }
+    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+        if dest.unencrypted == Unencrypted::Refuse {
+            return Err(CseError::Unencrypted.into());
+        }
+        return Ok(Transform::Copy);
+    };
+    if dest.keyring.get(&meta.key_id).is_none() {
+        return Err(CseError::CopyKey(meta.key_id.as_str().to_owned()).into());
+    }
+    let replace = out
+        .headers
+        .get(METADATA_DIRECTIVE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
+    if replace {
+        // The client's new metadata replaces the stored record; the ciphertext still needs it.
+        if user_metadata_len(&out.headers) + meta.encoded_len() > MAX_USER_METADATA_BYTES {
+            return Err(CseError::MetadataTooLarge(meta.encoded_len()).into());
+        }
+        meta.write_headers(&mut out.headers);
+    }
+    Ok(Transform::Copy)
+}
+
+fn refuse_part_number(out: &Outgoing<'_>) -> Result<(), CseError> {
+    if out.query.iter().any(|(k, _)| k == "partNumber") {
+        return Err(CseError::Unsupported("partNumber"));
+    }
+    Ok(())
+}
+
+/// Only `versionId` selects what a GET reads; `response-*` overrides mean nothing to a HEAD.
+fn version_query(query: &[(String, String)]) -> Vec<(String, String)> {
+    query
+        .iter()
+        .filter(|(k, _)| k == "versionId")
+        .cloned()
+        .collect()
+}
+
+async fn head(
+    upstream: &UpstreamClient,
+    target: &Target,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response<()>, ProxyError> {
+    let out = Outgoing {
+        method: Method::HEAD,
+        target,
+        query,
+        headers,
+        content_length: None,
+    };
+    let req = upstream
+        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+        .map_err(ProxyError::upstream)?;
+    let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
+    Ok(resp.map(|_| ()))
+}
+
+/// `[/]bucket/key[?versionId=v]`, percent-decoded.
+fn parse_copy_source(v: &HeaderValue) -> Option<(String, String, Option<String>)> {
+    let s = v.to_str().ok()?;
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let (path, query) = match s.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (s, None),
+    };
+    let (bucket, key) = path.split_once('/')?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(std::borrow::Cow::into_owned)
+    };
+    let version = query
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("versionId=")))
+        .and_then(decode);
+    let (bucket, key) = (decode(bucket)?, decode(key)?);
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key, version))
+}
+
+fn check_client_metadata(h: &HeaderMap) -> Result<(), CseError> {
+    if h.keys().any(|n| n.as_str().starts_with(META_PREFIX)) {
+        return Err(CseError::ReservedMetadata);
+    }
+    Ok(())
+}
+
+/// User metadata as S3 counts it: names without `x-amz-meta-`, plus values.
+fn user_metadata_len(h: &HeaderMap) -> usize {
+    h.iter()
+        .filter_map(|(n, v)| {
+            n.as_str()
+                .strip_prefix(USER_META_PREFIX)
+                .map(|n| n.len() + v.len())
+        })
+        .sum()
+}
+
+fn strip_checksums(h: &mut HeaderMap) {
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().starts_with(CHECKSUM_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+/// The proxy's record is no business of the client's (`docs/format.md` §6), and ciphertext
+/// checksums must never reach it (a GET with `x-amz-checksum-mode` would check them against
+/// the plaintext).
+fn strip_stored_headers(h: &mut HeaderMap) {
+    strip_checksums(h);
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().starts_with(META_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Result<u64, CseError> {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| CseError::StoredLength("the upstream sent no Content-Length".into()))
+}
+
+fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
+    plaintext_len(stored)
+        .ok_or_else(|| CseError::StoredLength(format!("{stored} bytes is no ciphertext length")))
+}
+
+// === Ranges ===
+
+/// A `Range: bytes=...` header S3 honours: one range (RFC 9110 §14.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=a-b` (inclusive) or `bytes=a-`.
+    From { first: u64, last: Option<u64> },
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// `None` for anything else (several ranges, other units, `b < a`): S3 then sends the
+    /// whole object, as RFC 9110 allows.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?.trim();
+        let spec = text.strip_prefix("bytes=")?;
+        if spec.contains(',') {
+            return None;
+        }
+        let (start, end) = spec.split_once('-')?;
+        let num = |digits: &str| -> Option<u64> {
+            (!digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()))
+                .then(|| digits.parse().ok())
+                .flatten()
+        };
+        match (start.trim(), end.trim()) {
+            ("", suffix) => Some(RangeSpec::Suffix(num(suffix)?)),
+            (start, "") => Some(RangeSpec::From {
+                first: num(start)?,
+                last: None,
+            }),
+            (start, end) => {
+                let (first, last) = (num(start)?, num(end)?);
+                (last >= first).then_some(RangeSpec::From {
+                    first,
+                    last: Some(last),
+                })
+            }
+        }
+    }
+
+    /// The bytes `[a, b)` of an object of `total` bytes; `None` if unsatisfiable (416).
+    pub fn resolve(self, total: u64) -> Option<Range<u64>> {
+        let range = match self {
+            RangeSpec::From { first, last } => {
+                first..last.map_or(total, |l| l.saturating_add(1).min(total))
+            }
+            RangeSpec::Suffix(n) => total - n.min(total)..total,
+        };
+        (range.start < range.end).then_some(range)
+    }
+}
+
+// === Bodies and answers ===
+
+impl Transform {
+    fn get(rule: &Arc<Rule>, range: Option<PlannedRange>) -> Self {
+        Transform::Open {
+            rule: Arc::clone(rule),
+            range,
+            head: false,
+        }
+    }
+
+    /// The body to send upstream, and whether the client's trailing checksum goes with it
+    /// (never over ciphertext: it describes the plaintext).
+    pub fn seal_body<T>(
+        &mut self,
+        out: &mut Outgoing<'_>,
+        body: Body,
+        trailer: Option<T>,
+    ) -> Result<(Body, Option<T>), ProxyError> {
+        let Transform::Seal { key, md5 } = self else {
+            return Ok((body, trailer));
+        };
+        let key = key
+            .take()
+            .ok_or_else(|| ProxyError::Internal("the request body was sealed twice".to_owned()))?;
+        let declared = out.content_length.ok_or_else(|| {
+            ProxyError::Internal("a data body without a declared length".to_owned())
+        })?;
+        let tapped = Md5Tap {
+            inner: body,
+            md5: Some(Md5::new()),
+            out: Arc::clone(md5),
+        };
+        let sealed = EncryptBody::new(tapped, key, declared).map_err(CseError::TooLarge)?;
+        out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
+        let body = sealed
+            .map_err(|e| -> BoxError { Box::new(e) })
+            .boxed_unsync();
+        Ok((body, None))
+    }
+
+    /// Rewrites the upstream's answer for the client.
+    pub async fn reply(self, resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+        match self {
+            Transform::Pass => Ok(resp),
+            Transform::Seal { md5, .. } => {
+                let (mut parts, body) = resp.into_parts();
+                if parts.status.is_success() {
+                    strip_checksums(&mut parts.headers);
+                    // The stored ETag is the ciphertext's MD5; an uploader that checks the ETag
+                    // (rclone) compares it with the MD5 of what it sent.
+                    if let Some(digest) = md5.get() {
+                        let etag = format!("\"{}\"", hex(digest));
+                        parts.headers.insert(
+                            header::ETAG,
+                            HeaderValue::try_from(etag).expect("hex digits and quotes"),
+                        );
+                    }
+                }
+                Ok(Response::from_parts(parts, body))
+            }
+            Transform::Open { rule, range, head } => Ok(open(&rule, range, head, resp)?),
+            Transform::List => Ok(listing::rewrite(resp).await?),
+            Transform::Copy => {
+                let (mut parts, body) = resp.into_parts();
+                strip_checksums(&mut parts.headers);
+                Ok(Response::from_parts(parts, body))
+            }
+        }
+    }
+}
+
+fn open(
+    rule: &Rule,
+    range: Option<PlannedRange>,
+    head_only: bool,
+    resp: Response<Body>,
+) -> Result<Response<Body>, CseError> {
+    let (mut parts, body) = resp.into_parts();
+    if !matches!(parts.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let meta = ObjectMetadata::from_headers(&parts.headers)?;
+    strip_stored_headers(&mut parts.headers);
+    let Some(meta) = meta else {
+        if rule.unencrypted == Unencrypted::Refuse {
+            return Err(CseError::Unencrypted);
+        }
+        if range.is_some() {
+            // The HEAD saw an encrypted object, the GET an unencrypted one: not what If-Match
+            // allows, so the backend is not to be trusted with this answer.
+            return Err(CseError::StoredLength(
+                "the object changed between HEAD and GET".into(),
+            ));
+        }
+        return Ok(Response::from_parts(parts, body));
+    };
+    if meta.layout != Layout::Single {
+        return Err(CseError::Unsupported("reading a multipart-layout object"));
+    }
+    let key = rule.open(&meta)?.part_key(PartNumber::SINGLE);
+    let head = parts.headers.clone();
+    let h = &mut parts.headers;
+    h.remove(header::TRANSFER_ENCODING);
+    let (cipher, shown) = match (parts.status, range) {
+        (StatusCode::PARTIAL_CONTENT, Some(planned)) => {
+            let stored = content_range_total(&head)
+                .ok_or_else(|| CseError::StoredLength("no Content-Range total".into()))?;
+            if Some(stored) != format::ciphertext_len(planned.total) {
+                return Err(CseError::StoredLength(
+                    "the object changed between HEAD and GET".into(),
+                ));
+            }
+            let content_range = format!(
+                "bytes {}-{}/{}",
+                planned.plain.start,
+                planned.plain.end - 1,
+                planned.total
+            );
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::try_from(content_range).expect("digits"),
+            );
+            (planned.cipher, planned.plain.end - planned.plain.start)
+        }
+        (StatusCode::OK, _) => {
+            // A whole object: no range was asked, or the backend ignored it (If-Range).
+            let total = object_plaintext_len(content_length(&head)?)?;
+            h.remove(header::CONTENT_RANGE);
+            parts.status = StatusCode::OK;
+            (
+                CipherRange::whole(total).expect("a plaintext length is within the format's limit"),
+                total,
+            )
+        }
+        (_, None) => {
+            return Err(CseError::StoredLength(
+                "a partial answer to a whole-object read".into(),
+            ))
+        }
+        (_, Some(_)) => unreachable!("only 200 and 206 get here"),
+    };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(shown));
+    h.remove(crate::s3::headers::CONTENT_MD5);
+    if head_only {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let body = DecryptBody::new(body, key, cipher)
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The total of `Content-Range: bytes a-b/total`.
+fn content_range_total(h: &HeaderMap) -> Option<u64> {
+    let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+pin_project! {
+    /// Passes a body through and records the MD5 of its data once it has ended without error.
+    struct Md5Tap<B> {
+        #[pin]
+        inner: B,
+        md5: Option<Md5>,
+        out: Arc<OnceLock<[u8; 16]>>,
+    }
+}
+
+impl<B> http_body::Body for Md5Tap<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(md5)) = (f.data_ref(), this.md5.as_mut()) {
+                    md5.update(data);
+                }
+            }
+            Some(Err(_)) => *this.md5 = None,
+            None => {
+                if let Some(md5) = this.md5.take() {
+                    let _ = this.out.set(md5.finalize().into());
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Collects a bounded upstream body (listings).
+async fn collect_bounded(mut body: Body, limit: usize) -> Result<Bytes, CseError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CseError::Listing(e.to_string()))?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(CseError::Listing(format!("longer than {limit} bytes")));
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use super::*;
+
+#[test]
+fn range_forms() {
+    let p = |s: &str| RangeSpec::parse(s.as_bytes());
+    assert_eq!(
+        p("bytes=0-0"),
+        Some(RangeSpec::From {
+            first: 0,
+            last: Some(0)
+        })
+    );
+    assert_eq!(
+        p("bytes=5-"),
+        Some(RangeSpec::From {
+            first: 5,
+            last: None
+        })
+    );
+    assert_eq!(p("bytes=-7"), Some(RangeSpec::Suffix(7)));
+    for ignored in [
+        "bytes=3-1",
+        "bytes=0-1,4-5",
+        "items=0-1",
+        "bytes=-",
+        "bytes=a-b",
+        "0-1",
+    ] {
+        assert_eq!(p(ignored), None, "{ignored}");
+    }
+    let total = 100;
+    let r = |s: &str| p(s).unwrap().resolve(total);
+    assert_eq!(r("bytes=0-0"), Some(0..1));
+    assert_eq!(r("bytes=99-"), Some(99..100));
+    assert_eq!(r("bytes=90-1000"), Some(90..100));
+    assert_eq!(r("bytes=-10"), Some(90..100));
+    assert_eq!(r("bytes=-1000"), Some(0..100));
+    assert_eq!(r("bytes=100-"), None);
+    assert_eq!(r("bytes=-0"), None);
+    assert_eq!(p("bytes=0-").unwrap().resolve(0), None);
+}
+
+#[test]
+fn listing_sizes_become_plaintext_sizes() {
+    let doc = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Contents><Key>a&amp;b</Key><Size>23</Size><ETag>&quot;x&quot;</ETag></Contents><Contents><Key>c</Key><Size>65559</Size></Contents><Contents><Key>legacy</Key><Size>5</Size></Contents><MaxKeys>1000</MaxKeys></ListBucketResult>"#;
+    let out = String::from_utf8(listing::rewrite_sizes(doc).unwrap()).unwrap();
+    assert!(
+        out.contains("<Key>a&amp;b</Key><Size>0</Size><ETag>&quot;x&quot;</ETag>"),
+        "{out}"
+    );
+    assert!(out.contains("<Key>c</Key><Size>65536</Size>"), "{out}");
+    assert!(out.contains("<Key>legacy</Key><Size>5</Size>"), "{out}");
+    assert!(out.contains("<MaxKeys>1000</MaxKeys>"), "{out}");
+
+    let versions = br"<ListVersionsResult><Version><Key>k</Key><Size>24</Size></Version><DeleteMarker><Key>d</Key></DeleteMarker></ListVersionsResult>";
+    let out = String::from_utf8(listing::rewrite_sizes(versions).unwrap()).unwrap();
+    assert!(out.contains("<Size>1</Size>"), "{out}");
+    assert!(listing::rewrite_sizes(b"<L><Contents><Size>x</Size></Contents></L>").is_err());
+}
+
+#[test]
+fn copy_source_forms() {
+    let p = |s: &str| parse_copy_source(&HeaderValue::from_str(s).unwrap());
+    assert_eq!(
+        p("/src/a%20b?versionId=v%2B1"),
+        Some(("src".into(), "a b".into(), Some("v+1".into())))
+    );
+    assert_eq!(p("src/k"), Some(("src".into(), "k".into(), None)));
+    assert_eq!(p("src/"), None);
+}
+
+#[test]
+fn user_metadata_is_counted_as_s3_does() {
+    let mut h = HeaderMap::new();
+    h.insert("x-amz-meta-ab", HeaderValue::from_static("xyz"));
+    h.insert("content-type", HeaderValue::from_static("text/plain"));
+    assert_eq!(user_metadata_len(&h), 5);
+    assert!(check_client_metadata(&h).is_ok());
+    h.insert("x-amz-meta-s3seal-v", HeaderValue::from_static("1"));
+    assert!(matches!(
+        check_client_metadata(&h),
+        Err(CseError::ReservedMetadata)
+    ));
+}
+
+fn kek(id: &str, byte: u8) -> Kek {
+    Kek::new(KeyId::new(id).unwrap(), &[byte; 32])
+}
+
+#[test]
+fn keyrings_find_old_keys_and_refuse_duplicate_ids() {
+    let ring = Keyring::new(kek("new", 1), vec![kek("old", 2)]).unwrap();
+    assert_eq!(ring.active().id().as_str(), "new");
+    assert!(ring.get(&KeyId::new("old").unwrap()).is_some());
+    assert!(ring.get(&KeyId::new("gone").unwrap()).is_none());
+    assert!(Keyring::new(kek("a", 1), vec![kek("a", 2)]).is_err());
+}
+
+#[test]
+fn rules_follow_the_first_matching_pattern() {
+    let rule = || {
+        Rule::new(
+            Keyring::new(kek("k", 1), vec![]).unwrap(),
+            Unencrypted::PassThrough,
+        )
+    };
+    let rules = EncryptionRules::new([
+        ("public-*".to_owned(), None),
+        ("*".to_owned(), Some(rule())),
+    ])
+    .unwrap();
+    assert!(rules.for_bucket("public-a").is_none());
+    assert!(rules.for_bucket("vault").is_some());
+    assert!(EncryptionRules::none().for_bucket("vault").is_none());
+}
