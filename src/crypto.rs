@@ -10,9 +10,11 @@
 mod decrypt;
 mod encrypt;
 pub mod format;
+mod segments;
 
 pub use decrypt::DecryptBody;
 pub use encrypt::EncryptBody;
+pub use segments::{DecryptSegments, Segment};
 
 use crate::body::BoxError;
 

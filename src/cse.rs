@@ -10,8 +10,11 @@
 //! `docs/config.md` ("Client-side encryption").
 
 mod listing;
+mod multipart;
+mod read;
 
-use std::ops::Range;
+pub use read::RangeSpec;
+
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
@@ -27,10 +30,10 @@ use serde::Deserialize;
 
 use crate::body::{self, Body, BoxError};
 use crate::crypto::format::{
-    self, ciphertext_range_for, plaintext_len, CipherRange, DataKey, FormatError, Kek, KeyId,
-    Layout, ObjectKey, ObjectMetadata, PartKey, PartNumber, Salt, META_PREFIX,
+    plaintext_len, DataKey, FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata, PartKey,
+    PartNumber, Salt, META_PREFIX,
 };
-use crate::crypto::{DecryptBody, EncryptBody};
+use crate::crypto::EncryptBody;
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::s3::headers;
 use crate::s3::route::{Operation, Routed, Target};
@@ -86,9 +89,11 @@ impl Keyring {
     }
 
     pub fn get(&self, id: &KeyId) -> Option<&Kek> {
-        std::iter::once(&self.active)
-            .chain(&self.old)
-            .find(|k| k.id() == id)
+        self.all().find(|k| k.id() == id)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Kek> {
+        std::iter::once(&self.active).chain(&self.old)
     }
 }
 
@@ -158,6 +163,12 @@ pub enum CseError {
     Unsupported(&'static str),
     #[error("Metadata names starting with 's3seal-' are reserved for the proxy.")]
     ReservedMetadata,
+    #[error("Keys starting with '.s3seal/' are reserved for the proxy in this bucket.")]
+    ReservedKey,
+    #[error("The upload id does not carry the keys of an upload started through this proxy.")]
+    UploadId,
+    #[error("The multipart object's parts cannot be sealed: {0}")]
+    Parts(String),
     #[error("Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_METADATA_BYTES} bytes, including the proxy's {0} bytes).")]
     MetadataTooLarge(usize),
     #[error("The requested range is not satisfiable (the object has {0} bytes).")]
@@ -180,15 +191,19 @@ pub enum CseError {
     Stored(#[from] FormatError),
     #[error("The stored object cannot be decrypted: {0}")]
     StoredLength(String),
-    #[error("The upstream listing could not be rewritten: {0}")]
-    Listing(String),
+    #[error("The upstream's answer could not be read: {0}")]
+    Answer(String),
 }
 
 impl S3Error for CseError {
     fn code(&self) -> S3Code {
         match self {
             CseError::Unsupported(_) | CseError::CopyAcrossRules => S3Code::NotImplemented,
-            CseError::ReservedMetadata | CseError::BadCopySource => S3Code::InvalidArgument,
+            CseError::ReservedMetadata | CseError::BadCopySource | CseError::UploadId => {
+                S3Code::InvalidArgument
+            }
+            CseError::ReservedKey => S3Code::AccessDenied,
+            CseError::Parts(_) => S3Code::InvalidPart,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
             CseError::Unencrypted => S3Code::InvalidObjectState,
@@ -197,7 +212,7 @@ impl S3Error for CseError {
             CseError::UnknownKey(_)
             | CseError::Stored(_)
             | CseError::StoredLength(_)
-            | CseError::Listing(_) => S3Code::InternalError,
+            | CseError::Answer(_) => S3Code::InternalError,
         }
     }
 }
@@ -210,9 +225,12 @@ impl From<CseError> for ProxyError {
             CseError::UnknownKey(_)
             | CseError::Stored(_)
             | CseError::StoredLength(_)
-            | CseError::Listing(_) => ProxyError::upstream(e),
+            | CseError::Answer(_) => ProxyError::upstream(e),
             CseError::Unsupported(_)
             | CseError::ReservedMetadata
+            | CseError::ReservedKey
+            | CseError::UploadId
+            | CseError::Parts(_)
             | CseError::MetadataTooLarge(_)
             | CseError::InvalidRange(_)
             | CseError::Unencrypted
@@ -230,33 +248,29 @@ impl From<CseError> for ProxyError {
 pub enum Transform {
     /// Not an encrypted bucket, or an operation the stage leaves alone.
     Pass,
-    /// `PutObject`: the body is encrypted under `key`; the answer's `ETag` is the plaintext's MD5.
+    /// `PutObject` or `UploadPart`: the body is encrypted under `key`. For a `PutObject`, `md5`
+    /// collects the plaintext's MD5 for the answer's `ETag`.
     Seal {
         key: Option<PartKey>,
-        md5: Arc<OnceLock<[u8; 16]>>,
+        md5: Option<Arc<OnceLock<[u8; 16]>>>,
     },
-    /// GetObject or HeadObject: plaintext sizes, and a decrypted body.
-    Open {
-        rule: Arc<Rule>,
-        range: Option<PlannedRange>,
-        /// A HEAD: sizes only, no body to decrypt.
-        head: bool,
-    },
-    /// A listing: plaintext sizes.
+    /// `GetObject` or `HeadObject`: plaintext sizes, and a decrypted body.
+    Open(read::Open),
+    /// A listing: plaintext sizes, the proxy's seals hidden.
     List,
-    /// CopyObject into an encrypted bucket: only the answer's checksums are hidden.
+    /// `ListParts`: plaintext part sizes, and the upload id as the client knows it.
+    ListParts { token: String },
+    /// `CreateMultipartUpload`: the answer's upload id carries the upload's keys.
+    Created { token: String },
+    /// `CompleteMultipartUpload`: the seal is written once the client's part list is known.
+    Complete(multipart::Complete),
+    /// `CopyObject` into an encrypted bucket, and `AbortMultipartUpload`: the answer's
+    /// checksums are hidden.
     Copy,
 }
 
-/// A plaintext range of an encrypted object, and the ciphertext chunks that hold it.
-pub struct PlannedRange {
-    plain: Range<u64>,
-    total: u64,
-    cipher: CipherRange,
-}
-
 /// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
-/// object's size and keys) or for a copy's source (its keys).
+/// object's size and keys), the seal of a multipart object, or a copy source's keys.
 pub async fn plan(
     rules: &EncryptionRules,
     routed: &Routed,
@@ -270,31 +284,28 @@ pub async fn plan(
     let Some(rule) = rule else {
         return Ok(Transform::Pass);
     };
+    if routed
+        .target
+        .key()
+        .is_some_and(|k| k.starts_with(multipart::SEAL_PREFIX))
+    {
+        return Err(CseError::ReservedKey.into());
+    }
     match routed.op {
         Operation::PutObject => Ok(plan_put(rule, out)?),
-        Operation::GetObject => plan_get(rule, upstream, out).await,
-        Operation::HeadObject => {
-            refuse_part_number(out)?;
-            // A HEAD must report the whole object's plaintext size.
-            out.headers.remove(header::RANGE);
-            Ok(Transform::Open {
-                rule: Arc::clone(rule),
-                range: None,
-                head: true,
-            })
-        }
+        Operation::GetObject => read::plan_get(rule, upstream, out).await,
+        Operation::HeadObject => read::plan_head(rule, out),
         Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
             Ok(Transform::List)
         }
-        // Parts need a per-part key and a seal at completion (docs/format.md §7), not built yet.
-        Operation::CreateMultipartUpload => {
-            Err(CseError::Unsupported("CreateMultipartUpload").into())
+        Operation::CreateMultipartUpload => Ok(multipart::plan_create(rule, out)?),
+        Operation::UploadPart => Ok(multipart::plan_part(rule, out)?),
+        Operation::CompleteMultipartUpload => Ok(multipart::plan_complete(rule, out)?),
+        Operation::ListParts => Ok(multipart::plan_list_parts(rule, out)?),
+        Operation::AbortMultipartUpload => {
+            multipart::plan_abort(out);
+            Ok(Transform::Copy)
         }
-        Operation::UploadPart => Err(CseError::Unsupported("UploadPart").into()),
-        Operation::CompleteMultipartUpload => {
-            Err(CseError::Unsupported("CompleteMultipartUpload").into())
-        }
-        Operation::ListParts => Err(CseError::Unsupported("ListParts").into()),
         // A form upload's body is a multipart/form-data document the proxy does not rewrite:
         // forwarding it would store plaintext.
         Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
@@ -310,98 +321,40 @@ pub async fn plan(
         | Operation::ListMultipartUploads
         | Operation::DeleteObjects
         | Operation::DeleteObject
-        | Operation::AbortMultipartUpload
         | Operation::RestoreObject
         | Operation::Other => Ok(Transform::Pass),
     }
 }
 
 fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
+    let (key, _) = write_metadata(rule, Layout::Single, out)?;
+    Ok(Transform::Seal {
+        key: Some(key.part_key(PartNumber::SINGLE)),
+        md5: Some(Arc::new(OnceLock::new())),
+    })
+}
+
+/// Creates the keys of a new object and puts their record into the request's metadata. The
+/// client's checksums describe the plaintext: `VerifiedBody` checks them, and the backend must
+/// not check them against the ciphertext (nor store them).
+fn write_metadata(
+    rule: &Rule,
+    layout: Layout,
+    out: &mut Outgoing<'_>,
+) -> Result<(ObjectKey, ObjectMetadata), CseError> {
     check_client_metadata(&out.headers)?;
-    // The client's checksums describe the plaintext: `VerifiedBody` has checked them, and the
-    // backend must not check them against the ciphertext (nor store them).
     strip_checksums(&mut out.headers);
     out.headers.remove(headers::CONTENT_MD5);
     let dek = DataKey::generate();
     let key = ObjectKey::derive(&dek, Salt::generate());
     let kek = rule.keyring.active();
-    let meta = ObjectMetadata::new(Layout::Single, kek.id().clone(), kek.wrap(&dek), &key);
+    let meta = ObjectMetadata::new(layout, kek.id().clone(), kek.wrap(&dek), &key);
     let total = user_metadata_len(&out.headers) + meta.encoded_len();
     if total > MAX_USER_METADATA_BYTES {
         return Err(CseError::MetadataTooLarge(meta.encoded_len()));
     }
     meta.write_headers(&mut out.headers);
-    Ok(Transform::Seal {
-        key: Some(key.part_key(PartNumber::SINGLE)),
-        md5: Arc::new(OnceLock::new()),
-    })
-}
-
-async fn plan_get(
-    rule: &Arc<Rule>,
-    upstream: &UpstreamClient,
-    out: &mut Outgoing<'_>,
-) -> Result<Transform, ProxyError> {
-    refuse_part_number(out)?;
-    let Some(spec) = out
-        .headers
-        .get(header::RANGE)
-        .and_then(|v| RangeSpec::parse(v.as_bytes()))
-    else {
-        // No range, or one S3 would ignore (RFC 9110 §14.2): the whole object.
-        out.headers.remove(header::RANGE);
-        return Ok(Transform::get(rule, None));
-    };
-    let mut head_headers = HeaderMap::new();
-    for name in [
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-    ] {
-        for v in out.headers.get_all(&name) {
-            head_headers.append(name.clone(), v.clone());
-        }
-    }
-    let head = head(
-        upstream,
-        out.target,
-        version_query(&out.query),
-        head_headers,
-    )
-    .await?;
-    if head.status() != StatusCode::OK {
-        // The GET itself answers with the error (or 304), with its body.
-        out.headers.remove(header::RANGE);
-        return Ok(Transform::get(rule, None));
-    }
-    // The GET must read the very object the HEAD described.
-    if let Some(etag) = head.headers().get(header::ETAG) {
-        out.headers.insert(header::IF_MATCH, etag.clone());
-    }
-    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
-        // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
-        return Ok(Transform::get(rule, None));
-    };
-    if meta.layout != Layout::Single {
-        return Err(CseError::Unsupported("reading a multipart-layout object").into());
-    }
-    let stored = content_length(head.headers())?;
-    let total = object_plaintext_len(stored)?;
-    let plain = spec.resolve(total).ok_or(CseError::InvalidRange(total))?;
-    let cipher = ciphertext_range_for(plain.clone(), total).ok_or(CseError::InvalidRange(total))?;
-    out.headers.insert(
-        header::RANGE,
-        HeaderValue::try_from(cipher.http_range()).expect("digits and '-'"),
-    );
-    Ok(Transform::get(
-        rule,
-        Some(PlannedRange {
-            plain,
-            total,
-            cipher,
-        }),
-    ))
+    Ok((key, meta))
 }
 
 async fn plan_copy(
@@ -421,18 +374,28 @@ async fn plan_copy(
         (Some(_), Some(dest)) => dest,
         (None, Some(_)) | (Some(_), None) => return Err(CseError::CopyAcrossRules.into()),
     };
-    if out.headers.contains_key(headers::X_AMZ_COPY_SOURCE_RANGE) {
+    if out.headers.contains_key(headers::X_AMZ_COPY_SOURCE_RANGE)
+        || out.query.iter().any(|(k, _)| k == "uploadId")
+    {
         return Err(CseError::Unsupported("UploadPartCopy").into());
     }
+    if src_key.starts_with(multipart::SEAL_PREFIX)
+        || out
+            .target
+            .key()
+            .is_some_and(|k| k.starts_with(multipart::SEAL_PREFIX))
+    {
+        return Err(CseError::ReservedKey.into());
+    }
     check_client_metadata(&out.headers)?;
-    let target = Target::Object {
-        bucket: src_bucket,
+    let source = Target::Object {
+        bucket: src_bucket.clone(),
         key: src_key,
     };
     let query = version
         .map(|v| vec![("versionId".to_owned(), v)])
         .unwrap_or_default();
-    let head = head(upstream, &target, query, HeaderMap::new()).await?;
+    let head = head(upstream, &source, query, HeaderMap::new()).await?;
     if head.status() != StatusCode::OK {
         // The copy itself answers with the backend's error.
         return Ok(Transform::Copy);
@@ -456,6 +419,11 @@ async fn plan_copy(
             return Err(CseError::MetadataTooLarge(meta.encoded_len()).into());
         }
         meta.write_headers(&mut out.headers);
+    }
+    let dest_bucket = out.target.bucket().unwrap_or_default();
+    if meta.layout == Layout::Multipart && dest_bucket != src_bucket {
+        // The copy needs its parts' seal in its own bucket.
+        multipart::copy_seal(upstream, &src_bucket, dest_bucket, &meta.salt).await?;
     }
     Ok(Transform::Copy)
 }
@@ -494,6 +462,33 @@ async fn head(
         .map_err(ProxyError::upstream)?;
     let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
     Ok(resp.map(|_| ()))
+}
+
+/// A small request of the proxy's own (seals, part lists), answered with a bounded body.
+async fn call(
+    upstream: &UpstreamClient,
+    out: Outgoing<'_>,
+    body: Bytes,
+    limit: usize,
+) -> Result<(StatusCode, Bytes), ProxyError> {
+    let mut out = out;
+    out.content_length =
+        (!body.is_empty() || out.method == Method::PUT).then_some(body.len() as u64);
+    let req = upstream
+        .sign(
+            out,
+            &Payload::Known(&body),
+            body::full(body.clone()),
+            SystemTime::now(),
+        )
+        .map_err(ProxyError::upstream)?;
+    let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync();
+    Ok((status, collect_bounded(body, limit).await?))
 }
 
 /// `[/]bucket/key[?versionId=v]`, percent-decoded.
@@ -574,71 +569,9 @@ fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
         .ok_or_else(|| CseError::StoredLength(format!("{stored} bytes is no ciphertext length")))
 }
 
-// === Ranges ===
-
-/// A `Range: bytes=...` header S3 honours: one range (RFC 9110 §14.1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeSpec {
-    /// `bytes=a-b` (inclusive) or `bytes=a-`.
-    From { first: u64, last: Option<u64> },
-    /// `bytes=-n`: the last `n` bytes.
-    Suffix(u64),
-}
-
-impl RangeSpec {
-    /// `None` for anything else (several ranges, other units, `b < a`): S3 then sends the
-    /// whole object, as RFC 9110 allows.
-    pub fn parse(value: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(value).ok()?.trim();
-        let spec = text.strip_prefix("bytes=")?;
-        if spec.contains(',') {
-            return None;
-        }
-        let (start, end) = spec.split_once('-')?;
-        let num = |digits: &str| -> Option<u64> {
-            (!digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()))
-                .then(|| digits.parse().ok())
-                .flatten()
-        };
-        match (start.trim(), end.trim()) {
-            ("", suffix) => Some(RangeSpec::Suffix(num(suffix)?)),
-            (start, "") => Some(RangeSpec::From {
-                first: num(start)?,
-                last: None,
-            }),
-            (start, end) => {
-                let (first, last) = (num(start)?, num(end)?);
-                (last >= first).then_some(RangeSpec::From {
-                    first,
-                    last: Some(last),
-                })
-            }
-        }
-    }
-
-    /// The bytes `[a, b)` of an object of `total` bytes; `None` if unsatisfiable (416).
-    pub fn resolve(self, total: u64) -> Option<Range<u64>> {
-        let range = match self {
-            RangeSpec::From { first, last } => {
-                first..last.map_or(total, |l| l.saturating_add(1).min(total))
-            }
-            RangeSpec::Suffix(n) => total - n.min(total)..total,
-        };
-        (range.start < range.end).then_some(range)
-    }
-}
-
 // === Bodies and answers ===
 
 impl Transform {
-    fn get(rule: &Arc<Rule>, range: Option<PlannedRange>) -> Self {
-        Transform::Open {
-            rule: Arc::clone(rule),
-            range,
-            head: false,
-        }
-    }
-
     /// The body to send upstream, and whether the client's trailing checksum goes with it
     /// (never over ciphertext: it describes the plaintext).
     pub fn seal_body<T>(
@@ -656,12 +589,16 @@ impl Transform {
         let declared = out.content_length.ok_or_else(|| {
             ProxyError::Internal("a data body without a declared length".to_owned())
         })?;
-        let tapped = Md5Tap {
-            inner: body,
-            md5: Some(Md5::new()),
-            out: Arc::clone(md5),
+        let body = match md5 {
+            Some(md5) => Md5Tap {
+                inner: body,
+                md5: Some(Md5::new()),
+                out: Arc::clone(md5),
+            }
+            .boxed_unsync(),
+            None => body,
         };
-        let sealed = EncryptBody::new(tapped, key, declared).map_err(CseError::TooLarge)?;
+        let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
         out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
         let body = sealed
             .map_err(|e| -> BoxError { Box::new(e) })
@@ -669,8 +606,31 @@ impl Transform {
         Ok((body, None))
     }
 
+    /// Sees a buffered request document before it is sent: a completion's part list.
+    pub async fn document(
+        &self,
+        upstream: &UpstreamClient,
+        out: &Outgoing<'_>,
+        doc: &[u8],
+    ) -> Result<(), ProxyError> {
+        match self {
+            Transform::Complete(complete) => complete.write_seal(upstream, out, doc).await,
+            Transform::Pass
+            | Transform::Seal { .. }
+            | Transform::Open(_)
+            | Transform::List
+            | Transform::ListParts { .. }
+            | Transform::Created { .. }
+            | Transform::Copy => Ok(()),
+        }
+    }
+
     /// Rewrites the upstream's answer for the client.
-    pub async fn reply(self, resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    pub async fn reply(
+        self,
+        upstream: &UpstreamClient,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
         match self {
             Transform::Pass => Ok(resp),
             Transform::Seal { md5, .. } => {
@@ -679,7 +639,7 @@ impl Transform {
                     strip_checksums(&mut parts.headers);
                     // The stored ETag is the ciphertext's MD5; an uploader that checks the ETag
                     // (rclone) compares it with the MD5 of what it sent.
-                    if let Some(digest) = md5.get() {
+                    if let Some(digest) = md5.as_ref().and_then(|m| m.get()) {
                         let etag = format!("\"{}\"", hex(digest));
                         parts.headers.insert(
                             header::ETAG,
@@ -689,102 +649,21 @@ impl Transform {
                 }
                 Ok(Response::from_parts(parts, body))
             }
-            Transform::Open { rule, range, head } => Ok(open(&rule, range, head, resp)?),
-            Transform::List => Ok(listing::rewrite(resp).await?),
-            Transform::Copy => {
+            Transform::Open(open) => open.reply(upstream, resp).await,
+            Transform::List => Ok(listing::rewrite(resp, listing::Kind::Objects).await?),
+            Transform::ListParts { token } => {
+                Ok(listing::rewrite(resp, listing::Kind::Parts { token: &token }).await?)
+            }
+            Transform::Created { token } => {
+                Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
+            }
+            Transform::Complete(_) | Transform::Copy => {
                 let (mut parts, body) = resp.into_parts();
                 strip_checksums(&mut parts.headers);
                 Ok(Response::from_parts(parts, body))
             }
         }
     }
-}
-
-fn open(
-    rule: &Rule,
-    range: Option<PlannedRange>,
-    head_only: bool,
-    resp: Response<Body>,
-) -> Result<Response<Body>, CseError> {
-    let (mut parts, body) = resp.into_parts();
-    if !matches!(parts.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
-        return Ok(Response::from_parts(parts, body));
-    }
-    let meta = ObjectMetadata::from_headers(&parts.headers)?;
-    strip_stored_headers(&mut parts.headers);
-    let Some(meta) = meta else {
-        if rule.unencrypted == Unencrypted::Refuse {
-            return Err(CseError::Unencrypted);
-        }
-        if range.is_some() {
-            // The HEAD saw an encrypted object, the GET an unencrypted one: not what If-Match
-            // allows, so the backend is not to be trusted with this answer.
-            return Err(CseError::StoredLength(
-                "the object changed between HEAD and GET".into(),
-            ));
-        }
-        return Ok(Response::from_parts(parts, body));
-    };
-    if meta.layout != Layout::Single {
-        return Err(CseError::Unsupported("reading a multipart-layout object"));
-    }
-    let key = rule.open(&meta)?.part_key(PartNumber::SINGLE);
-    let head = parts.headers.clone();
-    let h = &mut parts.headers;
-    h.remove(header::TRANSFER_ENCODING);
-    let (cipher, shown) = match (parts.status, range) {
-        (StatusCode::PARTIAL_CONTENT, Some(planned)) => {
-            let stored = content_range_total(&head)
-                .ok_or_else(|| CseError::StoredLength("no Content-Range total".into()))?;
-            if Some(stored) != format::ciphertext_len(planned.total) {
-                return Err(CseError::StoredLength(
-                    "the object changed between HEAD and GET".into(),
-                ));
-            }
-            let content_range = format!(
-                "bytes {}-{}/{}",
-                planned.plain.start,
-                planned.plain.end - 1,
-                planned.total
-            );
-            h.insert(
-                header::CONTENT_RANGE,
-                HeaderValue::try_from(content_range).expect("digits"),
-            );
-            (planned.cipher, planned.plain.end - planned.plain.start)
-        }
-        (StatusCode::OK, _) => {
-            // A whole object: no range was asked, or the backend ignored it (If-Range).
-            let total = object_plaintext_len(content_length(&head)?)?;
-            h.remove(header::CONTENT_RANGE);
-            parts.status = StatusCode::OK;
-            (
-                CipherRange::whole(total).expect("a plaintext length is within the format's limit"),
-                total,
-            )
-        }
-        (_, None) => {
-            return Err(CseError::StoredLength(
-                "a partial answer to a whole-object read".into(),
-            ))
-        }
-        (_, Some(_)) => unreachable!("only 200 and 206 get here"),
-    };
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(shown));
-    h.remove(crate::s3::headers::CONTENT_MD5);
-    if head_only {
-        return Ok(Response::from_parts(parts, body));
-    }
-    let body = DecryptBody::new(body, key, cipher)
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed_unsync();
-    Ok(Response::from_parts(parts, body))
-}
-
-/// The total of `Content-Range: bytes a-b/total`.
-fn content_range_total(h: &HeaderMap) -> Option<u64> {
-    let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    v.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -847,10 +726,10 @@ where
 async fn collect_bounded(mut body: Body, limit: usize) -> Result<Bytes, CseError> {
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CseError::Listing(e.to_string()))?;
+        let frame = frame.map_err(|e| CseError::Answer(e.to_string()))?;
         if let Some(data) = frame.data_ref() {
             if out.len() + data.len() > limit {
-                return Err(CseError::Listing(format!("longer than {limit} bytes")));
+                return Err(CseError::Answer(format!("longer than {limit} bytes")));
             }
             out.extend_from_slice(data);
         }

@@ -32,6 +32,7 @@ pub enum S3Code {
     InvalidDigest,
     /// The object cannot serve the request as it is stored (403).
     InvalidObjectState,
+    InvalidPart,
     /// A `Range` that starts at or beyond the end of the object (416).
     InvalidRange,
     InvalidRequest,
@@ -75,6 +76,7 @@ impl S3Code {
             S3Code::InvalidBucketName => "InvalidBucketName",
             S3Code::InvalidDigest => "InvalidDigest",
             S3Code::InvalidObjectState => "InvalidObjectState",
+            S3Code::InvalidPart => "InvalidPart",
             S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
             S3Code::InvalidURI => "InvalidURI",
@@ -120,6 +122,7 @@ impl S3Code {
             | S3Code::InvalidBucketName
             | S3Code::InvalidDigest
             | S3Code::InvalidObjectState
+            | S3Code::InvalidPart
             | S3Code::InvalidRange
             | S3Code::InvalidRequest
             | S3Code::InvalidURI
@@ -159,6 +162,7 @@ impl S3Code {
             | S3Code::InvalidArgument
             | S3Code::InvalidBucketName
             | S3Code::InvalidDigest
+            | S3Code::InvalidPart
             | S3Code::InvalidRequest
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError

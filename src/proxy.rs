@@ -156,6 +156,7 @@ async fn pipeline(
             if routed.body == BodyKind::Xml {
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
             }
+            transform.document(upstream, &out, &doc).await?;
             out.content_length = Some(doc.len() as u64);
             let payload = Payload::Known(&doc);
             upstream.sign(
@@ -185,7 +186,9 @@ async fn pipeline(
     let body = incoming
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed_unsync();
-    transform.reply(Response::from_parts(parts, body)).await
+    transform
+        .reply(upstream, Response::from_parts(parts, body))
+        .await
 }
 
 /// The request routed from its unauthenticated head, for what must be known before (or

@@ -44,7 +44,8 @@ fn range_forms() {
 fn listing_sizes_become_plaintext_sizes() {
     let doc = br#"<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Contents><Key>a&amp;b</Key><Size>23</Size><ETag>&quot;x&quot;</ETag></Contents><Contents><Key>c</Key><Size>65559</Size></Contents><Contents><Key>legacy</Key><Size>5</Size></Contents><MaxKeys>1000</MaxKeys></ListBucketResult>"#;
-    let out = String::from_utf8(listing::rewrite_sizes(doc).unwrap()).unwrap();
+    let out =
+        String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
     assert!(
         out.contains("<Key>a&amp;b</Key><Size>0</Size><ETag>&quot;x&quot;</ETag>"),
         "{out}"
@@ -54,9 +55,14 @@ fn listing_sizes_become_plaintext_sizes() {
     assert!(out.contains("<MaxKeys>1000</MaxKeys>"), "{out}");
 
     let versions = br"<ListVersionsResult><Version><Key>k</Key><Size>24</Size></Version><DeleteMarker><Key>d</Key></DeleteMarker></ListVersionsResult>";
-    let out = String::from_utf8(listing::rewrite_sizes(versions).unwrap()).unwrap();
+    let out = String::from_utf8(listing::rewrite_doc(versions, &listing::Kind::Objects).unwrap())
+        .unwrap();
     assert!(out.contains("<Size>1</Size>"), "{out}");
-    assert!(listing::rewrite_sizes(b"<L><Contents><Size>x</Size></Contents></L>").is_err());
+    assert!(listing::rewrite_doc(
+        b"<L><Contents><Size>x</Size></Contents></L>",
+        &listing::Kind::Objects
+    )
+    .is_err());
 }
 
 #[test]
@@ -113,4 +119,36 @@ fn rules_follow_the_first_matching_pattern() {
     assert!(rules.for_bucket("public-a").is_none());
     assert!(rules.for_bucket("vault").is_some());
     assert!(EncryptionRules::none().for_bucket("vault").is_none());
+}
+
+#[test]
+fn segments_cover_ranges_across_parts() {
+    use crate::crypto::format::{PartNumber, CHUNK_SIZE, CIPHER_CHUNK_SIZE};
+    let (c, cc) = (CHUNK_SIZE as u64, CIPHER_CHUNK_SIZE as u64);
+    let p = |n| PartNumber::multipart(n).unwrap();
+    // Part 1: 1.5 chunks; part 2 empty; part 3: 2 chunks.
+    let parts = [(p(1), c + c / 2), (p(2), 0), (p(3), 2 * c)];
+    let part1_cipher = 2 * 23 + c + c / 2;
+    let (whole, span) = read::segments_for(&parts, None);
+    assert_eq!(whole.len(), 3);
+    assert_eq!(span, 0..part1_cipher + 23 + 2 * cc);
+
+    // Only inside part 3's second chunk.
+    let start3 = c + c / 2;
+    let (segs, span) = read::segments_for(&parts, Some(start3 + c + 5..start3 + c + 10));
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].0, p(3));
+    assert_eq!(segs[0].1.first_chunk(), 1);
+    assert_eq!(span, part1_cipher + 23 + cc..part1_cipher + 23 + 2 * cc);
+
+    // Across the empty part: its empty chunk is inside the span and is read too.
+    let (segs, span) = read::segments_for(&parts, Some(start3 - 1..start3 + 1));
+    let numbers: Vec<_> = segs.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [p(1), p(2), p(3)]);
+    assert_eq!(span, cc..part1_cipher + 23 + cc);
+    let fetched: u64 = segs
+        .iter()
+        .map(|(_, r)| r.cipher_end() - r.cipher_start())
+        .sum();
+    assert_eq!(fetched, span.end - span.start);
 }

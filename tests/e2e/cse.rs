@@ -370,7 +370,12 @@ async fn tampering_and_unencrypted(h: &Harness) {
 
     for key in ["flipped", "truncated", "reordered", "salt", "kid"] {
         match s3.get_object().bucket(&b).key(key).send().await {
-            Err(e) => assert_eq!(e.code(), Some("InternalError"), "{key}: {e:?}"),
+            // Refused before the head, or (when the first chunk fails) the stream is reset
+            // before the head reaches the client.
+            Err(e) => assert!(
+                e.code() == Some("InternalError") || e.raw_response().is_none(),
+                "{key}: {e:?}"
+            ),
             Ok(got) => {
                 // The head went out before the bad chunk was found: the body must abort, and
                 // what arrived before is a prefix of the plaintext.
@@ -476,13 +481,267 @@ async fn refusals(h: &Harness) {
         .unwrap_err();
     assert_eq!(err.code(), Some("InvalidArgument"), "{err:?}");
     let err = s3
-        .create_multipart_upload()
+        .get_object_attributes()
         .bucket(&b)
-        .key("mp")
+        .key("md5")
+        .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectSize)
         .send()
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("NotImplemented"), "{err:?}");
+    let err = s3
+        .get_object()
+        .bucket(&b)
+        .key(".s3seal/seal/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"), "{err:?}");
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Uploads `sizes` as parts of one object, the last part first and the others in parallel.
+async fn upload(
+    s3: &aws_sdk_s3::Client,
+    b: &str,
+    key: &str,
+    sizes: &[usize],
+    seed: u64,
+) -> Vec<u8> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let created = s3
+        .create_multipart_upload()
+        .bucket(b)
+        .key(key)
+        .metadata("colour", "green")
+        .send()
+        .await
+        .unwrap();
+    let id = created.upload_id().unwrap().to_owned();
+    assert!(id.contains("~s3seal~"), "{id}");
+    let parts: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, len)| payload(*len, seed + i as u64))
+        .collect();
+    let put = |n: usize| {
+        let body = parts[n].clone();
+        let (s3, id) = (s3.clone(), id.clone());
+        let (b, key) = (b.to_owned(), key.to_owned());
+        async move {
+            let part = i32::try_from(n + 1).unwrap();
+            let r = s3
+                .upload_part()
+                .bucket(b)
+                .key(key)
+                .upload_id(id)
+                .part_number(part)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("part {part}: {e:?}"));
+            CompletedPart::builder()
+                .part_number(part)
+                .e_tag(r.e_tag().unwrap())
+                .build()
+        }
+    };
+    let last = put(sizes.len() - 1).await;
+    let tasks: Vec<_> = (0..sizes.len() - 1).map(|n| tokio::spawn(put(n))).collect();
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    done.push(last);
+    s3.complete_multipart_upload()
+        .bucket(b)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    parts.concat()
+}
+
+/// docs/format.md §7: parts in any order and of any size, read back byte-exact across part
+/// boundaries; the seal is verified before any byte is released.
+async fn multipart(h: &Harness) {
+    let s3 = h.sdk();
+    let direct = h.direct();
+    let b = support::bucket("cse-mp");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let sizes = [5 * MIB + 1000, 5 * MIB + 7, 12_345];
+    let data = upload(&s3, &b, "odd", &sizes, 100).await;
+    let n = data.len();
+
+    let got = s3.get_object().bucket(&b).key("odd").send().await.unwrap();
+    assert_eq!(got.content_length(), Some(i64::try_from(n).unwrap()));
+    assert_eq!(
+        got.metadata()
+            .and_then(|m| m.get("colour"))
+            .map(String::as_str),
+        Some("green")
+    );
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
+    let head = s3.head_object().bucket(&b).key("odd").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(i64::try_from(n).unwrap()));
+    let boundary = sizes[0];
+    for (spec, want) in [
+        (
+            format!("bytes={}-{}", boundary - 10, boundary + 10),
+            boundary - 10..boundary + 11,
+        ),
+        ("bytes=0-0".to_owned(), 0..1),
+        ("bytes=-100".to_owned(), n - 100..n),
+        (
+            format!("bytes={}-{}", boundary + 70_000, boundary + 140_000),
+            boundary + 70_000..boundary + 140_001,
+        ),
+        (format!("bytes={}-", boundary - 1), boundary - 1..n),
+    ] {
+        let got = s3
+            .get_object()
+            .bucket(&b)
+            .key("odd")
+            .range(&spec)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{spec}: {e:?}"));
+        assert_eq!(
+            got.content_range(),
+            Some(format!("bytes {}-{}/{n}", want.start, want.end - 1).as_str())
+        );
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        assert!(bytes.as_ref() == &data[want], "{spec}: wrong bytes");
+    }
+
+    // Parts of a multiple of 64 KiB (as every common client uploads): exact listing sizes.
+    let aligned = upload(&s3, &b, "aligned", &[5 * MIB, 5 * MIB, 3], 200).await;
+    let list = s3.list_objects_v2().bucket(&b).send().await.unwrap();
+    let listed: Vec<_> = list
+        .contents()
+        .iter()
+        .map(|o| (o.key().unwrap().to_owned(), o.size().unwrap()))
+        .collect();
+    assert_eq!(listed.len(), 2, "the seals are hidden: {listed:?}");
+    assert_eq!(
+        listed[0],
+        ("aligned".to_owned(), i64::try_from(aligned.len()).unwrap())
+    );
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("aligned")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == aligned.as_slice());
+
+    // A copy keeps reading through the same seal; in another bucket, through a copy of it.
+    let other = support::bucket("cse-mp2");
+    s3.create_bucket().bucket(&other).send().await.unwrap();
+    s3.copy_object()
+        .bucket(&other)
+        .key("copy")
+        .copy_source(format!("{b}/odd"))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket(&other)
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
+
+    // At the backend: ciphertext, and one seal per object.
+    let stored = direct
+        .get_object()
+        .bucket(&b)
+        .key("odd")
+        .send()
+        .await
+        .unwrap();
+    let cipher = stored.body.collect().await.unwrap().into_bytes();
+    assert!(!contains(&cipher, &data[boundary..boundary + 32]));
+    let seals = direct
+        .list_objects_v2()
+        .bucket(&b)
+        .prefix(".s3seal/seal/")
+        .send()
+        .await
+        .unwrap();
+    let seals: Vec<_> = seals
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_owned())
+        .collect();
+    assert_eq!(seals.len(), 2, "{seals:?}");
+
+    // Swapping the two objects' seals, or removing one, makes the object unreadable.
+    let (first, second) = (seals[0].clone(), seals[1].clone());
+    let mut bodies = Vec::new();
+    for key in [&first, &second] {
+        let got = direct
+            .get_object()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        bodies.push(got.body.collect().await.unwrap().into_bytes());
+    }
+    let (first_body, second_body) = (bodies[0].clone(), bodies[1].clone());
+    for (key, body) in [(&first, second_body.clone()), (&second, first_body.clone())] {
+        direct
+            .put_object()
+            .bucket(&b)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+    for key in ["odd", "aligned"] {
+        let err = s3
+            .get_object()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("InternalError"), "{key}: {err:?}");
+    }
+    direct
+        .delete_object()
+        .bucket(&b)
+        .key(&first)
+        .send()
+        .await
+        .unwrap();
+    direct
+        .delete_object()
+        .bucket(&b)
+        .key(&second)
+        .send()
+        .await
+        .unwrap();
+    let err = s3
+        .get_object()
+        .bucket(&b)
+        .key("odd")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InternalError"), "{err:?}");
 }
 
 macro_rules! per_backend {
@@ -500,6 +759,12 @@ macro_rules! per_backend {
                 $scenario(&Harness::with_backend_rules(backends::shared_moto(), rules()).await)
                     .await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rgw() {
+                $scenario(&Harness::with_backend_rules(backends::shared_rgw(), rules()).await)
+                    .await;
+            }
         }
     };
 }
@@ -511,14 +776,32 @@ per_backend!(presigned);
 per_backend!(tampering_and_unencrypted);
 per_backend!(refusals);
 
+/// moto 5.2 answers CompleteMultipartUpload with a `CompleteMultipartUploadResponse` root that
+/// the SDK rejects (directly as through the proxy), so multipart runs against s3s-fs and RGW.
+mod multipart {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3s_fs() {
+        let h = Harness::s3s_rules(rules()).await;
+        Box::pin(multipart(&h)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rgw() {
+        let h = Harness::with_backend_rules(backends::shared_rgw(), rules()).await;
+        Box::pin(multipart(&h)).await;
+    }
+}
+
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients() {
     let h = Harness::s3s_rules(rules()).await;
     let dir = tempfile::tempdir().unwrap();
     let b = support::bucket("cse-cli");
-    // Below the cli's 8 MiB multipart threshold: multipart is not supported on these buckets.
-    let data = payload(5 * 1024 * 1024 + 3, 77);
+    // Above the cli's 8 MiB multipart threshold: three parts, uploaded in parallel.
+    let data = payload(20 * MIB + 11, 77);
     let src = dir.path().join("in.bin");
     std::fs::write(&src, &data).unwrap();
     let run = |args: Vec<String>| {
