@@ -10,6 +10,7 @@
 mod decrypt;
 mod encrypt;
 pub mod format;
+pub mod offline;
 mod segments;
 
 pub use decrypt::DecryptBody;

@@ -882,3 +882,117 @@ print("boto3 cse ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `s3seal decrypt` recovers objects downloaded straight from the backend, with only the keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_decrypt() {
+    let h = Harness::s3s_rules(rules()).await;
+    let (s3, direct) = (h.sdk(), h.direct());
+    let b = support::bucket("cse-offline");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let single = payload(200_000, 31);
+    s3.put_object()
+        .bucket(&b)
+        .key("single")
+        .body(ByteStream::from(single.clone()))
+        .send()
+        .await
+        .unwrap();
+    let multi = upload(&s3, &b, "multi", &[5 * MIB + 3, 70_000], 40).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("k1"), STANDARD.encode([1u8; 32])).unwrap();
+    std::fs::write(path("k2"), STANDARD.encode([2u8; 32])).unwrap();
+    let seals = direct
+        .list_objects_v2()
+        .bucket(&b)
+        .prefix(".s3seal/seal/")
+        .send()
+        .await
+        .unwrap();
+    let seal_key = seals.contents()[0].key().unwrap().to_owned();
+    let seal = direct
+        .get_object()
+        .bucket(&b)
+        .key(&seal_key)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(
+        path("seal"),
+        seal.body.collect().await.unwrap().into_bytes(),
+    )
+    .unwrap();
+    for (key, json) in [("single", false), ("multi", true)] {
+        let stored = direct
+            .get_object()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let meta = stored.metadata().cloned().unwrap_or_default();
+        // Header lines for one, `head-object`-style JSON for the other.
+        let text = if json {
+            let fields: Vec<String> = meta
+                .iter()
+                .map(|(k, v)| format!("\"{k}\": \"{v}\""))
+                .collect();
+            format!(
+                "{{\"ContentLength\": 1, \"Metadata\": {{{}}}}}",
+                fields.join(", ")
+            )
+        } else {
+            meta.iter().fold(String::new(), |mut s, (k, v)| {
+                use std::fmt::Write as _;
+                let _ = writeln!(s, "x-amz-meta-{k}: {v}");
+                s
+            })
+        };
+        std::fs::write(path(&format!("{key}.meta")), text).unwrap();
+        let cipher = stored.body.collect().await.unwrap().into_bytes();
+        std::fs::write(path(&format!("{key}.bin")), cipher).unwrap();
+    }
+    let run = |key: &str, keys: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3seal"));
+        cmd.arg("decrypt")
+            .arg("--in")
+            .arg(path(&format!("{key}.bin")))
+            .arg("--metadata")
+            .arg(path(&format!("{key}.meta")))
+            .arg("--out")
+            .arg(path(&format!("{key}.out")))
+            .arg("--seal")
+            .arg(path("seal"));
+        for k in keys {
+            cmd.arg("--key").arg(format!("{k}={}", path(k).display()));
+        }
+        cmd.output().unwrap()
+    };
+    // Only the old key: the objects were written with k2, so nothing is written.
+    let out = run("single", &["k1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("k2"));
+    assert!(!path("single.out").exists());
+    for (key, data) in [("single", &single), ("multi", &multi)] {
+        let out = run(key, &["k1", "k2"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read(path(&format!("{key}.out"))).unwrap() == *data,
+            "{key}"
+        );
+    }
+    // A flipped byte: refused, and no output file.
+    let mut bad = std::fs::read(path("single.bin")).unwrap();
+    bad[150_000] ^= 1;
+    std::fs::write(path("single.bin"), bad).unwrap();
+    std::fs::remove_file(path("single.out")).unwrap();
+    let out = run("single", &["k2"]);
+    assert!(!out.status.success());
+    assert!(!path("single.out").exists());
+}
