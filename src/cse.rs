@@ -50,6 +50,17 @@ pub const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
 const USER_META_PREFIX: &str = "x-amz-meta-";
 const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
 const CHECKSUM_PREFIX: &str = "x-amz-checksum-";
+/// Appended to the backend's `ETag` of an encrypted object (`docs/config.md`, "ETags"): that
+/// `ETag` is the ciphertext's MD5, and a client that reads a 32-hex-digit `ETag` as the MD5 of
+/// the content (rclone) would refuse the plaintext.
+const ETAG_SUFFIX: &str = "-s3seal";
+/// Request headers that carry `ETag`s the client got from the proxy.
+const ETAG_CONDITIONS: [&str; 4] = [
+    "if-match",
+    "if-none-match",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-none-match",
+];
 
 // === Config ===
 
@@ -278,7 +289,11 @@ pub async fn plan(
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     let rule = routed.target.bucket().and_then(|b| rules.for_bucket(b));
-    if matches!(routed.op, Operation::CopyObject | Operation::UploadPartCopy) {
+    let copy = matches!(routed.op, Operation::CopyObject | Operation::UploadPartCopy);
+    if rule.is_some() || copy {
+        backend_etags(&mut out.headers);
+    }
+    if copy {
         return plan_copy(rules, rule, upstream, out).await;
     }
     let Some(rule) = rule else {
@@ -542,6 +557,52 @@ fn strip_checksums(h: &mut HeaderMap) {
     }
 }
 
+/// An encrypted object's `ETag` as the client sees it; `raw` may be quoted, also as `&quot;`.
+fn client_etag(raw: &str) -> String {
+    for quote in ["\"", "&quot;"] {
+        if let Some(inner) = raw.strip_suffix(quote) {
+            if !inner.is_empty() {
+                return format!("{inner}{ETAG_SUFFIX}{quote}");
+            }
+        }
+    }
+    format!("{raw}{ETAG_SUFFIX}")
+}
+
+/// Conditions on `ETag`s the proxy showed go to the backend with the backend's `ETag`s.
+fn backend_etags(h: &mut HeaderMap) {
+    for name in ETAG_CONDITIONS {
+        let values: Vec<HeaderValue> = h
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|v| v.contains(ETAG_SUFFIX))
+            .filter_map(|v| {
+                let tags: Vec<String> = v
+                    .split(',')
+                    .map(|t| {
+                        let t = t.trim();
+                        let quoted = t.strip_suffix('"').unwrap_or(t);
+                        match quoted.strip_suffix(ETAG_SUFFIX) {
+                            Some(inner) if quoted.len() < t.len() => format!("{inner}\""),
+                            Some(inner) => inner.to_owned(),
+                            None => t.to_owned(),
+                        }
+                    })
+                    .collect();
+                HeaderValue::try_from(tags.join(", ")).ok()
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        h.remove(name);
+        for v in values {
+            h.append(name, v);
+        }
+    }
+}
+
 /// The proxy's record is no business of the client's (`docs/format.md` §6), and ciphertext
 /// checksums must never reach it (a GET with `x-amz-checksum-mode` would check them against
 /// the plaintext).
@@ -660,7 +721,8 @@ impl Transform {
             Transform::Complete(_) | Transform::Copy => {
                 let (mut parts, body) = resp.into_parts();
                 strip_checksums(&mut parts.headers);
-                Ok(Response::from_parts(parts, body))
+                let resp = Response::from_parts(parts, body);
+                Ok(listing::rewrite(resp, listing::Kind::Result).await?)
             }
         }
     }

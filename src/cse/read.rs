@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::upstream::{Outgoing, UpstreamClient};
 
 use super::{
-    content_length, head, multipart, object_plaintext_len, refuse_part_number,
+    client_etag, content_length, head, multipart, object_plaintext_len, refuse_part_number,
     strip_stored_headers, version_query, CseError, Rule, Transform, Unencrypted,
 };
 
@@ -223,6 +223,11 @@ impl Open {
             return Ok(Response::from_parts(parts, body));
         };
         let h = &mut parts.headers;
+        if let Some(etag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
+            let shown = HeaderValue::try_from(client_etag(etag))
+                .map_err(|e| CseError::StoredLength(format!("the upstream's ETag: {e}")))?;
+            h.insert(header::ETAG, shown);
+        }
         h.remove(header::TRANSFER_ENCODING);
         h.remove(crate::s3::headers::CONTENT_MD5);
         let (key, segments, shown) = match (parts.status, self.range) {

@@ -47,7 +47,7 @@ fn listing_sizes_become_plaintext_sizes() {
     let out =
         String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
     assert!(
-        out.contains("<Key>a&amp;b</Key><Size>0</Size><ETag>&quot;x&quot;</ETag>"),
+        out.contains("<Key>a&amp;b</Key><Size>0</Size><ETag>&quot;x-s3seal&quot;</ETag>"),
         "{out}"
     );
     assert!(out.contains("<Key>c</Key><Size>65536</Size>"), "{out}");
@@ -151,4 +151,41 @@ fn segments_cover_ranges_across_parts() {
         .map(|(_, r)| r.cipher_end() - r.cipher_start())
         .sum();
     assert_eq!(fetched, span.end - span.start);
+}
+
+#[test]
+fn etags_of_encrypted_objects_are_marked_and_conditions_unmarked() {
+    assert_eq!(client_etag("\"abc\""), "\"abc-s3seal\"");
+    assert_eq!(client_etag("&quot;abc-2&quot;"), "&quot;abc-2-s3seal&quot;");
+    assert_eq!(client_etag("abc"), "abc-s3seal");
+    let mut h = HeaderMap::new();
+    h.insert(
+        "if-match",
+        HeaderValue::from_static("\"abc-s3seal\", \"def\""),
+    );
+    h.insert("if-none-match", HeaderValue::from_static("*"));
+    h.insert(
+        "x-amz-copy-source-if-match",
+        HeaderValue::from_static("abc-2-s3seal"),
+    );
+    backend_etags(&mut h);
+    assert_eq!(h["if-match"], "\"abc\", \"def\"");
+    assert_eq!(h["if-none-match"], "*");
+    assert_eq!(h["x-amz-copy-source-if-match"], "abc-2");
+    // A listing entry shows the marked ETag only when its size is a ciphertext length.
+    let doc = br"<L><Contents><Key>e</Key><ETag>&quot;x&quot;</ETag><Size>24</Size></Contents><Contents><Key>p</Key><ETag>&quot;y&quot;</ETag><Size>5</Size></Contents></L>";
+    let out =
+        String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
+    assert!(
+        out.contains("<ETag>&quot;x-s3seal&quot;</ETag><Size>1</Size>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<ETag>&quot;y&quot;</ETag><Size>5</Size>"),
+        "{out}"
+    );
+    let copied = br#"<CopyObjectResult><ETag>"z"</ETag></CopyObjectResult>"#;
+    let out =
+        String::from_utf8(listing::rewrite_doc(copied, &listing::Kind::Result).unwrap()).unwrap();
+    assert!(out.contains(r#"<ETag>"z-s3seal"</ETag>"#), "{out}");
 }
