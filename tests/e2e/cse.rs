@@ -1063,3 +1063,72 @@ async fn rclone_round_trip() {
         );
     }
 }
+
+/// Rotation: objects wrapped with a key that became an old key stay readable; without it they
+/// are refused, never served as ciphertext. Two proxies share one moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation() {
+    let only = |active: (&str, u8), old: Option<(&str, u8)>| {
+        let kek = |(id, byte): (&str, u8)| Kek::new(KeyId::new(id).unwrap(), &[byte; 32]);
+        let ring = Keyring::new(kek(active), old.into_iter().map(kek).collect()).unwrap();
+        EncryptionRules::new([(
+            "cse-*".to_owned(),
+            Some(Rule::new(ring, Unencrypted::PassThrough)),
+        )])
+        .unwrap()
+    };
+    let moto = backends::shared_moto();
+    let before = Harness::with_backend_rules(moto, only(("k1", 1), None)).await;
+    let b = support::bucket("cse-rotate");
+    let s3 = before.sdk();
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let data = payload(100_000, 8);
+    s3.put_object()
+        .bucket(&b)
+        .key("old")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+
+    let after = Harness::with_backend_rules(moto, only(("k2", 2), Some(("k1", 1)))).await;
+    let s3 = after.sdk();
+    s3.put_object()
+        .bucket(&b)
+        .key("new")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    for key in ["old", "new"] {
+        let got = s3.get_object().bucket(&b).key(key).send().await.unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
+    }
+    let kid = |key: &'static str| {
+        let direct = after.direct();
+        let b = b.clone();
+        async move {
+            let head = direct
+                .head_object()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            head.metadata().and_then(|m| m.get("s3seal-kid")).cloned()
+        }
+    };
+    assert_eq!(kid("old").await.as_deref(), Some("k1"));
+    assert_eq!(kid("new").await.as_deref(), Some("k2"));
+
+    let forgotten = Harness::with_backend_rules(moto, only(("k2", 2), None)).await;
+    let err = forgotten
+        .sdk()
+        .get_object()
+        .bucket(&b)
+        .key("old")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InternalError"), "{err:?}");
+}
