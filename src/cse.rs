@@ -293,11 +293,13 @@ pub async fn plan(
     if rule.is_some() || copy {
         backend_etags(&mut out.headers);
     }
-    if copy {
-        return plan_copy(rules, rule, upstream, out).await;
-    }
     let Some(rule) = rule else {
-        return Ok(Transform::Pass);
+        // A copy out of an encrypted bucket matters even when the destination has no rule.
+        return if copy {
+            plan_copy(rules, None, upstream, out).await
+        } else {
+            Ok(Transform::Pass)
+        };
     };
     if routed
         .target
@@ -327,7 +329,7 @@ pub async fn plan(
         Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
         Operation::GetObjectAttributes => Err(CseError::Unsupported("GetObjectAttributes").into()),
         Operation::CopyObject | Operation::UploadPartCopy => {
-            unreachable!("copies are planned above")
+            plan_copy(rules, Some(rule), upstream, out).await
         }
         Operation::ListBuckets
         | Operation::CreateBucket
