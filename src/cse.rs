@@ -2,12 +2,17 @@
 //! requests and answers of buckets whose `[[bucket]]` table has `encryption`.
 //!
 //! [`plan`] looks at a routed request before it is signed: it refuses what cannot be served
-//! over ciphertext, writes the object metadata of a PutObject, and turns a plaintext `Range`
-//! into the covering ciphertext chunks (with a HEAD first, for the object's size). The
-//! [`Transform`] it returns then encrypts the request body ([`Transform::seal_body`]) and
-//! rewrites the answer ([`Transform::reply`]): plaintext sizes, ranges and bodies, listing
-//! sizes, no ciphertext checksums. What each operation does is documented in
+//! over ciphertext, writes the object metadata of a `PutObject` or `CreateMultipartUpload`,
+//! takes an upload's keys from its upload id ([`multipart`]), and turns a plaintext `Range` into
+//! the covering ciphertext chunks (with a HEAD first, for the object's size and, for a multipart
+//! object, its seal; [`read`]). The [`Transform`] it returns then encrypts the request body
+//! ([`Transform::seal_body`]), writes a completion's seal ([`Transform::document`]) and rewrites
+//! the answer ([`Transform::reply`]): plaintext sizes, ranges and bodies, listing sizes, marked
+//! `ETag`s, no ciphertext checksums. What each operation does is documented in
 //! `docs/config.md` ("Client-side encryption").
+//!
+//! The stage's own upstream requests (HEADs, seals, `ListParts`) are signed like the client's
+//! but are not counted in the metrics.
 
 mod listing;
 mod multipart;
@@ -200,8 +205,9 @@ pub enum CseError {
     UnknownKey(String),
     #[error("The stored object cannot be decrypted: {0}")]
     Stored(#[from] FormatError),
-    #[error("The stored object cannot be decrypted: {0}")]
-    StoredLength(String),
+    /// The backend's answers do not fit together (sizes, seal, HEAD against GET).
+    #[error("The stored object cannot be served: {0}")]
+    Inconsistent(String),
     #[error("The upstream's answer could not be read: {0}")]
     Answer(String),
 }
@@ -222,7 +228,7 @@ impl S3Error for CseError {
             CseError::TooLarge(_) => S3Code::EntityTooLarge,
             CseError::UnknownKey(_)
             | CseError::Stored(_)
-            | CseError::StoredLength(_)
+            | CseError::Inconsistent(_)
             | CseError::Answer(_) => S3Code::InternalError,
         }
     }
@@ -235,7 +241,7 @@ impl From<CseError> for ProxyError {
         match e {
             CseError::UnknownKey(_)
             | CseError::Stored(_)
-            | CseError::StoredLength(_)
+            | CseError::Inconsistent(_)
             | CseError::Answer(_) => ProxyError::upstream(e),
             CseError::Unsupported(_)
             | CseError::ReservedMetadata
@@ -624,12 +630,12 @@ fn content_length(h: &HeaderMap) -> Result<u64, CseError> {
     h.get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| CseError::StoredLength("the upstream sent no Content-Length".into()))
+        .ok_or_else(|| CseError::Inconsistent("the upstream sent no Content-Length".into()))
 }
 
 fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
     plaintext_len(stored)
-        .ok_or_else(|| CseError::StoredLength(format!("{stored} bytes is no ciphertext length")))
+        .ok_or_else(|| CseError::Inconsistent(format!("{stored} bytes is no ciphertext length")))
 }
 
 // === Bodies and answers ===

@@ -309,7 +309,7 @@ pub(super) async fn load_seal(
     };
     let (status, body) = call(upstream, get, Bytes::new(), MAX_SEAL_LEN).await?;
     if status != StatusCode::OK {
-        return Err(CseError::StoredLength(format!(
+        return Err(CseError::Inconsistent(format!(
             "the multipart object's seal could not be read ({status})"
         ))
         .into());

@@ -137,7 +137,7 @@ async fn object_parts(
         Layout::Multipart => {
             let seal = multipart::load_seal(upstream, bucket, key).await?;
             if seal.ciphertext_len() != stored {
-                return Err(CseError::StoredLength(format!(
+                return Err(CseError::Inconsistent(format!(
                     "{stored} stored bytes, but the seal lists {} bytes of parts",
                     seal.ciphertext_len()
                 ))
@@ -215,7 +215,7 @@ impl Open {
             }
             if self.range.is_some() {
                 // The HEAD saw an encrypted object, the GET an unencrypted one, despite If-Match.
-                return Err(CseError::StoredLength(
+                return Err(CseError::Inconsistent(
                     "the object changed between HEAD and GET".into(),
                 )
                 .into());
@@ -225,7 +225,7 @@ impl Open {
         let h = &mut parts.headers;
         if let Some(etag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
             let shown = HeaderValue::try_from(client_etag(etag))
-                .map_err(|e| CseError::StoredLength(format!("the upstream's ETag: {e}")))?;
+                .map_err(|e| CseError::Inconsistent(format!("the upstream's ETag: {e}")))?;
             h.insert(header::ETAG, shown);
         }
         h.remove(header::TRANSFER_ENCODING);
@@ -234,7 +234,7 @@ impl Open {
             (StatusCode::PARTIAL_CONTENT, Some(planned)) => {
                 let total = content_range_total(&stored_headers);
                 if total != Some(planned.stored) {
-                    return Err(CseError::StoredLength(
+                    return Err(CseError::Inconsistent(
                         "the object changed between HEAD and GET".into(),
                     )
                     .into());
@@ -263,7 +263,7 @@ impl Open {
                 (key, segments, total)
             }
             (_, _) => {
-                return Err(CseError::StoredLength(
+                return Err(CseError::Inconsistent(
                     "a partial answer that was not asked for".into(),
                 )
                 .into())
