@@ -3,9 +3,9 @@
 //!
 //! [`plan`] looks at a routed request before it is signed: it refuses what cannot be served
 //! over ciphertext, writes the object metadata of a `PutObject` or `CreateMultipartUpload`,
-//! takes an upload's keys from its upload id ([`multipart`]), and turns a plaintext `Range` into
+//! takes an upload's keys from its upload id (`multipart`), and turns a plaintext `Range` into
 //! the covering ciphertext chunks (with a HEAD first, for the object's size and, for a multipart
-//! object, its seal; [`read`]). The [`Transform`] it returns then encrypts the request body
+//! object, its seal; `read`). The [`Transform`] it returns then encrypts the request body
 //! ([`Transform::seal_body`]), writes a completion's seal ([`Transform::document`]) and rewrites
 //! the answer ([`Transform::reply`]): plaintext sizes, ranges and bodies, listing sizes, marked
 //! `ETag`s, no ciphertext checksums. What each operation does is documented in
