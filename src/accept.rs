@@ -64,19 +64,54 @@ pub async fn accept(
     handshake_timeout: Duration,
 ) -> Result<TlsStream<TcpStream>, AcceptError> {
     let deadline = Instant::now() + handshake_timeout;
-    let mut first = [0u8; 1];
-    match timeout_at(deadline, stream.peek(&mut first)).await {
-        Err(_elapsed) => return Err(AcceptError::Timeout),
-        Ok(Err(e)) => return Err(AcceptError::Handshake(e)),
-        Ok(Ok(0)) => return Err(AcceptError::Closed),
-        Ok(Ok(_)) => {}
-    }
-    if first[0] != TLS_HANDSHAKE_RECORD {
+    if !starts_with_tls(&stream, deadline).await? {
         // On this listener the port the client dialed is the HTTPS port, so the `Host` port
         // is kept in the suggested URL.
         answer_plaintext(stream, None, deadline).await;
         return Err(AcceptError::Plaintext);
     }
+    handshake(stream, acceptor, deadline).await
+}
+
+/// A connection from a trusted TLS terminator: TLS, or plain HTTP that the terminator
+/// decrypted (each request must then say it arrived over https; see [`crate::forwarded`]).
+pub enum Accepted {
+    /// Boxed: the TLS state is large and the plain variant is a socket.
+    Tls(Box<TlsStream<TcpStream>>),
+    Forwarded(TcpStream),
+}
+
+/// [`accept`] for a peer in `trusted_proxies`: plain HTTP is let through instead of refused.
+pub async fn accept_trusted(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    handshake_timeout: Duration,
+) -> Result<Accepted, AcceptError> {
+    let deadline = Instant::now() + handshake_timeout;
+    if starts_with_tls(&stream, deadline).await? {
+        let tls = handshake(stream, acceptor, deadline).await?;
+        Ok(Accepted::Tls(Box::new(tls)))
+    } else {
+        Ok(Accepted::Forwarded(stream))
+    }
+}
+
+/// Waits for the first byte and tells whether it opens a TLS handshake record.
+async fn starts_with_tls(stream: &TcpStream, deadline: Instant) -> Result<bool, AcceptError> {
+    let mut first = [0u8; 1];
+    match timeout_at(deadline, stream.peek(&mut first)).await {
+        Err(_elapsed) => Err(AcceptError::Timeout),
+        Ok(Err(e)) => Err(AcceptError::Handshake(e)),
+        Ok(Ok(0)) => Err(AcceptError::Closed),
+        Ok(Ok(_)) => Ok(first[0] == TLS_HANDSHAKE_RECORD),
+    }
+}
+
+async fn handshake(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    deadline: Instant,
+) -> Result<TlsStream<TcpStream>, AcceptError> {
     match timeout_at(deadline, acceptor.accept(stream)).await {
         Err(_elapsed) => Err(AcceptError::Timeout),
         Ok(Err(e)) => Err(AcceptError::Handshake(e)),

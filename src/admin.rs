@@ -1,9 +1,12 @@
 //! The admin listener: plain HTTP, unauthenticated, meant for loopback or a private
 //! interface. `GET /healthz` (the process serves), `GET /readyz` (every upstream accepts a TCP
-//! connection), `GET /metrics` (Prometheus text format). Anything else is 404.
+//! connection and the serving certificate has not expired), `GET /metrics` (Prometheus text
+//! format). Anything else is 404.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -35,7 +38,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 /// What the admin endpoints read.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
-    probes: Vec<Probe>,
+    /// Replaced when a reload changes the upstreams.
+    probes: ArcSwap<Vec<Probe>>,
     /// The last readiness answer and when it was computed. A tokio mutex, held across the
     /// probes, so that concurrent `/readyz` calls share one round of connections.
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
@@ -53,22 +57,18 @@ impl Admin {
         metrics: Arc<Metrics>,
         upstreams: impl IntoIterator<Item = &'a Upstream>,
     ) -> Self {
-        let probes = upstreams
-            .into_iter()
-            .map(|u| {
-                let (host, port) = probe_target(&u.endpoint);
-                Probe {
-                    name: u.name.clone(),
-                    host,
-                    port,
-                }
-            })
-            .collect();
         Admin {
             metrics,
-            probes,
+            probes: ArcSwap::from_pointee(probes(upstreams)),
             ready: Mutex::new(None),
         }
+    }
+
+    /// Probes these upstreams from now on (after a reload); the cached answer is dropped.
+    pub async fn set_upstreams<'a>(&self, upstreams: impl IntoIterator<Item = &'a Upstream>) {
+        let mut cached = self.ready.lock().await;
+        self.probes.store(Arc::new(probes(upstreams)));
+        *cached = None;
     }
 
     /// `Ok` when every upstream accepted a connection within [`PROBE_TIMEOUT`], else the
@@ -87,7 +87,7 @@ impl Admin {
 
     async fn probe(&self) -> Result<(), String> {
         let mut probes = JoinSet::new();
-        for p in &self.probes {
+        for p in self.probes.load().iter() {
             let (name, host, port) = (p.name.clone(), p.host.clone(), p.port);
             probes.spawn(async move {
                 let target = format!("{host}:{port}");
@@ -102,12 +102,34 @@ impl Admin {
             });
         }
         let mut failures: Vec<String> = probes.join_all().await.into_iter().flatten().collect();
+        if let Some(at) = self.metrics.tls_cert_not_after() {
+            if at <= SystemTime::now() {
+                failures.push(format!(
+                    "the server certificate expired on {}",
+                    httpdate::fmt_http_date(at)
+                ));
+            }
+        }
         if failures.is_empty() {
             return Ok(());
         }
         failures.sort();
         Err(failures.join("\n"))
     }
+}
+
+fn probes<'a>(upstreams: impl IntoIterator<Item = &'a Upstream>) -> Vec<Probe> {
+    upstreams
+        .into_iter()
+        .map(|u| {
+            let (host, port) = probe_target(&u.endpoint);
+            Probe {
+                name: u.name.clone(),
+                host,
+                port,
+            }
+        })
+        .collect()
 }
 
 /// The host and port to connect to for an upstream endpoint: the scheme's default port when

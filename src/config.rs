@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use ipnet::IpNet;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -15,6 +16,8 @@ use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
 use crate::crypto::format::{Kek, KeyId, KEY_LEN};
 use crate::cse::{self, EncryptionRules};
+use crate::logging::LogFormat;
+use crate::policy::{KeySource, RawSseRule, SsePolicies};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -27,6 +30,30 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("invalid config: {key}: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    /// Adds the line of `[[bucket]]` table `i`'s `sse` rule to an error about it.
+    fn at_sse_line(self, lines: &[Option<usize>]) -> Self {
+        let ConfigError::Invalid { key, reason } = self else {
+            return self;
+        };
+        let line = key
+            .strip_prefix("bucket[")
+            .and_then(|rest| rest.split_once("].sse"))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .and_then(|i| lines.get(i).copied().flatten());
+        let key = match line {
+            Some(n) => format!("{key} (line {n})"),
+            None => key,
+        };
+        ConfigError::Invalid { key, reason }
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).lines().count().max(1)
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -46,7 +73,8 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
-    /// Per-bucket settings (CORS rules), matched by bucket glob; the first match wins.
+    /// Per-bucket settings matched by bucket glob: CORS rules (first match wins) and the SSE
+    /// rule (most specific match wins).
     #[serde(default, rename = "bucket")]
     pub buckets: Vec<RawBucket>,
 }
@@ -77,6 +105,19 @@ pub struct RawServer {
     pub max_connections: usize,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// `text` or `json`; `S3SEAL_LOG_FORMAT` overrides it. Read at start only.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_secs: u64,
+    /// Addresses (CIDRs) of TLS terminators allowed to send plain HTTP to the TLS port, with
+    /// `X-Forwarded-Proto: https` or `Forwarded: proto=https` on every request.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// When set, the config file and the TLS certificate and key are checked this often and
+    /// reloaded when their content changes, as on SIGHUP.
+    pub watch_interval_secs: Option<u64>,
 }
 
 fn default_region() -> String {
@@ -96,6 +137,10 @@ fn default_max_connections() -> usize {
 }
 fn default_max_header_bytes() -> usize {
     64 * 1024
+}
+/// Below Kubernetes' default 30 s grace period, so the drain finishes before SIGKILL.
+fn default_drain_timeout() -> u64 {
+    25
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +191,9 @@ pub struct RawBucket {
     /// S3 `CORSRule`s, first match wins (see docs/cors.md).
     #[serde(default)]
     pub cors: Vec<cors::RawRule>,
+    /// The server-side encryption rule (see docs/policy.md); its place in the text names the
+    /// line in errors.
+    pub sse: Option<toml::Spanned<RawSseRule>>,
     /// Client-side encryption of object bodies (see docs/config.md and docs/format.md).
     pub encryption: Option<RawEncryption>,
 }
@@ -216,6 +264,7 @@ pub struct Config {
     pub upstreams: HashMap<String, Upstream>,
     pub clients: ClientKeys,
     pub buckets: BucketRules,
+    pub sse: SsePolicies,
     pub encryption: EncryptionRules,
 }
 
@@ -233,6 +282,10 @@ pub struct Server {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    pub log_format: LogFormat,
+    pub drain_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub watch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -284,7 +337,15 @@ impl Config {
     /// `{ file = ... }` secrets.
     pub fn from_toml(text: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
+        // Validation runs on parsed values; the SSE rules' lines are taken from the text first
+        // so their errors (key files, key lengths) can name them.
+        let sse_lines: Vec<Option<usize>> = raw
+            .buckets
+            .iter()
+            .map(|b| b.sse.as_ref().map(|s| line_of(text, s.span().start)))
+            .collect();
         raw.validate(base, env)
+            .map_err(|e| e.at_sse_line(&sse_lines))
     }
 }
 
@@ -293,12 +354,16 @@ impl RawConfig {
         let server = self.server.validate(base)?;
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
-        let (buckets, encryption) = validate_buckets(self.buckets, base, env)?;
+        let mut raw_buckets = self.buckets;
+        let sse = validate_sse(&mut raw_buckets, base, env)?;
+        let encryption = validate_encryption(&mut raw_buckets, base, env)?;
+        let buckets = validate_buckets(raw_buckets)?;
         Ok(Config {
             server,
             upstreams,
             clients,
             buckets,
+            sse,
             encryption,
         })
     }
@@ -319,12 +384,26 @@ impl RawServer {
                 "timeouts must be at least 1 second",
             ));
         }
+        if s.watch_interval_secs == Some(0) {
+            return Err(invalid(
+                "server.watch_interval_secs",
+                "must be at least 1 (leave it out to not watch)",
+            ));
+        }
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
         if s.max_header_bytes < 8 * 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 8192"));
         }
+        let trusted_proxies = s
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, cidr)| {
+                parse_cidr(cidr).map_err(|e| invalid(format!("server.trusted_proxies[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Server {
             listen: s.listen,
             tls_cert: base.join(s.tls_cert),
@@ -338,8 +417,22 @@ impl RawServer {
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             max_connections: s.max_connections,
             max_header_bytes: s.max_header_bytes,
+            log_format: s.log_format,
+            drain_timeout: Duration::from_secs(s.drain_timeout_secs),
+            trusted_proxies,
+            watch_interval: s.watch_interval_secs.map(Duration::from_secs),
         })
     }
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a bare address (one host).
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("'{s}' is not an address or CIDR (e.g. 10.0.0.0/8)"))
 }
 
 fn validate_upstreams(
@@ -452,13 +545,8 @@ fn validate_clients(
     Ok(ClientKeys::new(ids))
 }
 
-fn validate_buckets(
-    raw: Vec<RawBucket>,
-    base: &Path,
-    env: &dyn Env,
-) -> Result<(BucketRules, EncryptionRules), ConfigError> {
+fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
     let mut sets = Vec::new();
-    let mut encryption = Vec::new();
     for (i, b) in raw.into_iter().enumerate() {
         let key = format!("bucket[{i}]");
         if b.pattern.is_empty() {
@@ -481,17 +569,30 @@ fn validate_buckets(
                     .map_err(|e| invalid(format!("{key}.cors[{j}].{}", e.field), e.reason))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rule = b
-            .encryption
-            .map(|e| e.validate(&format!("{key}.encryption"), base, env))
-            .transpose()?;
-        encryption.push((b.pattern.clone(), rule));
         sets.push((b.pattern, rules));
     }
-    let cors = BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))?;
-    let encryption =
-        EncryptionRules::new(encryption).map_err(|e| invalid("bucket.pattern", e.to_string()))?;
-    Ok((cors, encryption))
+    BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+/// The `encryption` rules of the `[[bucket]]` tables, in order; a table without one exempts
+/// its buckets from later patterns. Key-encryption keys are read here and held zeroized.
+fn validate_encryption(
+    raw: &mut [RawBucket],
+    base: &Path,
+    env: &dyn Env,
+) -> Result<EncryptionRules, ConfigError> {
+    let mut rules = Vec::new();
+    for (i, b) in raw.iter_mut().enumerate() {
+        globset::Glob::new(&b.pattern)
+            .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
+        let rule = b
+            .encryption
+            .take()
+            .map(|e| e.validate(&format!("bucket[{i}].encryption"), base, env))
+            .transpose()?;
+        rules.push((b.pattern.clone(), rule));
+    }
+    EncryptionRules::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
 impl RawEncryption {
@@ -536,6 +637,50 @@ fn kek(
             .map_err(|_| invalid(key, format!("must decode to {KEY_LEN} bytes")))?,
     );
     Ok(Kek::new(id, &raw))
+}
+
+/// The `sse` rules of the `[[bucket]]` tables, in order. SSE-C keys are read here, from the
+/// environment or a file, and held zeroized from then on.
+///
+/// SSE-C keys travel to the upstream in request headers. An `http://` upstream is already
+/// refused unless it sets `allow_plaintext`, which is the explicit consent for them too.
+fn validate_sse(
+    raw: &mut [RawBucket],
+    base: &Path,
+    env: &dyn Env,
+) -> Result<SsePolicies, ConfigError> {
+    let load = |src: &KeySource| match src {
+        KeySource::Env { env: name } => env
+            .var(name)
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| format!("environment variable {name} is not set")),
+        KeySource::File { file } => {
+            let path = base.join(file);
+            std::fs::read_to_string(&path)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+    };
+    let mut rules: Vec<(String, crate::policy::SseRule)> = Vec::new();
+    for (i, b) in raw.iter_mut().enumerate() {
+        let Some(sse) = b.sse.take().map(toml::Spanned::into_inner) else {
+            continue;
+        };
+        let key = format!("bucket[{i}].sse");
+        globset::Glob::new(&b.pattern)
+            .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
+        if rules.iter().any(|(p, _)| *p == b.pattern) {
+            return Err(invalid(
+                key,
+                format!("pattern \"{}\" already has an sse rule", b.pattern),
+            ));
+        }
+        let rule = sse
+            .validate(load)
+            .map_err(|e| invalid(format!("{key}.{}", e.field), e.reason))?;
+        rules.push((b.pattern.clone(), rule));
+    }
+    SsePolicies::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
 impl Secret {

@@ -16,11 +16,15 @@
 //! steps 4 and 6: request bodies are encrypted, answers decrypted and their sizes rewritten).
 //!
 //! [`policy`] decides the server-side encryption headers of each request and checks the
-//! backend's answer (`docs/policy.md`); it is pure, tested on its own and not yet wired into
-//! the pipeline.
+//! backend's answer (`docs/policy.md`); it is pure. [`sse`] is its stage in the pipeline: it
+//! rewrites the upstream request's SSE headers before signing and acts on the answer (old
+//! SSE-C keys on reads, fail-closed removal of unencrypted writes).
 //!
 //! [`metrics`] counts what [`proxy::handle`] and the accept loop see; [`admin`] serves the counts,
-//! liveness and readiness on a separate plain-HTTP listener (see `docs/operations.md`).
+//! liveness and readiness on a separate plain-HTTP listener; [`logging`] writes the access log
+//! and the audit log of key use (see `docs/operations.md`). [`server`] swaps the whole config
+//! on reload and drains on shutdown; [`forwarded`] admits plain HTTP from trusted TLS
+//! terminators (see `docs/deploy.md`).
 
 pub mod auth;
 pub mod s3;
@@ -36,9 +40,13 @@ pub mod cse;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod forwarded;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reencrypt;
 pub mod server;
+pub mod sse;
 pub mod tls;
 pub mod upstream;

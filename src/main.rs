@@ -8,28 +8,65 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use s3seal::config::{Config, ProcessEnv};
+use s3seal::logging::LogFormat;
+use s3seal::server::FileWatch;
 
 #[derive(Parser)]
 #[command(
     name = "s3seal",
     version,
     about = "A transparent, TLS-terminating S3 proxy that authenticates clients and re-signs for the upstream.",
-    long_about = "A transparent, TLS-terminating S3 proxy.\n\n\
-        With no arguments, s3seal serves https://127.0.0.1:8443 in front of an embedded demo \
-        store (data under ./s3seal-data) and prints the settings to paste into a shell."
+    long_about = "A transparent, TLS-terminating S3 proxy: S3 clients talk HTTPS to s3seal with \
+        their own keys; s3seal checks every signature and re-signs each request for the \
+        upstream S3 service with the upstream's credentials.\n\n\
+        Try it: `s3seal` with no arguments serves https://127.0.0.1:8443 in front of an \
+        embedded demo store (data under ./s3seal-data) and prints the settings to paste into \
+        a shell.\n\n\
+        Run it: write a config (docs/config.md), check it with `s3seal check --config FILE`, \
+        then `s3seal serve --config FILE`.",
+    after_help = "Environment:\n  \
+        S3SEAL_CONFIG      config file for `serve` and `check` (instead of --config)\n  \
+        S3SEAL_LOG         log filter, e.g. `info`, `debug`, `s3seal::access=info,warn` (RUST_LOG also works)\n  \
+        S3SEAL_LOG_FORMAT  `text` or `json` (instead of --log-format)\n\n\
+        Docs: docs/config.md, docs/deploy.md, docs/operations.md"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log line format: `text` or `json` (one JSON object per line). Overrides the config's
+    /// `[server] log_format`.
+    #[arg(
+        long,
+        global = true,
+        env = "S3SEAL_LOG_FORMAT",
+        value_name = "text|json"
+    )]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve requests (the default). Without --config, runs the embedded demo setup.
+    #[command(long_about = "Serve requests (the default).\n\n\
+        With --config (or S3SEAL_CONFIG), serves the proxy that the file describes. Without \
+        it, runs the embedded demo: a local S3 store behind the proxy on 127.0.0.1:8443.\n\n\
+        Signals:\n  \
+        SIGHUP   reload the config file, certificates and keys; in-flight requests finish \
+        with the old config; an invalid file is refused (logged) and the old config keeps \
+        serving. With [server] watch_interval_secs, changed files are reloaded the same \
+        way without a signal\n  \
+        SIGTERM  stop accepting, let in-flight requests finish (up to \
+        [server] drain_timeout_secs), exit 0; Ctrl-C does the same")]
     Serve(ServeArgs),
     /// Validate a config file and exit (0 when valid, 64 when not).
+    #[command(
+        long_about = "Validate a config file and exit: 0 when valid, 64 when not, \
+        with the offending key (and line) on stderr. Secrets given as { env = ... } or \
+        { file = ... } are resolved, so run it where the proxy runs. Binds nothing."
+    )]
     Check {
-        #[arg(long, short)]
+        /// The config file (TOML). See docs/config.md.
+        #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
     },
     /// Decrypt an object downloaded directly from the backend, without a proxy (docs/format.md).
@@ -50,7 +87,30 @@ enum Command {
         #[arg(long)]
         seal: Option<PathBuf>,
     },
+    /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
+    /// current key (see docs/policy.md, "Key rotation").
+    Reencrypt {
+        #[arg(long, short, env = "S3SEAL_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        bucket: String,
+        /// Only keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The upstream holding the bucket (needed when the config has several).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// List what would be rewritten; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a development CA and a localhost server certificate signed by it.
+    #[command(
+        long_about = "Write a development CA and a server certificate for localhost, \
+        127.0.0.1, ::1 and *.s3.localhost, signed by it. The CA is name-constrained to \
+        localhost and loopback, so trusting it cannot vouch for any real host. For \
+        production, use a certificate from your own CA."
+    )]
     Certs {
         /// Folder to write ca.pem, ca-key.pem, server.pem and server-key.pem into.
         #[arg(long, default_value = "certs")]
@@ -79,13 +139,6 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("S3SEAL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
         Some(Command::Check { config }) => match Config::load(&config, &ProcessEnv) {
             Ok(_) => {
@@ -105,8 +158,15 @@ fn main() -> ExitCode {
             keys,
             seal,
         }) => decrypt(&input, &out, &metadata, &keys, seal.as_deref()),
-        Some(Command::Serve(args)) => serve(args),
-        None => serve(ServeArgs::parse_defaults()),
+        Some(Command::Reencrypt {
+            config,
+            bucket,
+            prefix,
+            upstream,
+            dry_run,
+        }) => reencrypt(&config, &bucket, &prefix, upstream.as_deref(), dry_run),
+        Some(Command::Serve(args)) => serve(args, cli.log_format),
+        None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,34 +267,169 @@ fn decrypt(
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn reencrypt(
+    config: &Path,
+    bucket: &str,
+    prefix: &str,
+    upstream: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(config, &ProcessEnv)?;
+    s3seal::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(s3seal::reencrypt::run(
+        config, bucket, prefix, upstream, dry_run,
+    ))?;
+    let verb = if dry_run {
+        "would re-encrypt"
+    } else {
+        "re-encrypted"
+    };
+    for (key, old) in &report.reencrypted {
+        println!("{verb} {key} (was key {old})");
+    }
+    for (key, why) in &report.failed {
+        println!("failed {key}: {why}");
+    }
+    println!(
+        "{} already under the current key, {} {verb}, {} failed",
+        report.current.len(),
+        report.reencrypted.len(),
+        report.failed.len()
+    );
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "some objects were not re-encrypted"
+    );
+    Ok(())
+}
+
+/// The log filter: `S3SEAL_LOG`, else the conventional `RUST_LOG`.
+fn log_filter() -> Option<String> {
+    std::env::var("S3SEAL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+}
+
+fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    // Loaded before logging starts, because the config names the log format; a config error
+    // is printed by `main` on its own line.
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path, &ProcessEnv)?),
+        None => None,
+    };
+    let format = log_format
+        .or(config.as_ref().map(|c| c.server.log_format))
+        .unwrap_or_default();
+    s3seal::logging::init(format, log_filter().as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = match &args.config {
-            Some(path) => Config::load(path, &ProcessEnv)?,
+        let config = match config {
+            Some(config) => config,
             None => demo::config(&args).await?,
         };
-        s3seal::server::run_until(config, shutdown_signal()).await?;
+        // Installed before the listeners open, so that a SIGTERM or SIGHUP that arrives as
+        // soon as the port answers is handled rather than killing the process.
+        let mut signals = Signals::install().context("installing signal handlers")?;
+        let running = s3seal::server::start(config).await?;
+        let mut watch = args
+            .config
+            .as_deref()
+            .and_then(|path| FileWatch::new(path, &running));
+        if let Some(w) = &watch {
+            tracing::info!(
+                every_secs = w.period().as_secs(),
+                "watching the config and TLS files for changes"
+            );
+        }
+        loop {
+            let reason = tokio::select! {
+                signal = signals.next() => match signal {
+                    Signal::Stop => break,
+                    Signal::Reload => "SIGHUP",
+                },
+                () = files_changed(watch.as_mut(), &running) => "files changed",
+            };
+            match &args.config {
+                // The outcome is logged and counted by `reload_file`.
+                Some(path) => {
+                    tracing::info!(reason, "reloading the config");
+                    let _ = running.reload_file(path, &ProcessEnv).await;
+                }
+                None => {
+                    tracing::warn!("SIGHUP ignored: the demo setup has no config file to reload");
+                }
+            }
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        tracing::info!("stopped");
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes when the watched files change; never without a watch.
+async fn files_changed(watch: Option<&mut FileWatch>, running: &s3seal::server::Running) {
+    match watch {
+        Some(w) => w.changed(running).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum Signal {
+    /// SIGHUP: reload the config.
+    Reload,
+    /// SIGTERM or Ctrl-C: drain and exit.
+    Stop,
+}
+
+/// Streams rather than one-shot futures, so that a signal arriving while a reload runs is
+/// still seen.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hangup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 #[cfg(feature = "embedded")]

@@ -8,8 +8,9 @@
 
 use std::fmt::Write as _;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
@@ -33,6 +34,12 @@ pub struct Metrics {
     tls_handshake_failures: AtomicU64,
     plaintext_rejected: AtomicU64,
     auth_failures: DashMap<&'static str, AtomicU64>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    last_reload_failed: AtomicBool,
+    /// Unix seconds; 0 when unknown.
+    tls_cert_not_after: AtomicU64,
+    open_connections: AtomicU64,
 }
 
 impl Metrics {
@@ -69,6 +76,37 @@ impl Metrics {
         self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A reload was asked for (SIGHUP): applied, or refused with the old config kept.
+    pub fn config_reload(&self, applied: bool) {
+        if applied {
+            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_reload_failed.store(!applied, Ordering::Relaxed);
+    }
+
+    /// Counts a client connection as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.open_connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// The serving certificate's expiry (at start and after each reload).
+    pub fn set_tls_cert_not_after(&self, at: Option<SystemTime>) {
+        let secs = at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        self.tls_cert_not_after.store(secs, Ordering::Relaxed);
+    }
+
+    pub fn tls_cert_not_after(&self) -> Option<SystemTime> {
+        match self.tls_cert_not_after.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(UNIX_EPOCH + Duration::from_secs(secs)),
+        }
+    }
+
     pub fn plaintext_rejected(&self) {
         self.plaintext_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -76,6 +114,23 @@ impl Metrics {
     /// The whole registry in the text exposition format.
     pub fn render(&self) -> String {
         let mut out = Exposition::default();
+        out.header(
+            "s3seal_build_info",
+            "gauge",
+            "Always 1; the labels say which s3seal is running.",
+        );
+        out.sample(
+            "s3seal_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+        self.render_requests(&mut out);
+        self.render_connections(&mut out);
+        self.render_config(&mut out);
+        out.0
+    }
+
+    fn render_requests(&self, out: &mut Exposition) {
         out.header(
             "s3seal_requests_total",
             "counter",
@@ -108,6 +163,27 @@ impl Metrics {
             "Requests that failed because the upstream could not be reached, signed for or understood (answered 502).",
             &self.upstream_errors,
         );
+        out.header(
+            "s3seal_auth_failures_total",
+            "counter",
+            "Requests refused for their credentials, signature or bucket rights, by S3 error code.",
+        );
+        for (reason, n) in sorted(&self.auth_failures) {
+            out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
+        }
+    }
+
+    fn render_connections(&self, out: &mut Exposition) {
+        out.header(
+            "s3seal_open_connections",
+            "gauge",
+            "Client connections open on the S3 listener (handshaking, serving or idle).",
+        );
+        out.sample(
+            "s3seal_open_connections",
+            &[],
+            self.open_connections.load(Ordering::Relaxed),
+        );
         out.counter(
             "s3seal_tls_handshake_failures_total",
             "TLS connections whose handshake failed or timed out.",
@@ -118,15 +194,52 @@ impl Metrics {
             "Plain-HTTP connections answered 400 TlsRequired (on the TLS port or the plaintext listener).",
             &self.plaintext_rejected,
         );
-        out.header(
-            "s3seal_auth_failures_total",
-            "counter",
-            "Requests refused for their credentials, signature or bucket rights, by S3 error code.",
-        );
-        for (reason, n) in sorted(&self.auth_failures) {
-            out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
+        if let Some(at) = self.tls_cert_not_after() {
+            out.header(
+                "s3seal_tls_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "When the serving certificate (the first in tls_cert) expires, in Unix seconds.",
+            );
+            let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            out.sample("s3seal_tls_certificate_expiry_timestamp_seconds", &[], secs);
         }
-        out.0
+    }
+
+    fn render_config(&self, out: &mut Exposition) {
+        out.header(
+            "s3seal_config_reloads_total",
+            "counter",
+            "Config reloads asked for (SIGHUP or a watched file change), by result: applied, or refused with the previous config kept.",
+        );
+        for (result, n) in [
+            ("success", &self.reloads_ok),
+            ("failure", &self.reloads_failed),
+        ] {
+            out.sample(
+                "s3seal_config_reloads_total",
+                &[("result", result)],
+                n.load(Ordering::Relaxed),
+            );
+        }
+        out.header(
+            "s3seal_config_last_reload_successful",
+            "gauge",
+            "1 when the last reload was applied (or none was asked for), 0 when it was refused.",
+        );
+        out.sample(
+            "s3seal_config_last_reload_successful",
+            &[],
+            u8::from(!self.last_reload_failed.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+/// An open connection, counted in `s3seal_open_connections` until dropped.
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -73,7 +74,7 @@ pub struct RawSseRule {
     pub client_headers: ClientHeaders,
     /// What a write whose response does not prove the encryption leads to.
     #[serde(default)]
-    pub verify: Verify,
+    pub on_unverified: Verify,
     /// `sse-kms`: the KMS key id or ARN (aliases cannot be verified, see docs/policy.md).
     pub key_id: Option<String>,
     /// `sse-kms`: the encryption context, sent as base64 JSON.
@@ -351,7 +352,7 @@ impl RawSseRule {
         Ok(SseRule {
             kind,
             client_headers: self.client_headers,
-            verify: self.verify,
+            verify: self.on_unverified,
         })
     }
 }
@@ -387,6 +388,70 @@ fn context_json(ctx: &BTreeMap<String, String>) -> String {
     out
 }
 
+// === Rules by bucket ===
+
+/// Bucket glob → SSE rule. The most specific matching pattern decides: an exact bucket name
+/// beats any glob, and among globs the one with more literal characters wins (`vault-prod` >
+/// `vault-*` > `*`), so a `"*"` pattern is the default rule wherever it is written. Equally
+/// specific patterns that both match are tried in config order. A bucket no pattern matches
+/// has no rule: its requests pass through untouched.
+///
+/// Most-specific rather than first-match (as CORS does) because an encryption rule written
+/// below a broader one would otherwise be silently weakened.
+#[derive(Debug, Default, Clone)]
+pub struct SsePolicies(Vec<(globset::GlobMatcher, Arc<SseRule>)>);
+
+impl SsePolicies {
+    /// From `(bucket glob, rule)` pairs in config order.
+    pub fn new(rules: impl IntoIterator<Item = (String, SseRule)>) -> Result<Self, globset::Error> {
+        let mut out = Vec::new();
+        for (pattern, rule) in rules {
+            let glob = globset::GlobBuilder::new(&pattern)
+                .literal_separator(false)
+                .build()?
+                .compile_matcher();
+            out.push((specificity(&pattern), glob, Arc::new(rule)));
+        }
+        // Stable: config order among equals.
+        out.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
+        Ok(SsePolicies(
+            out.into_iter()
+                .map(|(_, glob, rule)| (glob, rule))
+                .collect(),
+        ))
+    }
+
+    pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<SseRule>> {
+        self.0
+            .iter()
+            .find(|(glob, _)| glob.is_match(bucket))
+            .map(|(_, rule)| rule)
+    }
+}
+
+/// How specific a bucket glob is: (no metacharacters at all, literal characters outside
+/// wildcards and alternatives; a `[...]` class counts as one).
+pub fn specificity(pattern: &str) -> (bool, usize) {
+    let exact = !pattern.contains(['*', '?', '[', ']', '{', '}']);
+    let mut literal = 0;
+    let (mut class, mut alternatives) = (false, 0usize);
+    for c in pattern.chars() {
+        match c {
+            '[' if !class => class = true,
+            ']' if class => {
+                class = false;
+                literal += 1;
+            }
+            '{' if !class => alternatives += 1,
+            '}' if !class && alternatives > 0 => alternatives -= 1,
+            '*' | '?' => {}
+            _ if class || alternatives > 0 => {}
+            _ => literal += 1,
+        }
+    }
+    (exact, literal)
+}
+
 // === Errors ===
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -420,7 +485,9 @@ impl S3Error for PolicyError {
         match self {
             PolicyError::Rejected { .. } | PolicyError::PostObject { .. } => S3Code::AccessDenied,
             PolicyError::Malformed { .. } => S3Code::InvalidArgument,
-            PolicyError::NotApplied { .. } => S3Code::BadGateway,
+            // 501, not 502: SDKs retry 502 (transient), and a retry would only write and
+            // remove the object again. The backend lacks the feature the rule needs.
+            PolicyError::NotApplied { .. } => S3Code::NotImplemented,
         }
     }
 }
@@ -667,14 +734,6 @@ pub struct SsePlan {
     pub strip_response: Vec<HeaderName>,
 }
 
-impl SsePlan {
-    /// The upstream request carries an SSE-C key: it may only travel over TLS.
-    pub fn carries_customer_key(&self) -> bool {
-        self.set_request.contains_key(SSE_C_KEY)
-            || self.set_request.contains_key(COPY_SOURCE_SSE_C_KEY)
-    }
-}
-
 /// The key that an SSE-C triple carries upstream.
 enum KeyRef<'a> {
     Proxy(&'a CustomerKey),
@@ -904,6 +963,57 @@ fn expectation(on: VerifyOn, rule_chose: bool, e: Expectation) -> Option<Expecta
         VerifyOn::NotCustomer => !customer && rule_chose,
     };
     check.then_some(e)
+}
+
+// === Key rotation ===
+
+/// The same request with an old SSE-C key in place of the proxy's current one.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The old key's id, for the log.
+    pub key_id: String,
+    pub plan: SsePlan,
+}
+
+/// The plans to try, in config order, when the backend refuses `plan`'s SSE-C key: on reads,
+/// each old key of the bucket's rule; on copies, each old key of the source bucket's rule
+/// (the destination keeps the current key, so such a copy re-encrypts). Empty when the
+/// proxy's current key was not used (a client's own key, or another rule).
+pub fn rotation_retries(
+    plan: &SsePlan,
+    op: Operation,
+    rule: &SseRule,
+    copy_source_rule: Option<&SseRule>,
+) -> Vec<Retry> {
+    let (names, rule) = match op {
+        Operation::GetObject
+        | Operation::HeadObject
+        | Operation::GetObjectAttributes
+        | Operation::SelectObjectContent => (&CUSTOMER_HEADERS, rule),
+        Operation::CopyObject | Operation::UploadPartCopy => match copy_source_rule {
+            Some(src) => (&COPY_SOURCE_HEADERS, src),
+            None => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    let Encryption::SseC { key, old_keys } = &rule.kind else {
+        return Vec::new();
+    };
+    let sent = plan.set_request.get(&names[2]).map(HeaderValue::as_bytes);
+    if sent != Some(key.md5_b64.as_bytes()) {
+        return Vec::new();
+    }
+    old_keys
+        .iter()
+        .map(|old| {
+            let mut plan = plan.clone();
+            set_customer(&mut plan.set_request, names, &KeyRef::Proxy(old));
+            Retry {
+                key_id: old.id.clone(),
+                plan,
+            }
+        })
+        .collect()
 }
 
 // === Verify ===

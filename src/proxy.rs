@@ -6,15 +6,18 @@
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
 //!    streams and holds back its last bytes until every proof holds),
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
-//! 4. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
-//! 5. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
-//! 6. the response, streamed back without hop-by-hop headers.
+//! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
+//! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
+//! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
+//! 7. `sse::Stage::settle`: old SSE-C keys on refused reads, the write's encryption checked
+//!    (fail closed), key fingerprints removed,
+//! 8. the response, streamed back without hop-by-hop headers.
 //!
 //! Every answer but a preflight's, errors included, then gets the bucket's CORS headers
 //! (and loses the upstream's), so that browser code can read it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -22,6 +25,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
@@ -29,11 +33,19 @@ use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::cse::{self, EncryptionRules};
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::forwarded::{self, ViaTrustedProxy};
+use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
+use crate::policy::SsePolicies;
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
+use crate::sse;
 use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
+
+mod linger;
+
+use linger::ClientBody;
 
 /// Everything a request needs, frozen for the lifetime of the config.
 pub struct State {
@@ -42,6 +54,7 @@ pub struct State {
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
+    pub sse: SsePolicies,
     pub encryption: EncryptionRules,
     pub metrics: Arc<Metrics>,
 }
@@ -60,13 +73,24 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     // pipeline all use this one result.
     let head = route_head(&state, &req);
     let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
-    let request_bytes = req.body().size_hint().exact();
+    let mut record = access_record(&req, head.as_ref().ok(), &request_id, started);
+    record.operation = operation;
     let cors = cors_scope(&state, head.as_ref().ok(), &req);
-    let mut resp = match pipeline(&state, &cors, head, req).await {
+    let (req, remainder) = linger::split(req);
+    // Lines logged while the request is served (refusals, key use) carry its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut client = None;
+    let result = pipeline(&state, &cors, head, req, &mut client)
+        .instrument(span)
+        .await;
+    record.client = client.map(|c| c.access_key_id.clone());
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
             tracing::info!(%request_id, %method, %resource, code = err.code().as_str(), error = %err, "request refused");
             count_refusal(&state.metrics, &err);
+            record.error_code = Some(err.code().as_str());
+            remainder.drain().await;
             err.into_response(&resource, &request_id)
         }
     };
@@ -78,11 +102,42 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         operation,
         resp.status().as_u16(),
         started.elapsed(),
-        request_bytes,
+        record.bytes_in,
         resp.body().size_hint().exact(),
     );
-    resp
+    record.status = resp.status().as_u16();
+    resp.map(|body| AccessLogged::new(body, record).boxed_unsync())
 }
+
+/// The access-log fields known from the request head; the rest is filled in as it is served.
+fn access_record(
+    req: &Request<Incoming>,
+    head: Option<&Routed>,
+    request_id: &str,
+    started: Instant,
+) -> AccessRecord {
+    AccessRecord {
+        request_id: request_id.to_owned(),
+        peer: req.extensions().get::<Peer>().map(|p| p.0),
+        forwarded_for: req
+            .extensions()
+            .get::<ViaTrustedProxy>()
+            .and_then(|_| forwarded::client(req.headers())),
+        client: None,
+        method: req.method().to_string(),
+        bucket: head.and_then(|r| r.target.bucket().map(str::to_owned)),
+        key: head.and_then(|r| r.target.key().map(str::to_owned)),
+        operation: "unknown",
+        status: 0,
+        error_code: None,
+        bytes_in: req.body().size_hint().exact(),
+        started,
+    }
+}
+
+/// The connection's remote address, put in each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Auth failures by S3 code, and upstream failures; every other refusal is visible in
 /// `s3seal_requests_total` by its status alone.
@@ -100,8 +155,16 @@ async fn pipeline(
     state: &State,
     cors: &cors::Scope<'_>,
     head: Result<Routed, RouteError>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
+    client: &mut Option<Arc<ClientIdentity>>,
 ) -> Result<Response<Body>, ProxyError> {
+    if req
+        .extensions()
+        .get::<ViaTrustedProxy>()
+        .is_some_and(|v| v.plaintext)
+    {
+        forwarded::check_https(req.headers()).map_err(ProxyError::downstream)?;
+    }
     check_framing(req.headers()).map_err(ProxyError::downstream)?;
     if req.method() == Method::OPTIONS {
         return cors
@@ -113,6 +176,7 @@ async fn pipeline(
         now: SystemTime::now(),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+    *client = Some(verified.identity.clone());
     // Route errors are answered only after authentication, as S3 does.
     let routed = head.map_err(ProxyError::downstream)?;
     authorize_routed(&routed, &verified)?;
@@ -140,7 +204,17 @@ async fn pipeline(
         headers: upstream::forwardable_request_headers(&parts.headers),
         content_length,
     };
+    let source_bucket =
+        (parts.headers.get(headers::X_AMZ_COPY_SOURCE)).and_then(copy_source_bucket);
+    let sse = sse::Stage::prepare(
+        &state.sse,
+        &routed,
+        source_bucket.as_deref(),
+        &parts.headers,
+        &mut out,
+    )?;
     let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
+    let mut replay = None;
     let signed = match routed.body {
         BodyKind::Data => {
             if out.content_length.is_none() {
@@ -158,6 +232,12 @@ async fn pipeline(
             }
             transform.document(upstream, &out, &doc).await?;
             out.content_length = Some(doc.len() as u64);
+            if sse.wants_replay() {
+                replay = Some(sse::Replay {
+                    out: out.clone(),
+                    body: doc.clone(),
+                });
+            }
             let payload = Payload::Known(&doc);
             upstream.sign(
                 out,
@@ -169,26 +249,26 @@ async fn pipeline(
     }
     .map_err(ProxyError::upstream)?;
 
-    let resp = match upstream.send(signed).await {
-        Ok(resp) => resp,
-        // A body that failed verification aborts the upstream request; the client gets the
-        // verification error, not a gateway error.
-        Err(e) => match failure.get() {
-            Some(auth_err) => return Err(rejected(auth_err)),
-            None => return Err(ProxyError::upstream(e)),
-        },
-    };
+    let resp = send_verified(upstream, signed, &failure).await?;
+    let resp = sse.settle(upstream, resp, replay).await?;
+    let mut resp = transform.reply(upstream, resp).await?;
+    upstream::forwardable_response_headers(resp.headers_mut());
+    Ok(resp)
+}
+
+/// Sends the re-signed request. A body that failed verification on the way aborts the
+/// upstream request; the client then gets the verification error, not a gateway error.
+async fn send_verified(
+    upstream: &UpstreamClient,
+    signed: Request<Body>,
+    failure: &OnceLock<auth::AuthError>,
+) -> Result<Response<Body>, ProxyError> {
+    let sent = upstream.send(signed).await;
     if let Some(auth_err) = failure.get() {
         return Err(rejected(auth_err));
     }
-    let (mut parts, incoming) = resp.into_parts();
-    upstream::forwardable_response_headers(&mut parts.headers);
-    let body = incoming
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed_unsync();
-    transform
-        .reply(upstream, Response::from_parts(parts, body))
-        .await
+    let resp = sent.map_err(ProxyError::upstream)?;
+    Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
 }
 
 /// The request routed from its unauthenticated head, for what must be known before (or
@@ -224,7 +304,7 @@ fn cors_scope<'s>(
 }
 
 /// The verified key may use the addressed bucket, and the bucket of any copy source.
-fn authorize_routed(routed: &Routed, v: &Verified<Incoming>) -> Result<(), ProxyError> {
+fn authorize_routed(routed: &Routed, v: &Verified<ClientBody>) -> Result<(), ProxyError> {
     authorize(&v.identity, routed.target.bucket())?;
     if let Some(src) = v.parts.headers.get(headers::X_AMZ_COPY_SOURCE) {
         let bucket = copy_source_bucket(src)
@@ -277,7 +357,7 @@ fn upstream_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn read_document(body: VerifiedBody<Incoming>) -> Result<Bytes, ProxyError> {
+async fn read_document(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
     let failure = body.failure();
     match Limited::new(body, xml::MAX_DOCUMENT_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

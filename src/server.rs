@@ -1,11 +1,12 @@
 //! Listeners, the accept loop, one task per connection, graceful shutdown.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -14,19 +15,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::accept::{self, AcceptError};
+use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
 use idle::{IdleTimeout, InFlight};
 
+mod file_watch;
 mod idle;
 use crate::config::{self, Config};
+use crate::forwarded::ViaTrustedProxy;
 use crate::metrics::Metrics;
 use crate::proxy::{self, State};
 use crate::tls;
 use crate::upstream::UpstreamClient;
-
-/// How long in-flight requests may take to finish after shutdown is asked for.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+pub use file_watch::FileWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -39,33 +40,29 @@ pub enum StartError {
     },
 }
 
-/// A proxy that is serving. Dropping it does not stop it; call [`Running::shutdown`].
-pub struct Running {
-    pub addr: SocketAddr,
-    pub plaintext_addr: Option<SocketAddr>,
-    /// The admin listener (`/healthz`, `/readyz`, `/metrics`), when configured.
-    pub admin_addr: Option<SocketAddr>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+/// Why a reload was refused; the previous config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
-impl Running {
-    /// Stops accepting, lets in-flight requests finish (up to [`DRAIN_DEADLINE`]), returns.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
+/// One config generation: what a connection and a request are served with. A reload builds a
+/// new one and swaps it in whole; connections and requests hold the one they started with.
+struct Live {
+    state: Arc<State>,
+    cert_not_after: Option<std::time::SystemTime>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    settings: Arc<config::Server>,
 }
 
-/// Binds the listeners and starts serving. The config is already valid; nothing is bound
-/// before the TLS material and the upstream clients have been built.
-pub async fn start(config: Config) -> Result<Running, StartError> {
-    tls::install_crypto_provider();
+/// Builds a generation: reads the TLS material and builds the upstream clients. Fails without
+/// side effects, so a reload that fails leaves the running generation untouched.
+fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> {
     let server_tls = tls::server_config(&config.server.tls_cert, &config.server.tls_key)?;
-    let metrics = Arc::new(Metrics::default());
-    let admin = Arc::new(Admin::new(metrics.clone(), config.upstreams.values()));
+    let cert_not_after = tls::leaf_not_after(&config.server.tls_cert);
     let mut upstreams = HashMap::new();
     for (name, up) in config.upstreams {
         let client_tls = tls::client_config(up.ca_bundle.as_deref())?;
@@ -77,10 +74,135 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         clients: config.clients,
         upstreams,
         buckets: config.buckets,
+        sse: config.sse,
         encryption: config.encryption,
         metrics: metrics.clone(),
     });
-    let settings = Arc::new(config.server);
+    Ok(Live {
+        state,
+        cert_not_after,
+        acceptor: tokio_rustls::TlsAcceptor::from(server_tls),
+        settings: Arc::new(config.server),
+    })
+}
+
+/// A proxy that is serving. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub plaintext_addr: Option<SocketAddr>,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`), when configured.
+    pub admin_addr: Option<SocketAddr>,
+    live: Arc<ArcSwap<Live>>,
+    admin: Arc<Admin>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to the current config's
+    /// `drain_timeout`), returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Reads, validates and applies the config file at `path` (SIGHUP). Logs the outcome and
+    /// counts it in `s3seal_config_reloads_total`; on error the running config is untouched.
+    pub async fn reload_file(&self, path: &Path, env: &dyn config::Env) -> Result<(), ReloadError> {
+        let result = match Config::load(path, env) {
+            Ok(config) => self.apply(config).await,
+            Err(e) => Err(ReloadError::Config(e)),
+        };
+        match &result {
+            Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                error = %e,
+                "config reload refused; still serving the previous config"
+            ),
+        }
+        self.admin.metrics.config_reload(result.is_ok());
+        result
+    }
+
+    /// The current generation's `[server]` settings.
+    pub fn settings(&self) -> Arc<config::Server> {
+        self.live.load().settings.clone()
+    }
+
+    /// Applies a validated config without dropping connections: requests already being
+    /// served finish with the generation they started with; the next request, and the next
+    /// TLS handshake, use the new one. Nothing changes unless every part of the new
+    /// generation was built.
+    ///
+    /// The settings [`restart_only_changes`] lists are fixed at start: a change to them is
+    /// logged and takes effect on the next restart.
+    async fn apply(&self, config: Config) -> Result<(), ReloadError> {
+        let admin_upstreams: Vec<_> = config.upstreams.values().cloned().collect();
+        let next = build(config, &self.admin.metrics)?;
+        let fixed = restart_only_changes(&self.live.load().settings, &next.settings);
+        if !fixed.is_empty() {
+            tracing::warn!(
+                settings = fixed.join(", "),
+                "changed settings take effect only after a restart"
+            );
+        }
+        self.admin
+            .metrics
+            .set_tls_cert_not_after(next.cert_not_after);
+        self.live.store(Arc::new(next));
+        self.admin.set_upstreams(&admin_upstreams).await;
+        Ok(())
+    }
+}
+
+/// The `[server]` settings a running process cannot change: bound sockets, the connection
+/// limit's semaphore, hyper's connection builder, the log subscriber.
+fn restart_only_changes(old: &config::Server, new: &config::Server) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("listen", old.listen != new.listen);
+    check(
+        "plaintext_listen",
+        old.plaintext_listen != new.plaintext_listen,
+    );
+    check("admin_listen", old.admin_listen != new.admin_listen);
+    check(
+        "max_connections",
+        old.max_connections != new.max_connections,
+    );
+    check(
+        "header_read_timeout_secs",
+        old.header_read_timeout != new.header_read_timeout,
+    );
+    check(
+        "max_header_bytes",
+        old.max_header_bytes != new.max_header_bytes,
+    );
+    check("log_format", old.log_format != new.log_format);
+    check(
+        "watch_interval_secs",
+        old.watch_interval != new.watch_interval,
+    );
+    changed
+}
+
+/// Binds the listeners and starts serving. The config is already valid; nothing is bound
+/// before the TLS material and the upstream clients have been built.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    tls::install_crypto_provider();
+    let metrics = Arc::new(Metrics::default());
+    let admin = Arc::new(Admin::new(metrics.clone(), config.upstreams.values()));
+    let live = build(config, &metrics)?;
+    metrics.set_tls_cert_not_after(live.cert_not_after);
+    let settings = live.settings.clone();
+    let live = Arc::new(ArcSwap::from_pointee(live));
 
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -106,8 +228,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(serve_tls(
         listener,
-        tokio_rustls::TlsAcceptor::from(server_tls),
-        state,
+        live.clone(),
         settings.clone(),
         stopped.clone(),
     ))];
@@ -121,37 +242,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )));
     }
     if let Some(l) = admin_listener {
-        tasks.push(tokio::spawn(admin::serve(l, admin, stopped)));
+        tasks.push(tokio::spawn(admin::serve(l, admin.clone(), stopped)));
+    }
+    tracing::info!(%addr, "s3seal listening (HTTPS)");
+    if let Some(p) = plaintext_addr {
+        tracing::info!(addr = %p, "plain-HTTP listener answers every request with TlsRequired");
+    }
+    if let Some(a) = admin_addr {
+        tracing::info!(addr = %a, "admin listener: /healthz /readyz /metrics");
     }
     Ok(Running {
         addr,
         plaintext_addr,
         admin_addr,
+        live,
+        admin,
         stop,
         tasks,
     })
 }
 
-/// Runs until `signal` completes, then shuts down gracefully.
-pub async fn run_until(config: Config, signal: impl Future<Output = ()>) -> Result<(), StartError> {
-    let running = start(config).await?;
-    tracing::info!(addr = %running.addr, "s3seal listening (HTTPS)");
-    if let Some(p) = running.plaintext_addr {
-        tracing::info!(addr = %p, "plain-HTTP listener answers every request with TlsRequired");
-    }
-    if let Some(a) = running.admin_addr {
-        tracing::info!(addr = %a, "admin listener: /healthz /readyz /metrics");
-    }
-    signal.await;
-    tracing::info!("shutting down: draining in-flight requests");
-    running.shutdown().await;
-    Ok(())
-}
-
+/// `settings` are the start-time settings, for what cannot change without a restart; the rest
+/// is read from the current generation per connection (TLS, timeouts) and per request (state).
 async fn serve_tls(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    state: Arc<State>,
+    live: Arc<ArcSwap<Live>>,
     settings: Arc<config::Server>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -188,52 +303,120 @@ async fn serve_tls(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let state = state.clone();
+        let generation = live.load_full();
+        let live = live.clone();
         let builder = builder.clone();
-        let settings = settings.clone();
         let watcher = graceful.watcher();
+        let open = generation.state.metrics.connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
-            let stream = match accept::accept(tcp, &acceptor, settings.handshake_timeout).await {
-                Ok(s) => s,
-                Err(AcceptError::Plaintext) => {
-                    state.metrics.plaintext_rejected();
-                    tracing::info!(%peer, "plain HTTP on the TLS port refused");
-                    return;
-                }
-                // A client that connects and leaves without a byte is a TCP health check or a
-                // port scan, not a failed handshake.
-                Err(AcceptError::Closed) => return,
-                Err(e @ (AcceptError::Timeout | AcceptError::Handshake(_))) => {
-                    state.metrics.tls_handshake_failure();
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
+            let _open = open;
+            let settings = &generation.settings;
+            let metrics = &generation.state.metrics;
+            let timeout = settings.handshake_timeout;
+            let trusted = is_trusted(&settings.trusted_proxies, peer);
+            let accepted = if trusted {
+                accept::accept_trusted(tcp, &generation.acceptor, timeout).await
+            } else {
+                accept::accept(tcp, &generation.acceptor, timeout)
+                    .await
+                    .map(|tls| Accepted::Tls(Box::new(tls)))
             };
-            let in_flight = InFlight::default();
-            let stream = IdleTimeout::new(stream, settings.idle_timeout, in_flight.clone());
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                let busy = in_flight.enter();
-                async move {
-                    let resp = proxy::handle(state, req).await;
-                    drop(busy);
-                    Ok::<_, std::convert::Infallible>(resp)
+            let conn = Conn {
+                peer,
+                live,
+                builder,
+                idle_timeout: settings.idle_timeout,
+            };
+            match accepted {
+                Ok(Accepted::Tls(stream)) => {
+                    let via = trusted.then_some(ViaTrustedProxy { plaintext: false });
+                    conn.serve(stream, via, watcher).await;
                 }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                Ok(Accepted::Forwarded(stream)) => {
+                    let via = Some(ViaTrustedProxy { plaintext: true });
+                    conn.serve(stream, via, watcher).await;
+                }
+                Err(AcceptError::Plaintext) => {
+                    metrics.plaintext_rejected();
+                    tracing::info!(%peer, "plain HTTP on the TLS port refused");
+                }
+                // A client that connects and leaves without a byte is a TCP health check or
+                // a port scan, not a failed handshake.
+                Err(AcceptError::Closed) => {}
+                Err(e @ (AcceptError::Timeout | AcceptError::Handshake(_))) => {
+                    metrics.tls_handshake_failure();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+    let deadline = live.load().settings.drain_timeout;
+    if tokio::time::timeout(deadline, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("drain deadline passed; closing remaining connections");
+        tracing::warn!(
+            deadline_secs = deadline.as_secs(),
+            "drain deadline passed; closing remaining connections"
+        );
+    }
+}
+
+/// Whether `peer` is one of the configured TLS terminators. An IPv4 peer seen on a dual-stack
+/// socket (`::ffff:10.0.0.1`) matches IPv4 ranges.
+fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// What serving one accepted connection needs.
+struct Conn {
+    peer: SocketAddr,
+    live: Arc<ArcSwap<Live>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    idle_timeout: Duration,
+}
+
+impl Conn {
+    /// Serves HTTP/1 or HTTP/2 on `stream` until the client closes or shutdown drains it.
+    /// `via` marks every request of a connection from a trusted proxy.
+    async fn serve<S>(
+        self,
+        stream: S,
+        via: Option<ViaTrustedProxy>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            peer,
+            live,
+            builder,
+            idle_timeout,
+        } = self;
+        let in_flight = InFlight::default();
+        let stream = IdleTimeout::new(stream, idle_timeout, in_flight.clone());
+        let service = service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(proxy::Peer(peer));
+            if let Some(v) = via {
+                req.extensions_mut().insert(v);
+            }
+            // Each request takes the generation current when it starts and keeps it to the
+            // end, so a reload never changes the rules under a request.
+            let state = live.load().state.clone();
+            let busy = in_flight.enter();
+            async move {
+                let resp = proxy::handle(state, req).await;
+                drop(busy);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
     }
 }
 
@@ -265,3 +448,6 @@ async fn serve_plaintext(
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

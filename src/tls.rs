@@ -136,6 +136,17 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig
     )
 }
 
+/// When the leaf (first) certificate in `cert_pem` stops being valid, for the expiry metric
+/// and readiness. `None` when the file cannot be read or parsed; [`server_config`] reports
+/// why, so this does not repeat it.
+pub fn leaf_not_after(cert_pem: &Path) -> Option<std::time::SystemTime> {
+    let pem = std::fs::read(cert_pem).ok()?;
+    let leaf = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// [`server_config`] without the disk.
 pub fn server_config_from_pem(cert: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
     build_server_config(

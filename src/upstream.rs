@@ -67,6 +67,7 @@ pub enum Payload<'a> {
 }
 
 /// What to send upstream, before signing.
+#[derive(Clone)]
 pub struct Outgoing<'a> {
     pub method: Method,
     pub target: &'a Target,

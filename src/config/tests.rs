@@ -257,3 +257,176 @@ fn bucket_encryption_keys() {
         "NOPE",
     );
 }
+
+const KEY_A: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const KEY_B: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+fn with_buckets(tables: &str) -> String {
+    format!("{GOOD}\n{tables}")
+}
+
+#[test]
+fn bucket_sse_rules_parse_with_keys_from_env_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old.key"), format!("{KEY_B}\n")).unwrap();
+    let mut env = env();
+    env.insert("VAULT_KEY".into(), KEY_A.into());
+    let text = with_buckets(
+        r#"
+[[bucket]]
+pattern = "vault-*"
+sse = { rule = "sse-c", key = { id = "2026", env = "VAULT_KEY" }, old_keys = [{ id = "2025", file = "old.key" }], client_headers = "reject" }
+
+[[bucket]]
+pattern = "web-*"
+[[bucket.cors]]
+allowed_origins = ["*"]
+allowed_methods = ["GET"]
+
+[[bucket]]
+pattern = "*"
+[bucket.sse]
+rule = "sse-kms"
+key_id = "testkey-1"
+on_unverified = "warn"
+"#,
+    );
+    let c = Config::from_toml(&text, dir.path(), &env).unwrap();
+    let vault = c.sse.for_bucket("vault-a").unwrap();
+    assert_eq!(vault.client_headers, crate::policy::ClientHeaders::Reject);
+    let crate::policy::Encryption::SseC { key, old_keys } = &vault.kind else {
+        panic!("{vault:?}")
+    };
+    assert_eq!(key.id(), "2026");
+    assert_eq!(old_keys[0].id(), "2025");
+    // A table without `sse` (CORS only) does not hide the default rule.
+    let web = c.sse.for_bucket("web-a").unwrap();
+    assert_eq!(web.kind.kind(), crate::policy::RuleKind::SseKms);
+    assert_eq!(web.verify, crate::policy::Verify::Warn);
+    assert!(c.buckets.for_bucket("web-a").is_some());
+    // Key material never reaches debug output.
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains(KEY_A) && !dbg.contains(KEY_B), "{dbg}");
+
+    // No rule anywhere: no bucket has one.
+    let c = Config::from_toml(GOOD, Path::new("."), &env).unwrap();
+    assert!(c.sse.for_bucket("vault-a").is_none());
+}
+
+#[test]
+fn bucket_sse_errors_name_the_key_and_line() {
+    let mut env = env();
+    env.insert("SHORT".into(), "AAAA".into());
+    env.insert("GOODKEY".into(), KEY_A.into());
+    let cases = [
+        (
+            "sse = { rule = \"sse-c\", key = { id = \"k\", env = \"SHORT\" } }",
+            "bucket[0].sse.key (line 24): decodes to 3 bytes",
+        ),
+        (
+            "sse = { rule = \"sse-c\", key = { id = \"k\", env = \"NOPE\" } }",
+            "bucket[0].sse.key (line 24): environment variable NOPE is not set",
+        ),
+        (
+            "sse = { rule = \"sse-c\", key = { id = \"k\", file = \"/nonexistent/k\" } }",
+            "bucket[0].sse.key (line 24): cannot read /nonexistent/k",
+        ),
+        ("sse = { rule = \"sse-kms\" }", "bucket[0].sse.key_id (line 24)"),
+        (
+            "sse = { rule = \"sse-s3\", verify = \"warn\" }",
+            "unknown field `verify`",
+        ),
+        ("sse = { rule = \"sse-x\" }", "line 24"),
+        (
+            "sse = { rule = \"sse-c\", key = { id = \"k\", env = \"GOODKEY\" }, old_keys = [{ id = \"k\", env = \"GOODKEY\" }] }",
+            "bucket[0].sse.old_keys (line 24)",
+        ),
+    ];
+    for (sse, needle) in cases {
+        let text = with_buckets(&format!("[[bucket]]\npattern = \"a-*\"\n{sse}\n"));
+        let err = Config::from_toml(&text, Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+    }
+    // The same pattern twice: the second rule could never apply.
+    let text = with_buckets(
+        "[[bucket]]\npattern = \"a-*\"\nsse = { rule = \"sse-s3\" }\n[[bucket]]\npattern = \"a-*\"\nsse = { rule = \"none\" }\n",
+    );
+    let err = Config::from_toml(&text, Path::new("."), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bucket[1].sse (line 27): pattern \"a-*\" already has"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_most_specific_sse_pattern_wins_wherever_it_is_written() {
+    let text = with_buckets(
+        "[[bucket]]\npattern = \"*\"\nsse = { rule = \"sse-s3\" }\n[[bucket]]\npattern = \"vault-*\"\nsse = { rule = \"sse-kms\", key_id = \"k\" }\n[[bucket]]\npattern = \"vault-public\"\nsse = { rule = \"none\" }\n",
+    );
+    let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+    let kind = |b: &str| c.sse.for_bucket(b).unwrap().kind.kind();
+    assert_eq!(kind("vault-a"), crate::policy::RuleKind::SseKms);
+    assert_eq!(kind("vault-public"), crate::policy::RuleKind::None);
+    assert_eq!(kind("logs"), crate::policy::RuleKind::SseS3);
+}
+
+#[test]
+fn sse_c_keys_go_over_plain_http_only_with_explicit_consent() {
+    let mut env = env();
+    env.insert("GOODKEY".into(), KEY_A.into());
+    let rule = "[[bucket]]\npattern = \"*\"\nsse = { rule = \"sse-c\", key = { id = \"k\", env = \"GOODKEY\" } }\n";
+    let plain = with_buckets(rule).replace("https://s3.example.test", "http://127.0.0.1:9000");
+    let err = Config::from_toml(&plain, Path::new("."), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("allow_plaintext"), "{err}");
+    let consented = plain.replace(
+        "addressing_style",
+        "allow_plaintext = true\naddressing_style",
+    );
+    assert!(Config::from_toml(&consented, Path::new("."), &env).is_ok());
+}
+
+#[test]
+fn operations_settings_have_defaults_and_are_checked() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.log_format, LogFormat::Text);
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(25));
+    assert!(c.server.trusted_proxies.is_empty());
+
+    let text = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "domain = \"S3.Localhost\"\nlog_format = \"json\"\ndrain_timeout_secs = 5\n\
+         trusted_proxies = [\"10.1.2.3/8\", \"fd00::1\"]",
+    );
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.log_format, LogFormat::Json);
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.server.trusted_proxies,
+        [
+            "10.0.0.0/8".parse::<IpNet>().unwrap(),
+            "fd00::1/128".parse().unwrap()
+        ]
+    );
+
+    let bad = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "trusted_proxies = [\"10.0.0.0/33\"]",
+    );
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(
+        err.to_string().contains("server.trusted_proxies[0]"),
+        "{err}"
+    );
+    assert_eq!(c.server.watch_interval, None);
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "watch_interval_secs = 0");
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(err.to_string().contains("watch_interval_secs"), "{err}");
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "log_format = \"xml\"");
+    assert!(Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).is_err());
+}

@@ -65,10 +65,15 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             idle_timeout: std::time::Duration::from_secs(120),
             max_connections: 1024,
             max_header_bytes: 64 * 1024,
+            log_format: s3seal::logging::LogFormat::Text,
+            drain_timeout: std::time::Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            watch_interval: None,
         },
         upstreams: HashMap::from([("embedded".to_owned(), upstream)]),
         clients: ClientKeys::new([client]),
         buckets: s3seal::cors::BucketRules::none(),
+        sse: s3seal::policy::SsePolicies::default(),
         encryption: s3seal::cse::EncryptionRules::none(),
     })
 }

@@ -29,7 +29,7 @@ fn every_family_has_help_and_type_before_any_sample() {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(["counter", "histogram"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(typed.insert(name.to_owned()), "{name} typed twice");
         } else if !line.starts_with("# HELP ") {
             let name = line.split(['{', ' ']).next().unwrap();
@@ -118,4 +118,80 @@ fn histogram_buckets_are_cumulative_with_sum_and_count() {
         .collect();
     assert_eq!(les.len(), DURATION_BUCKETS.len() + 1);
     assert_eq!(les.last(), Some(&"+Inf"));
+}
+
+#[test]
+fn reloads_are_counted_by_result() {
+    let m = Metrics::default();
+    let text = m.render();
+    assert_eq!(
+        value(&text, "s3seal_config_last_reload_successful").as_deref(),
+        Some("1")
+    );
+    m.config_reload(true);
+    m.config_reload(false);
+    let text = m.render();
+    assert_eq!(
+        value(&text, r#"s3seal_config_reloads_total{result="success"}"#).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, r#"s3seal_config_reloads_total{result="failure"}"#).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, "s3seal_config_last_reload_successful").as_deref(),
+        Some("0")
+    );
+    m.config_reload(true);
+    assert_eq!(
+        value(&m.render(), "s3seal_config_last_reload_successful").as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn certificate_expiry_is_a_gauge_once_known() {
+    let m = Metrics::default();
+    assert!(!m
+        .render()
+        .contains("s3seal_tls_certificate_expiry_timestamp_seconds"));
+    m.set_tls_cert_not_after(Some(
+        std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000),
+    ));
+    assert_eq!(
+        value(
+            &m.render(),
+            "s3seal_tls_certificate_expiry_timestamp_seconds"
+        )
+        .as_deref(),
+        Some("1900000000")
+    );
+}
+
+#[test]
+fn build_info_names_the_version() {
+    let text = Metrics::default().render();
+    let series = format!(
+        "s3seal_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&text, &series).as_deref(), Some("1"));
+}
+
+#[test]
+fn open_connections_go_up_and_down() {
+    let m = std::sync::Arc::new(Metrics::default());
+    let a = m.connection_opened();
+    let b = m.connection_opened();
+    assert_eq!(
+        value(&m.render(), "s3seal_open_connections").as_deref(),
+        Some("2")
+    );
+    drop(a);
+    drop(b);
+    assert_eq!(
+        value(&m.render(), "s3seal_open_connections").as_deref(),
+        Some("0")
+    );
 }

@@ -95,7 +95,7 @@ fn key_md5_matches_an_independent_md5() {
 
 #[test]
 fn config_validation() {
-    let r = raw("rule = \"sse-c\"\nverify = \"warn\"\nkey = { id = \"new\", file = \"ones.key\" }\nold_keys = [{ id = \"old\", env = \"ZERO\" }]")
+    let r = raw("rule = \"sse-c\"\non_unverified = \"warn\"\nkey = { id = \"new\", file = \"ones.key\" }\nold_keys = [{ id = \"old\", env = \"ZERO\" }]")
         .validate(load)
         .unwrap();
     assert_eq!(r.verify, Verify::Warn);
@@ -193,7 +193,6 @@ fn plain_requests_get_the_rule_on_writes() {
             );
             assert!(!p.set_request.contains_key(SSE));
             assert_eq!(p.strip_response, vec![SSE_C_KEY_MD5]);
-            assert!(p.carries_customer_key());
             assert!(!format!("{p:?}").contains(ZERO_KEY_B64));
         }
     }
@@ -568,7 +567,7 @@ fn verify_catches_a_backend_that_ignored_sse_s3() {
             found: "(missing)".into()
         }
     );
-    assert_eq!(err.code(), S3Code::BadGateway);
+    assert_eq!(err.code(), S3Code::NotImplemented);
     assert!(verify_response(&p, &headers(&[(&SSE, "aws:kms")])).is_err());
     assert!(verify_response(&p, &headers(&[(&SSE, "AES256")])).is_ok());
     let nothing = plan(
@@ -662,4 +661,108 @@ fn names_and_modes_round_trip() {
     for k in ["none", "sse-s3", "sse-kms", "sse-c"] {
         assert_eq!(rule(k, "allow").kind.kind().as_str(), k);
     }
+}
+
+#[test]
+fn rotation_retries_try_old_keys_on_reads_and_copy_sources_only() {
+    // Current key ONES ("new"), old key ZERO ("old").
+    let rotated = raw("rule = \"sse-c\"\nkey = { id = \"new\", file = \"ones.key\" }\nold_keys = [{ id = \"old\", env = \"ZERO\" }]")
+        .validate(load)
+        .unwrap();
+    for op in [
+        Operation::GetObject,
+        Operation::HeadObject,
+        Operation::GetObjectAttributes,
+    ] {
+        let p = plan(&rotated, op, &HeaderMap::new(), None).unwrap();
+        let retries = rotation_retries(&p, op, &rotated, None);
+        assert_eq!(retries.len(), 1, "{op:?}");
+        assert_eq!(retries[0].key_id, "old");
+        assert_eq!(get(&retries[0].plan, &SSE_C_KEY), Some(ZERO_KEY_B64));
+        assert_eq!(
+            get(&retries[0].plan, &SSE_C_KEY_MD5),
+            Some(md5_b64(ZERO_KEY_B64).as_str())
+        );
+        // The retried response still hides the key's fingerprint.
+        assert_eq!(retries[0].plan.strip_response, p.strip_response);
+    }
+    // Writes always use the current key.
+    for op in [
+        Operation::PutObject,
+        Operation::UploadPart,
+        Operation::CreateMultipartUpload,
+    ] {
+        let p = plan(&rotated, op, &HeaderMap::new(), None).unwrap();
+        assert!(
+            rotation_retries(&p, op, &rotated, None).is_empty(),
+            "{op:?}"
+        );
+    }
+    // A client's own key (allowed) is never swapped for the proxy's old key.
+    let allow = raw("rule = \"sse-c\"\nclient_headers = \"allow\"\nkey = { id = \"new\", file = \"ones.key\" }\nold_keys = [{ id = \"old\", env = \"ZERO\" }]")
+        .validate(load)
+        .unwrap();
+    let own = client_sse_c("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=");
+    let p = plan(&allow, Operation::GetObject, &own, None).unwrap();
+    assert!(rotation_retries(&p, Operation::GetObject, &allow, None).is_empty());
+    // Copy in place after a rotation: the source is retried with the old key while the
+    // destination keeps the new one, so the copy re-encrypts.
+    let p = plan(
+        &rotated,
+        Operation::CopyObject,
+        &HeaderMap::new(),
+        Some(&rotated),
+    )
+    .unwrap();
+    let retries = rotation_retries(&p, Operation::CopyObject, &rotated, Some(&rotated));
+    assert_eq!(retries.len(), 1);
+    assert_eq!(
+        get(&retries[0].plan, &COPY_SOURCE_SSE_C_KEY),
+        Some(ZERO_KEY_B64)
+    );
+    assert_eq!(get(&retries[0].plan, &SSE_C_KEY), Some(ONES_KEY_B64));
+    assert_eq!(retries[0].plan.expect, p.expect);
+    // No old keys, no retries.
+    let plain = rule("sse-c", "override");
+    let p = plan(&plain, Operation::GetObject, &HeaderMap::new(), None).unwrap();
+    assert!(rotation_retries(&p, Operation::GetObject, &plain, None).is_empty());
+}
+
+#[test]
+fn bucket_rules_most_specific_wins() {
+    let policies = SsePolicies::new([
+        ("*".to_owned(), rule("sse-s3", "reject")),
+        ("vault-*".to_owned(), rule("sse-c", "override")),
+    ])
+    .unwrap();
+    assert_eq!(
+        policies.for_bucket("vault-1").unwrap().kind.kind(),
+        RuleKind::SseC
+    );
+    assert_eq!(
+        policies.for_bucket("other").unwrap().kind.kind(),
+        RuleKind::SseS3
+    );
+    assert!(SsePolicies::default().for_bucket("other").is_none());
+    assert!(SsePolicies::new([("[".to_owned(), rule("none", "override"))]).is_err());
+}
+
+#[test]
+fn pattern_specificity() {
+    assert_eq!(specificity("vault-prod"), (true, 10));
+    assert_eq!(specificity("vault-*"), (false, 6));
+    assert_eq!(specificity("*"), (false, 0));
+    assert_eq!(specificity("v[ab]ult-?"), (false, 6));
+    assert_eq!(specificity("{a,b}-logs"), (false, 5));
+    assert!(specificity("a") > specificity("abcdef*"));
+    // Equally specific: config order.
+    let policies = SsePolicies::new([
+        ("a-*".to_owned(), rule("sse-s3", "override")),
+        ("*-b".to_owned(), rule("sse-c", "override")),
+    ])
+    .unwrap();
+    assert_eq!(
+        policies.for_bucket("a-b").unwrap().kind.kind(),
+        RuleKind::SseS3
+    );
 }

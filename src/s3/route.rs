@@ -256,7 +256,9 @@ pub fn route(
         .map_err(|_| RouteError::BadPath)?;
     let path = path.strip_prefix('/').ok_or(RouteError::BadPath)?;
 
-    let vhost_bucket = domain.and_then(|d| virtual_host_bucket(host, d));
+    let vhost_bucket = domain
+        .and_then(|d| virtual_host_bucket(host, d))
+        .or_else(|| aws_virtual_host_bucket(host));
     let virtual_host = vhost_bucket.is_some();
     let target = match vhost_bucket {
         Some(bucket) => object_or_bucket(bucket, path)?,
@@ -286,6 +288,65 @@ fn virtual_host_bucket<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
     let name = strip_port(host);
     let bucket = name.strip_suffix(domain)?.strip_suffix('.')?;
     (!bucket.is_empty()).then_some(bucket)
+}
+
+/// The bucket of an AWS S3 virtual-hosted-style name, so that clients that keep their default
+/// endpoint and resolve AWS names to the proxy (hosts file, corporate DNS) work unchanged:
+///
+/// - `<bucket>.s3.amazonaws.com`, `<bucket>.s3.<region>.amazonaws.com`
+/// - `<bucket>.s3.dualstack.<region>.amazonaws.com`
+/// - `<bucket>.s3-fips[.dualstack].<region>.amazonaws.com`
+/// - the legacy `<bucket>.s3-<region>.amazonaws.com` and `<bucket>.s3-external-1.amazonaws.com`
+/// - each of them under `amazonaws.com.cn` (China regions)
+///
+/// The service names without a bucket label (`s3.amazonaws.com`, `s3.<region>.amazonaws.com`,
+/// ...) are path style, like any host the proxy does not know. Access points, website and
+/// Object Lambda endpoints are not S3 API endpoints the proxy can serve, and are not matched.
+/// Reference: <https://docs.aws.amazon.com/general/latest/gr/s3.html>,
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html#s3-legacy-endpoints>
+pub fn aws_virtual_host_bucket(host: &str) -> Option<&str> {
+    let name = strip_port(host);
+    let lower = name.to_ascii_lowercase();
+    let labels_len = ["amazonaws.com", "amazonaws.com.cn"]
+        .iter()
+        .find_map(|suffix| Some(lower.strip_suffix(suffix)?.strip_suffix('.')?.len()))?;
+    let labels: Vec<&str> = lower[..labels_len].split('.').collect();
+    // The service label is one of the last three; the rightmost reading wins, so a bucket
+    // whose name contains `s3` labels is still read whole.
+    for tail in 0..=2 {
+        if labels.len() < tail + 2 {
+            break;
+        }
+        let service = labels.len() - 1 - tail;
+        if is_s3_service(labels[service], &labels[service + 1..]) {
+            // ASCII lower-casing keeps byte offsets, so the bucket is sliced from the original.
+            let bucket_len = labels[..service].join(".").len();
+            return (bucket_len > 0).then(|| &name[..bucket_len]);
+        }
+    }
+    None
+}
+
+/// `service` followed by `tail` names the S3 API endpoint of some region.
+fn is_s3_service(service: &str, tail: &[&str]) -> bool {
+    match (service, tail) {
+        ("s3" | "s3-external-1", []) => true,
+        ("s3" | "s3-fips", [region] | ["dualstack", region]) => is_region(region),
+        (legacy, []) => legacy.strip_prefix("s3-").is_some_and(is_region),
+        _ => false,
+    }
+}
+
+/// An AWS region name: `us-east-1`, `us-gov-west-1`, `ap-southeast-2`, `cn-north-1`.
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
 }
 
 fn strip_port(host: &str) -> &str {

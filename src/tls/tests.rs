@@ -198,3 +198,21 @@ fn install_crypto_provider_is_idempotent() {
     install_crypto_provider();
     assert!(CryptoProvider::get_default().is_some());
 }
+
+#[test]
+fn leaf_expiry_is_read_from_the_first_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = generate_pem().unwrap();
+    let path = dir.path().join("chain.pem");
+    std::fs::write(&path, &pem.server_chain).unwrap();
+    let at = leaf_not_after(&path).unwrap();
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    // The development certificates are valid for about ten years.
+    assert!((3640 * 86400..3660 * 86400).contains(&left), "{left}");
+    assert_eq!(leaf_not_after(&dir.path().join("missing.pem")), None);
+    std::fs::write(&path, "not a certificate").unwrap();
+    assert_eq!(leaf_not_after(&path), None);
+}

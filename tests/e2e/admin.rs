@@ -178,3 +178,47 @@ async fn admin_health_and_readiness() {
     assert!(reason.contains("upstream 'test'"), "{reason}");
     assert!(reason.contains(&closed.to_string()), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_metrics_follow_the_certificate_expiry() {
+    let h = Harness::s3s_with(with_admin).await;
+    let metrics = scrape(&h).await;
+    let expiry = sample(&metrics, "s3seal_tls_certificate_expiry_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expiry > now + 300 * 86400, "{metrics}");
+
+    // A certificate that has expired still loads (clients will refuse it), but the proxy
+    // is not ready, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = time::macros::datetime!(2020-01-01 0:00 UTC);
+    params.not_after = time::macros::datetime!(2021-01-01 0:00 UTC);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("old.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("old-key.pem"), key.serialize_pem()).unwrap();
+    let expired = Harness::s3s_with(|s| {
+        with_admin(s);
+        s.tls_cert = dir.path().join("old.pem");
+        s.tls_key = dir.path().join("old-key.pem");
+    })
+    .await;
+    let admin = expired.proxy.admin_addr.unwrap();
+    assert_eq!(get(admin, "/healthz").await.0, 200);
+    let (status, reason) = get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("the server certificate expired on Fri, 01 Jan 2021"),
+        "{reason}"
+    );
+    assert_eq!(
+        sample(
+            &scrape(&expired).await,
+            "s3seal_tls_certificate_expiry_timestamp_seconds"
+        ),
+        1_609_459_200
+    );
+}

@@ -287,6 +287,74 @@ async fn expect_continue_and_oversized_heads() {
     );
 }
 
+/// A refusal decided before the body is read reaches a client that is still sending it. The
+/// proxy reads the rest (bounded) before answering: closing on unread bytes would reset the
+/// connection, and the client would see "broken pipe" instead of the S3 error. A client that
+/// waits for `100 Continue` is answered at once and not invited to send its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_reach_clients_still_sending() {
+    let h = Harness::s3s().await;
+    let b = support::bucket("linger");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let body = support::payload(512 * 1024, 4);
+    let uri = format!("{}/{b}/k", h.endpoint());
+    let len = body.len().to_string();
+    let host = format!("127.0.0.1:{}", h.proxy.addr.port());
+    let head = |extra: &[(&str, &str)]| {
+        let mut headers = vec![("content-length", len.as_str()), ("host", host.as_str())];
+        headers.extend_from_slice(extra);
+        let s = raw::sign_request(
+            "PUT",
+            &uri,
+            &headers,
+            aws_sigv4::http_request::SignableBody::Bytes(&body),
+            support::CLIENT_AK,
+            "wrong secret",
+            std::time::SystemTime::now(),
+        );
+        std::iter::once(format!("PUT /{b}/k HTTP/1.1\r\nconnection: close\r\n"))
+            .chain(s.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")))
+            .chain(std::iter::once("\r\n".to_owned()))
+            .collect::<String>()
+    };
+
+    // Half the body, a pause long enough for the refusal to be decided, then the other half.
+    let mut conn = tls(&h).await;
+    conn.write_all(head(&[]).as_bytes()).await.unwrap();
+    let (first, second) = body.split_at(body.len() / 2);
+    conn.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(second)
+        .await
+        .expect("connection cut while sending");
+    conn.flush().await.unwrap();
+    let resp = read_all(&mut conn).await;
+    assert!(resp.starts_with("HTTP/1.1 403 "), "{resp}");
+    assert_eq!(error_code(&resp), "SignatureDoesNotMatch", "{resp}");
+
+    // With `Expect: 100-continue` the refusal comes without a 100 and without waiting.
+    let mut conn = tls(&h).await;
+    conn.write_all(head(&[("expect", "100-continue")]).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let resp = read_all(&mut conn).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited for a body"
+    );
+    assert!(resp.starts_with("HTTP/1.1 403 "), "{resp}");
+
+    assert!(h
+        .direct()
+        .head_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_are_served() {
     use http_body_util::{BodyExt, Full};

@@ -14,6 +14,7 @@ use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
 use s3seal::cors::BucketRules;
 use s3seal::cse::EncryptionRules;
+use s3seal::policy::SsePolicies;
 use s3seal::server::Running;
 
 pub const REGION: &str = "us-east-1";
@@ -33,9 +34,13 @@ pub fn ca_pem() -> PathBuf {
 
 /// A rustls client configuration that trusts only the development CA.
 pub fn client_tls() -> rustls::ClientConfig {
+    client_tls_trusting(&std::fs::read(ca_pem()).unwrap())
+}
+
+/// A rustls client configuration that trusts only the CA certificates in `pem`.
+pub fn client_tls_trusting(pem: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca_pem()).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
         roots.add(c.unwrap()).unwrap();
     }
     rustls::ClientConfig::builder()
@@ -88,7 +93,61 @@ impl Harness {
     }
 
     pub async fn with_backend(b: &backends::Backend) -> Harness {
-        Harness::with_backend_rules(b, EncryptionRules::none()).await
+        Harness::with_backend_policies(b, SsePolicies::default()).await
+    }
+
+    /// The proxy in front of an in-process s3s-fs store, with server-side encryption rules.
+    pub async fn s3s_with_policies(sse: SsePolicies) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
+        let upstream = UpstreamInfo {
+            endpoint: format!("http://{}", store.addr),
+            access_key: store.access_key_id,
+            secret_key: store.secret_access_key,
+            region: REGION.into(),
+            checksum_trailers: true,
+            ca_bundle: None,
+        };
+        let mut h = Harness::start_with_policies(upstream, BucketRules::none(), sse, |_| {}).await;
+        h.store_dir = Some(dir);
+        h
+    }
+
+    /// [`Harness::with_backend`] with server-side encryption rules.
+    pub async fn with_backend_policies(b: &backends::Backend, sse: SsePolicies) -> Harness {
+        let upstream = UpstreamInfo {
+            endpoint: b.endpoint.clone(),
+            access_key: b.access_key.clone(),
+            secret_key: b.secret_key.clone(),
+            region: b.region.clone(),
+            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
+            ca_bundle: None,
+        };
+        Harness::start_with_policies(upstream, BucketRules::none(), sse, |_| {}).await
+    }
+
+    /// The proxy with server settings adjusted by `tweak` (timeouts, limits, listeners).
+    pub async fn start_with(upstream: UpstreamInfo, tweak: impl FnOnce(&mut Server)) -> Harness {
+        Harness::start_with_buckets(upstream, BucketRules::none(), tweak).await
+    }
+
+    /// [`Harness::start_with`] with per-bucket rules (`[[bucket]]`: CORS).
+    pub async fn start_with_buckets(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
+        Harness::start_with_policies(upstream, buckets, SsePolicies::default(), tweak).await
+    }
+
+    /// [`Harness::start_with_buckets`] with server-side encryption rules (`sse = { ... }`).
+    pub async fn start_with_policies(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        sse: SsePolicies,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
+        Harness::start_full(upstream, buckets, sse, EncryptionRules::none(), tweak).await
     }
 
     /// [`Harness::s3s`] with client-side encryption rules.
@@ -103,8 +162,7 @@ impl Harness {
             checksum_trailers: true,
             ca_bundle: None,
         };
-        let mut h =
-            Harness::start_with_rules(upstream, BucketRules::none(), encryption, |_| {}).await;
+        let mut h = Harness::start_with_rules(upstream, encryption).await;
         h.store_dir = Some(dir);
         h
     }
@@ -119,27 +177,20 @@ impl Harness {
             checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
             ca_bundle: None,
         };
-        Harness::start_with_rules(upstream, BucketRules::none(), encryption, |_| {}).await
+        Harness::start_with_rules(upstream, encryption).await
     }
 
-    /// The proxy with server settings adjusted by `tweak` (timeouts, limits, listeners).
-    pub async fn start_with(upstream: UpstreamInfo, tweak: impl FnOnce(&mut Server)) -> Harness {
-        Harness::start_with_buckets(upstream, BucketRules::none(), tweak).await
+    /// The proxy with client-side encryption rules (`encryption = { ... }`).
+    pub async fn start_with_rules(upstream: UpstreamInfo, encryption: EncryptionRules) -> Harness {
+        let (cors, sse) = (BucketRules::none(), SsePolicies::default());
+        Harness::start_full(upstream, cors, sse, encryption, |_| {}).await
     }
 
-    /// [`Harness::start_with`] with per-bucket rules (`[[bucket]]`: CORS).
-    pub async fn start_with_buckets(
+    /// The proxy with every kind of per-bucket rule.
+    pub async fn start_full(
         upstream: UpstreamInfo,
         buckets: BucketRules,
-        tweak: impl FnOnce(&mut Server),
-    ) -> Harness {
-        Harness::start_with_rules(upstream, buckets, EncryptionRules::none(), tweak).await
-    }
-
-    /// [`Harness::start_with`] with per-bucket CORS and client-side encryption rules.
-    pub async fn start_with_rules(
-        upstream: UpstreamInfo,
-        buckets: BucketRules,
+        sse: SsePolicies,
         encryption: EncryptionRules,
         tweak: impl FnOnce(&mut Server),
     ) -> Harness {
@@ -182,10 +233,15 @@ impl Harness {
                 idle_timeout: Duration::from_secs(60),
                 max_connections: 256,
                 max_header_bytes: 64 * 1024,
+                log_format: s3seal::logging::LogFormat::Text,
+                drain_timeout: Duration::from_secs(10),
+                trusted_proxies: Vec::new(),
+                watch_interval: None,
             },
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
             buckets,
+            sse,
             encryption,
         };
         let mut config = config;
@@ -224,8 +280,18 @@ impl Harness {
 }
 
 pub fn sdk_client(endpoint: &str, ak: &str, sk: &str, region: &str) -> aws_sdk_s3::Client {
+    sdk_client_trusting(endpoint, ak, sk, region, std::fs::read(ca_pem()).unwrap())
+}
+
+/// [`sdk_client`] trusting only the CA certificates in `pem`.
+pub fn sdk_client_trusting(
+    endpoint: &str,
+    ak: &str,
+    sk: &str,
+    region: &str,
+    pem: Vec<u8>,
+) -> aws_sdk_s3::Client {
     use aws_smithy_http_client::tls;
-    let pem = std::fs::read(ca_pem()).unwrap();
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::AwsLc,

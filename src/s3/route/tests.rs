@@ -156,3 +156,74 @@ fn encode_path_matches_s3_canonical_form() {
         "/b/a%20b%2Bc~d_e-f.g/%E2%9C%93%2A"
     );
 }
+
+#[test]
+fn aws_host_names_route_like_aws() {
+    let vhost = [
+        ("b1.s3.amazonaws.com", "b1"),
+        ("b1.s3.us-east-1.amazonaws.com", "b1"),
+        ("b1.s3.eu-west-1.amazonaws.com:443", "b1"),
+        ("b1.s3.dualstack.ap-southeast-2.amazonaws.com", "b1"),
+        ("b1.s3-fips.us-gov-west-1.amazonaws.com", "b1"),
+        ("b1.s3-fips.dualstack.us-east-2.amazonaws.com", "b1"),
+        ("b1.s3-us-west-2.amazonaws.com", "b1"),
+        ("b1.s3-external-1.amazonaws.com", "b1"),
+        ("b1.s3.cn-north-1.amazonaws.com.cn", "b1"),
+        ("B1.S3.US-EAST-1.AMAZONAWS.COM", "B1"),
+        // Dotted bucket names, and buckets whose labels look like the service's.
+        (
+            "my.dotted.bucket.s3.us-east-1.amazonaws.com",
+            "my.dotted.bucket",
+        ),
+        ("s3.s3.amazonaws.com", "s3"),
+        ("logs.s3.s3.us-east-1.amazonaws.com", "logs.s3"),
+    ];
+    for (host, bucket) in vhost {
+        assert_eq!(aws_virtual_host_bucket(host), Some(bucket), "{host}");
+        let x = route(
+            &Method::GET,
+            &"/k/x".parse().unwrap(),
+            Some(host),
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(x.virtual_host, "{host}");
+        assert_eq!(x.target.key(), Some("k/x"), "{host}");
+    }
+    let path_style = [
+        "s3.amazonaws.com",
+        "s3.us-east-1.amazonaws.com",
+        "s3.dualstack.us-east-1.amazonaws.com",
+        "s3-us-west-2.amazonaws.com",
+        "s3-external-1.amazonaws.com",
+        "s3-fips.us-gov-west-1.amazonaws.com",
+        "s3.cn-north-1.amazonaws.com.cn",
+        // Not S3 API endpoints, or not AWS at all.
+        "b1.s3-accesspoint.us-east-1.amazonaws.com",
+        "b1.s3-website-us-east-1.amazonaws.com",
+        "b1.s3-website.us-east-1.amazonaws.com",
+        "b1.s3-object-lambda.us-east-1.amazonaws.com",
+        "b1.s3.dualstack.amazonaws.com",
+        "b1.ec2.amazonaws.com",
+        "b1.s3.amazonaws.com.evil.example",
+        "b1.s3.example.com",
+        "amazonaws.com",
+        "[::1]:443",
+    ];
+    for host in path_style {
+        assert_eq!(aws_virtual_host_bucket(host), None, "{host}");
+        let x = route(
+            &Method::GET,
+            &"/b2/k".parse().unwrap(),
+            Some(host),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(x.target, obj("b2", "k"), "{host}");
+    }
+    // The configured domain is read first.
+    let x = r("GET", "/k", "b3.s3.localhost").unwrap();
+    assert_eq!(x.target, obj("b3", "k"));
+}

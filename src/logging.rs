@@ -1,0 +1,280 @@
+//! Logs: the subscriber (text or JSON), one access-log line per request, and the audit log of
+//! key use. Operators filter by target: [`ACCESS_TARGET`] and [`AUDIT_TARGET`] are stable
+//! names (`S3SEAL_LOG=s3seal::access=info,warn` keeps only the access log and warnings).
+//!
+//! The access line is written when the response body has been sent (or abandoned), as nginx
+//! and Envoy do, so that it carries the bytes really sent and the whole duration. Its fields
+//! are listed in `docs/operations.md`; changing a name breaks the operators' queries.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use serde::Deserialize;
+
+use crate::body::BoxError;
+
+/// The target of the one-line-per-request access log.
+pub const ACCESS_TARGET: &str = "s3seal::access";
+
+/// The target of the audit log of key use ([`key_use`]).
+pub const AUDIT_TARGET: &str = "s3seal::audit";
+
+/// How log lines are written: `text` for people, `json` (one object per line) for collectors.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log format '{0}': expected 'text' or 'json'")]
+pub struct UnknownLogFormat(String);
+
+impl FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(UnknownLogFormat(s.to_owned())),
+        }
+    }
+}
+
+/// The default filter when neither `S3SEAL_LOG` nor `RUST_LOG` is set: everything at `info`,
+/// which includes the access log and the audit log.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// Installs the process-wide subscriber, writing to stderr. `filter` is an `EnvFilter`
+/// directive string (`info`, `s3seal::access=info,warn`, ...); an invalid one falls back to
+/// [`DEFAULT_FILTER`] with a warning, since a typo in a log setting should not stop a proxy.
+/// The format is fixed for the life of the process: a reload does not change it.
+pub fn init(format: LogFormat, filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let (filter, bad) = match filter.map(EnvFilter::try_new) {
+        None => (EnvFilter::new(DEFAULT_FILTER), None),
+        Some(Ok(f)) => (f, None),
+        Some(Err(e)) => (EnvFilter::new(DEFAULT_FILTER), Some(e)),
+    };
+    // Colours only for a person at a terminal, not in files, journald or container logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // The current span's fields (the request id) go into every line, flattened events
+        // keep the fields at the top level where log collectors look for them.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "invalid log filter; using '{DEFAULT_FILTER}'");
+    }
+}
+
+// === access log ===
+
+/// What the access line says about one request. Built by `proxy::handle` as the request
+/// goes, written once by [`AccessLogged`].
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    pub request_id: String,
+    /// The TCP peer: the client, or the trusted TLS terminator in front of it.
+    pub peer: Option<SocketAddr>,
+    /// The client as a trusted proxy reports it (`Forwarded: for=`, `X-Forwarded-For`).
+    pub forwarded_for: Option<String>,
+    /// The access key id that signed the request, once authenticated.
+    pub client: Option<String>,
+    pub method: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub operation: &'static str,
+    pub status: u16,
+    /// The S3 error code when the proxy refused the request itself.
+    pub error_code: Option<&'static str>,
+    /// The request body length as declared (`Content-Length`; aws-chunked framing included).
+    pub bytes_in: Option<u64>,
+    pub started: Instant,
+}
+
+impl AccessRecord {
+    fn write(&self, bytes_out: u64, complete: bool) {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = %self.request_id,
+            peer = self.peer.map(tracing::field::display),
+            forwarded_for = self.forwarded_for.as_deref(),
+            client = self.client.as_deref().unwrap_or("-"),
+            method = %self.method,
+            bucket = self.bucket.as_deref().unwrap_or("-"),
+            key = self.key.as_deref().unwrap_or("-"),
+            operation = self.operation,
+            status = self.status,
+            error_code = self.error_code.unwrap_or("-"),
+            bytes_in = self.bytes_in,
+            bytes_out,
+            duration_ms = round3(duration_ms),
+            complete,
+            "request"
+        );
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts the bytes it yields and writes the access line when it
+    /// ends or is dropped. `complete` is false when the client went away first.
+    pub struct AccessLogged<B> {
+        #[pin]
+        inner: B,
+        record: Option<AccessRecord>,
+        bytes_out: u64,
+        ended: bool,
+    }
+
+    impl<B> PinnedDrop for AccessLogged<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(record) = this.record.take() {
+                record.write(*this.bytes_out, *this.ended);
+            }
+        }
+    }
+}
+
+impl<B: HttpBody> AccessLogged<B> {
+    pub fn new(inner: B, record: AccessRecord) -> Self {
+        // A body that is already at its end (HEAD, 204, an empty object) is complete even if
+        // hyper never polls it.
+        let ended = inner.is_end_stream();
+        AccessLogged {
+            inner,
+            record: Some(record),
+            bytes_out: 0,
+            ended,
+        }
+    }
+}
+
+impl<B> HttpBody for AccessLogged<B>
+where
+    B: HttpBody<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.bytes_out += data.len() as u64;
+                }
+                // hyper stops polling a body of known length once its last byte is out, so
+                // the end is seen here, not as a `None`.
+                if this.inner.is_end_stream() {
+                    *this.ended = true;
+                    if let Some(record) = this.record.take() {
+                        record.write(*this.bytes_out, true);
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                *this.ended = true;
+                if let Some(record) = this.record.take() {
+                    record.write(*this.bytes_out, true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === audit log ===
+
+/// What was done with a key. The names are stable: they are what an auditor searches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOperation {
+    /// Object data was encrypted under the key (client-side encryption, on upload).
+    Encrypt,
+    /// Object data was decrypted under the key (client-side encryption, on download).
+    Decrypt,
+    /// A data key was wrapped (encrypted) under a key-encryption key.
+    WrapKey,
+    /// A data key was unwrapped under a key-encryption key.
+    UnwrapKey,
+    /// The upstream was asked to encrypt with this key (SSE-KMS key id, SSE-C key MD5).
+    ServerSideEncrypt,
+    /// The upstream was asked to decrypt with this key (SSE-C on a read).
+    ServerSideDecrypt,
+}
+
+impl KeyOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOperation::Encrypt => "encrypt",
+            KeyOperation::Decrypt => "decrypt",
+            KeyOperation::WrapKey => "wrap_key",
+            KeyOperation::UnwrapKey => "unwrap_key",
+            KeyOperation::ServerSideEncrypt => "sse_encrypt",
+            KeyOperation::ServerSideDecrypt => "sse_decrypt",
+        }
+    }
+}
+
+impl fmt::Display for KeyOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Writes one audit line: `key_id` was used for `operation` on `bucket`/`object`.
+///
+/// `key_id` names the key and never contains it: a config key name, a KMS key id or ARN, or
+/// the base64 MD5 of an SSE-C key, as S3 itself reports it. Called inside a request, the line
+/// carries the request id from the enclosing `request` span.
+pub fn key_use(operation: KeyOperation, bucket: &str, object: Option<&str>, key_id: &str) {
+    tracing::info!(
+        target: AUDIT_TARGET,
+        operation = operation.as_str(),
+        bucket,
+        object = object.unwrap_or("-"),
+        key_id,
+        "key use"
+    );
+}
+
+#[cfg(test)]
+mod tests;

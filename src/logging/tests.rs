@@ -1,0 +1,178 @@
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http_body_util::BodyExt;
+
+use super::*;
+
+/// Collects what a JSON subscriber writes, one line per event.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+fn capture<R>(f: impl FnOnce() -> R) -> (R, String) {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, lines.text())
+}
+
+fn record() -> AccessRecord {
+    AccessRecord {
+        request_id: "REQ1".into(),
+        peer: Some("127.0.0.1:5000".parse().unwrap()),
+        forwarded_for: None,
+        client: Some("APPKEY1".into()),
+        method: "GET".into(),
+        bucket: Some("b".into()),
+        key: Some("dir/k".into()),
+        operation: "GetObject",
+        status: 200,
+        error_code: None,
+        bytes_in: Some(0),
+        started: Instant::now(),
+    }
+}
+
+fn body(data: &'static [u8]) -> crate::body::Body {
+    crate::body::full(data)
+}
+
+#[test]
+fn log_format_parses() {
+    assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
+    assert_eq!(" TEXT ".parse::<LogFormat>().unwrap(), LogFormat::Text);
+    assert!("yaml".parse::<LogFormat>().is_err());
+}
+
+#[test]
+fn access_line_is_written_once_when_the_body_ends() {
+    let ((), out) = capture(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let logged = AccessLogged::new(body(b"hello"), record());
+        let bytes = rt.block_on(logged.collect()).unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let line = lines[0];
+    for field in [
+        r#""target":"s3seal::access""#,
+        r#""request_id":"REQ1""#,
+        r#""client":"APPKEY1""#,
+        r#""method":"GET""#,
+        r#""bucket":"b""#,
+        r#""key":"dir/k""#,
+        r#""operation":"GetObject""#,
+        r#""status":200"#,
+        r#""error_code":"-""#,
+        r#""bytes_in":0"#,
+        r#""bytes_out":5"#,
+        r#""complete":true"#,
+        r#""peer":"127.0.0.1:5000""#,
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(line.contains(r#""duration_ms":"#), "{line}");
+}
+
+/// Yields one data frame, then never finishes: a download the client abandons.
+struct Stalled(bool);
+
+impl HttpBody for Stalled {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.0 {
+            return Poll::Pending;
+        }
+        self.0 = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"abc")))))
+    }
+}
+
+#[test]
+fn an_abandoned_body_is_logged_incomplete() {
+    let ((), out) = capture(|| {
+        let mut logged = Box::pin(AccessLogged::new(Stalled(false), record()));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            logged.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(logged.as_mut().poll_frame(&mut cx).is_pending());
+    });
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(r#""bytes_out":3"#), "{out}");
+    assert!(out.contains(r#""complete":false"#), "{out}");
+}
+
+/// hyper's way: a body of known length is polled until `is_end_stream`, never to `None`.
+#[test]
+fn a_body_of_known_length_is_complete_when_its_last_byte_is_out() {
+    let ((), out) = capture(|| {
+        let mut logged = Box::pin(AccessLogged::new(body(b"error document"), record()));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            logged.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(logged.is_end_stream());
+    });
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(r#""bytes_out":14"#), "{out}");
+    assert!(out.contains(r#""complete":true"#), "{out}");
+}
+
+#[test]
+fn an_empty_body_is_complete_without_being_polled() {
+    let ((), out) = capture(|| drop(AccessLogged::new(crate::body::empty(), record())));
+    assert!(out.contains(r#""complete":true"#), "{out}");
+    assert!(out.contains(r#""bytes_out":0"#), "{out}");
+}
+
+#[test]
+fn audit_line_names_the_key_and_carries_the_request_span() {
+    let ((), out) = capture(|| {
+        let span = tracing::info_span!("request", request_id = "REQ2");
+        let _in = span.enter();
+        key_use(KeyOperation::Encrypt, "b", Some("k"), "tenant-a/2024");
+    });
+    for field in [
+        r#""target":"s3seal::audit""#,
+        r#""operation":"encrypt""#,
+        r#""bucket":"b""#,
+        r#""object":"k""#,
+        r#""key_id":"tenant-a/2024""#,
+        r#""request_id":"REQ2""#,
+    ] {
+        assert!(out.contains(field), "{field} missing in {out}");
+    }
+}

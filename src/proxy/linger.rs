@@ -1,0 +1,143 @@
+//! Reading what is left of a refused request's body before answering.
+//!
+//! When the proxy refuses a request before reading its whole body (a bad signature found in
+//! the second aws-chunked chunk, an unknown key on a PUT), hyper closes the connection after
+//! the response. Closing a socket whose receive buffer still holds unread bytes makes the
+//! kernel send a reset (RFC 1122 §4.2.2.13), and a client still writing its body then sees
+//! "broken pipe" or "connection reset" instead of the S3 error that explains the refusal.
+//! nginx solves the same problem with its "lingering close"; we do it before answering: read
+//! and discard up to [`LINGER_BYTES`] for at most [`LINGER_TIME`], so clients that send a
+//! body of ordinary size always read the error. Bigger bodies are cut off as before.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+/// The most a refused request may still send before the connection is cut.
+pub const LINGER_BYTES: u64 = 8 * 1024 * 1024;
+/// The longest the proxy waits for it.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// The client's body, readable by the pipeline while [`handle`](super::handle) keeps a
+/// [`Remainder`] to drain after a refusal.
+#[derive(Debug)]
+pub struct ClientBody {
+    shared: Arc<Mutex<Inner>>,
+}
+
+/// What `handle` keeps of the body.
+#[derive(Debug)]
+pub struct Remainder {
+    shared: Arc<Mutex<Inner>>,
+    awaits_continue: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Taken by [`Remainder::drain`]; whatever might still hold a [`ClientBody`] then (an
+    /// upstream connection task winding down) only sees the end of the stream.
+    body: Option<Incoming>,
+    /// Whether anything asked for the body: until then hyper has not sent `100 Continue`,
+    /// and a client that asked for it must not be invited to send a body only to discard it.
+    polled: bool,
+}
+
+/// Splits the client's request into the one the pipeline reads and the remainder `handle`
+/// keeps.
+pub fn split(req: Request<Incoming>) -> (Request<ClientBody>, Remainder) {
+    let awaits_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (parts, body) = req.into_parts();
+    let shared = Arc::new(Mutex::new(Inner {
+        body: Some(body),
+        polled: false,
+    }));
+    let body = ClientBody {
+        shared: Arc::clone(&shared),
+    };
+    (
+        Request::from_parts(parts, body),
+        Remainder {
+            shared,
+            awaits_continue,
+        },
+    )
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut inner = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.polled = true;
+        match inner.body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .body
+            .as_ref()
+            .is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Remainder {
+    /// Reads and discards the rest of the body, within the limits above. Returns the number
+    /// of bytes discarded.
+    pub async fn drain(self) -> u64 {
+        let Some(body) = self.take() else {
+            return 0;
+        };
+        let mut discarded = 0u64;
+        let read = async {
+            let mut body = body;
+            while discarded < LINGER_BYTES {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        discarded += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                    Some(Err(_)) | None => break,
+                }
+            }
+        };
+        // Running out of time is the expected end for a client that keeps sending.
+        let _ = tokio::time::timeout(LINGER_TIME, read).await;
+        discarded
+    }
+
+    /// The body, if there is anything to drain.
+    fn take(self) -> Option<Incoming> {
+        let mut inner = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.awaits_continue && !inner.polled {
+            return None;
+        }
+        inner.body.take().filter(|b| !b.is_end_stream())
+    }
+}

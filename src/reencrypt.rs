@@ -1,0 +1,291 @@
+//! `s3seal reencrypt`: rewrites the objects of a bucket that are still encrypted with one of
+//! its rule's `old_keys` under the current SSE-C key (docs/policy.md, "Key rotation").
+//!
+//! Each object is read with the old key and written back to the same key with the current
+//! one, straight to the upstream with the proxy's credentials: this works on every backend,
+//! unlike a copy in place (Ceph RGW 16 cannot copy SSE-C objects). The object's content type,
+//! caching and content headers and user metadata are carried over; tags, ACLs and object-lock
+//! settings are not. An object written by someone else between the read and the write is
+//! overwritten: run it while writers are paused, or re-run it (objects already under the
+//! current key are skipped).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::{self, Body, BoxError};
+use crate::config::Config;
+use crate::policy::{self, Encryption, SsePlan, SseRule};
+use crate::s3::route::{Operation, Target};
+use crate::upstream::{Outgoing, Payload, UpstreamClient};
+
+/// Objects listed per ListObjectsV2 page.
+const PAGE_KEYS: &str = "1000";
+
+/// The largest listing page read into memory (1000 keys of 1024 bytes, with XML around them).
+const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
+
+/// Response headers of a GET that describe the object and are sent again with the PUT.
+const KEPT_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::CONTENT_DISPOSITION,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::EXPIRES,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReencryptError {
+    #[error("bucket {0} has no sse-c rule with old_keys in the config")]
+    NoRotation(String),
+    #[error("the config has {0} upstreams: name one with --upstream")]
+    WhichUpstream(usize),
+    #[error("the config has no upstream named {0}")]
+    NoUpstream(String),
+    #[error("upstream TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("listing the bucket failed: {0}")]
+    List(String),
+}
+
+/// What happened to each object.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Already under the current key.
+    pub current: Vec<String>,
+    /// Rewritten (or, in a dry run, to be rewritten), with the id of the old key.
+    pub reencrypted: Vec<(String, String)>,
+    /// Readable with no configured key, or failed to rewrite, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Re-encrypts every object of `bucket` under `prefix` that uses an old key. `upstream` names
+/// the upstream when the config has more than one.
+pub async fn run(
+    config: Config,
+    bucket: &str,
+    prefix: &str,
+    upstream: Option<&str>,
+    dry_run: bool,
+) -> Result<Report, ReencryptError> {
+    let rule = config
+        .sse
+        .for_bucket(bucket)
+        .filter(|r| matches!(&r.kind, Encryption::SseC { old_keys, .. } if !old_keys.is_empty()))
+        .ok_or_else(|| ReencryptError::NoRotation(bucket.to_owned()))?
+        .clone();
+    let mut upstreams = config.upstreams;
+    let cfg = match upstream {
+        Some(name) => upstreams
+            .remove(name)
+            .ok_or_else(|| ReencryptError::NoUpstream(name.to_owned()))?,
+        None if upstreams.len() == 1 => upstreams.into_values().next().expect("one upstream"),
+        None => return Err(ReencryptError::WhichUpstream(upstreams.len())),
+    };
+    let tls = crate::tls::client_config(cfg.ca_bundle.as_deref())?;
+    let client = UpstreamClient::new(cfg, tls);
+    let mut report = Report::default();
+    let mut token = None;
+    loop {
+        let (keys, next) = list_page(&client, bucket, prefix, token.as_deref()).await?;
+        for key in keys {
+            let target = Target::Object {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+            };
+            match reencrypt_one(&client, &rule, &target, dry_run).await {
+                Ok(Outcome::Current) => report.current.push(key),
+                Ok(Outcome::Reencrypted(id)) => report.reencrypted.push((key, id)),
+                Err(why) => report.failed.push((key, why)),
+            }
+        }
+        match next {
+            Some(t) => token = Some(t),
+            None => return Ok(report),
+        }
+    }
+}
+
+enum Outcome {
+    Current,
+    Reencrypted(String),
+}
+
+async fn reencrypt_one(
+    client: &UpstreamClient,
+    rule: &SseRule,
+    target: &Target,
+    dry_run: bool,
+) -> Result<Outcome, String> {
+    let head = plan(rule, Operation::HeadObject)?;
+    if send(client, Method::HEAD, target, &head, None)
+        .await?
+        .status()
+        .is_success()
+    {
+        return Ok(Outcome::Current);
+    }
+    for retry in policy::rotation_retries(&head, Operation::HeadObject, rule, None) {
+        let found = send(client, Method::HEAD, target, &retry.plan, None).await?;
+        if !found.status().is_success() {
+            continue;
+        }
+        if dry_run {
+            return Ok(Outcome::Reencrypted(retry.key_id));
+        }
+        let get = send(client, Method::GET, target, &retry.plan, None).await?;
+        if get.status() != StatusCode::OK {
+            return Err(format!(
+                "GET with key {} answered {}",
+                retry.key_id,
+                get.status()
+            ));
+        }
+        let (parts, data) = get.into_parts();
+        let len = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .ok_or("the GET answer has no Content-Length")?;
+        let mut put = plan(rule, Operation::PutObject)?;
+        for (name, value) in &parts.headers {
+            if KEPT_HEADERS.contains(name) || name.as_str().starts_with("x-amz-meta-") {
+                put.set_request.insert(name.clone(), value.clone());
+            }
+        }
+        let data: Body = data.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+        let written = send(client, Method::PUT, target, &put, Some((data, len))).await?;
+        if !written.status().is_success() {
+            return Err(format!("PUT answered {}", written.status()));
+        }
+        policy::verify_response(&put, written.headers()).map_err(|e| e.to_string())?;
+        return Ok(Outcome::Reencrypted(retry.key_id));
+    }
+    Err("no configured key opens it (or it is not an SSE-C object)".to_owned())
+}
+
+fn plan(rule: &SseRule, op: Operation) -> Result<SsePlan, String> {
+    policy::plan(rule, op, &HeaderMap::new(), None).map_err(|e| e.to_string())
+}
+
+/// Sends one request with `plan`'s SSE headers; `data` is a streamed body and its length.
+async fn send(
+    client: &UpstreamClient,
+    method: Method,
+    target: &Target,
+    plan: &SsePlan,
+    data: Option<(Body, u64)>,
+) -> Result<Response<Incoming>, String> {
+    let out = Outgoing {
+        method,
+        target,
+        query: Vec::new(),
+        headers: plan.set_request.clone(),
+        content_length: data.as_ref().map(|(_, len)| *len),
+    };
+    let now = SystemTime::now();
+    let signed = match data {
+        Some((body, _)) => client.sign(out, &Payload::Streamed, body, now),
+        None => client.sign(out, &Payload::Known(b""), body::empty(), now),
+    }
+    .map_err(|e| e.to_string())?;
+    client.send(signed).await.map_err(|e| e.to_string())
+}
+
+/// One ListObjectsV2 page: its keys and the continuation token, if there is more.
+async fn list_page(
+    client: &UpstreamClient,
+    bucket: &str,
+    prefix: &str,
+    token: Option<&str>,
+) -> Result<(Vec<String>, Option<String>), ReencryptError> {
+    let target = Target::Bucket(bucket.to_owned());
+    let mut query = vec![
+        ("list-type".to_owned(), "2".to_owned()),
+        ("max-keys".to_owned(), PAGE_KEYS.to_owned()),
+        ("prefix".to_owned(), prefix.to_owned()),
+    ];
+    if let Some(t) = token {
+        query.push(("continuation-token".to_owned(), t.to_owned()));
+    }
+    let out = Outgoing {
+        method: Method::GET,
+        target: &target,
+        query,
+        headers: HeaderMap::new(),
+        content_length: None,
+    };
+    let fail = |e: String| ReencryptError::List(e);
+    let signed = client
+        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = client.send(signed).await.map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let doc = read_limited(resp.into_body()).await.map_err(fail)?;
+    if !status.is_success() {
+        return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&doc))));
+    }
+    parse_listing(&doc).map_err(fail)
+}
+
+async fn read_limited(mut body: Incoming) -> Result<Bytes, String> {
+    let mut doc = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+            if doc.len() + data.len() > MAX_LISTING_BYTES {
+                return Err(format!(
+                    "a listing page is larger than {MAX_LISTING_BYTES} bytes"
+                ));
+            }
+            doc.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(doc))
+}
+
+/// The `Contents/Key` values and the `NextContinuationToken` (when `IsTruncated`).
+fn parse_listing(doc: &[u8]) -> Result<(Vec<String>, Option<String>), String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(doc);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let (mut keys, mut token, mut truncated) = (Vec::new(), None, false);
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            Event::Start(e) => {
+                path.push(e.local_name().as_ref().to_vec());
+                text.clear();
+            }
+            Event::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
+            Event::GeneralRef(r) => text.push(match &*r {
+                b"lt" => '<',
+                b"gt" => '>',
+                b"amp" => '&',
+                b"apos" => '\'',
+                b"quot" => '"',
+                other => return Err(format!("unknown entity {}", String::from_utf8_lossy(other))),
+            }),
+            Event::End(_) => {
+                let inner: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+                match inner.as_slice() {
+                    [_, b"Contents", b"Key"] => keys.push(std::mem::take(&mut text)),
+                    [_, b"NextContinuationToken"] => token = Some(std::mem::take(&mut text)),
+                    [_, b"IsTruncated"] => truncated = text == "true",
+                    _ => {}
+                }
+                path.pop();
+                text.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok((keys, token.filter(|_| truncated)))
+}
+
+#[cfg(test)]
+mod tests;

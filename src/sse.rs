@@ -1,0 +1,433 @@
+//! The server-side encryption stage of the pipeline. [`policy`] decides; this module acts on
+//! the decision: it rewrites the upstream request's SSE headers before signing, tries a
+//! bucket's old SSE-C keys when the backend refuses the current one, checks the backend's
+//! answer to a write, and removes what a backend wrote without the encryption the rule asked
+//! for ("fail closed"). The rules themselves are in `docs/policy.md`.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::body::{self, Body};
+use crate::error::{ProxyError, S3Code, S3Error};
+use crate::policy::{
+    self, ClientHeaders, Encryption, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify,
+};
+use crate::s3::route::{Operation, Routed, Target};
+use crate::upstream::{Outgoing, Payload, UpstreamClient};
+
+/// The largest backend error or CreateMultipartUpload document this stage reads into memory.
+/// S3 error documents are a few hundred bytes.
+const MAX_SMALL_BODY: usize = 64 * 1024;
+
+const X_AMZ_VERSION_ID: HeaderName = HeaderName::from_static("x-amz-version-id");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SseError {
+    /// The backend ignored the rule and the write was refused.
+    #[error("{policy} {}", if *.removed { "What it wrote has been removed." } else { "Removing what it wrote failed; the proxy log has the details." })]
+    NotApplied { policy: PolicyError, removed: bool },
+    /// AWS refused an SSE-C write because the bucket blocks SSE-C.
+    #[error("Access Denied by the storage backend: {backend}. This bucket's encryption rule is sse-c, and the backend blocks SSE-C writes to the bucket (AWS blocks SSE-C on new general purpose buckets since April 2026). Allow SSE-C on the bucket (PutBucketEncryption with BlockedEncryptionTypes NONE) or give the bucket another rule.")]
+    SseCBlocked { backend: String },
+    #[error("The storage backend's answer could not be read: {0}")]
+    Unreadable(String),
+}
+
+impl S3Error for SseError {
+    fn code(&self) -> S3Code {
+        match self {
+            SseError::NotApplied { policy, .. } => policy.code(),
+            SseError::SseCBlocked { .. } => S3Code::AccessDenied,
+            SseError::Unreadable(_) => S3Code::BadGateway,
+        }
+    }
+}
+
+/// The destination of a copy whose bucket has no rule: under `allow` every client choice
+/// stands (none is weaker than `none`), so the client's headers pass, checked for form only.
+static PASS_THROUGH: SseRule = SseRule {
+    kind: Encryption::None,
+    client_headers: ClientHeaders::Allow,
+    verify: Verify::Warn,
+};
+
+/// The stage for one request: nothing when the bucket has no rule.
+pub struct Stage<'a>(Option<Active<'a>>);
+
+struct Active<'a> {
+    rule: &'a SseRule,
+    plan: SsePlan,
+    retries: Vec<Retry>,
+    op: Operation,
+    target: &'a Target,
+    /// The upstream query (its `uploadId` names the upload to abort).
+    query: Vec<(String, String)>,
+}
+
+/// A bodiless or buffered request as it was signed, so it can be signed again with an old key.
+pub struct Replay<'a> {
+    pub out: Outgoing<'a>,
+    pub body: Bytes,
+}
+
+impl<'a> Stage<'a> {
+    /// Plans the request under its bucket's rule (and, for copies, the source bucket's) and
+    /// rewrites `out`'s SSE headers accordingly. Must run before `out` is signed.
+    pub fn prepare(
+        policies: &'a SsePolicies,
+        routed: &'a Routed,
+        copy_source_bucket: Option<&str>,
+        client_headers: &HeaderMap,
+        out: &mut Outgoing<'_>,
+    ) -> Result<Self, ProxyError> {
+        let source_rule = copy_source_bucket
+            .and_then(|b| policies.for_bucket(b))
+            .map(AsRef::as_ref);
+        let dest_rule = routed.target.bucket().and_then(|b| policies.for_bucket(b));
+        let rule: &SseRule = match (dest_rule, source_rule) {
+            (Some(rule), _) => rule,
+            // A copy out of a bucket with a rule into one without: the source still needs
+            // its key, the destination's headers pass as the client sent them.
+            (None, Some(_)) => &PASS_THROUGH,
+            (None, None) => return Ok(Stage(None)),
+        };
+        let mut plan = policy::plan(rule, routed.op, client_headers, source_rule)
+            .map_err(ProxyError::downstream)?;
+        if dest_rule.is_none() {
+            // No rule to enforce for the destination.
+            plan.expect = None;
+        }
+        apply(&plan, &mut out.headers);
+        let retries = policy::rotation_retries(&plan, routed.op, rule, source_rule);
+        Ok(Stage(Some(Active {
+            rule,
+            plan,
+            retries,
+            op: routed.op,
+            target: &routed.target,
+            query: out.query.clone(),
+        })))
+    }
+
+    /// Whether [`Stage::settle`] may need to send the request again (old SSE-C keys).
+    pub fn wants_replay(&self) -> bool {
+        self.0.as_ref().is_some_and(|a| !a.retries.is_empty())
+    }
+
+    /// Acts on the backend's answer: old keys on a refused read, the SSE-C block explained,
+    /// the write verified (and removed when it is not what the rule asked for), and response
+    /// headers that would reveal the proxy's key removed.
+    pub async fn settle(
+        self,
+        upstream: &UpstreamClient,
+        resp: Response<Body>,
+        replay: Option<Replay<'_>>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Some(a) = self.0 else { return Ok(resp) };
+        let mut resp = resp;
+        if let (true, Some(replay)) = (refuses_key(resp.status()), replay) {
+            resp = a.with_old_keys(upstream, resp, replay).await?;
+        }
+        if resp.status() == StatusCode::FORBIDDEN && a.writes_customer_key() {
+            resp = explain_sse_c_block(resp).await?;
+        }
+        if resp.status().is_success() {
+            let mut verdict = policy::verify_response(&a.plan, resp.headers());
+            if verdict.is_err() && a.op == Operation::CompleteMultipartUpload {
+                // AWS echoes the scheme on completion, Ceph RGW does not: ask the object.
+                if let Some(head) = a.head_written(upstream, resp.headers()).await {
+                    verdict = policy::verify_response(&a.plan, &head);
+                }
+            }
+            if let Err(e) = verdict {
+                match a.plan.verify {
+                    Verify::Enforce => return Err(a.refuse(upstream, resp, e).await),
+                    Verify::Warn => tracing::warn!(
+                        operation = a.op.as_str(),
+                        bucket = a.target.bucket().unwrap_or(""),
+                        key = a.target.key().unwrap_or(""),
+                        error = %e,
+                        "sse: the backend did not prove the bucket's encryption; kept (on_unverified = warn)"
+                    ),
+                }
+            }
+        }
+        for name in &a.plan.strip_response {
+            resp.headers_mut().remove(name);
+        }
+        Ok(resp)
+    }
+}
+
+/// Replaces the client's SSE headers with the plan's.
+fn apply(plan: &SsePlan, headers: &mut HeaderMap) {
+    for name in &plan.strip_request {
+        headers.remove(name);
+    }
+    for (name, value) in &plan.set_request {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+/// How backends refuse a wrong SSE-C key: AWS 403, Ceph RGW 400.
+fn refuses_key(status: StatusCode) -> bool {
+    status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN
+}
+
+impl Active<'_> {
+    /// Whether the request sends the proxy's SSE-C key for a new object or part.
+    fn writes_customer_key(&self) -> bool {
+        matches!(
+            self.op,
+            Operation::PutObject
+                | Operation::CopyObject
+                | Operation::CreateMultipartUpload
+                | Operation::UploadPart
+                | Operation::UploadPartCopy
+        ) && self.plan.set_request.contains_key(policy::SSE_C_KEY)
+    }
+
+    /// Sends the request again with each old key until the backend accepts one. If none
+    /// does, the client gets the backend's first refusal.
+    async fn with_old_keys(
+        &self,
+        upstream: &UpstreamClient,
+        refused: Response<Body>,
+        replay: Replay<'_>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let refused = buffer(refused).await?;
+        for retry in &self.retries {
+            let mut out = replay.out.clone();
+            apply(&retry.plan, &mut out.headers);
+            let signed = upstream
+                .sign(
+                    out,
+                    &Payload::Known(&replay.body),
+                    body::full(replay.body.clone()),
+                    SystemTime::now(),
+                )
+                .map_err(ProxyError::upstream)?;
+            let resp = upstream.send(signed).await.map_err(ProxyError::upstream)?;
+            if !refuses_key(resp.status()) {
+                tracing::info!(
+                    operation = self.op.as_str(),
+                    bucket = self.target.bucket().unwrap_or(""),
+                    key = self.target.key().unwrap_or(""),
+                    key_id = %retry.key_id,
+                    "sse: the object is encrypted with an old SSE-C key"
+                );
+                return Ok(resp.map(|b| {
+                    b.map_err(|e| -> body::BoxError { Box::new(e) })
+                        .boxed_unsync()
+                }));
+            }
+        }
+        Ok(refused)
+    }
+
+    /// The headers of the object a write just finished (its version, when the bucket is
+    /// versioned), or `None` if the backend does not answer a HEAD with 2xx.
+    async fn head_written(
+        &self,
+        upstream: &UpstreamClient,
+        written: &HeaderMap,
+    ) -> Option<HeaderMap> {
+        let out = Outgoing {
+            method: Method::HEAD,
+            target: self.target,
+            query: version_query(written),
+            headers: HeaderMap::new(),
+            content_length: None,
+        };
+        let signed = upstream
+            .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+            .ok()?;
+        let answer = upstream.send(signed).await.ok()?;
+        answer
+            .status()
+            .is_success()
+            .then(|| answer.into_parts().0.headers)
+    }
+
+    /// The fail-closed path: log the incident, remove what the backend wrote, refuse.
+    async fn refuse(
+        &self,
+        upstream: &UpstreamClient,
+        resp: Response<Body>,
+        policy: PolicyError,
+    ) -> ProxyError {
+        let removed = match self.remove_written(upstream, resp).await {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::error!(
+                    operation = self.op.as_str(),
+                    bucket = self.target.bucket().unwrap_or(""),
+                    key = self.target.key().unwrap_or(""),
+                    error = %why,
+                    "sse: removing the unencrypted write failed"
+                );
+                false
+            }
+        };
+        tracing::error!(
+            operation = self.op.as_str(),
+            bucket = self.target.bucket().unwrap_or(""),
+            key = self.target.key().unwrap_or(""),
+            rule = self.rule.kind.kind().as_str(),
+            client_headers = self.rule.client_headers.as_str(),
+            error = %policy,
+            removed,
+            "sse: the backend did not apply the bucket's encryption; write refused"
+        );
+        ProxyError::upstream(SseError::NotApplied { policy, removed })
+    }
+
+    /// `DeleteObject` for a finished object (its version, when the bucket is versioned);
+    /// `AbortMultipartUpload` for an upload or one of its parts.
+    async fn remove_written(
+        &self,
+        upstream: &UpstreamClient,
+        resp: Response<Body>,
+    ) -> Result<(), String> {
+        let query = match self.op {
+            Operation::PutObject | Operation::CopyObject | Operation::CompleteMultipartUpload => {
+                version_query(resp.headers())
+            }
+            Operation::UploadPart | Operation::UploadPartCopy => {
+                let id = self.query.iter().find(|(k, _)| k == "uploadId");
+                let Some(id) = id.cloned() else {
+                    return Err("the request names no uploadId".to_owned());
+                };
+                vec![id]
+            }
+            Operation::CreateMultipartUpload => {
+                let doc = read_small(resp.into_body()).await?;
+                let Some(id) = element_text(&doc, "UploadId") else {
+                    return Err("the answer names no UploadId".to_owned());
+                };
+                vec![("uploadId".to_owned(), id)]
+            }
+            other => return Err(format!("{} writes nothing to remove", other.as_str())),
+        };
+        let out = Outgoing {
+            method: Method::DELETE,
+            target: self.target,
+            query,
+            headers: HeaderMap::new(),
+            content_length: None,
+        };
+        let signed = upstream
+            .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+            .map_err(|e| e.to_string())?;
+        let answer = upstream.send(signed).await.map_err(|e| e.to_string())?;
+        let status = answer.status();
+        // Read to the end so the connection returns to the pool.
+        let _ = answer.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the backend answered {status}"))
+        }
+    }
+}
+
+/// `versionId=...` for the version a write created, when the backend names one.
+fn version_query(written: &HeaderMap) -> Vec<(String, String)> {
+    written
+        .get(X_AMZ_VERSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v != "null")
+        .map(|v| vec![("versionId".to_owned(), v.to_owned())])
+        .unwrap_or_default()
+}
+
+/// Turns AWS's refusal of an SSE-C write into an error that says why and what to do. Other
+/// 403 answers pass unchanged.
+async fn explain_sse_c_block(resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    let (parts, body) = resp.into_parts();
+    let doc = read_small(body)
+        .await
+        .map_err(|e| ProxyError::upstream(SseError::Unreadable(e)))?;
+    if let Some(backend) = sse_c_block_message(&doc) {
+        return Err(ProxyError::downstream(SseError::SseCBlocked { backend }));
+    }
+    Ok(Response::from_parts(parts, body::full(doc)))
+}
+
+/// The backend's message when an error document is AWS's SSE-C block: `AccessDenied` whose
+/// message names SSE-C, customer-provided keys or the blocked encryption types.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/blocking-unblocking-s3-c-encryption-gpb.html>
+fn sse_c_block_message(doc: &[u8]) -> Option<String> {
+    if element_text(doc, "Code").as_deref() != Some("AccessDenied") {
+        return None;
+    }
+    let message = element_text(doc, "Message").unwrap_or_default();
+    let lower = message.to_ascii_lowercase();
+    let names_sse_c = [
+        "sse-c",
+        "customer-provided",
+        "customer provided",
+        "blockedencryptiontypes",
+        "encryption type",
+    ]
+    .iter()
+    .any(|k| lower.contains(k));
+    names_sse_c.then_some(message)
+}
+
+/// The response with its (small) body read into memory, so it can be sent later.
+async fn buffer(resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    let (parts, body) = resp.into_parts();
+    let doc = read_small(body)
+        .await
+        .map_err(|e| ProxyError::upstream(SseError::Unreadable(e)))?;
+    Ok(Response::from_parts(parts, body::full(doc)))
+}
+
+async fn read_small(mut body: Body) -> Result<Bytes, String> {
+    let mut doc = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if doc.len() + data.len() > MAX_SMALL_BODY {
+                return Err(format!("more than {MAX_SMALL_BODY} bytes"));
+            }
+            doc.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(doc))
+}
+
+/// The text of the first element named `name` (S3 documents have no namespaces that matter
+/// here and no repeated names among the ones read).
+fn element_text(doc: &[u8], name: &str) -> Option<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(doc);
+    let mut inside = false;
+    let mut text = String::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) if e.local_name().as_ref() == name.as_bytes() => inside = true,
+            Event::Text(t) if inside => text.push_str(&t.decode().ok()?),
+            Event::GeneralRef(r) if inside => text.push(match &*r {
+                b"lt" => '<',
+                b"gt" => '>',
+                b"amp" => '&',
+                b"apos" => '\'',
+                b"quot" => '"',
+                _ => return None,
+            }),
+            Event::End(e) if inside && e.local_name().as_ref() == name.as_bytes() => {
+                return Some(text)
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
