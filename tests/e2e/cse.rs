@@ -1132,3 +1132,77 @@ async fn key_rotation() {
         .unwrap_err();
     assert_eq!(err.code(), Some("InternalError"), "{err:?}");
 }
+
+/// `encryption` and an `sse-s3` rule on one bucket: the proxy encrypts, then the backend does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sse_s3() {
+    use s3seal::policy::{RawSseRule, SsePolicies};
+    let raw: RawSseRule = toml::from_str("rule = \"sse-s3\"").unwrap();
+    let sse = SsePolicies::new([(
+        "cse-*".to_owned(),
+        raw.validate(|_| Err("no keys".to_owned())).unwrap(),
+    )])
+    .unwrap();
+    let moto = backends::shared_moto();
+    let upstream = support::UpstreamInfo {
+        endpoint: moto.endpoint.clone(),
+        access_key: moto.access_key.clone(),
+        secret_key: moto.secret_key.clone(),
+        region: moto.region.clone(),
+        checksum_trailers: true,
+        ca_bundle: None,
+    };
+    let h = Harness::start_full(
+        upstream,
+        s3seal::cors::BucketRules::none(),
+        sse,
+        rules(),
+        |_| {},
+    )
+    .await;
+    let s3 = h.sdk();
+    let b = support::bucket("cse-sse");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let data = payload(150_000, 21);
+    s3.put_object()
+        .bucket(&b)
+        .key("both")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_object().bucket(&b).key("both").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("both")
+        .range("bytes=65000-70000")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == &data[65_000..70_001]);
+    let head = h
+        .direct()
+        .head_object()
+        .bucket(&b)
+        .key("both")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption()
+            .map(aws_sdk_s3::types::ServerSideEncryption::as_str),
+        Some("AES256")
+    );
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("s3seal-v"))
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        head.content_length(),
+        i64::try_from(ciphertext_len(150_000).unwrap()).ok()
+    );
+}
