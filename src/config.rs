@@ -6,11 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use ipnet::IpNet;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
+use crate::crypto::format::{Kek, KeyId, KEY_LEN};
+use crate::cse::{self, EncryptionRules};
 use crate::logging::LogFormat;
 use crate::policy::{KeySource, RawSseRule, SsePolicies};
 
@@ -189,6 +194,39 @@ pub struct RawBucket {
     /// The server-side encryption rule (see docs/policy.md); its place in the text names the
     /// line in errors.
     pub sse: Option<toml::Spanned<RawSseRule>>,
+    /// Client-side encryption of object bodies (see docs/config.md and docs/format.md).
+    pub encryption: Option<RawEncryption>,
+}
+
+/// `encryption = { mode = "client-side", key_id = "...", key = <secret>, ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    pub mode: EncryptionMode,
+    /// The name of the key that wraps the data keys of new objects; stored with each object.
+    pub key_id: String,
+    /// The 256-bit key-encryption key, base64 (a secret, see above).
+    pub key: Secret,
+    /// Keys that objects may still be wrapped with: readable, never used for writes.
+    #[serde(default)]
+    pub old_keys: Vec<RawOldKey>,
+    /// What happens to objects without s3seal metadata (written before encryption was on).
+    #[serde(default)]
+    pub unencrypted_objects: cse::Unencrypted,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncryptionMode {
+    /// The proxy encrypts bodies itself (docs/format.md); the backend only stores ciphertext.
+    ClientSide,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOldKey {
+    pub key_id: String,
+    pub key: Secret,
 }
 
 /// Where a secret comes from: `"inline"`, `{ env = "NAME" }` or `{ file = "path" }`.
@@ -227,6 +265,7 @@ pub struct Config {
     pub clients: ClientKeys,
     pub buckets: BucketRules,
     pub sse: SsePolicies,
+    pub encryption: EncryptionRules,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +356,7 @@ impl RawConfig {
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
         let mut raw_buckets = self.buckets;
         let sse = validate_sse(&mut raw_buckets, base, env)?;
+        let encryption = validate_encryption(&mut raw_buckets, base, env)?;
         let buckets = validate_buckets(raw_buckets)?;
         Ok(Config {
             server,
@@ -324,6 +364,7 @@ impl RawConfig {
             clients,
             buckets,
             sse,
+            encryption,
         })
     }
 }
@@ -531,6 +572,71 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
         sets.push((b.pattern, rules));
     }
     BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+/// The `encryption` rules of the `[[bucket]]` tables, in order; a table without one exempts
+/// its buckets from later patterns. Key-encryption keys are read here and held zeroized.
+fn validate_encryption(
+    raw: &mut [RawBucket],
+    base: &Path,
+    env: &dyn Env,
+) -> Result<EncryptionRules, ConfigError> {
+    let mut rules = Vec::new();
+    for (i, b) in raw.iter_mut().enumerate() {
+        globset::Glob::new(&b.pattern)
+            .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
+        let rule = b
+            .encryption
+            .take()
+            .map(|e| e.validate(&format!("bucket[{i}].encryption"), base, env))
+            .transpose()?;
+        rules.push((b.pattern.clone(), rule));
+    }
+    EncryptionRules::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+impl RawEncryption {
+    fn validate(self, key: &str, base: &Path, env: &dyn Env) -> Result<cse::Rule, ConfigError> {
+        let EncryptionMode::ClientSide = self.mode;
+        let active = kek(&self.key_id, &self.key, &format!("{key}.key"), base, env)?;
+        let mut old = Vec::new();
+        for (i, k) in self.old_keys.iter().enumerate() {
+            let at = format!("{key}.old_keys[{i}]");
+            old.push(kek(&k.key_id, &k.key, &format!("{at}.key"), base, env)?);
+        }
+        let keyring = cse::Keyring::new(active, old).map_err(|e| invalid(key, e))?;
+        Ok(cse::Rule::new(keyring, self.unencrypted_objects))
+    }
+}
+
+/// A key-encryption key from its id and its secret (32 bytes, base64).
+fn kek(
+    id: &str,
+    secret: &Secret,
+    key: &str,
+    base: &Path,
+    env: &dyn Env,
+) -> Result<Kek, ConfigError> {
+    let id = KeyId::new(id).map_err(|e| invalid(format!("{key}_id"), e.to_string()))?;
+    if id.as_str().starts_with("kms:") {
+        return Err(invalid(
+            format!("{key}_id"),
+            "local key ids must not start with 'kms:' (reserved for KMS keys)",
+        ));
+    }
+    let text = Zeroizing::new(secret.resolve(key, base, env)?);
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(text.trim())
+            .map_err(|_| invalid(key, "is not base64"))?,
+    );
+    let raw: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
+        bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid(key, format!("must decode to {KEY_LEN} bytes")))?,
+    );
+    Ok(Kek::new(id, &raw))
 }
 
 /// The `sse` rules of the `[[bucket]]` tables, in order. SSE-C keys are read here, from the

@@ -10,9 +10,12 @@
 mod decrypt;
 mod encrypt;
 pub mod format;
+pub mod offline;
+mod segments;
 
 pub use decrypt::DecryptBody;
 pub use encrypt::EncryptBody;
+pub use segments::{DecryptSegments, Segment};
 
 use crate::body::BoxError;
 

@@ -30,11 +30,17 @@ pub enum S3Code {
     InvalidArgument,
     InvalidBucketName,
     InvalidDigest,
+    /// The object cannot serve the request as it is stored (403).
+    InvalidObjectState,
+    InvalidPart,
+    /// A `Range` that starts at or beyond the end of the object (416).
+    InvalidRange,
     InvalidRequest,
     InvalidURI,
     KeyTooLongError,
     MalformedXML,
     MaxMessageLengthExceeded,
+    MetadataTooLarge,
     MethodNotAllowed,
     MissingContentLength,
     MissingSecurityHeader,
@@ -69,11 +75,15 @@ impl S3Code {
             S3Code::InvalidArgument => "InvalidArgument",
             S3Code::InvalidBucketName => "InvalidBucketName",
             S3Code::InvalidDigest => "InvalidDigest",
+            S3Code::InvalidObjectState => "InvalidObjectState",
+            S3Code::InvalidPart => "InvalidPart",
+            S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
             S3Code::InvalidURI => "InvalidURI",
             S3Code::KeyTooLongError => "KeyTooLongError",
             S3Code::MalformedXML => "MalformedXML",
             S3Code::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            S3Code::MetadataTooLarge => "MetadataTooLarge",
             S3Code::MethodNotAllowed => "MethodNotAllowed",
             S3Code::MissingContentLength => "MissingContentLength",
             S3Code::MissingSecurityHeader => "MissingSecurityHeader",
@@ -111,11 +121,15 @@ impl S3Code {
             | S3Code::InvalidArgument
             | S3Code::InvalidBucketName
             | S3Code::InvalidDigest
+            | S3Code::InvalidObjectState
+            | S3Code::InvalidPart
+            | S3Code::InvalidRange
             | S3Code::InvalidRequest
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError
             | S3Code::MalformedXML
             | S3Code::MaxMessageLengthExceeded
+            | S3Code::MetadataTooLarge
             | S3Code::MethodNotAllowed
             | S3Code::MissingContentLength
             | S3Code::MissingSecurityHeader
@@ -134,6 +148,7 @@ impl S3Code {
         match self {
             S3Code::AccessDenied
             | S3Code::AccessForbidden
+            | S3Code::InvalidObjectState
             | S3Code::InvalidAccessKeyId
             | S3Code::RequestTimeTooSkewed
             | S3Code::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
@@ -147,16 +162,19 @@ impl S3Code {
             | S3Code::InvalidArgument
             | S3Code::InvalidBucketName
             | S3Code::InvalidDigest
+            | S3Code::InvalidPart
             | S3Code::InvalidRequest
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError
             | S3Code::MalformedXML
             | S3Code::MaxMessageLengthExceeded
+            | S3Code::MetadataTooLarge
             | S3Code::MissingSecurityHeader
             | S3Code::RequestTimeout
             | S3Code::XAmzContentSHA256Mismatch
             | S3Code::TlsRequired => StatusCode::BAD_REQUEST,
             S3Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            S3Code::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             S3Code::NoSuchCORSConfiguration => StatusCode::NOT_FOUND,
             S3Code::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,

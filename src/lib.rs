@@ -12,7 +12,8 @@
 //! 7. the response streams back; every error is rendered once, by [`error::ProxyError`].
 //!
 //! [`crypto`] holds the client-side encryption format of `docs/format.md` and its streaming
-//! bodies; it is tested on its own and not yet part of the pipeline.
+//! bodies; [`cse`] applies them in the pipeline to buckets with `encryption` (between
+//! steps 4 and 6: request bodies are encrypted, answers decrypted and their sizes rewritten).
 //!
 //! [`policy`] decides the server-side encryption headers of each request and checks the
 //! backend's answer (`docs/policy.md`); it is pure. [`sse`] is its stage in the pipeline: it
@@ -35,6 +36,7 @@ pub mod certs;
 pub mod config;
 pub mod cors;
 pub mod crypto;
+pub mod cse;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;

@@ -69,6 +69,24 @@ enum Command {
         #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
     },
+    /// Decrypt an object downloaded directly from the backend, without a proxy (docs/format.md).
+    Decrypt {
+        /// The stored object (ciphertext), as downloaded from the backend.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the plaintext.
+        #[arg(long)]
+        out: PathBuf,
+        /// The object's metadata: `aws s3api head-object` JSON, or `name: value` header lines.
+        #[arg(long)]
+        metadata: PathBuf,
+        /// A key-encryption key as ID=FILE, FILE holding its 32 bytes in base64. Repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// For a multipart object: its seal, `.s3seal/seal/<salt>` from the same bucket.
+        #[arg(long)]
+        seal: Option<PathBuf>,
+    },
     /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
     /// current key (see docs/policy.md, "Key rotation").
     Reencrypt {
@@ -133,6 +151,13 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Certs { out, force }) => certs(&out, force),
+        Some(Command::Decrypt {
+            input,
+            out,
+            metadata,
+            keys,
+            seal,
+        }) => decrypt(&input, &out, &metadata, &keys, seal.as_deref()),
         Some(Command::Reencrypt {
             config,
             bucket,
@@ -173,6 +198,73 @@ fn certs(out: &Path, force: bool) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn decrypt(
+    input: &Path,
+    out: &Path,
+    metadata: &Path,
+    keys: &[String],
+    seal: Option<&Path>,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use s3seal::crypto::format::{Kek, KeyId};
+    use s3seal::crypto::offline;
+
+    let mut wrapping_keys = Vec::new();
+    for spec in keys {
+        let (id, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--key {spec}: expected ID=FILE"))?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
+        );
+        let raw = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .with_context(|| format!("{file}: not base64"))?,
+        );
+        let key: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{file}: a key is 32 bytes"))?;
+        wrapping_keys.push(Kek::new(KeyId::new(id)?, &key));
+    }
+    let meta = std::fs::read_to_string(metadata)
+        .with_context(|| format!("reading {}", metadata.display()))?;
+    let meta = offline::parse_metadata(&meta)?;
+    let seal = seal
+        .map(std::fs::read)
+        .transpose()
+        .context("reading the seal")?;
+    let file =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let stored = file.metadata()?.len();
+    let partial = out.with_extension("s3seal-partial");
+    let sink = std::io::BufWriter::new(
+        std::fs::File::create(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?,
+    );
+    let result = offline::decrypt_object(
+        &meta,
+        &wrapping_keys,
+        seal.as_deref(),
+        stored,
+        std::io::BufReader::new(file),
+        sink,
+    );
+    match result {
+        Ok(len) => {
+            // Only a fully authenticated plaintext gets the requested name.
+            std::fs::rename(&partial, out)?;
+            println!("{}: {len} bytes", out.display());
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e).context("decrypting")
+        }
+    }
 }
 
 fn reencrypt(

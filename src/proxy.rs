@@ -31,6 +31,7 @@ use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
+use crate::cse::{self, EncryptionRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::forwarded::{self, ViaTrustedProxy};
 use crate::logging::{AccessLogged, AccessRecord};
@@ -54,6 +55,7 @@ pub struct State {
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
     pub sse: SsePolicies,
+    pub encryption: EncryptionRules,
     pub metrics: Arc<Metrics>,
 }
 
@@ -211,6 +213,7 @@ async fn pipeline(
         &parts.headers,
         &mut out,
     )?;
+    let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
     let mut replay = None;
     let signed = match routed.body {
         BodyKind::Data => {
@@ -219,6 +222,7 @@ async fn pipeline(
             }
             let trailer = trailer_checksum(&parts.headers);
             let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            let (body, trailer) = transform.seal_body(&mut out, body, trailer)?;
             upstream.sign_stream(out, body, trailer, SystemTime::now())
         }
         BodyKind::Xml | BodyKind::Json => {
@@ -226,6 +230,7 @@ async fn pipeline(
             if routed.body == BodyKind::Xml {
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
             }
+            transform.document(upstream, &out, &doc).await?;
             out.content_length = Some(doc.len() as u64);
             if sse.wants_replay() {
                 replay = Some(sse::Replay {
@@ -245,7 +250,8 @@ async fn pipeline(
     .map_err(ProxyError::upstream)?;
 
     let resp = send_verified(upstream, signed, &failure).await?;
-    let mut resp = sse.settle(upstream, resp, replay).await?;
+    let resp = sse.settle(upstream, resp, replay).await?;
+    let mut resp = transform.reply(upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
     Ok(resp)
 }

@@ -75,6 +75,7 @@ fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> 
         upstreams,
         buckets: config.buckets,
         sse: config.sse,
+        encryption: config.encryption,
         metrics: metrics.clone(),
     });
     Ok(Live {

@@ -27,8 +27,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::setup::Keys;
 
-/// The bucket every workload uses.
+/// The bucket of the direct and plain-proxy workloads.
 pub const BUCKET: &str = "bench";
+/// The bucket with client-side encryption (the proxy's config has an `encryption` rule for it).
+pub const CSE_BUCKET: &str = "bench-cse";
 
 /// Size of the chunks a generated body is sent in.
 const CHUNK: usize = 64 * 1024;
@@ -89,6 +91,7 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Generated>
 /// One endpoint under test, with its own connection pool.
 pub struct Endpoint {
     pub name: &'static str,
+    bucket: &'static str,
     base: String,
     authority: String,
     identity: Identity,
@@ -98,6 +101,17 @@ pub struct Endpoint {
 impl Endpoint {
     /// `base` is `http://HOST:PORT` or `https://HOST:PORT`; HTTPS trusts only `ca` (PEM).
     pub fn new(name: &'static str, base: &str, keys: &Keys, ca: &[u8]) -> anyhow::Result<Self> {
+        Endpoint::for_bucket(name, base, keys, ca, BUCKET)
+    }
+
+    /// An endpoint whose workloads use `bucket`.
+    pub fn for_bucket(
+        name: &'static str,
+        base: &str,
+        keys: &Keys,
+        ca: &[u8],
+        bucket: &'static str,
+    ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut &ca[..]) {
             roots.add(cert.context("reading the CA certificate")?)?;
@@ -122,6 +136,7 @@ impl Endpoint {
         let authority = base.split_once("://").map_or(base, |(_, a)| a).to_owned();
         Ok(Endpoint {
             name,
+            bucket,
             base: base.to_owned(),
             authority,
             identity: Credentials::new(
@@ -212,20 +227,20 @@ impl Endpoint {
     }
 
     pub async fn create_bucket(&self) -> anyhow::Result<()> {
-        self.call(Method::PUT, &format!("/{BUCKET}"), Some(0))
+        self.call(Method::PUT, &format!("/{}", self.bucket), Some(0))
             .await?;
         Ok(())
     }
 
     pub async fn put(&self, key: &str, len: u64) -> anyhow::Result<()> {
-        self.call(Method::PUT, &format!("/{BUCKET}/{key}"), Some(len))
+        self.call(Method::PUT, &format!("/{}/{key}", self.bucket), Some(len))
             .await?;
         Ok(())
     }
 
     pub async fn get(&self, key: &str, len: u64) -> anyhow::Result<()> {
         let got = self
-            .call(Method::GET, &format!("/{BUCKET}/{key}"), None)
+            .call(Method::GET, &format!("/{}/{key}", self.bucket), None)
             .await?;
         if got != len {
             bail!("{} GET {key}: {got} bytes, expected {len}", self.name);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use load::{Endpoint, Op, Round, Workload};
+use load::{Endpoint, Op, Round, Workload, CSE_BUCKET};
 use setup::{Memory, Proxy, Usage};
 
 const KIB: u64 = 1024;
@@ -89,10 +89,12 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(&Plan::from_env()))
 }
 
-/// The two endpoints and the proxy process behind one of them.
+/// The endpoints and the proxy process behind two of them.
 struct Bench {
     direct: Arc<Endpoint>,
     proxied: Arc<Endpoint>,
+    /// Through the proxy, to a bucket with client-side encryption.
+    encrypted: Arc<Endpoint>,
     proxy: Proxy,
 }
 
@@ -118,12 +120,26 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
             &proxy.keys,
             &ca,
         )?),
+        encrypted: Arc::new(Endpoint::for_bucket(
+            "proxy+cse",
+            &format!("https://{}", proxy.addr),
+            &proxy.keys,
+            &ca,
+            CSE_BUCKET,
+        )?),
         proxy,
     };
 
     bench.direct.create_bucket().await?;
     for size in [4 * KIB, MIB, 256 * MIB] {
         bench.direct.put(&Workload::source_key(size), size).await?;
+    }
+    bench.encrypted.create_bucket().await?;
+    for size in [MIB, 256 * MIB] {
+        bench
+            .encrypted
+            .put(&Workload::source_key(size), size)
+            .await?;
     }
     let idle = bench.proxy.memory()?;
     let can_reset = bench.proxy.reset_peak();
@@ -135,6 +151,7 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
         binary: &binary,
         data: data.path(),
         results: &measured.results,
+        encrypted: &measured.encrypted,
         latency: &measured.latency,
         idle,
         peaks: &measured.peaks,
@@ -157,6 +174,8 @@ struct Cost {
 /// Every workload's results, and the proxy's memory after each object size.
 struct Measured {
     results: Vec<Compared>,
+    /// Plain proxy (as "direct") against the proxy with client-side encryption.
+    encrypted: Vec<Compared>,
     latency: Compared,
     peaks: Vec<(&'static str, Memory)>,
 }
@@ -219,8 +238,24 @@ impl Bench {
         results.push(self.compare(&big_plan, "PUT 256 MiB", big(Op::Put)).await?);
         results.push(self.compare(&big_plan, "GET 256 MiB", big(Op::Get)).await?);
         peaks.push(("256 MiB", self.proxy.memory()?));
+        self.proxy.reset_peak();
+
+        // Client-side encryption: the plain proxy against the proxy encrypting, same run.
+        let (passthrough, cse) = (&self.proxied, &self.encrypted);
+        let encrypted = vec![
+            self.compare_on(plan, "PUT 1 MiB", medium(Op::Put, 200), passthrough, cse)
+                .await?,
+            self.compare_on(plan, "GET 1 MiB", medium(Op::Get, 400), passthrough, cse)
+                .await?,
+            self.compare_on(&big_plan, "PUT 256 MiB", big(Op::Put), passthrough, cse)
+                .await?,
+            self.compare_on(&big_plan, "GET 256 MiB", big(Op::Get), passthrough, cse)
+                .await?,
+        ];
+        peaks.push(("CSE 1 MiB + 256 MiB", self.proxy.memory()?));
         Ok(Measured {
             results,
+            encrypted,
             latency,
             peaks,
         })
@@ -229,13 +264,26 @@ impl Bench {
     /// Runs `w` on both endpoints in alternating rounds (direct first in even rounds, the
     /// proxy first in odd ones) after one unrecorded warm-up round each.
     async fn compare(&self, plan: &Plan, label: &str, w: Workload) -> anyhow::Result<Compared> {
+        self.compare_on(plan, label, w, &self.direct, &self.proxied)
+            .await
+    }
+
+    /// [`Bench::compare`] with `base` in the direct role and `other` in the proxy's.
+    async fn compare_on(
+        &self,
+        plan: &Plan,
+        label: &str,
+        w: Workload,
+        base: &Arc<Endpoint>,
+        other: &Arc<Endpoint>,
+    ) -> anyhow::Result<Compared> {
         if w.size < 256 * MIB {
             let warm = Workload {
                 requests: (w.requests / 4).max(w.concurrency),
                 ..w
             };
-            load::round(&self.direct, warm).await?;
-            load::round(&self.proxied, warm).await?;
+            load::round(base, warm).await?;
+            load::round(other, warm).await?;
         }
         let mut out = Compared {
             label: label.to_owned(),
@@ -248,11 +296,7 @@ impl Bench {
         for r in 0..plan.rounds {
             let direct_first = r % 2 == 0;
             for via_proxy in [!direct_first, direct_first] {
-                let ep = if via_proxy {
-                    &self.proxied
-                } else {
-                    &self.direct
-                };
+                let ep = if via_proxy { other } else { base };
                 let (own, theirs) = (own_cpu()?, self.proxy.usage()?);
                 let round = load::round(ep, w).await?;
                 let (own, theirs) = (own_cpu()?.saturating_sub(own), self.proxy.usage()? - theirs);
@@ -267,9 +311,11 @@ impl Bench {
             }
         }
         eprintln!(
-            "  {label:<12} c={:<2} direct {:>9.1} MiB/s  proxy {:>9.1} MiB/s",
+            "  {label:<12} c={:<2} {} {:>9.1} MiB/s  {} {:>9.1} MiB/s",
             w.concurrency,
+            base.name,
             median(out.direct.iter().map(mib_per_s)),
+            other.name,
             median(out.proxy.iter().map(mib_per_s)),
         );
         Ok(out)
@@ -328,6 +374,7 @@ struct Report<'a> {
     binary: &'a std::path::Path,
     data: &'a std::path::Path,
     results: &'a [Compared],
+    encrypted: &'a [Compared],
     latency: &'a Compared,
     idle: Memory,
     peaks: &'a [(&'static str, Memory)],
@@ -355,7 +402,34 @@ fn print_report(r: &Report<'_>) {
     print_throughput(r.results);
     print_cost(r.results.iter().chain([r.latency]));
     print_latency(r.latency);
+    print_encrypted(r.encrypted);
     print_memory(r);
+}
+
+/// Client-side encryption against the plain proxy: throughput and the proxy's CPU per MiB.
+#[allow(clippy::cast_precision_loss)]
+fn print_encrypted(results: &[Compared]) {
+    println!("\n### Client-side encryption: the proxy encrypting vs. passing through (same run, median of rounds)\n");
+    println!("| workload | concurrency | requests/round | plain proxy MiB/s | CSE proxy MiB/s | CSE/plain | paired ratios min–max | plain proxy CPU ms/MiB | CSE proxy CPU ms/MiB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for c in results {
+        let plain = median(c.direct.iter().map(mib_per_s));
+        let cse = median(c.proxy.iter().map(mib_per_s));
+        let (lo, hi) = paired_range(c, mib_per_s);
+        let mib =
+            |rounds: &[Round]| rounds.iter().map(|x| x.bytes).sum::<u64>() as f64 / MIB as f64;
+        let per_mib =
+            |cost: &Cost, rounds: &[Round]| cost.proxy.cpu.as_secs_f64() * 1e3 / mib(rounds);
+        println!(
+            "| {} | {} | {} | {plain:.1} | {cse:.1} | **{:.2}** | {lo:.2}–{hi:.2} | {:.2} | {:.2} |",
+            c.label,
+            c.workload.concurrency,
+            c.workload.requests,
+            cse / plain,
+            per_mib(&c.direct_cost, &c.direct),
+            per_mib(&c.proxy_cost, &c.proxy),
+        );
+    }
 }
 
 fn print_throughput(results: &[Compared]) {

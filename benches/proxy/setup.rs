@@ -93,7 +93,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Writes a config in `dir`, starts `s3seal serve` in front of the store, and waits until
+    /// Writes a config in `dir` (with client-side encryption for `CSE_BUCKET`), starts
+    /// `s3seal serve` in front of the store, and waits until
     /// its port accepts connections.
     pub fn start(
         binary: &Path,
@@ -123,13 +124,19 @@ impl Proxy {
              [[client]]\n\
              access_key_id = \"{ak}\"\n\
              secret_access_key = \"{sk}\"\n\
-             upstream = \"store\"\n",
+             upstream = \"store\"\n\
+             \n\
+             [[bucket]]\n\
+             pattern = \"{cse_bucket}\"\n\
+             encryption = {{ mode = \"client-side\", key_id = \"bench\", key = \"{kek}\" }}\n",
             cert = certs.join("server.pem").display().to_string(),
             key = certs.join("server-key.pem").display().to_string(),
             store_ak = store_keys.access_key_id,
             store_sk = store_keys.secret_access_key,
             ak = keys.access_key_id,
             sk = keys.secret_access_key,
+            cse_bucket = crate::load::CSE_BUCKET,
+            kek = random_kek(),
         );
         let config_path = dir.join("s3seal.toml");
         File::create(&config_path)
@@ -307,4 +314,12 @@ pub fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
     format!("{cpus} CPUs ({model}), {mem_gib} GiB RAM, Linux {kernel}")
+}
+
+/// A fresh key-encryption key for the bench's encrypted bucket, in base64.
+fn random_kek() -> String {
+    use base64::Engine as _;
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).expect("the system random generator");
+    base64::engine::general_purpose::STANDARD.encode(key)
 }

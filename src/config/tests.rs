@@ -1,5 +1,7 @@
 use super::*;
 
+use base64::engine::general_purpose::STANDARD;
+
 const GOOD: &str = r#"
 [server]
 listen = "127.0.0.1:8443"
@@ -196,6 +198,64 @@ max_age_seconds = 600
     // No [[bucket]] at all: CORS off everywhere.
     let c = Config::from_toml(GOOD, Path::new("."), &env()).unwrap();
     assert!(c.buckets.for_bucket("web-a").is_none());
+}
+
+#[test]
+fn bucket_encryption_keys() {
+    let k1 = STANDARD.encode([1u8; 32]);
+    let k2 = STANDARD.encode([2u8; 32]);
+    let with =
+        |table: &str| format!("{GOOD}\n[[bucket]]\npattern = \"vault-*\"\nencryption = {table}\n");
+    let mut env = env();
+    env.insert("KEK2".into(), k2.clone());
+    let text = with(&format!(
+        r#"{{ mode = "client-side", key_id = "2026", key = {{ env = "KEK2" }}, old_keys = [{{ key_id = "2025", key = "{k1}" }}], unencrypted_objects = "refuse" }}"#
+    ));
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env).unwrap();
+    assert!(c.encryption.for_bucket("vault-a").is_some());
+    assert!(c.encryption.for_bucket("logs").is_none());
+    assert!(!format!("{c:?}").contains(&k2), "a key in Debug output");
+
+    let refused = |table: String, needle: &str| {
+        let err = Config::from_toml(&with(&table), Path::new("/etc/s3seal"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{table}: {err}");
+    };
+    refused(
+        r#"{ mode = "client-side", key_id = "a", key = "c2hvcnQ=" }"#.into(),
+        "32 bytes",
+    );
+    refused(
+        r#"{ mode = "client-side", key_id = "a", key = "not base64!" }"#.into(),
+        "base64",
+    );
+    refused(
+        format!(
+            r#"{{ mode = "client-side", key_id = "a", key = "{k1}", old_keys = [{{ key_id = "a", key = "{k2}" }}] }}"#
+        ),
+        "used twice",
+    );
+    refused(
+        format!(r#"{{ mode = "client-side", key_id = "kms:x", key = "{k1}" }}"#),
+        "kms:",
+    );
+    refused(
+        format!(r#"{{ mode = "client-side", key_id = "bad id", key = "{k1}" }}"#),
+        "key_id",
+    );
+    refused(
+        format!(r#"{{ mode = "server-side", key_id = "a", key = "{k1}" }}"#),
+        "unknown variant",
+    );
+    refused(
+        format!(r#"{{ mode = "client-side", key_id = "a", key = "{k1}", colour = 1 }}"#),
+        "unknown field",
+    );
+    refused(
+        r#"{ mode = "client-side", key_id = "a", key = { env = "NOPE" } }"#.into(),
+        "NOPE",
+    );
 }
 
 const KEY_A: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";

@@ -69,6 +69,11 @@ impl<B> DecryptBody<B> {
             pending: Bytes::new(),
         }
     }
+
+    /// The wrapped body, once this one has ended: everything it yielded was consumed.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
 }
 
 impl<B> Body for DecryptBody<B>

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{self, HKDF_SHA256};
+use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::{BufMut as _, Bytes, BytesMut};
@@ -55,6 +56,16 @@ pub const LOCAL_WRAPPED_DEK_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 const LABEL_COMMITMENT: &[u8] = b"s3seal/v1/commitment";
 const LABEL_PART: &[u8] = b"s3seal/v1/part";
 const LABEL_WRAP: &[u8] = b"s3seal/v1/wrap";
+const LABEL_SEAL: &[u8] = b"s3seal/v1/seal";
+/// The first bytes of a multipart seal (§7).
+const SEAL_MAGIC: &[u8] = b"s3seal-seal-1";
+/// Bytes per part in a seal: part number and plaintext length.
+const SEAL_ENTRY_LEN: usize = 4 + 8;
+/// HMAC-SHA256 at the end of a seal.
+const SEAL_TAG_LEN: usize = 32;
+/// Longest seal: every part number used.
+pub const MAX_SEAL_LEN: usize =
+    SEAL_MAGIC.len() + 4 + MAX_PART_NUMBER as usize * SEAL_ENTRY_LEN + SEAL_TAG_LEN;
 
 /// Metadata header names (§6). FROZEN: changing these breaks every stored object.
 pub const META_PREFIX: &str = "x-amz-meta-s3seal-";
@@ -80,6 +91,8 @@ pub enum FormatError {
     CommitmentMismatch,
     #[error("a plaintext of {0} bytes exceeds the segment limit of {MAX_SEGMENT_LEN} bytes")]
     TooLarge(u64),
+    #[error("the multipart seal is not authentic: tampered, or written for another object")]
+    SealMismatch,
 }
 
 // === Lengths and ranges (§4) ===
@@ -249,6 +262,10 @@ impl PartNumber {
             .contains(&number)
             .then_some(PartNumber(number))
     }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
 }
 
 /// The keys of one object: `PRK = HKDF-Extract(salt, DEK)`.
@@ -272,6 +289,20 @@ impl ObjectKey {
             .and_then(|okm| okm.fill(&mut out))
             .expect("32 bytes is within HKDF-SHA256's output limit");
         Commitment(out)
+    }
+
+    pub fn salt(&self) -> Salt {
+        self.salt
+    }
+
+    /// `HKDF-Expand(PRK, "s3seal/v1/seal", 32)`, as an HMAC-SHA256 key.
+    fn seal_key(&self) -> hmac::Key {
+        let mut key = Zeroizing::new([0; KEY_LEN]);
+        self.prk
+            .expand(&[LABEL_SEAL], HkdfLen(KEY_LEN))
+            .and_then(|okm| okm.fill(&mut key[..]))
+            .expect("32 bytes is within HKDF-SHA256's output limit");
+        hmac::Key::new(hmac::HMAC_SHA256, &key[..])
     }
 
     /// `HKDF-Expand(PRK, "s3seal/v1/part" || u32be(n), 32)`.
@@ -300,6 +331,92 @@ struct HkdfLen(usize);
 impl hkdf::KeyType for HkdfLen {
     fn len(&self) -> usize {
         self.0
+    }
+}
+
+// === Multipart seal (§7) ===
+
+/// Which parts make up a multipart object, in order, with their plaintext lengths. Written by
+/// the proxy at CompleteMultipartUpload, authenticated with the object's seal key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    parts: Vec<(PartNumber, u64)>,
+}
+
+impl Seal {
+    /// Part numbers must be strictly increasing, as S3 requires of a completion.
+    pub fn new(parts: Vec<(PartNumber, u64)>) -> Result<Self, FormatError> {
+        let increasing = parts.windows(2).all(|w| w[0].0 .0 < w[1].0 .0);
+        if parts.is_empty() || !increasing {
+            return Err(FormatError::InvalidField(
+                "seal parts are empty or not increasing".into(),
+            ));
+        }
+        if parts.iter().any(|(_, len)| *len > MAX_SEGMENT_LEN) {
+            return Err(FormatError::InvalidField("seal part length".into()));
+        }
+        Ok(Seal { parts })
+    }
+
+    pub fn parts(&self) -> &[(PartNumber, u64)] {
+        &self.parts
+    }
+
+    pub fn plaintext_len(&self) -> u64 {
+        self.parts.iter().map(|(_, len)| len).sum()
+    }
+
+    /// The stored size of the object: its segments, concatenated.
+    pub fn ciphertext_len(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|(_, len)| ciphertext_len(*len).expect("checked by Seal::new"))
+            .sum()
+    }
+
+    /// `body || HMAC-SHA256(seal_key, body)`, with
+    /// `body = "s3seal-seal-1" || u32be(k) || k × (u32be(part_number) || u64be(plaintext_len))`.
+    pub fn encode(&self, key: &ObjectKey) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            SEAL_MAGIC.len() + 4 + self.parts.len() * SEAL_ENTRY_LEN + SEAL_TAG_LEN,
+        );
+        out.extend_from_slice(SEAL_MAGIC);
+        let count = u32::try_from(self.parts.len()).expect("at most 10000 parts");
+        out.extend_from_slice(&count.to_be_bytes());
+        for (part, len) in &self.parts {
+            out.extend_from_slice(&part.0.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        let tag = hmac::sign(&key.seal_key(), &out);
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Verifies the tag before reading anything else.
+    pub fn decode(bytes: &[u8], key: &ObjectKey) -> Result<Self, FormatError> {
+        let invalid = || FormatError::InvalidField("seal".into());
+        if bytes.len() < SEAL_MAGIC.len() + 4 + SEAL_TAG_LEN || bytes.len() > MAX_SEAL_LEN {
+            return Err(invalid());
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - SEAL_TAG_LEN);
+        hmac::verify(&key.seal_key(), body, tag).map_err(|_| FormatError::SealMismatch)?;
+        let rest = body.strip_prefix(SEAL_MAGIC).ok_or_else(invalid)?;
+        let (count, entries) = rest.split_at(4);
+        let count = u32::from_be_bytes(count.try_into().expect("4 bytes")) as usize;
+        if entries.len() != count * SEAL_ENTRY_LEN {
+            return Err(invalid());
+        }
+        let parts = entries
+            .chunks_exact(SEAL_ENTRY_LEN)
+            .map(|e| {
+                let number = u32::from_be_bytes(e[..4].try_into().expect("4 bytes"));
+                let len = u64::from_be_bytes(e[4..].try_into().expect("8 bytes"));
+                PartNumber::multipart(number)
+                    .map(|n| (n, len))
+                    .ok_or_else(invalid)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Seal::new(parts)
     }
 }
 

@@ -806,3 +806,78 @@ fn known_answer() {
     );
     assert_eq!(spec::open_chunk(&part_key, 0, false, &chunk), None);
 }
+
+// === Multipart seal (§7) and segments ===
+
+#[test]
+fn seals_verify_only_under_their_object_key() {
+    use super::format::Seal;
+    let dek = DataKey::generate();
+    let key = ObjectKey::derive(&dek, Salt::generate());
+    let p = |n| PartNumber::multipart(n).unwrap();
+    let seal = Seal::new(vec![(p(1), 5 << 20), (p(3), 7)]).unwrap();
+    let bytes = seal.encode(&key);
+    assert_eq!(Seal::decode(&bytes, &key).unwrap(), seal);
+    assert_eq!(seal.plaintext_len(), (5 << 20) + 7);
+    assert_eq!(
+        seal.ciphertext_len(),
+        ciphertext_len(5 << 20).unwrap() + ciphertext_len(7).unwrap()
+    );
+    let other = ObjectKey::derive(&dek, Salt::generate());
+    assert_eq!(Seal::decode(&bytes, &other), Err(FormatError::SealMismatch));
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 1;
+        assert!(Seal::decode(&bad, &key).is_err(), "flip at {i}");
+    }
+    assert!(Seal::decode(&bytes[..bytes.len() - 1], &key).is_err());
+    assert!(Seal::new(vec![(p(2), 1), (p(2), 1)]).is_err());
+    assert!(Seal::new(vec![(p(3), 1), (p(2), 1)]).is_err());
+    assert!(Seal::new(vec![]).is_err());
+}
+
+/// Several segments (parts) under their own keys, fetched as one span in arbitrary frames.
+#[test]
+fn segments_decrypt_across_parts_and_refuse_swaps() {
+    use super::{DecryptSegments, Segment};
+    let key = new_object();
+    let lens = [C + 10, 0, 2 * C, 5];
+    let number = |i: usize| PartNumber::multipart(u32::try_from(i + 1).unwrap()).unwrap();
+    let mut plain = Vec::new();
+    let mut stored = Vec::new();
+    for (i, len) in lens.iter().enumerate() {
+        let data = pattern(*len, u8::try_from(i).unwrap());
+        stored.extend(encrypt(&key, number(i), &data));
+        plain.extend(data);
+    }
+    let segments = |order: &[usize]| -> Vec<Segment> {
+        order
+            .iter()
+            .map(|&i| Segment {
+                key: key.part_key(number(i)),
+                range: CipherRange::whole(lens[i] as u64).unwrap(),
+            })
+            .collect()
+    };
+    let cuts = [1, 1000, 65_559, 65_600, 131_000];
+    let body = DecryptSegments::new(split(&stored, &cuts, true), segments(&[0, 1, 2, 3]));
+    let (out, error) = drain(body);
+    assert!(error.is_none(), "{error:?}");
+    assert!(out == plain);
+    // The parts' keys in another order: refused, and nothing of the swapped parts released.
+    let body = DecryptSegments::new(split(&stored, &cuts, false), segments(&[0, 1, 3, 2]));
+    let (out, error) = drain(body);
+    assert!(matches!(
+        error,
+        Some(StreamError::ChunkAuthentication { .. })
+    ));
+    assert!(plain.starts_with(&out) && out.len() <= lens[0]);
+    // Bytes after the last part: refused.
+    let mut longer = stored.clone();
+    longer.push(0);
+    let body = DecryptSegments::new(split(&longer, &cuts, false), segments(&[0, 1, 2, 3]));
+    assert!(matches!(
+        drain(body).1,
+        Some(StreamError::TrailingData { .. })
+    ));
+}

@@ -74,6 +74,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         clients: ClientKeys::new([client]),
         buckets: s3seal::cors::BucketRules::none(),
         sse: s3seal::policy::SsePolicies::default(),
+        encryption: s3seal::cse::EncryptionRules::none(),
     })
 }
 

@@ -13,6 +13,7 @@ pub const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-secu
 pub const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
 pub const X_AMZ_ID_2: HeaderName = HeaderName::from_static("x-amz-id-2");
 pub const X_AMZ_COPY_SOURCE: HeaderName = HeaderName::from_static("x-amz-copy-source");
+pub const X_AMZ_COPY_SOURCE_RANGE: HeaderName = HeaderName::from_static("x-amz-copy-source-range");
 pub const X_AMZ_SDK_CHECKSUM_ALGORITHM: HeaderName =
     HeaderName::from_static("x-amz-sdk-checksum-algorithm");
 pub const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");

@@ -11,6 +11,7 @@ mod backends_smoke;
 mod admin;
 mod clients;
 mod cors;
+mod cse;
 mod demo;
 mod deploy;
 mod endpoint;

@@ -13,6 +13,7 @@ use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
 use s3seal::cors::BucketRules;
+use s3seal::cse::EncryptionRules;
 use s3seal::policy::SsePolicies;
 use s3seal::server::Running;
 
@@ -146,6 +147,53 @@ impl Harness {
         sse: SsePolicies,
         tweak: impl FnOnce(&mut Server),
     ) -> Harness {
+        Harness::start_full(upstream, buckets, sse, EncryptionRules::none(), tweak).await
+    }
+
+    /// [`Harness::s3s`] with client-side encryption rules.
+    pub async fn s3s_rules(encryption: EncryptionRules) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
+        let upstream = UpstreamInfo {
+            endpoint: format!("http://{}", store.addr),
+            access_key: store.access_key_id,
+            secret_key: store.secret_access_key,
+            region: REGION.into(),
+            checksum_trailers: true,
+            ca_bundle: None,
+        };
+        let mut h = Harness::start_with_rules(upstream, encryption).await;
+        h.store_dir = Some(dir);
+        h
+    }
+
+    /// [`Harness::with_backend`] with client-side encryption rules.
+    pub async fn with_backend_rules(b: &backends::Backend, encryption: EncryptionRules) -> Harness {
+        let upstream = UpstreamInfo {
+            endpoint: b.endpoint.clone(),
+            access_key: b.access_key.clone(),
+            secret_key: b.secret_key.clone(),
+            region: b.region.clone(),
+            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
+            ca_bundle: None,
+        };
+        Harness::start_with_rules(upstream, encryption).await
+    }
+
+    /// The proxy with client-side encryption rules (`encryption = { ... }`).
+    pub async fn start_with_rules(upstream: UpstreamInfo, encryption: EncryptionRules) -> Harness {
+        let (cors, sse) = (BucketRules::none(), SsePolicies::default());
+        Harness::start_full(upstream, cors, sse, encryption, |_| {}).await
+    }
+
+    /// The proxy with every kind of per-bucket rule.
+    pub async fn start_full(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        sse: SsePolicies,
+        encryption: EncryptionRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
         s3seal::tls::install_crypto_provider();
         let up = Upstream {
             name: "test".into(),
@@ -194,6 +242,7 @@ impl Harness {
             clients,
             buckets,
             sse,
+            encryption,
         };
         let mut config = config;
         tweak(&mut config.server);

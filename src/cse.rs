@@ -1,0 +1,811 @@
+//! Client-side encryption in the pipeline: the stage that applies `docs/format.md` to the
+//! requests and answers of buckets whose `[[bucket]]` table has `encryption`.
+//!
+//! [`plan`] looks at a routed request before it is signed: it refuses what cannot be served
+//! over ciphertext, writes the object metadata of a `PutObject` or `CreateMultipartUpload`,
+//! takes an upload's keys from its upload id (`multipart`), and turns a plaintext `Range` into
+//! the covering ciphertext chunks (with a HEAD first, for the object's size and, for a multipart
+//! object, its seal; `read`). The [`Transform`] it returns then encrypts the request body
+//! ([`Transform::seal_body`]), writes a completion's seal ([`Transform::document`]) and rewrites
+//! the answer ([`Transform::reply`]): plaintext sizes, ranges and bodies, listing sizes, marked
+//! `ETag`s, no ciphertext checksums. What each operation does is documented in
+//! `docs/config.md` ("Client-side encryption").
+//!
+//! The stage's own upstream requests (HEADs, seals, `ListParts`) are signed like the client's
+//! but are not counted in the metrics.
+
+mod listing;
+mod multipart;
+mod read;
+
+pub use read::RangeSpec;
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt;
+use md5::{Digest, Md5};
+use pin_project_lite::pin_project;
+use serde::Deserialize;
+
+use crate::body::{self, Body, BoxError};
+use crate::crypto::format::{
+    plaintext_len, DataKey, FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata, PartKey,
+    PartNumber, Salt, META_PREFIX,
+};
+use crate::crypto::EncryptBody;
+use crate::error::{ProxyError, S3Code, S3Error};
+use crate::s3::headers;
+use crate::s3::route::{Operation, Routed, Target};
+use crate::upstream::{Outgoing, Payload, UpstreamClient};
+
+/// S3's limit on user metadata: names (without `x-amz-meta-`) plus values.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html>
+pub const MAX_USER_METADATA_BYTES: usize = 2 * 1024;
+
+/// The largest listing the proxy buffers to rewrite its sizes. A page holds at most 1000 keys of
+/// at most 1024 bytes, plus owners and `ETag`s: about 1.5 MB.
+pub const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
+
+const USER_META_PREFIX: &str = "x-amz-meta-";
+const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
+const CHECKSUM_PREFIX: &str = "x-amz-checksum-";
+/// Appended to the backend's `ETag` of an encrypted object (`docs/config.md`, "ETags"): that
+/// `ETag` is the ciphertext's MD5, and a client that reads a 32-hex-digit `ETag` as the MD5 of
+/// the content (rclone) would refuse the plaintext.
+const ETAG_SUFFIX: &str = "-s3seal";
+/// Request headers that carry `ETag`s the client got from the proxy.
+const ETAG_CONDITIONS: [&str; 4] = [
+    "if-match",
+    "if-none-match",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-none-match",
+];
+
+// === Config ===
+
+/// What happens to an object without s3seal metadata in an encrypted bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unencrypted {
+    /// Served as stored: a bucket can be migrated gradually (`docs/format.md` §6).
+    #[default]
+    PassThrough,
+    /// Refused with `InvalidObjectState`: once migration is complete, a stripped object cannot
+    /// pass as plaintext (`docs/format.md` §8).
+    Refuse,
+}
+
+/// The key-encryption keys of a bucket: one active for writes, older ones still readable.
+#[derive(Debug)]
+pub struct Keyring {
+    active: Kek,
+    old: Vec<Kek>,
+}
+
+impl Keyring {
+    /// Refuses two keys with one id: an object names its key by id only.
+    pub fn new(active: Kek, old: Vec<Kek>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        for kek in std::iter::once(&active).chain(&old) {
+            if !seen.insert(kek.id().as_str()) {
+                return Err(format!("key id '{}' is used twice", kek.id().as_str()));
+            }
+        }
+        Ok(Keyring { active, old })
+    }
+
+    pub fn active(&self) -> &Kek {
+        &self.active
+    }
+
+    pub fn get(&self, id: &KeyId) -> Option<&Kek> {
+        self.all().find(|k| k.id() == id)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Kek> {
+        std::iter::once(&self.active).chain(&self.old)
+    }
+}
+
+/// A bucket's client-side encryption rule.
+#[derive(Debug)]
+pub struct Rule {
+    keyring: Keyring,
+    unencrypted: Unencrypted,
+}
+
+impl Rule {
+    pub fn new(keyring: Keyring, unencrypted: Unencrypted) -> Self {
+        Rule {
+            keyring,
+            unencrypted,
+        }
+    }
+
+    /// Unwraps the object's data key and checks its commitment (`docs/format.md` §5).
+    fn open(&self, meta: &ObjectMetadata) -> Result<ObjectKey, CseError> {
+        let kek = self
+            .keyring
+            .get(&meta.key_id)
+            .ok_or_else(|| CseError::UnknownKey(meta.key_id.as_str().to_owned()))?;
+        let dek = kek.unwrap(&meta.wrapped_dek)?;
+        Ok(meta.open(&dek)?)
+    }
+}
+
+/// Bucket glob → encryption rule. The first `[[bucket]]` whose pattern matches decides, as for
+/// CORS; a table without `encryption` exempts its buckets from later patterns.
+#[derive(Debug, Default)]
+pub struct EncryptionRules(Vec<(globset::GlobMatcher, Option<Arc<Rule>>)>);
+
+impl EncryptionRules {
+    pub fn none() -> Self {
+        EncryptionRules(Vec::new())
+    }
+
+    pub fn new(
+        sets: impl IntoIterator<Item = (String, Option<Rule>)>,
+    ) -> Result<Self, globset::Error> {
+        let mut out = Vec::new();
+        for (pattern, rule) in sets {
+            let pattern = globset::GlobBuilder::new(&pattern)
+                .literal_separator(false)
+                .build()?
+                .compile_matcher();
+            out.push((pattern, rule.map(Arc::new)));
+        }
+        Ok(EncryptionRules(out))
+    }
+
+    pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<Rule>> {
+        self.0
+            .iter()
+            .find(|(p, _)| p.is_match(bucket))
+            .and_then(|(_, r)| r.as_ref())
+    }
+}
+
+// === Errors ===
+
+#[derive(Debug, thiserror::Error)]
+pub enum CseError {
+    #[error("{0} is not supported on a bucket with client-side encryption.")]
+    Unsupported(&'static str),
+    #[error("Metadata names starting with 's3seal-' are reserved for the proxy.")]
+    ReservedMetadata,
+    #[error("Keys starting with '.s3seal/' are reserved for the proxy in this bucket.")]
+    ReservedKey,
+    #[error("The upload id does not carry the keys of an upload started through this proxy.")]
+    UploadId,
+    #[error("The multipart object's parts cannot be sealed: {0}")]
+    Parts(String),
+    #[error("Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_METADATA_BYTES} bytes, including the proxy's {0} bytes).")]
+    MetadataTooLarge(usize),
+    #[error("The requested range is not satisfiable (the object has {0} bytes).")]
+    InvalidRange(u64),
+    #[error("The object has no client-side encryption metadata, and this bucket refuses unencrypted objects.")]
+    Unencrypted,
+    #[error("A copy between a bucket with client-side encryption and one without would need re-encryption, which is not supported.")]
+    CopyAcrossRules,
+    #[error("The copy source is wrapped with key '{0}', which the destination bucket's keyring does not hold.")]
+    CopyKey(String),
+    #[error("The x-amz-copy-source header is not of the form bucket/key.")]
+    BadCopySource,
+    #[error("Your object is too large to encrypt: {0}")]
+    TooLarge(#[source] FormatError),
+    #[error(
+        "The stored object is wrapped with key '{0}', which this bucket's keyring does not hold."
+    )]
+    UnknownKey(String),
+    #[error("The stored object cannot be decrypted: {0}")]
+    Stored(#[from] FormatError),
+    /// The backend's answers do not fit together (sizes, seal, HEAD against GET).
+    #[error("The stored object cannot be served: {0}")]
+    Inconsistent(String),
+    #[error("The upstream's answer could not be read: {0}")]
+    Answer(String),
+}
+
+impl S3Error for CseError {
+    fn code(&self) -> S3Code {
+        match self {
+            CseError::Unsupported(_) | CseError::CopyAcrossRules => S3Code::NotImplemented,
+            CseError::ReservedMetadata | CseError::BadCopySource | CseError::UploadId => {
+                S3Code::InvalidArgument
+            }
+            CseError::ReservedKey => S3Code::AccessDenied,
+            CseError::Parts(_) => S3Code::InvalidPart,
+            CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
+            CseError::InvalidRange(_) => S3Code::InvalidRange,
+            CseError::Unencrypted => S3Code::InvalidObjectState,
+            CseError::CopyKey(_) => S3Code::InvalidRequest,
+            CseError::TooLarge(_) => S3Code::EntityTooLarge,
+            CseError::UnknownKey(_)
+            | CseError::Stored(_)
+            | CseError::Inconsistent(_)
+            | CseError::Answer(_) => S3Code::InternalError,
+        }
+    }
+}
+
+/// Errors about what the backend stores are the upstream's side; the client's own mistakes are
+/// downstream.
+impl From<CseError> for ProxyError {
+    fn from(e: CseError) -> Self {
+        match e {
+            CseError::UnknownKey(_)
+            | CseError::Stored(_)
+            | CseError::Inconsistent(_)
+            | CseError::Answer(_) => ProxyError::upstream(e),
+            CseError::Unsupported(_)
+            | CseError::ReservedMetadata
+            | CseError::ReservedKey
+            | CseError::UploadId
+            | CseError::Parts(_)
+            | CseError::MetadataTooLarge(_)
+            | CseError::InvalidRange(_)
+            | CseError::Unencrypted
+            | CseError::CopyAcrossRules
+            | CseError::CopyKey(_)
+            | CseError::BadCopySource
+            | CseError::TooLarge(_) => ProxyError::downstream(e),
+        }
+    }
+}
+
+// === Plan ===
+
+/// What the stage does to one request's body and answer.
+pub enum Transform {
+    /// Not an encrypted bucket, or an operation the stage leaves alone.
+    Pass,
+    /// `PutObject` or `UploadPart`: the body is encrypted under `key`. For a `PutObject`, `md5`
+    /// collects the plaintext's MD5 for the answer's `ETag`.
+    Seal {
+        key: Option<PartKey>,
+        md5: Option<Arc<OnceLock<[u8; 16]>>>,
+    },
+    /// `GetObject` or `HeadObject`: plaintext sizes, and a decrypted body.
+    Open(read::Open),
+    /// A listing: plaintext sizes, the proxy's seals hidden.
+    List,
+    /// `ListParts`: plaintext part sizes, and the upload id as the client knows it.
+    ListParts { token: String },
+    /// `CreateMultipartUpload`: the answer's upload id carries the upload's keys.
+    Created { token: String },
+    /// `CompleteMultipartUpload`: the seal is written once the client's part list is known.
+    Complete(multipart::Complete),
+    /// `CopyObject` into an encrypted bucket, and `AbortMultipartUpload`: the answer's
+    /// checksums are hidden.
+    Copy,
+}
+
+/// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
+/// object's size and keys), the seal of a multipart object, or a copy source's keys.
+pub async fn plan(
+    rules: &EncryptionRules,
+    routed: &Routed,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    let rule = routed.target.bucket().and_then(|b| rules.for_bucket(b));
+    let copy = matches!(routed.op, Operation::CopyObject | Operation::UploadPartCopy);
+    if rule.is_some() || copy {
+        backend_etags(&mut out.headers);
+    }
+    let Some(rule) = rule else {
+        // A copy out of an encrypted bucket matters even when the destination has no rule.
+        return if copy {
+            plan_copy(rules, None, upstream, out).await
+        } else {
+            Ok(Transform::Pass)
+        };
+    };
+    if routed
+        .target
+        .key()
+        .is_some_and(|k| k.starts_with(multipart::SEAL_PREFIX))
+    {
+        return Err(CseError::ReservedKey.into());
+    }
+    match routed.op {
+        Operation::PutObject => Ok(plan_put(rule, out)?),
+        Operation::GetObject => read::plan_get(rule, upstream, out).await,
+        Operation::HeadObject => read::plan_head(rule, out),
+        Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
+            Ok(Transform::List)
+        }
+        Operation::CreateMultipartUpload => Ok(multipart::plan_create(rule, out)?),
+        Operation::UploadPart => Ok(multipart::plan_part(rule, out)?),
+        Operation::CompleteMultipartUpload => Ok(multipart::plan_complete(rule, out)?),
+        Operation::ListParts => Ok(multipart::plan_list_parts(rule, out)?),
+        Operation::AbortMultipartUpload => {
+            multipart::plan_abort(out);
+            Ok(Transform::Copy)
+        }
+        // A form upload's body is a multipart/form-data document the proxy does not rewrite:
+        // forwarding it would store plaintext.
+        Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
+        Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
+        Operation::GetObjectAttributes => Err(CseError::Unsupported("GetObjectAttributes").into()),
+        Operation::CopyObject | Operation::UploadPartCopy => {
+            plan_copy(rules, Some(rule), upstream, out).await
+        }
+        Operation::ListBuckets
+        | Operation::CreateBucket
+        | Operation::DeleteBucket
+        | Operation::HeadBucket
+        | Operation::ListMultipartUploads
+        | Operation::DeleteObjects
+        | Operation::DeleteObject
+        | Operation::RestoreObject
+        | Operation::Other => Ok(Transform::Pass),
+    }
+}
+
+fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
+    let (key, _) = write_metadata(rule, Layout::Single, out)?;
+    Ok(Transform::Seal {
+        key: Some(key.part_key(PartNumber::SINGLE)),
+        md5: Some(Arc::new(OnceLock::new())),
+    })
+}
+
+/// Creates the keys of a new object and puts their record into the request's metadata. The
+/// client's checksums describe the plaintext: `VerifiedBody` checks them, and the backend must
+/// not check them against the ciphertext (nor store them).
+fn write_metadata(
+    rule: &Rule,
+    layout: Layout,
+    out: &mut Outgoing<'_>,
+) -> Result<(ObjectKey, ObjectMetadata), CseError> {
+    check_client_metadata(&out.headers)?;
+    strip_checksums(&mut out.headers);
+    out.headers.remove(headers::CONTENT_MD5);
+    let dek = DataKey::generate();
+    let key = ObjectKey::derive(&dek, Salt::generate());
+    let kek = rule.keyring.active();
+    let meta = ObjectMetadata::new(layout, kek.id().clone(), kek.wrap(&dek), &key);
+    let total = user_metadata_len(&out.headers) + meta.encoded_len();
+    if total > MAX_USER_METADATA_BYTES {
+        return Err(CseError::MetadataTooLarge(meta.encoded_len()));
+    }
+    meta.write_headers(&mut out.headers);
+    Ok((key, meta))
+}
+
+async fn plan_copy(
+    rules: &EncryptionRules,
+    dest: Option<&Arc<Rule>>,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    let (src_bucket, src_key, version) = out
+        .headers
+        .get(headers::X_AMZ_COPY_SOURCE)
+        .and_then(parse_copy_source)
+        .ok_or(CseError::BadCopySource)?;
+    let src = rules.for_bucket(&src_bucket);
+    let dest = match (src, dest) {
+        (None, None) => return Ok(Transform::Pass),
+        (Some(_), Some(dest)) => dest,
+        (None, Some(_)) | (Some(_), None) => return Err(CseError::CopyAcrossRules.into()),
+    };
+    if out.headers.contains_key(headers::X_AMZ_COPY_SOURCE_RANGE)
+        || out.query.iter().any(|(k, _)| k == "uploadId")
+    {
+        return Err(CseError::Unsupported("UploadPartCopy").into());
+    }
+    if src_key.starts_with(multipart::SEAL_PREFIX)
+        || out
+            .target
+            .key()
+            .is_some_and(|k| k.starts_with(multipart::SEAL_PREFIX))
+    {
+        return Err(CseError::ReservedKey.into());
+    }
+    check_client_metadata(&out.headers)?;
+    let source = Target::Object {
+        bucket: src_bucket.clone(),
+        key: src_key,
+    };
+    let query = version
+        .map(|v| vec![("versionId".to_owned(), v)])
+        .unwrap_or_default();
+    let head = head(upstream, &source, query, HeaderMap::new()).await?;
+    if head.status() != StatusCode::OK {
+        // The copy itself answers with the backend's error.
+        return Ok(Transform::Copy);
+    }
+    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+        if dest.unencrypted == Unencrypted::Refuse {
+            return Err(CseError::Unencrypted.into());
+        }
+        return Ok(Transform::Copy);
+    };
+    if dest.keyring.get(&meta.key_id).is_none() {
+        return Err(CseError::CopyKey(meta.key_id.as_str().to_owned()).into());
+    }
+    let replace = out
+        .headers
+        .get(METADATA_DIRECTIVE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
+    if replace {
+        // The client's new metadata replaces the stored record; the ciphertext still needs it.
+        if user_metadata_len(&out.headers) + meta.encoded_len() > MAX_USER_METADATA_BYTES {
+            return Err(CseError::MetadataTooLarge(meta.encoded_len()).into());
+        }
+        meta.write_headers(&mut out.headers);
+    }
+    let dest_bucket = out.target.bucket().unwrap_or_default();
+    if meta.layout == Layout::Multipart && dest_bucket != src_bucket {
+        // The copy needs its parts' seal in its own bucket.
+        multipart::copy_seal(upstream, &src_bucket, dest_bucket, &meta.salt).await?;
+    }
+    Ok(Transform::Copy)
+}
+
+fn refuse_part_number(out: &Outgoing<'_>) -> Result<(), CseError> {
+    if out.query.iter().any(|(k, _)| k == "partNumber") {
+        return Err(CseError::Unsupported("partNumber"));
+    }
+    Ok(())
+}
+
+/// Only `versionId` selects what a GET reads; `response-*` overrides mean nothing to a HEAD.
+fn version_query(query: &[(String, String)]) -> Vec<(String, String)> {
+    query
+        .iter()
+        .filter(|(k, _)| k == "versionId")
+        .cloned()
+        .collect()
+}
+
+async fn head(
+    upstream: &UpstreamClient,
+    target: &Target,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response<()>, ProxyError> {
+    let out = Outgoing {
+        method: Method::HEAD,
+        target,
+        query,
+        headers,
+        content_length: None,
+    };
+    let req = upstream
+        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+        .map_err(ProxyError::upstream)?;
+    let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
+    Ok(resp.map(|_| ()))
+}
+
+/// A small request of the proxy's own (seals, part lists), answered with a bounded body.
+async fn call(
+    upstream: &UpstreamClient,
+    out: Outgoing<'_>,
+    body: Bytes,
+    limit: usize,
+) -> Result<(StatusCode, Bytes), ProxyError> {
+    let mut out = out;
+    out.content_length =
+        (!body.is_empty() || out.method == Method::PUT).then_some(body.len() as u64);
+    let req = upstream
+        .sign(
+            out,
+            &Payload::Known(&body),
+            body::full(body.clone()),
+            SystemTime::now(),
+        )
+        .map_err(ProxyError::upstream)?;
+    let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync();
+    Ok((status, collect_bounded(body, limit).await?))
+}
+
+/// `[/]bucket/key[?versionId=v]`, percent-decoded.
+fn parse_copy_source(v: &HeaderValue) -> Option<(String, String, Option<String>)> {
+    let s = v.to_str().ok()?;
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let (path, query) = match s.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (s, None),
+    };
+    let (bucket, key) = path.split_once('/')?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(std::borrow::Cow::into_owned)
+    };
+    let version = query
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("versionId=")))
+        .and_then(decode);
+    let (bucket, key) = (decode(bucket)?, decode(key)?);
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key, version))
+}
+
+fn check_client_metadata(h: &HeaderMap) -> Result<(), CseError> {
+    if h.keys().any(|n| n.as_str().starts_with(META_PREFIX)) {
+        return Err(CseError::ReservedMetadata);
+    }
+    Ok(())
+}
+
+/// User metadata as S3 counts it: names without `x-amz-meta-`, plus values.
+fn user_metadata_len(h: &HeaderMap) -> usize {
+    h.iter()
+        .filter_map(|(n, v)| {
+            n.as_str()
+                .strip_prefix(USER_META_PREFIX)
+                .map(|n| n.len() + v.len())
+        })
+        .sum()
+}
+
+fn strip_checksums(h: &mut HeaderMap) {
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().starts_with(CHECKSUM_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+/// An encrypted object's `ETag` as the client sees it; `raw` may be quoted, also as `&quot;`.
+fn client_etag(raw: &str) -> String {
+    for quote in ["\"", "&quot;"] {
+        if let Some(inner) = raw.strip_suffix(quote) {
+            if !inner.is_empty() {
+                return format!("{inner}{ETAG_SUFFIX}{quote}");
+            }
+        }
+    }
+    format!("{raw}{ETAG_SUFFIX}")
+}
+
+/// Conditions on `ETag`s the proxy showed go to the backend with the backend's `ETag`s.
+fn backend_etags(h: &mut HeaderMap) {
+    for name in ETAG_CONDITIONS {
+        let values: Vec<HeaderValue> = h
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|v| v.contains(ETAG_SUFFIX))
+            .filter_map(|v| {
+                let tags: Vec<String> = v
+                    .split(',')
+                    .map(|t| {
+                        let t = t.trim();
+                        let quoted = t.strip_suffix('"').unwrap_or(t);
+                        match quoted.strip_suffix(ETAG_SUFFIX) {
+                            Some(inner) if quoted.len() < t.len() => format!("{inner}\""),
+                            Some(inner) => inner.to_owned(),
+                            None => t.to_owned(),
+                        }
+                    })
+                    .collect();
+                HeaderValue::try_from(tags.join(", ")).ok()
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        h.remove(name);
+        for v in values {
+            h.append(name, v);
+        }
+    }
+}
+
+/// The proxy's record is no business of the client's (`docs/format.md` §6), and ciphertext
+/// checksums must never reach it (a GET with `x-amz-checksum-mode` would check them against
+/// the plaintext).
+fn strip_stored_headers(h: &mut HeaderMap) {
+    strip_checksums(h);
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().starts_with(META_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Result<u64, CseError> {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| CseError::Inconsistent("the upstream sent no Content-Length".into()))
+}
+
+fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
+    plaintext_len(stored)
+        .ok_or_else(|| CseError::Inconsistent(format!("{stored} bytes is no ciphertext length")))
+}
+
+// === Bodies and answers ===
+
+impl Transform {
+    /// The body to send upstream, and whether the client's trailing checksum goes with it
+    /// (never over ciphertext: it describes the plaintext).
+    pub fn seal_body<T>(
+        &mut self,
+        out: &mut Outgoing<'_>,
+        body: Body,
+        trailer: Option<T>,
+    ) -> Result<(Body, Option<T>), ProxyError> {
+        let Transform::Seal { key, md5 } = self else {
+            return Ok((body, trailer));
+        };
+        let key = key
+            .take()
+            .ok_or_else(|| ProxyError::Internal("the request body was sealed twice".to_owned()))?;
+        let declared = out.content_length.ok_or_else(|| {
+            ProxyError::Internal("a data body without a declared length".to_owned())
+        })?;
+        let body = match md5 {
+            Some(md5) => Md5Tap {
+                inner: body,
+                md5: Some(Md5::new()),
+                out: Arc::clone(md5),
+            }
+            .boxed_unsync(),
+            None => body,
+        };
+        let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
+        out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
+        let body = sealed
+            .map_err(|e| -> BoxError { Box::new(e) })
+            .boxed_unsync();
+        Ok((body, None))
+    }
+
+    /// Sees a buffered request document before it is sent: a completion's part list.
+    pub async fn document(
+        &self,
+        upstream: &UpstreamClient,
+        out: &Outgoing<'_>,
+        doc: &[u8],
+    ) -> Result<(), ProxyError> {
+        match self {
+            Transform::Complete(complete) => complete.write_seal(upstream, out, doc).await,
+            Transform::Pass
+            | Transform::Seal { .. }
+            | Transform::Open(_)
+            | Transform::List
+            | Transform::ListParts { .. }
+            | Transform::Created { .. }
+            | Transform::Copy => Ok(()),
+        }
+    }
+
+    /// Rewrites the upstream's answer for the client.
+    pub async fn reply(
+        self,
+        upstream: &UpstreamClient,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
+        match self {
+            Transform::Pass => Ok(resp),
+            Transform::Seal { md5, .. } => {
+                let (mut parts, body) = resp.into_parts();
+                if parts.status.is_success() {
+                    strip_checksums(&mut parts.headers);
+                    // The stored ETag is the ciphertext's MD5; an uploader that checks the ETag
+                    // (rclone) compares it with the MD5 of what it sent.
+                    if let Some(digest) = md5.as_ref().and_then(|m| m.get()) {
+                        let etag = format!("\"{}\"", hex(digest));
+                        parts.headers.insert(
+                            header::ETAG,
+                            HeaderValue::try_from(etag).expect("hex digits and quotes"),
+                        );
+                    }
+                }
+                Ok(Response::from_parts(parts, body))
+            }
+            Transform::Open(open) => open.reply(upstream, resp).await,
+            Transform::List => Ok(listing::rewrite(resp, listing::Kind::Objects).await?),
+            Transform::ListParts { token } => {
+                Ok(listing::rewrite(resp, listing::Kind::Parts { token: &token }).await?)
+            }
+            Transform::Created { token } => {
+                Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
+            }
+            Transform::Complete(_) | Transform::Copy => {
+                let (mut parts, body) = resp.into_parts();
+                strip_checksums(&mut parts.headers);
+                let resp = Response::from_parts(parts, body);
+                Ok(listing::rewrite(resp, listing::Kind::Result).await?)
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+pin_project! {
+    /// Passes a body through and records the MD5 of its data once it has ended without error.
+    struct Md5Tap<B> {
+        #[pin]
+        inner: B,
+        md5: Option<Md5>,
+        out: Arc<OnceLock<[u8; 16]>>,
+    }
+}
+
+impl<B> http_body::Body for Md5Tap<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(md5)) = (f.data_ref(), this.md5.as_mut()) {
+                    md5.update(data);
+                }
+            }
+            Some(Err(_)) => *this.md5 = None,
+            None => {
+                if let Some(md5) = this.md5.take() {
+                    let _ = this.out.set(md5.finalize().into());
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Collects a bounded upstream body (listings).
+async fn collect_bounded(mut body: Body, limit: usize) -> Result<Bytes, CseError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CseError::Answer(e.to_string()))?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(CseError::Answer(format!("longer than {limit} bytes")));
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests;

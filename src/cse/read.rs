@@ -1,0 +1,348 @@
+//! `GetObject` and `HeadObject` on encrypted buckets: plaintext sizes and ranges, decrypted
+//! bodies (`docs/format.md` §4), across the parts of multipart objects (§7).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::body::{Body, BoxError};
+use crate::crypto::format::{
+    ciphertext_len, ciphertext_range_for, CipherRange, Layout, ObjectKey, ObjectMetadata,
+    PartNumber,
+};
+use crate::crypto::{DecryptSegments, Segment};
+use crate::error::ProxyError;
+use crate::upstream::{Outgoing, UpstreamClient};
+
+use super::{
+    client_etag, content_length, head, multipart, object_plaintext_len, refuse_part_number,
+    strip_stored_headers, version_query, CseError, Rule, Transform, Unencrypted,
+};
+
+/// How to answer a read of an encrypted bucket.
+pub struct Open {
+    rule: Arc<Rule>,
+    bucket: String,
+    /// A HEAD: sizes only, no body to decrypt.
+    head: bool,
+    /// A ranged GET, planned from a HEAD.
+    range: Option<Planned>,
+}
+
+/// A plaintext range of an encrypted object, and the ciphertext chunks that hold it.
+struct Planned {
+    plain: Range<u64>,
+    total: u64,
+    stored: u64,
+    key: ObjectKey,
+    segments: Vec<(PartNumber, CipherRange)>,
+}
+
+fn bucket_of(out: &Outgoing<'_>) -> String {
+    out.target.bucket().unwrap_or_default().to_owned()
+}
+
+pub(super) fn plan_head(rule: &Arc<Rule>, out: &mut Outgoing<'_>) -> Result<Transform, ProxyError> {
+    refuse_part_number(out)?;
+    // A HEAD reports the whole object's plaintext size.
+    out.headers.remove(header::RANGE);
+    Ok(Transform::Open(Open {
+        rule: Arc::clone(rule),
+        bucket: bucket_of(out),
+        head: true,
+        range: None,
+    }))
+}
+
+pub(super) async fn plan_get(
+    rule: &Arc<Rule>,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    refuse_part_number(out)?;
+    let mut open = Open {
+        rule: Arc::clone(rule),
+        bucket: bucket_of(out),
+        head: false,
+        range: None,
+    };
+    let Some(spec) = out
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| RangeSpec::parse(v.as_bytes()))
+    else {
+        // No range, or one S3 would ignore (RFC 9110 §14.2): the whole object.
+        out.headers.remove(header::RANGE);
+        return Ok(Transform::Open(open));
+    };
+    let mut conditions = HeaderMap::new();
+    for name in [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        for v in out.headers.get_all(&name) {
+            conditions.append(name.clone(), v.clone());
+        }
+    }
+    let head = head(upstream, out.target, version_query(&out.query), conditions).await?;
+    if head.status() != StatusCode::OK {
+        // The GET itself answers with the error (or 304), with its body.
+        out.headers.remove(header::RANGE);
+        return Ok(Transform::Open(open));
+    }
+    // The GET must read the very object the HEAD described.
+    if let Some(etag) = head.headers().get(header::ETAG) {
+        out.headers.insert(header::IF_MATCH, etag.clone());
+    }
+    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+        // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
+        return Ok(Transform::Open(open));
+    };
+    let key = rule.open(&meta)?;
+    let stored = content_length(head.headers())?;
+    let parts = object_parts(upstream, &open.bucket, &meta, &key, stored).await?;
+    let total = parts.iter().map(|(_, len)| len).sum();
+    let plain = spec.resolve(total).ok_or(CseError::InvalidRange(total))?;
+    let (segments, cipher) = segments_for(&parts, Some(plain.clone()));
+    let range = format!("bytes={}-{}", cipher.start, cipher.end - 1);
+    out.headers.insert(
+        header::RANGE,
+        HeaderValue::try_from(range).expect("digits and '-'"),
+    );
+    open.range = Some(Planned {
+        plain,
+        total,
+        stored,
+        key,
+        segments,
+    });
+    Ok(Transform::Open(open))
+}
+
+/// The parts of an object with their plaintext lengths: one for a `PutObject`, the sealed list
+/// for a multipart upload. The stored size must be theirs.
+async fn object_parts(
+    upstream: &UpstreamClient,
+    bucket: &str,
+    meta: &ObjectMetadata,
+    key: &ObjectKey,
+    stored: u64,
+) -> Result<Vec<(PartNumber, u64)>, ProxyError> {
+    match meta.layout {
+        Layout::Single => Ok(vec![(PartNumber::SINGLE, object_plaintext_len(stored)?)]),
+        Layout::Multipart => {
+            let seal = multipart::load_seal(upstream, bucket, key).await?;
+            if seal.ciphertext_len() != stored {
+                return Err(CseError::Inconsistent(format!(
+                    "{stored} stored bytes, but the seal lists {} bytes of parts",
+                    seal.ciphertext_len()
+                ))
+                .into());
+            }
+            Ok(seal.parts().to_vec())
+        }
+    }
+}
+
+/// The segments (part, chunks within it) that hold `plain` (`None`: everything), and the
+/// contiguous span of the object they occupy. Empty parts between two parts of the range are
+/// included: their one empty chunk lies inside the span and is authenticated too.
+pub(super) fn segments_for(
+    parts: &[(PartNumber, u64)],
+    plain: Option<Range<u64>>,
+) -> (Vec<(PartNumber, CipherRange)>, Range<u64>) {
+    let mut starts = Vec::with_capacity(parts.len());
+    let (mut plain_at, mut cipher_at) = (0, 0);
+    for (_, len) in parts {
+        starts.push((plain_at, cipher_at));
+        plain_at += len;
+        cipher_at += ciphertext_len(*len).expect("sealed lengths are segment lengths");
+    }
+    let Some(plain) = plain else {
+        let segments = parts
+            .iter()
+            .map(|(n, len)| (*n, CipherRange::whole(*len).expect("a segment length")))
+            .collect();
+        return (segments, 0..cipher_at);
+    };
+    let overlaps = |i: usize| {
+        let (start, len) = (starts[i].0, parts[i].1);
+        len > 0 && start < plain.end && start + len > plain.start
+    };
+    let first = (0..parts.len())
+        .find(|&i| overlaps(i))
+        .expect("a satisfiable range");
+    let last = (0..parts.len())
+        .rev()
+        .find(|&i| overlaps(i))
+        .expect("a satisfiable range");
+    let mut segments = Vec::with_capacity(last - first + 1);
+    for i in first..=last {
+        let ((start, _), (number, len)) = (starts[i], parts[i]);
+        let local = plain.start.max(start) - start..plain.end.min(start + len) - start;
+        let range = if len == 0 {
+            CipherRange::whole(0).expect("the empty segment")
+        } else {
+            ciphertext_range_for(local, len).expect("a non-empty range inside the part")
+        };
+        segments.push((number, range));
+    }
+    let span = starts[first].1 + segments[0].1.cipher_start()
+        ..starts[last].1 + segments[segments.len() - 1].1.cipher_end();
+    (segments, span)
+}
+
+impl Open {
+    pub(super) async fn reply(
+        self,
+        upstream: &UpstreamClient,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut parts, body) = resp.into_parts();
+        if !matches!(parts.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+            return Ok(Response::from_parts(parts, body));
+        }
+        let meta = ObjectMetadata::from_headers(&parts.headers).map_err(CseError::Stored)?;
+        let stored_headers = parts.headers.clone();
+        strip_stored_headers(&mut parts.headers);
+        let Some(meta) = meta else {
+            if self.rule.unencrypted == Unencrypted::Refuse {
+                return Err(CseError::Unencrypted.into());
+            }
+            if self.range.is_some() {
+                // The HEAD saw an encrypted object, the GET an unencrypted one, despite If-Match.
+                return Err(CseError::Inconsistent(
+                    "the object changed between HEAD and GET".into(),
+                )
+                .into());
+            }
+            return Ok(Response::from_parts(parts, body));
+        };
+        let h = &mut parts.headers;
+        if let Some(etag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
+            let shown = HeaderValue::try_from(client_etag(etag))
+                .map_err(|e| CseError::Inconsistent(format!("the upstream's ETag: {e}")))?;
+            h.insert(header::ETAG, shown);
+        }
+        h.remove(header::TRANSFER_ENCODING);
+        h.remove(crate::s3::headers::CONTENT_MD5);
+        let (key, segments, shown) = match (parts.status, self.range) {
+            (StatusCode::PARTIAL_CONTENT, Some(planned)) => {
+                let total = content_range_total(&stored_headers);
+                if total != Some(planned.stored) {
+                    return Err(CseError::Inconsistent(
+                        "the object changed between HEAD and GET".into(),
+                    )
+                    .into());
+                }
+                let content_range = format!(
+                    "bytes {}-{}/{}",
+                    planned.plain.start,
+                    planned.plain.end - 1,
+                    planned.total
+                );
+                h.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::try_from(content_range).expect("digits"),
+                );
+                let shown = planned.plain.end - planned.plain.start;
+                (planned.key, planned.segments, shown)
+            }
+            (StatusCode::OK, _) => {
+                // The whole object: no range was asked, or the backend ignored it (If-Range).
+                let key = self.rule.open(&meta)?;
+                let stored = content_length(&stored_headers)?;
+                let object = object_parts(upstream, &self.bucket, &meta, &key, stored).await?;
+                let total = object.iter().map(|(_, len)| len).sum();
+                let (segments, _) = segments_for(&object, None);
+                h.remove(header::CONTENT_RANGE);
+                (key, segments, total)
+            }
+            (_, _) => {
+                return Err(CseError::Inconsistent(
+                    "a partial answer that was not asked for".into(),
+                )
+                .into())
+            }
+        };
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(shown));
+        if self.head {
+            return Ok(Response::from_parts(parts, body));
+        }
+        let segments = segments
+            .into_iter()
+            .map(|(number, range)| Segment {
+                key: key.part_key(number),
+                range,
+            })
+            .collect();
+        let body = DecryptSegments::new(body, segments)
+            .map_err(|e| -> BoxError { Box::new(e) })
+            .boxed_unsync();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// The total of `Content-Range: bytes a-b/total`.
+fn content_range_total(h: &HeaderMap) -> Option<u64> {
+    let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// A `Range: bytes=...` header S3 honours: one range (RFC 9110 §14.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=a-b` (inclusive) or `bytes=a-`.
+    From { first: u64, last: Option<u64> },
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// `None` for anything else (several ranges, other units, `b < a`): S3 then sends the
+    /// whole object, as RFC 9110 allows.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?.trim();
+        let spec = text.strip_prefix("bytes=")?;
+        if spec.contains(',') {
+            return None;
+        }
+        let (start, end) = spec.split_once('-')?;
+        let num = |digits: &str| -> Option<u64> {
+            (!digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()))
+                .then(|| digits.parse().ok())
+                .flatten()
+        };
+        match (start.trim(), end.trim()) {
+            ("", suffix) => Some(RangeSpec::Suffix(num(suffix)?)),
+            (start, "") => Some(RangeSpec::From {
+                first: num(start)?,
+                last: None,
+            }),
+            (start, end) => {
+                let (first, last) = (num(start)?, num(end)?);
+                (last >= first).then_some(RangeSpec::From {
+                    first,
+                    last: Some(last),
+                })
+            }
+        }
+    }
+
+    /// The bytes `[a, b)` of an object of `total` bytes; `None` if unsatisfiable (416).
+    pub fn resolve(self, total: u64) -> Option<Range<u64>> {
+        let range = match self {
+            RangeSpec::From { first, last } => {
+                first..last.map_or(total, |l| l.saturating_add(1).min(total))
+            }
+            RangeSpec::Suffix(n) => total - n.min(total)..total,
+        };
+        (range.start < range.end).then_some(range)
+    }
+}
