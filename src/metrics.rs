@@ -26,7 +26,7 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// Every counter and histogram the proxy exports. Shared as `Arc<Metrics>`.
 #[derive(Default)]
 pub struct Metrics {
-    requests: DashMap<(&'static str, u16), AtomicU64>,
+    requests: DashMap<(&'static str, &'static str, u16), AtomicU64>,
     duration: Histogram,
     request_bytes: AtomicU64,
     response_bytes: AtomicU64,
@@ -43,17 +43,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// One answered request. `request_bytes`/`response_bytes` are the declared body lengths,
-    /// when known.
+    /// One answered request. `rule` names the encryption rules of the addressed bucket
+    /// (see `proxy::rule_label`); `request_bytes`/`response_bytes` are the declared body
+    /// lengths, when known.
     pub fn answered(
         &self,
         operation: &'static str,
+        rule: &'static str,
         status: u16,
         elapsed: Duration,
         request_bytes: Option<u64>,
         response_bytes: Option<u64>,
     ) {
-        inc(&self.requests, (operation, status));
+        inc(&self.requests, (operation, rule, status));
         self.duration.observe(elapsed);
         if let Some(n) = request_bytes {
             self.request_bytes.fetch_add(n, Ordering::Relaxed);
@@ -134,12 +136,16 @@ impl Metrics {
         out.header(
             "s3seal_requests_total",
             "counter",
-            "Requests answered, by S3 operation (\"unknown\" when the request could not be routed) and HTTP status.",
+            "Requests answered, by S3 operation (\"unknown\" when the request could not be routed), the bucket's encryption rules (\"-\" for none) and HTTP status.",
         );
-        for ((operation, status), n) in sorted(&self.requests) {
+        for ((operation, rule, status), n) in sorted(&self.requests) {
             out.sample(
                 "s3seal_requests_total",
-                &[("operation", operation), ("status", &status.to_string())],
+                &[
+                    ("operation", operation),
+                    ("rule", rule),
+                    ("status", &status.to_string()),
+                ],
                 n,
             );
         }

@@ -36,7 +36,7 @@ use crate::error::{ProxyError, S3Code, S3Error};
 use crate::forwarded::{self, ViaTrustedProxy};
 use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
-use crate::policy::SsePolicies;
+use crate::policy::{RuleKind, SsePolicies};
 use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
@@ -73,6 +73,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     // pipeline all use this one result.
     let head = route_head(&state, &req);
     let operation = head.as_ref().map_or("unknown", |r| r.op.as_str());
+    let rule = rule_label(&state, head.as_ref().ok());
     let mut record = access_record(&req, head.as_ref().ok(), &request_id, started);
     record.operation = operation;
     let cors = cors_scope(&state, head.as_ref().ok(), &req);
@@ -100,6 +101,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     }
     state.metrics.answered(
         operation,
+        rule,
         resp.status().as_u16(),
         started.elapsed(),
         record.bytes_in,
@@ -107,6 +109,23 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     );
     record.status = resp.status().as_u16();
     resp.map(|body| AccessLogged::new(body, record).boxed_unsync())
+}
+
+/// The `rule` label of `s3seal_requests_total`: the encryption rules of the addressed
+/// bucket, so that dashboards can follow each rule's traffic and errors.
+fn rule_label(state: &State, head: Option<&Routed>) -> &'static str {
+    let Some(bucket) = head.and_then(|r| r.target.bucket()) else {
+        return "-";
+    };
+    let sse = state.sse.for_bucket(bucket).map(|r| r.kind.kind());
+    match (state.encryption.for_bucket(bucket).is_some(), sse) {
+        (false, None) => "-",
+        (false, Some(kind)) => kind.as_str(),
+        (true, None | Some(RuleKind::None)) => "client-side",
+        (true, Some(RuleKind::SseS3)) => "client-side+sse-s3",
+        (true, Some(RuleKind::SseKms)) => "client-side+sse-kms",
+        (true, Some(RuleKind::SseC)) => "client-side+sse-c",
+    }
 }
 
 /// The access-log fields known from the request head; the rest is filled in as it is served.

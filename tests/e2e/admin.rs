@@ -8,6 +8,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use s3seal::crypto::format::{Kek, KeyId};
+use s3seal::cse::{EncryptionRules, Keyring, Rule, Unencrypted};
+
 use crate::support::{self, with_admin, Harness, UpstreamInfo};
 
 /// `GET path` on the admin listener: (status, body).
@@ -42,20 +45,39 @@ async fn scrape(h: &Harness) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_metrics_move_as_requests_flow() {
-    let h = Harness::s3s_with(with_admin).await;
+    // `sealed-*` buckets are encrypted by the proxy: their requests carry that rule's label.
+    let kek = Kek::new(KeyId::new("k").unwrap(), &[7; 32]);
+    let sealed = EncryptionRules::new([(
+        "sealed-*".to_owned(),
+        Some(Rule::new(
+            Keyring::new(kek, Vec::new()).unwrap(),
+            Unencrypted::PassThrough,
+        )),
+    )])
+    .unwrap();
+    let h = Harness::s3s_rules_with(sealed, with_admin).await;
+    let sealed_bucket = support::bucket("sealed");
+    h.sdk()
+        .create_bucket()
+        .bucket(&sealed_bucket)
+        .send()
+        .await
+        .unwrap();
     let b = support::bucket("metrics");
     h.sdk().create_bucket().bucket(&b).send().await.unwrap();
     let before = scrape(&h).await;
 
     let data = b"counted bytes";
-    h.sdk()
-        .put_object()
-        .bucket(&b)
-        .key("k")
-        .body(ByteStream::from_static(data))
-        .send()
-        .await
-        .unwrap();
+    for bucket in [&b, &sealed_bucket] {
+        h.sdk()
+            .put_object()
+            .bucket(bucket)
+            .key("k")
+            .body(ByteStream::from_static(data))
+            .send()
+            .await
+            .unwrap();
+    }
     let got = h
         .sdk()
         .get_object()
@@ -102,26 +124,31 @@ async fn admin_metrics_move_as_requests_flow() {
     let moved = |series: &str| sample(&after, series) - sample(&before, series);
     assert_eq!(moved(plaintext), 1, "{after}");
     assert_eq!(
-        moved(r#"s3seal_requests_total{operation="PutObject",status="200"}"#),
+        moved(r#"s3seal_requests_total{operation="PutObject",rule="-",status="200"}"#),
         1,
         "{after}"
     );
     assert_eq!(
-        moved(r#"s3seal_requests_total{operation="GetObject",status="200"}"#),
+        moved(r#"s3seal_requests_total{operation="GetObject",rule="-",status="200"}"#),
         1
     );
     assert_eq!(
-        moved(r#"s3seal_requests_total{operation="GetObject",status="403"}"#),
+        moved(r#"s3seal_requests_total{operation="GetObject",rule="-",status="403"}"#),
         1
+    );
+    assert_eq!(
+        moved(r#"s3seal_requests_total{operation="PutObject",rule="client-side",status="200"}"#),
+        1,
+        "{after}"
     );
     assert_eq!(
         moved(r#"s3seal_auth_failures_total{reason="SignatureDoesNotMatch"}"#),
         1
     );
-    assert_eq!(moved("s3seal_request_duration_seconds_count"), 3);
+    assert_eq!(moved("s3seal_request_duration_seconds_count"), 4);
     assert_eq!(
         moved(r#"s3seal_request_duration_seconds_bucket{le="+Inf"}"#),
-        3
+        4
     );
     assert_eq!(moved("s3seal_upstream_errors_total"), 0);
     assert_eq!(moved("s3seal_tls_handshake_failures_total"), 0);

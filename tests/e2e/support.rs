@@ -152,6 +152,14 @@ impl Harness {
 
     /// [`Harness::s3s`] with client-side encryption rules.
     pub async fn s3s_rules(encryption: EncryptionRules) -> Harness {
+        Harness::s3s_rules_with(encryption, |_| {}).await
+    }
+
+    /// [`Harness::s3s_rules`] with the server settings changed by `tweak`.
+    pub async fn s3s_rules_with(
+        encryption: EncryptionRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
         let upstream = UpstreamInfo {
@@ -162,7 +170,8 @@ impl Harness {
             checksum_trailers: true,
             ca_bundle: None,
         };
-        let mut h = Harness::start_with_rules(upstream, encryption).await;
+        let (cors, sse) = (BucketRules::none(), SsePolicies::default());
+        let mut h = Harness::start_full(upstream, cors, sse, encryption, tweak).await;
         h.store_dir = Some(dir);
         h
     }
