@@ -31,7 +31,7 @@ use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
-use crate::cse::{self, EncryptionRules};
+use crate::cse::{self, CseError, EncryptionRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::forwarded::{self, ViaTrustedProxy};
 use crate::logging::{AccessLogged, AccessRecord};
@@ -114,11 +114,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
 /// The `rule` label of `s3seal_requests_total`: the encryption rules of the addressed
 /// bucket, so that dashboards can follow each rule's traffic and errors.
 fn rule_label(state: &State, head: Option<&Routed>) -> &'static str {
-    let Some(bucket) = head.and_then(|r| r.target.bucket()) else {
-        return "-";
-    };
-    let sse = state.sse.for_bucket(bucket).map(|r| r.kind.kind());
-    match (state.encryption.for_bucket(bucket).is_some(), sse) {
+    match head.map_or((false, None), |r| bucket_rules(state, r)) {
         (false, None) => "-",
         (false, Some(kind)) => kind.as_str(),
         (true, None | Some(RuleKind::None)) => "client-side",
@@ -126,6 +122,26 @@ fn rule_label(state: &State, head: Option<&Routed>) -> &'static str {
         (true, Some(RuleKind::SseKms)) => "client-side+sse-kms",
         (true, Some(RuleKind::SseC)) => "client-side+sse-c",
     }
+}
+
+/// Whether the addressed bucket has client-side encryption, and its SSE rule.
+fn bucket_rules(state: &State, routed: &Routed) -> (bool, Option<RuleKind>) {
+    routed.target.bucket().map_or((false, None), |bucket| {
+        (
+            state.encryption.for_bucket(bucket).is_some(),
+            state.sse.for_bucket(bucket).map(|r| r.kind.kind()),
+        )
+    })
+}
+
+fn upstream_of<'s>(
+    state: &'s State,
+    id: &ClientIdentity,
+) -> Result<&'s UpstreamClient, ProxyError> {
+    state
+        .upstreams
+        .get(&id.upstream)
+        .ok_or_else(|| ProxyError::Internal(format!("no upstream '{}'", id.upstream)))
 }
 
 /// The access-log fields known from the request head; the rest is filled in as it is served.
@@ -202,12 +218,7 @@ async fn pipeline(
     if let Some(answer) = cors.bucket_api(&routed.target, verified.parts.uri.query()) {
         return answer.map_err(ProxyError::downstream);
     }
-    let upstream = state
-        .upstreams
-        .get(&verified.identity.upstream)
-        .ok_or_else(|| {
-            ProxyError::Internal(format!("no upstream '{}'", verified.identity.upstream))
-        })?;
+    let upstream = upstream_of(state, &verified.identity)?;
 
     let Verified {
         parts,
@@ -232,6 +243,11 @@ async fn pipeline(
         &parts.headers,
         &mut out,
     )?;
+    if bucket_rules(state, &routed) == (true, Some(RuleKind::SseC)) {
+        // The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry
+        // no SSE-C key, so such a bucket would fail in confusing ways: refuse it plainly.
+        return Err(CseError::Unsupported("An sse-c rule").into());
+    }
     let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
     let mut replay = None;
     let signed = match routed.body {

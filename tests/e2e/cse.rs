@@ -1206,3 +1206,60 @@ async fn with_sse_s3() {
         i64::try_from(ciphertext_len(150_000).unwrap()).ok()
     );
 }
+
+/// `encryption` and an `sse-c` rule on one bucket are refused plainly (501 naming the
+/// combination), before anything reaches the backend: the proxy's own requests for
+/// client-side encryption would carry no SSE-C key (docs/config.md, "With `sse` on the same
+/// bucket").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sse_c_is_refused() {
+    use s3seal::policy::{RawSseRule, SsePolicies};
+    let raw: RawSseRule =
+        toml::from_str("rule = \"sse-c\"\nkey = { id = \"k\", env = \"UNUSED\" }").unwrap();
+    let rule = raw
+        .validate(|_| Ok(STANDARD.encode([9u8; 32]).into()))
+        .unwrap();
+    let sse = SsePolicies::new([("cse-*".to_owned(), rule)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
+    let upstream = support::UpstreamInfo {
+        endpoint: format!("http://{}", store.addr),
+        access_key: store.access_key_id,
+        secret_key: store.secret_access_key,
+        region: REGION.into(),
+        checksum_trailers: true,
+        ca_bundle: None,
+    };
+    let h = Harness::start_full(
+        upstream,
+        s3seal::cors::BucketRules::none(),
+        sse,
+        rules(),
+        |_| {},
+    )
+    .await;
+    let b = support::bucket("cse-ssec");
+    h.direct().create_bucket().bucket(&b).send().await.unwrap();
+    let err = h
+        .sdk()
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"secret"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NotImplemented"), "{err:?}");
+    assert!(
+        err.message().is_some_and(|m| m.contains("sse-c")),
+        "{err:?}"
+    );
+    let listed = h
+        .direct()
+        .list_objects_v2()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+}
