@@ -188,9 +188,9 @@ fn any_bucket() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct RawBucket {
     pub pattern: String,
-    /// S3 `CORSRule`s, first match wins (see docs/cors.md).
-    #[serde(default)]
-    pub cors: Vec<cors::RawRule>,
+    /// S3 `CORSRule`s, first match wins (see docs/cors.md). `cors = []` turns CORS off for
+    /// the pattern's buckets.
+    pub cors: Option<Vec<cors::RawRule>>,
     /// The server-side encryption rule (see docs/policy.md); its place in the text names the
     /// line in errors.
     pub sse: Option<toml::Spanned<RawSseRule>>,
@@ -204,9 +204,9 @@ pub struct RawBucket {
 pub struct RawEncryption {
     pub mode: EncryptionMode,
     /// The name of the key that wraps the data keys of new objects; stored with each object.
-    pub key_id: String,
+    pub key_id: Option<String>,
     /// The 256-bit key-encryption key, base64 (a secret, see above).
-    pub key: Secret,
+    pub key: Option<Secret>,
     /// Keys that objects may still be wrapped with: readable, never used for writes.
     #[serde(default)]
     pub old_keys: Vec<RawOldKey>,
@@ -220,6 +220,8 @@ pub struct RawEncryption {
 pub enum EncryptionMode {
     /// The proxy encrypts bodies itself (docs/format.md); the backend only stores ciphertext.
     ClientSide,
+    /// No client-side encryption: exempts the pattern's buckets from a broader rule.
+    None,
 }
 
 #[derive(Debug, Deserialize)]
@@ -545,8 +547,10 @@ fn validate_clients(
     Ok(ClientKeys::new(ids))
 }
 
+/// The CORS rules of the `[[bucket]]` tables that have `cors`; of those, the most specific
+/// matching pattern decides (`BucketRules`), as for `sse` and `encryption`.
 fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
-    let mut sets = Vec::new();
+    let mut sets: Vec<(String, Vec<cors::Rule>)> = Vec::new();
     for (i, b) in raw.into_iter().enumerate() {
         let key = format!("bucket[{i}]");
         if b.pattern.is_empty() {
@@ -554,14 +558,20 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
         }
         globset::Glob::new(&b.pattern)
             .map_err(|e| invalid(format!("{key}.pattern"), e.to_string()))?;
-        if b.cors.len() > cors::MAX_RULES {
+        let Some(cors) = b.cors else { continue };
+        if sets.iter().any(|(p, _)| *p == b.pattern) {
+            return Err(invalid(
+                format!("{key}.cors"),
+                format!("pattern \"{}\" already has CORS rules", b.pattern),
+            ));
+        }
+        if cors.len() > cors::MAX_RULES {
             return Err(invalid(
                 format!("{key}.cors"),
                 format!("at most {} rules", cors::MAX_RULES),
             ));
         }
-        let rules = b
-            .cors
+        let rules = cors
             .into_iter()
             .enumerate()
             .map(|(j, r)| {
@@ -574,38 +584,71 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
     BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
-/// The `encryption` rules of the `[[bucket]]` tables, in order; a table without one exempts
-/// its buckets from later patterns. Key-encryption keys are read here and held zeroized.
+/// The `encryption` rules of the `[[bucket]]` tables that have one; of those, the most
+/// specific matching pattern decides (`EncryptionRules`), so a table written for another
+/// setting (CORS, say) never exempts buckets from encryption: only `mode = "none"` does.
+/// Key-encryption keys are read here and held zeroized.
 fn validate_encryption(
     raw: &mut [RawBucket],
     base: &Path,
     env: &dyn Env,
 ) -> Result<EncryptionRules, ConfigError> {
-    let mut rules = Vec::new();
+    let mut rules: Vec<(String, Option<cse::Rule>)> = Vec::new();
     for (i, b) in raw.iter_mut().enumerate() {
         globset::Glob::new(&b.pattern)
             .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
-        let rule = b
-            .encryption
-            .take()
-            .map(|e| e.validate(&format!("bucket[{i}].encryption"), base, env))
-            .transpose()?;
-        rules.push((b.pattern.clone(), rule));
+        let Some(encryption) = b.encryption.take() else {
+            continue;
+        };
+        let key = format!("bucket[{i}].encryption");
+        if rules.iter().any(|(p, _)| *p == b.pattern) {
+            return Err(invalid(
+                key,
+                format!("pattern \"{}\" already has an encryption rule", b.pattern),
+            ));
+        }
+        rules.push((b.pattern.clone(), encryption.validate(&key, base, env)?));
     }
     EncryptionRules::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
 impl RawEncryption {
-    fn validate(self, key: &str, base: &Path, env: &dyn Env) -> Result<cse::Rule, ConfigError> {
-        let EncryptionMode::ClientSide = self.mode;
-        let active = kek(&self.key_id, &self.key, &format!("{key}.key"), base, env)?;
+    fn validate(
+        self,
+        key: &str,
+        base: &Path,
+        env: &dyn Env,
+    ) -> Result<Option<cse::Rule>, ConfigError> {
+        if self.mode == EncryptionMode::None {
+            let extra = self.key_id.is_some()
+                || self.key.is_some()
+                || !self.old_keys.is_empty()
+                || self.unencrypted_objects != cse::Unencrypted::default();
+            return if extra {
+                Err(invalid(key, "mode = \"none\" takes no other keys"))
+            } else {
+                Ok(None)
+            };
+        }
+        let (Some(key_id), Some(secret)) = (&self.key_id, &self.key) else {
+            let missing = if self.key_id.is_none() {
+                "key_id"
+            } else {
+                "key"
+            };
+            return Err(invalid(
+                format!("{key}.{missing}"),
+                "required with mode = \"client-side\"",
+            ));
+        };
+        let active = kek(key_id, secret, &format!("{key}.key"), base, env)?;
         let mut old = Vec::new();
         for (i, k) in self.old_keys.iter().enumerate() {
             let at = format!("{key}.old_keys[{i}]");
             old.push(kek(&k.key_id, &k.key, &format!("{at}.key"), base, env)?);
         }
         let keyring = cse::Keyring::new(active, old).map_err(|e| invalid(key, e))?;
-        Ok(cse::Rule::new(keyring, self.unencrypted_objects))
+        Ok(Some(cse::Rule::new(keyring, self.unencrypted_objects)))
     }
 }
 

@@ -286,23 +286,28 @@ impl BucketRules {
         BucketRules(Vec::new())
     }
 
-    /// From `(bucket glob, rules)` pairs, in order of precedence.
+    /// From `(bucket glob, rules)` pairs in config order; the most specific glob decides.
     pub fn new(
         sets: impl IntoIterator<Item = (String, Vec<Rule>)>,
     ) -> Result<Self, globset::Error> {
         let mut out = Vec::new();
-        for (pattern, rules) in sets {
-            let pattern = globset::GlobBuilder::new(&pattern)
+        for (glob, rules) in sets {
+            let pattern = globset::GlobBuilder::new(&glob)
                 .literal_separator(false)
                 .build()?
                 .compile_matcher();
-            out.push(BucketCors { pattern, rules });
+            out.push((
+                crate::policy::specificity(&glob),
+                BucketCors { pattern, rules },
+            ));
         }
-        Ok(BucketRules(out))
+        // The most specific pattern decides, as for SSE rules; config order among equals.
+        out.sort_by_key(|(s, _)| std::cmp::Reverse(*s));
+        Ok(BucketRules(out.into_iter().map(|(_, b)| b).collect()))
     }
 
     /// The rules of `bucket`, or `None` if it has none (CORS not enabled). An empty rule list
-    /// counts as none, so `cors = []` can exempt buckets from a later, broader pattern.
+    /// counts as none, so `cors = []` can exempt buckets from a broader pattern.
     pub fn for_bucket(&self, bucket: &str) -> Option<&[Rule]> {
         self.0
             .iter()

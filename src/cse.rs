@@ -149,18 +149,30 @@ impl EncryptionRules {
         EncryptionRules(Vec::new())
     }
 
+    /// From `(bucket glob, rule)` pairs in config order; `None` exempts the glob's buckets.
+    /// The most specific matching glob decides (`policy::specificity`), as for SSE rules.
     pub fn new(
         sets: impl IntoIterator<Item = (String, Option<Rule>)>,
     ) -> Result<Self, globset::Error> {
         let mut out = Vec::new();
         for (pattern, rule) in sets {
-            let pattern = globset::GlobBuilder::new(&pattern)
+            let glob = globset::GlobBuilder::new(&pattern)
                 .literal_separator(false)
                 .build()?
                 .compile_matcher();
-            out.push((pattern, rule.map(Arc::new)));
+            out.push((
+                crate::policy::specificity(&pattern),
+                glob,
+                rule.map(Arc::new),
+            ));
         }
-        Ok(EncryptionRules(out))
+        // Stable: config order among equals.
+        out.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
+        Ok(EncryptionRules(
+            out.into_iter()
+                .map(|(_, glob, rule)| (glob, rule))
+                .collect(),
+        ))
     }
 
     pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<Rule>> {

@@ -430,3 +430,71 @@ fn operations_settings_have_defaults_and_are_checked() {
     let bad = GOOD.replace("domain = \"S3.Localhost\"", "log_format = \"xml\"");
     assert!(Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).is_err());
 }
+
+/// Every per-bucket setting is decided the same way: of the `[[bucket]]` tables that set it,
+/// the most specific matching pattern, wherever it is written. A table written for one
+/// setting never changes another: a CORS table for `web-*` leaves `web-*` encrypted, and
+/// only `mode = "none"` (or `cors = []`) exempts buckets from a broader rule.
+#[test]
+fn the_most_specific_table_that_sets_a_setting_decides_it() {
+    let k1 = STANDARD.encode([1u8; 32]);
+    let text = format!(
+        r#"{GOOD}
+[[bucket]]
+pattern = "*"
+encryption = {{ mode = "client-side", key_id = "k1", key = "{k1}" }}
+[[bucket.cors]]
+allowed_origins = ["https://any.example"]
+allowed_methods = ["GET"]
+
+[[bucket]]
+pattern = "web-*"
+[[bucket.cors]]
+allowed_origins = ["https://web.example"]
+allowed_methods = ["GET"]
+
+[[bucket]]
+pattern = "web-public"
+encryption = {{ mode = "none" }}
+cors = []
+"#
+    );
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert!(
+        c.encryption.for_bucket("web-a").is_some(),
+        "a CORS table exempted web-a"
+    );
+    assert!(c.encryption.for_bucket("web-public").is_none());
+    assert!(c.encryption.for_bucket("logs").is_some());
+    let origin = |b: &str| {
+        c.buckets
+            .for_bucket(b)
+            .map(|rules| format!("{rules:?}").contains("web.example"))
+    };
+    assert_eq!(origin("web-a"), Some(true), "the broader `*` CORS rule won");
+    assert_eq!(origin("logs"), Some(false));
+    assert_eq!(origin("web-public"), None);
+
+    let refused = |extra: &str, needle: &str| {
+        let err = Config::from_toml(&format!("{GOOD}\n{extra}"), Path::new("/"), &env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{extra}: {err}");
+    };
+    refused(
+        "[[bucket]]\npattern = \"a-*\"\ncors = []\n[[bucket]]\npattern = \"a-*\"\ncors = []\n",
+        "bucket[1].cors",
+    );
+    refused(
+        "[[bucket]]\npattern = \"a-*\"\nencryption = { mode = \"none\" }\n[[bucket]]\npattern = \"a-*\"\nencryption = { mode = \"none\" }\n",
+        "already has an encryption rule",
+    );
+    refused(
+        "[[bucket]]\npattern = \"a-*\"\nencryption = { mode = \"none\", key_id = \"k\" }\n",
+        r#"mode = "none" takes no other keys"#,
+    );
+    refused(
+        "[[bucket]]\npattern = \"a-*\"\nencryption = { mode = \"client-side\", key_id = \"k\" }\n",
+        "bucket[0].encryption.key",
+    );
+}

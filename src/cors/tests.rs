@@ -328,11 +328,12 @@ fn rules_are_validated_naming_the_field() {
 }
 
 #[test]
-fn bucket_patterns_first_match_and_empty_exempts() {
+fn bucket_patterns_most_specific_wins_and_empty_exempts() {
     let any_get = || vec![Rule::try_from(rule(&["*"], &["GET"], &[])).unwrap()];
+    // Written broadest first: the order in the config does not matter.
     let b = BucketRules::new([
-        ("private-*".to_owned(), Vec::new()),
         ("*".to_owned(), any_get()),
+        ("private-*".to_owned(), Vec::new()),
     ])
     .unwrap();
     assert!(b.for_bucket("private-x").is_none());
