@@ -41,6 +41,7 @@ pub mod cse;
 pub mod embedded;
 pub mod error;
 pub mod forwarded;
+pub mod kms;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -1,0 +1,258 @@
+//! Client-side encryption with data keys from a real KMS API (moto's, on the S3 port):
+//! round trips, what the backend stores, how few KMS calls a burst costs (`docs/format.md`
+//! §5.3), and a KMS that cannot be reached.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use http_body_util::{BodyExt, Full};
+use s3seal::auth::SecretKey;
+use s3seal::cse::{EncryptionRules, Keyring, Rule, Unencrypted};
+use s3seal::kms::{Kms, KmsSettings};
+
+use crate::admin::{get, sample};
+use crate::support::{self, backends, payload, with_admin, Harness, UpstreamInfo};
+
+/// A new symmetric key from moto's `TrentService.CreateKey`; its key id.
+async fn create_key(moto: &backends::Backend) -> String {
+    let body = b"{}".to_vec();
+    let uri = format!("{}/", moto.endpoint);
+    let host = moto.endpoint.trim_start_matches("http://").to_owned();
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "TrentService.CreateKey"),
+    ];
+    let identity =
+        aws_credential_types::Credentials::new(&moto.access_key, &moto.secret_key, None, None, "t")
+            .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&moto.region)
+        .name("kms")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        &uri,
+        headers.iter().copied(),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = http::Request::builder().method("POST").uri(&uri);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let mut req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
+    instructions.apply_to_request_http1x(&mut req);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    answer["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+}
+
+/// `kms-*` buckets take their data keys from `key_id` at `endpoint`.
+fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRules {
+    s3seal::tls::install_crypto_provider();
+    let kms = Kms::new(
+        KmsSettings {
+            endpoint: endpoint.parse().unwrap(),
+            region: moto.region.clone(),
+            key_id: key_id.to_owned(),
+            access_key_id: moto.access_key.clone(),
+            secret_access_key: SecretKey::new(moto.secret_key.clone()),
+            cache_ttl: Duration::from_secs(300),
+            cache_max_uses: 100_000,
+        },
+        s3seal::tls::client_config(None).unwrap(),
+    );
+    let ring = Keyring::with_kms(kms, Vec::new()).unwrap();
+    EncryptionRules::new([(
+        "kms-*".to_owned(),
+        Some(Rule::new(ring, Unencrypted::PassThrough)),
+    )])
+    .unwrap()
+}
+
+async fn proxy(moto: &backends::Backend, encryption: EncryptionRules) -> Harness {
+    let upstream = UpstreamInfo {
+        endpoint: moto.endpoint.clone(),
+        access_key: moto.access_key.clone(),
+        secret_key: moto.secret_key.clone(),
+        region: moto.region.clone(),
+        checksum_trailers: true,
+        ca_bundle: None,
+    };
+    Harness::start_full(
+        upstream,
+        s3seal::cors::BucketRules::none(),
+        s3seal::policy::SsePolicies::default(),
+        encryption,
+        with_admin,
+    )
+    .await
+}
+
+async fn metrics(h: &Harness) -> String {
+    let (status, body) = get(h.proxy.admin_addr.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    body
+}
+
+const OBJECTS: usize = 200;
+
+/// Puts `OBJECTS` distinct objects, 20 at a time, then reads them back the same way.
+async fn burst(s3: &aws_sdk_s3::Client, b: &str, put: bool) {
+    for batch in 0..OBJECTS / 20 {
+        let mut set = tokio::task::JoinSet::new();
+        for i in batch * 20..(batch + 1) * 20 {
+            let (s3, b) = (s3.clone(), b.to_owned());
+            set.spawn(async move {
+                let data = payload(1000 + i, i as u64);
+                let key = format!("obj-{i}");
+                if put {
+                    s3.put_object()
+                        .bucket(&b)
+                        .key(&key)
+                        .body(ByteStream::from(data))
+                        .send()
+                        .await
+                        .unwrap();
+                } else {
+                    let got = s3.get_object().bucket(&b).key(&key).send().await.unwrap();
+                    let bytes = got.body.collect().await.unwrap().into_bytes();
+                    assert!(bytes.as_ref() == data.as_slice(), "{key} differs");
+                }
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            done.unwrap();
+        }
+    }
+}
+
+/// Round trips through a KMS-backed bucket; the backend holds ciphertext with a `kms:` key id
+/// and a KMS blob; 200 PUTs and 200 GETs of distinct objects cost one `GenerateDataKey`, and a
+/// second proxy (empty cache) reads all of them with one `Decrypt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_round_trip_and_call_count() {
+    let moto = backends::shared_moto();
+    let key_id = create_key(moto).await;
+    let writer = proxy(moto, rules(&moto.endpoint, &key_id, moto)).await;
+    let s3 = writer.sdk();
+    let b = support::bucket("kms-burst");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+
+    burst(&s3, &b, true).await;
+    burst(&s3, &b, false).await;
+    let m = metrics(&writer).await;
+    let series = |name: &str, op: &str| sample(&m, &format!("{name}{{op=\"{op}\"}}"));
+    assert_eq!(
+        series("s3seal_kms_requests_total", "GenerateDataKey"),
+        1,
+        "{m}"
+    );
+    assert_eq!(series("s3seal_kms_requests_total", "Decrypt"), 0, "{m}");
+    let hits = u64::try_from(OBJECTS).unwrap();
+    assert_eq!(
+        series("s3seal_kms_cache_hits_total", "GenerateDataKey"),
+        hits - 1
+    );
+    assert_eq!(series("s3seal_kms_cache_hits_total", "Decrypt"), hits);
+
+    // docs/format.md §5.3: the backend holds ciphertext, the KMS key's id and its blob.
+    let data = payload(1000, 0);
+    let stored = writer
+        .direct()
+        .get_object()
+        .bucket(&b)
+        .key("obj-0")
+        .send()
+        .await
+        .unwrap();
+    let meta = stored.metadata().cloned().unwrap_or_default();
+    assert_eq!(
+        meta.get("s3seal-kid").map(String::as_str),
+        Some(format!("kms:{key_id}").as_str())
+    );
+    assert!(
+        meta.get("s3seal-dek").is_some_and(|d| d.len() > 80),
+        "{meta:?}"
+    );
+    let cipher = stored.body.collect().await.unwrap().into_bytes();
+    assert_eq!(
+        cipher.len() as u64,
+        s3seal::crypto::format::ciphertext_len(1000).unwrap()
+    );
+    assert!(!cipher.windows(32).any(|w| w == &data[100..132]));
+
+    let reader = proxy(moto, rules(&moto.endpoint, &key_id, moto)).await;
+    burst(&reader.sdk(), &b, false).await;
+    let m = metrics(&reader).await;
+    let series = |name: &str, op: &str| sample(&m, &format!("{name}{{op=\"{op}\"}}"));
+    assert_eq!(series("s3seal_kms_requests_total", "Decrypt"), 1, "{m}");
+    assert_eq!(series("s3seal_kms_requests_total", "GenerateDataKey"), 0);
+    assert_eq!(series("s3seal_kms_cache_hits_total", "Decrypt"), hits - 1);
+
+    // Another KMS key cannot open them: moto refuses the Decrypt, the GET fails cleanly.
+    let other = create_key(moto).await;
+    let wrong = proxy(moto, rules(&moto.endpoint, &other, moto)).await;
+    let err = wrong
+        .sdk()
+        .get_object()
+        .bucket(&b)
+        .key("obj-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InternalError"), "{err:?}");
+}
+
+/// A KMS that cannot be reached: the PUT is answered 503 `ServiceUnavailable` and nothing is
+/// stored; the failure is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_unreachable_is_a_clear_error() {
+    let moto = backends::shared_moto();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let h = proxy(moto, rules(&format!("http://{dead}"), "any", moto)).await;
+    let s3 = h.sdk();
+    let b = support::bucket("kms-dead");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let err = s3
+        .put_object()
+        .bucket(&b)
+        .key("never")
+        .body(ByteStream::from(payload(10, 1)))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ServiceUnavailable"), "{err:?}");
+    assert!(err.message().is_some_and(|m| m.contains("KMS")), "{err:?}");
+    let listed = h
+        .direct()
+        .list_objects_v2()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+    let m = metrics(&h).await;
+    assert!(
+        sample(&m, "s3seal_crypto_failures_total{op=\"encrypt\"}") >= 1,
+        "{m}"
+    );
+    assert!(sample(&m, "s3seal_kms_requests_total{op=\"GenerateDataKey\"}") >= 1);
+}
