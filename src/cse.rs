@@ -179,6 +179,24 @@ impl Keyring {
         }
     }
 
+    /// The id and wrap of `dek` under the active key (a rewrap, `docs/format.md` §5.4).
+    async fn wrap(&self, dek: &DataKey) -> Result<(KeyId, Vec<u8>), CseError> {
+        match &self.active {
+            Active::Local(kek) => Ok((kek.id().clone(), kek.wrap(dek))),
+            Active::Kms(kms) => {
+                let id = KeyId::new(kms.object_key_id()).map_err(CseError::Stored)?;
+                Ok((id, kms.wrap(dek).await?))
+            }
+        }
+    }
+
+    fn is_active(&self, id: &KeyId) -> bool {
+        match &self.active {
+            Active::Local(kek) => kek.id() == id,
+            Active::Kms(kms) => kms.object_key_id() == id.as_str(),
+        }
+    }
+
     fn local(&self) -> impl Iterator<Item = &Kek> {
         let active = match &self.active {
             Active::Local(kek) => Some(kek),
@@ -236,6 +254,23 @@ impl Rule {
         let made = self.keyring.data_key(bucket).await;
         self.count_failure("encrypt", made.is_err());
         made
+    }
+
+    /// The object's record with its data key wrapped under the active key, or `None` when it
+    /// already is (`docs/format.md` §5.4). The commitment is checked first, so a damaged record
+    /// is never given a fresh wrap.
+    pub async fn rewrap(&self, meta: &ObjectMetadata) -> Result<Option<ObjectMetadata>, CseError> {
+        if self.keyring.is_active(&meta.key_id) {
+            return Ok(None);
+        }
+        let dek = self.keyring.unwrap(&meta.key_id, &meta.wrapped_dek).await?;
+        meta.open(&dek)?;
+        let (key_id, wrapped_dek) = self.keyring.wrap(&dek).await?;
+        Ok(Some(ObjectMetadata {
+            key_id,
+            wrapped_dek,
+            ..meta.clone()
+        }))
     }
 
     fn count_failure(&self, op: &'static str, failed: bool) {

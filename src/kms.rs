@@ -97,6 +97,7 @@ impl S3Error for KmsError {
 enum Op {
     GenerateDataKey,
     Decrypt,
+    Encrypt,
 }
 
 impl Op {
@@ -104,6 +105,7 @@ impl Op {
         match self {
             Op::GenerateDataKey => "GenerateDataKey",
             Op::Decrypt => "Decrypt",
+            Op::Encrypt => "Encrypt",
         }
     }
 }
@@ -124,10 +126,21 @@ struct DecryptRequest<'a> {
     encryption_context: HashMap<&'static str, &'static str>,
 }
 
-/// Both answers: `GenerateDataKey` has both fields, `Decrypt` only the plaintext.
+/// `Encrypt` of an existing data key: a rewrap (`docs/format.md` §5.4).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptRequest<'a> {
+    key_id: &'a str,
+    plaintext: &'a str,
+    encryption_context: HashMap<&'static str, &'static str>,
+}
+
+/// The answers: `GenerateDataKey` has both fields, `Decrypt` only the plaintext, `Encrypt`
+/// only the blob.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct KeyAnswer {
+    #[serde(default)]
     plaintext: String,
     ciphertext_blob: Option<String>,
 }
@@ -322,21 +335,23 @@ impl Kms {
             encryption_context: context(),
         };
         let mut answer = self.call(op, &request).await?;
-        let blob = answer
-            .ciphertext_blob
-            .take()
-            .ok_or_else(|| KmsError::Answer(op.name(), "no CiphertextBlob".into()))?;
-        let blob = STANDARD
-            .decode(blob)
-            .map_err(|_| KmsError::Answer(op.name(), "CiphertextBlob is not base64".into()))?;
-        if blob.is_empty() || blob.len() > MAX_WRAPPED_DEK_LEN {
-            return Err(KmsError::Answer(
-                op.name(),
-                format!("a CiphertextBlob of {} bytes", blob.len()),
-            ));
-        }
+        let blob = blob(op, &mut answer)?;
         let key = plaintext_key(op, &answer.plaintext)?;
         Ok((Arc::new(key), blob.into()))
+    }
+
+    /// Wraps an existing data key under this KMS key (a rewrap, `docs/format.md` §5.4). Not
+    /// cached: each object's record is rewritten once.
+    pub async fn wrap(&self, key: &DataKey) -> Result<Vec<u8>, KmsError> {
+        let op = Op::Encrypt;
+        let plaintext = Zeroizing::new(STANDARD.encode(key.expose()));
+        let request = EncryptRequest {
+            key_id: &self.settings.key_id,
+            plaintext: &plaintext,
+            encryption_context: context(),
+        };
+        let mut answer = self.call(op, &request).await?;
+        blob(op, &mut answer)
     }
 
     async fn decrypt(&self, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
@@ -476,6 +491,24 @@ fn parse_answer(op: Op, status: StatusCode, body: &[u8]) -> Result<KeyAnswer, Km
         kind,
         message: err.message.unwrap_or_default(),
     })
+}
+
+/// The answer's `CiphertextBlob`: base64, and as long as a wrapped data key may be.
+fn blob(op: Op, answer: &mut KeyAnswer) -> Result<Vec<u8>, KmsError> {
+    let blob = answer
+        .ciphertext_blob
+        .take()
+        .ok_or_else(|| KmsError::Answer(op.name(), "no CiphertextBlob".into()))?;
+    let blob = STANDARD
+        .decode(blob)
+        .map_err(|_| KmsError::Answer(op.name(), "CiphertextBlob is not base64".into()))?;
+    if blob.is_empty() || blob.len() > MAX_WRAPPED_DEK_LEN {
+        return Err(KmsError::Answer(
+            op.name(),
+            format!("a CiphertextBlob of {} bytes", blob.len()),
+        ));
+    }
+    Ok(blob)
 }
 
 fn plaintext_key(op: Op, plaintext: &str) -> Result<DataKey, KmsError> {

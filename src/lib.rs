@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reencrypt;
+pub mod rewrap;
 pub mod server;
 pub mod sse;
 pub mod tls;

@@ -10,6 +10,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use http_body_util::{BodyExt, Full};
 use s3seal::auth::SecretKey;
+use s3seal::crypto::format::{Kek, KeyId};
 use s3seal::cse::{EncryptionRules, Keyring, Rule, Unencrypted};
 use s3seal::kms::{Kms, KmsSettings};
 
@@ -63,6 +64,16 @@ async fn create_key(moto: &backends::Backend) -> String {
 
 /// `kms-*` buckets take their data keys from `key_id` at `endpoint`.
 fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRules {
+    with_old(endpoint, key_id, moto, Vec::new())
+}
+
+/// [`rules`], with local keys that stay readable.
+fn with_old(
+    endpoint: &str,
+    key_id: &str,
+    moto: &backends::Backend,
+    old: Vec<Kek>,
+) -> EncryptionRules {
     s3seal::tls::install_crypto_provider();
     let kms = Kms::new(
         KmsSettings {
@@ -76,7 +87,7 @@ fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRu
         },
         s3seal::tls::client_config(None).unwrap(),
     );
-    let ring = Keyring::with_kms(kms, Vec::new()).unwrap();
+    let ring = Keyring::with_kms(kms, old).unwrap();
     EncryptionRules::new([(
         "kms-*".to_owned(),
         Some(Rule::new(ring, Unencrypted::PassThrough)),
@@ -255,4 +266,136 @@ async fn kms_unreachable_is_a_clear_error() {
         "{m}"
     );
     assert!(sample(&m, "s3seal_kms_requests_total{op=\"GenerateDataKey\"}") >= 1);
+}
+
+/// Rewrap (`docs/format.md` §5.4, `s3seal rewrap`): objects written under a local key, the
+/// bucket moved to KMS with the local key kept readable, rewrapped in place by a server-side
+/// copy (same ciphertext, same backend `ETag`, metadata kept), then read by a proxy that no
+/// longer has the local key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
+    let moto = backends::shared_moto();
+    let local = || Kek::new(KeyId::new("local-1").unwrap(), &[9; 32]);
+    let before = EncryptionRules::new([(
+        "kms-*".to_owned(),
+        Some(Rule::new(
+            Keyring::new(local(), Vec::new()).unwrap(),
+            Unencrypted::PassThrough,
+        )),
+    )])
+    .unwrap();
+    let writer = proxy(moto, before).await;
+    let s3 = writer.sdk();
+    let b = support::bucket("kms-rewrap");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let objects = [("a", payload(100_000, 1)), ("dir/b", payload(70_000, 2))];
+    for (key, data) in &objects {
+        s3.put_object()
+            .bucket(&b)
+            .key(*key)
+            .content_type("text/x-test")
+            .metadata("colour", "blue")
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // A legacy plaintext object, written around the proxy, is left alone.
+    writer
+        .direct()
+        .put_object()
+        .bucket(&b)
+        .key("legacy")
+        .body(ByteStream::from(b"plain".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let direct = writer.direct();
+    let head = |key: &'static str| {
+        let (direct, b) = (direct.clone(), b.clone());
+        async move {
+            direct
+                .head_object()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let etag_before = head("a").await.e_tag().unwrap().to_owned();
+
+    let key_id = create_key(moto).await;
+    let rotated = with_old(&moto.endpoint, &key_id, moto, vec![local()]);
+    let upstream = s3seal::upstream::UpstreamClient::new(
+        s3seal::config::Upstream {
+            name: "moto".into(),
+            endpoint: moto.endpoint.parse().unwrap(),
+            region: moto.region.clone(),
+            access_key_id: moto.access_key.clone(),
+            secret_access_key: SecretKey::new(moto.secret_key.clone()),
+            addressing_style: s3seal::config::AddressingStyle::Path,
+            ca_bundle: None,
+            forward_checksum_trailers: true,
+        },
+        s3seal::tls::client_config(None).unwrap(),
+    );
+    let rule = rotated.for_bucket(&b).unwrap();
+    let dry = s3seal::rewrap::rewrap_bucket(&upstream, rule, &b, "", true)
+        .await
+        .unwrap();
+    assert_eq!(dry.rewrapped.len(), 2, "{dry:?}");
+    assert_eq!(head("a").await.e_tag(), Some(etag_before.as_str()));
+    let report = s3seal::rewrap::rewrap_bucket(&upstream, rule, &b, "", false)
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    let mut rewrapped: Vec<_> = report
+        .rewrapped
+        .iter()
+        .map(|(k, id)| (k.as_str(), id.as_str()))
+        .collect();
+    rewrapped.sort_unstable();
+    assert_eq!(rewrapped, [("a", "local-1"), ("dir/b", "local-1")]);
+    assert_eq!(report.unencrypted, ["legacy"]);
+
+    let after = head("a").await;
+    let meta = after.metadata().cloned().unwrap_or_default();
+    assert_eq!(
+        meta.get("s3seal-kid").map(String::as_str),
+        Some(format!("kms:{key_id}").as_str())
+    );
+    assert_eq!(meta.get("colour").map(String::as_str), Some("blue"));
+    assert_eq!(after.content_type(), Some("text/x-test"));
+    // The same stored bytes: the copy was the backend's, nothing was re-encrypted.
+    assert_eq!(after.e_tag(), Some(etag_before.as_str()));
+
+    // The local key is gone from the config: everything still reads, through KMS.
+    let reader = proxy(moto, rules(&moto.endpoint, &key_id, moto)).await;
+    for (key, data) in &objects {
+        let got = reader
+            .sdk()
+            .get_object()
+            .bucket(&b)
+            .key(*key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.metadata()
+                .and_then(|m| m.get("colour"))
+                .map(String::as_str),
+            Some("blue")
+        );
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        assert!(bytes.as_ref() == data.as_slice(), "{key} differs");
+    }
+    let again = s3seal::rewrap::rewrap_bucket(&upstream, rule, &b, "dir/", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.current.len(), again.rewrapped.len()),
+        (1, 0),
+        "{again:?}"
+    );
 }
