@@ -26,6 +26,15 @@ fn generate_request_is_the_documented_json() {
         serde_json::to_string(&request).unwrap(),
         r#"{"KeyId":"alias/s3seal","KeySpec":"AES_256","EncryptionContext":{"s3seal":"v1"}}"#
     );
+    let request = EncryptRequest {
+        key_id: "k",
+        plaintext: "AAAA",
+        encryption_context: context(),
+    };
+    assert_eq!(
+        serde_json::to_string(&request).unwrap(),
+        r#"{"KeyId":"k","Plaintext":"AAAA","EncryptionContext":{"s3seal":"v1"}}"#
+    );
     let request = DecryptRequest {
         key_id: "k",
         ciphertext_blob: STANDARD.encode(b"blob"),
@@ -65,8 +74,17 @@ fn answers_give_the_key_or_a_named_error() {
         Err(KmsError::Refused { kind, .. }) => assert_eq!(kind, "HTTP 502"),
         other => panic!("{:?}", other.err()),
     }
+    // An `Encrypt` answer has only the blob; a Decrypt answer without a key is no key.
+    let mut answer = parse_answer(
+        Op::Encrypt,
+        StatusCode::OK,
+        br#"{"CiphertextBlob":"YmxvYg=="}"#,
+    )
+    .unwrap();
+    assert_eq!(blob(Op::Encrypt, &mut answer).unwrap(), b"blob");
+    let answer = parse_answer(Op::Decrypt, StatusCode::OK, b"{}").unwrap();
     assert!(matches!(
-        parse_answer(Op::Decrypt, StatusCode::OK, b"{}"),
+        plaintext_key(Op::Decrypt, &answer.plaintext),
         Err(KmsError::Answer(..))
     ));
 }
