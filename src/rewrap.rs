@@ -93,7 +93,7 @@ pub async fn run(
 }
 
 /// [`run`] with the upstream client and the bucket's rule at hand.
-pub async fn rewrap_bucket(
+async fn rewrap_bucket(
     client: &UpstreamClient,
     rule: &Rule,
     bucket: &str,

@@ -8,6 +8,8 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use s3seal::auth::SecretKey;
 use s3seal::crypto::format::{Kek, KeyId};
@@ -64,16 +66,6 @@ async fn create_key(moto: &backends::Backend) -> String {
 
 /// `kms-*` buckets take their data keys from `key_id` at `endpoint`.
 fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRules {
-    with_old(endpoint, key_id, moto, Vec::new())
-}
-
-/// [`rules`], with local keys that stay readable.
-fn with_old(
-    endpoint: &str,
-    key_id: &str,
-    moto: &backends::Backend,
-    old: Vec<Kek>,
-) -> EncryptionRules {
     s3seal::tls::install_crypto_provider();
     let kms = Kms::new(
         KmsSettings {
@@ -87,7 +79,7 @@ fn with_old(
         },
         s3seal::tls::client_config(None).unwrap(),
     );
-    let ring = Keyring::with_kms(kms, old).unwrap();
+    let ring = Keyring::with_kms(kms, Vec::new()).unwrap();
     EncryptionRules::new([(
         "kms-*".to_owned(),
         Some(Rule::new(ring, Unencrypted::PassThrough)),
@@ -326,27 +318,45 @@ async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
     let etag_before = head("a").await.e_tag().unwrap().to_owned();
 
     let key_id = create_key(moto).await;
-    let rotated = with_old(&moto.endpoint, &key_id, moto, vec![local()]);
-    let upstream = s3seal::upstream::UpstreamClient::new(
-        s3seal::config::Upstream {
-            name: "moto".into(),
-            endpoint: moto.endpoint.parse().unwrap(),
-            region: moto.region.clone(),
-            access_key_id: moto.access_key.clone(),
-            secret_access_key: SecretKey::new(moto.secret_key.clone()),
-            addressing_style: s3seal::config::AddressingStyle::Path,
-            ca_bundle: None,
-            forward_checksum_trailers: true,
-        },
-        s3seal::tls::client_config(None).unwrap(),
-    );
-    let rule = rotated.for_bucket(&b).unwrap();
-    let dry = s3seal::rewrap::rewrap_bucket(&upstream, rule, &b, "", true)
+    // The rotated config, as an operator writes it: KMS for new data keys, the local key
+    // still readable.
+    let config = || {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "server.pem"
+tls_key = "server-key.pem"
+[[upstream]]
+name = "moto"
+endpoint = "{endpoint}"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+region = "{region}"
+allow_plaintext = true
+[[client]]
+access_key_id = "UNUSED"
+secret_access_key = "unused"
+upstream = "moto"
+[[bucket]]
+pattern = "kms-*"
+encryption = {{ mode = "client-side", kms = {{ endpoint = "{endpoint}", key_id = "{key_id}", region = "{region}", access_key_id = "{ak}", secret_access_key = "{sk}", allow_plaintext = true }}, old_keys = [{{ key_id = "local-1", key = "{old}" }}] }}
+"#,
+            endpoint = moto.endpoint,
+            ak = moto.access_key,
+            sk = moto.secret_key,
+            region = moto.region,
+            old = STANDARD.encode([9u8; 32]),
+        );
+        let env = std::collections::HashMap::<String, String>::new();
+        s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap()
+    };
+    let dry = s3seal::rewrap::run(config(), &b, "", None, true)
         .await
         .unwrap();
     assert_eq!(dry.rewrapped.len(), 2, "{dry:?}");
     assert_eq!(head("a").await.e_tag(), Some(etag_before.as_str()));
-    let report = s3seal::rewrap::rewrap_bucket(&upstream, rule, &b, "", false)
+    let report = s3seal::rewrap::run(config(), &b, "", None, false)
         .await
         .unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
@@ -390,7 +400,7 @@ async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
         let bytes = got.body.collect().await.unwrap().into_bytes();
         assert!(bytes.as_ref() == data.as_slice(), "{key} differs");
     }
-    let again = s3seal::rewrap::rewrap_bucket(&upstream, rule, &b, "dir/", false)
+    let again = s3seal::rewrap::run(config(), &b, "dir/", None, false)
         .await
         .unwrap();
     assert_eq!(
