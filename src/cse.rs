@@ -172,8 +172,12 @@ impl Keyring {
             return Ok(Arc::new(dek));
         }
         match &self.active {
+            // A blob KMS refuses came with the request, not from the backend: the client's.
             Active::Kms(kms) if wrapped.len() != LOCAL_WRAPPED_DEK_LEN => {
-                Ok(kms.open(wrapped).await?)
+                kms.open(wrapped).await.map_err(|e| match e {
+                    KmsError::Refused { .. } => CseError::UploadId,
+                    other => CseError::Kms(other),
+                })
             }
             Active::Local(_) | Active::Kms(_) => Err(CseError::UploadId),
         }

@@ -314,13 +314,28 @@ impl Kms {
             }
         };
         let mut called = false;
-        let key = slot
+        let key = match slot
             .key
             .get_or_try_init(|| {
                 called = true;
                 self.decrypt(wrapped)
             })
-            .await?;
+            .await
+        {
+            Ok(key) => key,
+            Err(e) => {
+                // A blob KMS would not open (a forged upload id, say) must not take a place
+                // in the cache from the ones it did.
+                let mut readers = self.readers.lock().expect("not poisoned");
+                if readers
+                    .get(&id)
+                    .is_some_and(|s| Arc::ptr_eq(s, &slot) && s.key.get().is_none())
+                {
+                    readers.remove(&id);
+                }
+                return Err(e);
+            }
+        };
         if !called {
             self.cache_hit(Op::Decrypt);
         }

@@ -129,6 +129,7 @@ async fn an_unreachable_endpoint_is_a_503_and_not_cached() {
     // The failed slot is retried, not remembered.
     assert!(kms.data_key("b").await.is_err());
     assert!(kms.open(b"blob").await.is_err());
+    assert!(kms.readers.lock().unwrap().is_empty());
 }
 
 #[test]

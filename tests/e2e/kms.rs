@@ -469,15 +469,32 @@ async fn kms_multipart() {
         let status = e.raw_response().map(|r| r.status().as_u16());
         assert_eq!(status, Some(200), "{e:?}");
     }
+    // An upload id with a blob KMS will not open is the client's mistake, not a 500.
+    let forged = format!(
+        "x~s3seal~{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 200])
+    );
+    let err = s3
+        .upload_part()
+        .bucket(&b)
+        .key("big")
+        .upload_id(forged)
+        .part_number(1)
+        .body(ByteStream::from(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidArgument"), "{err:?}");
     let m = metrics(&writer).await;
     assert_eq!(
         sample(&m, "s3seal_kms_requests_total{op=\"GenerateDataKey\"}"),
         1,
         "{m}"
     );
+    // The parts found the upload's data key in the cache; the one Decrypt was the forged id's.
     assert_eq!(
         sample(&m, "s3seal_kms_requests_total{op=\"Decrypt\"}"),
-        0,
+        1,
         "{m}"
     );
 
