@@ -226,6 +226,9 @@ pub struct RawKms {
     pub endpoint: String,
     /// The KMS key id, ARN or alias (`alias/name`) that `GenerateDataKey` uses.
     pub key_id: String,
+    /// KMS keys that objects may still be wrapped with (rotation to another KMS key).
+    #[serde(default)]
+    pub old_key_ids: Vec<String>,
     #[serde(default = "default_region")]
     pub region: String,
     pub access_key_id: Secret,
@@ -687,6 +690,10 @@ impl RawKms {
         }
         KeyId::new(format!("{}{}", kms::KEY_ID_PREFIX, self.key_id))
             .map_err(|e| invalid(format!("{key}.key_id"), e.to_string()))?;
+        for (i, id) in self.old_key_ids.iter().enumerate() {
+            KeyId::new(format!("{}{id}", kms::KEY_ID_PREFIX))
+                .map_err(|e| invalid(format!("{key}.old_key_ids[{i}]"), e.to_string()))?;
+        }
         if self.cache_max_uses == 0 {
             return Err(invalid(
                 format!("{key}.cache_max_uses"),
@@ -699,6 +706,7 @@ impl RawKms {
             endpoint,
             region: self.region,
             key_id: self.key_id,
+            old_key_ids: self.old_key_ids,
             access_key_id: self.access_key_id.resolve(
                 &format!("{key}.access_key_id"),
                 base,

@@ -130,7 +130,7 @@ impl Keyring {
     /// Whether objects wrapped under `id` can be opened with this keyring.
     pub fn holds(&self, id: &KeyId) -> bool {
         match &self.active {
-            Active::Kms(kms) if kms.object_key_id() == id.as_str() => true,
+            Active::Kms(kms) if kms.key_for(id.as_str()).is_some() => true,
             Active::Local(_) | Active::Kms(_) => self.local().any(|k| k.id() == id),
         }
     }
@@ -154,8 +154,8 @@ impl Keyring {
     /// The data key wrapped under the key named `id`.
     async fn unwrap(&self, id: &KeyId, wrapped: &[u8]) -> Result<Arc<DataKey>, CseError> {
         if let Active::Kms(kms) = &self.active {
-            if kms.object_key_id() == id.as_str() {
-                return Ok(kms.open(wrapped).await?);
+            if let Some(key_id) = kms.key_for(id.as_str()) {
+                return Ok(kms.open(key_id, wrapped).await?);
             }
         }
         let kek = self
@@ -174,7 +174,7 @@ impl Keyring {
         match &self.active {
             // A blob KMS refuses came with the request, not from the backend: the client's.
             Active::Kms(kms) if wrapped.len() != LOCAL_WRAPPED_DEK_LEN => {
-                kms.open(wrapped).await.map_err(|e| match e {
+                kms.open(kms.current(), wrapped).await.map_err(|e| match e {
                     KmsError::Refused { .. } => CseError::UploadId,
                     other => CseError::Kms(other),
                 })

@@ -55,6 +55,8 @@ pub struct KmsSettings {
     pub endpoint: http::Uri,
     pub region: String,
     pub key_id: String,
+    /// Keys that objects may still be wrapped with: opened, never used for new data keys.
+    pub old_key_ids: Vec<String>,
     pub access_key_id: String,
     pub secret_access_key: SecretKey,
     /// How long one data key serves new objects, and how long an opened one stays cached.
@@ -234,6 +236,21 @@ impl Kms {
         format!("{KEY_ID_PREFIX}{}", self.settings.key_id)
     }
 
+    /// The KMS key id that opens objects named `object_key_id`, if it is this key or one of
+    /// its old keys.
+    pub fn key_for(&self, object_key_id: &str) -> Option<&str> {
+        let id = object_key_id.strip_prefix(KEY_ID_PREFIX)?;
+        std::iter::once(&self.settings.key_id)
+            .chain(&self.settings.old_key_ids)
+            .find(|k| *k == id)
+            .map(String::as_str)
+    }
+
+    /// The KMS key id of new data keys.
+    pub fn current(&self) -> &str {
+        &self.settings.key_id
+    }
+
     /// A data key for a new object in `bucket` and its wrapped form, from the cache when the
     /// bucket's current one is still fresh.
     pub async fn data_key(&self, bucket: &str) -> Result<(Arc<DataKey>, Arc<[u8]>), KmsError> {
@@ -271,15 +288,15 @@ impl Kms {
             .await?;
         if called {
             // This proxy's own reads of the new objects need no Decrypt.
-            self.remember(&pair.1, pair.0.clone());
+            self.remember(&self.settings.key_id, &pair.1, pair.0.clone());
         } else {
             self.cache_hit(Op::GenerateDataKey);
         }
         Ok(pair.clone())
     }
 
-    fn remember(&self, wrapped: &[u8], key: Arc<DataKey>) {
-        let id: [u8; 32] = Sha256::digest(wrapped).into();
+    fn remember(&self, key_id: &str, wrapped: &[u8], key: Arc<DataKey>) {
+        let id = cache_id(key_id, wrapped);
         let mut readers = self.readers.lock().expect("not poisoned");
         if readers.len() >= MAX_CACHED_BLOBS {
             evict(&mut readers, self.settings.cache_ttl);
@@ -293,9 +310,10 @@ impl Kms {
         );
     }
 
-    /// The data key inside a wrapped blob, from the cache when it was opened recently.
-    pub async fn open(&self, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
-        let id: [u8; 32] = Sha256::digest(wrapped).into();
+    /// The data key inside a blob wrapped under `key_id`, from the cache when it was opened
+    /// recently.
+    pub async fn open(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
+        let id = cache_id(key_id, wrapped);
         let slot = {
             let mut readers = self.readers.lock().expect("not poisoned");
             match readers.get(&id) {
@@ -318,7 +336,7 @@ impl Kms {
             .key
             .get_or_try_init(|| {
                 called = true;
-                self.decrypt(wrapped)
+                self.decrypt(key_id, wrapped)
             })
             .await
         {
@@ -369,10 +387,10 @@ impl Kms {
         blob(op, &mut answer)
     }
 
-    async fn decrypt(&self, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
+    async fn decrypt(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
         let op = Op::Decrypt;
         let request = DecryptRequest {
-            key_id: &self.settings.key_id,
+            key_id,
             ciphertext_blob: STANDARD.encode(wrapped),
             encryption_context: context(),
         };
@@ -461,6 +479,16 @@ impl Kms {
             m.kms_cache_hit(op.name());
         }
     }
+}
+
+/// The read cache's key: the blob and the key it is opened with (an object relabelled to another
+/// configured key must be opened by KMS under that key, not found in the cache).
+fn cache_id(key_id: &str, wrapped: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key_id.as_bytes());
+    h.update([0]);
+    h.update(wrapped);
+    h.finalize().into()
 }
 
 /// Drops expired entries; if none had expired, the oldest half, so a burst of distinct

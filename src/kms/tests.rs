@@ -6,6 +6,7 @@ fn kms(endpoint: &str) -> Kms {
             endpoint: endpoint.parse().unwrap(),
             region: "eu-west-1".into(),
             key_id: "alias/s3seal".into(),
+            old_key_ids: vec!["old".into()],
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: SecretKey::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             cache_ttl: Duration::from_secs(60),
@@ -128,8 +129,17 @@ async fn an_unreachable_endpoint_is_a_503_and_not_cached() {
     assert_eq!(err.code(), S3Code::ServiceUnavailable);
     // The failed slot is retried, not remembered.
     assert!(kms.data_key("b").await.is_err());
-    assert!(kms.open(b"blob").await.is_err());
+    assert!(kms.open("alias/s3seal", b"blob").await.is_err());
     assert!(kms.readers.lock().unwrap().is_empty());
+}
+
+#[test]
+fn object_key_ids_name_the_current_and_old_keys() {
+    let kms = kms("https://kms.example");
+    assert_eq!(kms.key_for("kms:alias/s3seal"), Some("alias/s3seal"));
+    assert_eq!(kms.key_for("kms:old"), Some("old"));
+    assert_eq!(kms.key_for("kms:other"), None);
+    assert_eq!(kms.key_for("alias/s3seal"), None);
 }
 
 #[test]

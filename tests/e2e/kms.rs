@@ -72,6 +72,7 @@ fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRu
             endpoint: endpoint.parse().unwrap(),
             region: moto.region.clone(),
             key_id: key_id.to_owned(),
+            old_key_ids: Vec::new(),
             access_key_id: moto.access_key.clone(),
             secret_access_key: SecretKey::new(moto.secret_key.clone()),
             cache_ttl: Duration::from_secs(300),
@@ -320,37 +321,11 @@ async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
     let key_id = create_key(moto).await;
     // The rotated config, as an operator writes it: KMS for new data keys, the local key
     // still readable.
-    let config = || {
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = "server.pem"
-tls_key = "server-key.pem"
-[[upstream]]
-name = "moto"
-endpoint = "{endpoint}"
-access_key_id = "{ak}"
-secret_access_key = "{sk}"
-region = "{region}"
-allow_plaintext = true
-[[client]]
-access_key_id = "UNUSED"
-secret_access_key = "unused"
-upstream = "moto"
-[[bucket]]
-pattern = "kms-*"
-encryption = {{ mode = "client-side", kms = {{ endpoint = "{endpoint}", key_id = "{key_id}", region = "{region}", access_key_id = "{ak}", secret_access_key = "{sk}", allow_plaintext = true }}, old_keys = [{{ key_id = "local-1", key = "{old}" }}] }}
-"#,
-            endpoint = moto.endpoint,
-            ak = moto.access_key,
-            sk = moto.secret_key,
-            region = moto.region,
-            old = STANDARD.encode([9u8; 32]),
-        );
-        let env = std::collections::HashMap::<String, String>::new();
-        s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap()
-    };
+    let old = format!(
+        r#", old_keys = [{{ key_id = "local-1", key = "{}" }}]"#,
+        STANDARD.encode([9u8; 32])
+    );
+    let config = || rotated_config(moto, &key_id, "", &old);
     let dry = s3seal::rewrap::run(config(), &b, "", None, true)
         .await
         .unwrap();
@@ -533,4 +508,84 @@ async fn kms_multipart() {
         1,
         "{m}"
     );
+}
+
+/// A config whose `kms-*` buckets use the KMS key `key_id`; `kms_extra` goes into the `kms`
+/// table, `extra` into the `encryption` table.
+fn rotated_config(
+    moto: &backends::Backend,
+    key_id: &str,
+    kms_extra: &str,
+    extra: &str,
+) -> s3seal::config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "server.pem"
+tls_key = "server-key.pem"
+[[upstream]]
+name = "moto"
+endpoint = "{endpoint}"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+region = "{region}"
+allow_plaintext = true
+[[client]]
+access_key_id = "UNUSED"
+secret_access_key = "unused"
+upstream = "moto"
+[[bucket]]
+pattern = "kms-*"
+encryption = {{ mode = "client-side", kms = {{ endpoint = "{endpoint}", key_id = "{key_id}", region = "{region}", access_key_id = "{ak}", secret_access_key = "{sk}", allow_plaintext = true{kms_extra} }}{extra} }}
+"#,
+        endpoint = moto.endpoint,
+        ak = moto.access_key,
+        sk = moto.secret_key,
+        region = moto.region,
+    );
+    let env = std::collections::HashMap::<String, String>::new();
+    s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap()
+}
+
+/// Rotation from one KMS key to another: `old_key_ids` keeps the old key readable, `s3seal
+/// rewrap` moves the objects (KMS `Encrypt` under the new key), then the old key can go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_from_one_kms_key_to_another() {
+    let moto = backends::shared_moto();
+    let key_a = create_key(moto).await;
+    let writer = proxy(moto, rules(&moto.endpoint, &key_a, moto)).await;
+    let s3 = writer.sdk();
+    let b = support::bucket("kms-rotate");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let data = payload(90_000, 3);
+    s3.put_object()
+        .bucket(&b)
+        .key("x")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+
+    let key_b = create_key(moto).await;
+    let old = format!(r#", old_key_ids = ["{key_a}"]"#);
+    let report = s3seal::rewrap::run(rotated_config(moto, &key_b, &old, ""), &b, "", None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.rewrapped,
+        [("x".to_owned(), format!("kms:{key_a}"))],
+        "{report:?}"
+    );
+
+    let reader = proxy(moto, rules(&moto.endpoint, &key_b, moto)).await;
+    let got = reader
+        .sdk()
+        .get_object()
+        .bucket(&b)
+        .key("x")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
 }
