@@ -16,6 +16,7 @@ use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
 use crate::cors::{self, BucketRules};
 use crate::crypto::format::{Kek, KeyId, KEY_LEN};
 use crate::cse::{self, EncryptionRules};
+use crate::kms::{self, Kms, KmsSettings};
 use crate::logging::LogFormat;
 use crate::policy::{KeySource, RawSseRule, SsePolicies};
 
@@ -198,7 +199,8 @@ pub struct RawBucket {
     pub encryption: Option<RawEncryption>,
 }
 
-/// `encryption = { mode = "client-side", key_id = "...", key = <secret>, ... }`.
+/// `encryption = { mode = "client-side", key_id = "...", key = <secret>, ... }`, or with
+/// `kms = { ... }` instead of `key_id` and `key`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEncryption {
@@ -207,12 +209,49 @@ pub struct RawEncryption {
     pub key_id: Option<String>,
     /// The 256-bit key-encryption key, base64 (a secret, see above).
     pub key: Option<Secret>,
+    /// A KMS key wraps the data keys of new objects instead of a local key.
+    pub kms: Option<RawKms>,
     /// Keys that objects may still be wrapped with: readable, never used for writes.
     #[serde(default)]
     pub old_keys: Vec<RawOldKey>,
     /// What happens to objects without s3seal metadata (written before encryption was on).
     #[serde(default)]
     pub unencrypted_objects: cse::Unencrypted,
+}
+
+/// `kms = { endpoint, key_id, region, access_key_id, secret_access_key, ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKms {
+    pub endpoint: String,
+    /// The KMS key id, ARN or alias (`alias/name`) that `GenerateDataKey` uses.
+    pub key_id: String,
+    /// KMS keys that objects may still be wrapped with (rotation to another KMS key).
+    #[serde(default)]
+    pub old_key_ids: Vec<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub ca_bundle: Option<PathBuf>,
+    /// Plain `http://` endpoints are refused unless this is set: data keys would cross the
+    /// network in clear.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// How long one data key serves new objects of a bucket, and an opened one stays cached.
+    #[serde(default = "default_kms_cache_seconds")]
+    pub cache_seconds: u64,
+    /// How many new objects one data key may serve.
+    #[serde(default = "default_kms_cache_uses")]
+    pub cache_max_uses: u64,
+}
+
+fn default_kms_cache_seconds() -> u64 {
+    300
+}
+
+fn default_kms_cache_uses() -> u64 {
+    100_000
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -622,6 +661,7 @@ impl RawEncryption {
         if self.mode == EncryptionMode::None {
             let extra = self.key_id.is_some()
                 || self.key.is_some()
+                || self.kms.is_some()
                 || !self.old_keys.is_empty()
                 || self.unencrypted_objects != cse::Unencrypted::default();
             return if extra {
@@ -630,25 +670,90 @@ impl RawEncryption {
                 Ok(None)
             };
         }
-        let (Some(key_id), Some(secret)) = (&self.key_id, &self.key) else {
-            let missing = if self.key_id.is_none() {
-                "key_id"
-            } else {
-                "key"
-            };
-            return Err(invalid(
-                format!("{key}.{missing}"),
-                "required with mode = \"client-side\"",
-            ));
-        };
-        let active = kek(key_id, secret, &format!("{key}.key"), base, env)?;
         let mut old = Vec::new();
         for (i, k) in self.old_keys.iter().enumerate() {
             let at = format!("{key}.old_keys[{i}]");
             old.push(kek(&k.key_id, &k.key, &format!("{at}.key"), base, env)?);
         }
-        let keyring = cse::Keyring::new(active, old).map_err(|e| invalid(key, e))?;
+        let keyring = match (self.key_id, self.key, self.kms) {
+            (Some(id), Some(secret), None) => {
+                let active = kek(&id, &secret, &format!("{key}.key"), base, env)?;
+                cse::Keyring::new(active, old)
+            }
+            (None, None, Some(kms)) => {
+                let kms = kms.validate(&format!("{key}.kms"), base, env)?;
+                cse::Keyring::with_kms(kms, old)
+            }
+            _ => {
+                return Err(invalid(
+                    key,
+                    "needs either key_id and key (a local key) or kms, not both",
+                ))
+            }
+        };
+        let keyring = keyring.map_err(|e| invalid(key, e))?;
         Ok(Some(cse::Rule::new(keyring, self.unencrypted_objects)))
+    }
+}
+
+impl RawKms {
+    fn validate(self, key: &str, base: &Path, env: &dyn Env) -> Result<Kms, ConfigError> {
+        let endpoint: http::Uri = self
+            .endpoint
+            .parse()
+            .map_err(|e| invalid(format!("{key}.endpoint"), format!("{e}")))?;
+        match endpoint.scheme_str() {
+            Some("https") => {}
+            Some("http") if self.allow_plaintext => {}
+            Some("http") => {
+                return Err(invalid(
+                    format!("{key}.endpoint"),
+                    "is plain http: data keys would cross the network in clear (set allow_plaintext = true to accept this)",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    format!("{key}.endpoint"),
+                    "must be an http:// or https:// URL",
+                ))
+            }
+        }
+        if endpoint.authority().is_none() {
+            return Err(invalid(format!("{key}.endpoint"), "has no host"));
+        }
+        KeyId::new(format!("{}{}", kms::KEY_ID_PREFIX, self.key_id))
+            .map_err(|e| invalid(format!("{key}.key_id"), e.to_string()))?;
+        for (i, id) in self.old_key_ids.iter().enumerate() {
+            KeyId::new(format!("{}{id}", kms::KEY_ID_PREFIX))
+                .map_err(|e| invalid(format!("{key}.old_key_ids[{i}]"), e.to_string()))?;
+        }
+        if self.cache_max_uses == 0 {
+            return Err(invalid(
+                format!("{key}.cache_max_uses"),
+                "must be at least 1",
+            ));
+        }
+        let tls = crate::tls::client_config(self.ca_bundle.as_deref())
+            .map_err(|e| invalid(format!("{key}.ca_bundle"), e.to_string()))?;
+        let settings = KmsSettings {
+            endpoint,
+            region: self.region,
+            key_id: self.key_id,
+            old_key_ids: self.old_key_ids,
+            access_key_id: self.access_key_id.resolve(
+                &format!("{key}.access_key_id"),
+                base,
+                env,
+            )?,
+            secret_access_key: SecretKey::new(self.secret_access_key.resolve(
+                &format!("{key}.secret_access_key"),
+                base,
+                env,
+            )?),
+            cache_ttl: Duration::from_secs(self.cache_seconds),
+            cache_max_uses: self.cache_max_uses,
+        };
+        Ok(Kms::new(settings, tls))
     }
 }
 

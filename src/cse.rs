@@ -36,10 +36,12 @@ use serde::Deserialize;
 use crate::body::{self, Body, BoxError};
 use crate::crypto::format::{
     plaintext_len, DataKey, FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata, PartKey,
-    PartNumber, Salt, META_PREFIX,
+    PartNumber, Salt, LOCAL_WRAPPED_DEK_LEN, META_PREFIX,
 };
 use crate::crypto::EncryptBody;
 use crate::error::{ProxyError, S3Code, S3Error};
+use crate::kms::{Kms, KmsError};
+use crate::metrics::Metrics;
 use crate::s3::headers;
 use crate::s3::route::{Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
@@ -81,11 +83,18 @@ pub enum Unencrypted {
     Refuse,
 }
 
-/// The key-encryption keys of a bucket: one active for writes, older ones still readable.
+/// The key-encryption keys of a bucket: one source for writes (a local key or a KMS key),
+/// older local keys still readable.
 #[derive(Debug)]
 pub struct Keyring {
-    active: Kek,
+    active: Active,
     old: Vec<Kek>,
+}
+
+#[derive(Debug)]
+enum Active {
+    Local(Kek),
+    Kms(Arc<Kms>),
 }
 
 impl Keyring {
@@ -97,27 +106,131 @@ impl Keyring {
                 return Err(format!("key id '{}' is used twice", kek.id().as_str()));
             }
         }
-        Ok(Keyring { active, old })
+        Ok(Keyring {
+            active: Active::Local(active),
+            old,
+        })
     }
 
-    pub fn active(&self) -> &Kek {
-        &self.active
+    /// New data keys come from `kms`; the local `old` keys stay readable (a bucket moving
+    /// from a local key to KMS).
+    pub fn with_kms(kms: Kms, old: Vec<Kek>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        for kek in &old {
+            if !seen.insert(kek.id().as_str()) {
+                return Err(format!("key id '{}' is used twice", kek.id().as_str()));
+            }
+        }
+        Ok(Keyring {
+            active: Active::Kms(Arc::new(kms)),
+            old,
+        })
     }
 
-    pub fn get(&self, id: &KeyId) -> Option<&Kek> {
-        self.all().find(|k| k.id() == id)
+    /// Whether objects wrapped under `id` can be opened with this keyring.
+    pub fn holds(&self, id: &KeyId) -> bool {
+        match &self.active {
+            Active::Kms(kms) if kms.key_for(id.as_str()).is_some() => true,
+            Active::Local(_) | Active::Kms(_) => self.local().any(|k| k.id() == id),
+        }
     }
 
-    fn all(&self) -> impl Iterator<Item = &Kek> {
-        std::iter::once(&self.active).chain(&self.old)
+    /// A data key for a new object in `bucket`, with the id and wrapped form to store.
+    async fn data_key(&self, bucket: &str) -> Result<(KeyId, Arc<DataKey>, Vec<u8>), CseError> {
+        match &self.active {
+            Active::Local(kek) => {
+                let dek = DataKey::generate();
+                let wrapped = kek.wrap(&dek);
+                Ok((kek.id().clone(), Arc::new(dek), wrapped))
+            }
+            Active::Kms(kms) => {
+                let (dek, wrapped) = kms.data_key(bucket).await?;
+                let id = KeyId::new(kms.object_key_id()).map_err(CseError::Stored)?;
+                Ok((id, dek, wrapped.to_vec()))
+            }
+        }
+    }
+
+    /// The data key wrapped under the key named `id`.
+    async fn unwrap(&self, id: &KeyId, wrapped: &[u8]) -> Result<Arc<DataKey>, CseError> {
+        if let Active::Kms(kms) = &self.active {
+            if let Some(key_id) = kms.key_for(id.as_str()) {
+                return Ok(kms.open(key_id, wrapped).await?);
+            }
+        }
+        let kek = self
+            .local()
+            .find(|k| k.id() == id)
+            .ok_or_else(|| CseError::UnknownKey(id.as_str().to_owned()))?;
+        Ok(Arc::new(kek.unwrap(wrapped)?))
+    }
+
+    /// The data key of a wrap whose key is not named (an upload id's): local keys first,
+    /// then KMS for anything that is not a local wrap.
+    async fn unwrap_any(&self, wrapped: &[u8]) -> Result<Arc<DataKey>, CseError> {
+        if let Some(dek) = self.local().find_map(|kek| kek.unwrap(wrapped).ok()) {
+            return Ok(Arc::new(dek));
+        }
+        match &self.active {
+            // A blob KMS refuses came with the request, not from the backend: the client's.
+            Active::Kms(kms) if wrapped.len() != LOCAL_WRAPPED_DEK_LEN => {
+                kms.open(kms.current(), wrapped).await.map_err(|e| match e {
+                    KmsError::Refused { .. } => CseError::UploadId,
+                    other => CseError::Kms(other),
+                })
+            }
+            Active::Local(_) | Active::Kms(_) => Err(CseError::UploadId),
+        }
+    }
+
+    /// The id and wrap of `dek` under the active key (a rewrap, `docs/format.md` §5.4).
+    async fn wrap(&self, dek: &DataKey) -> Result<(KeyId, Vec<u8>), CseError> {
+        match &self.active {
+            Active::Local(kek) => Ok((kek.id().clone(), kek.wrap(dek))),
+            Active::Kms(kms) => {
+                let id = KeyId::new(kms.object_key_id()).map_err(CseError::Stored)?;
+                Ok((id, kms.wrap(dek).await?))
+            }
+        }
+    }
+
+    fn is_active(&self, id: &KeyId) -> bool {
+        match &self.active {
+            Active::Local(kek) => kek.id() == id,
+            Active::Kms(kms) => kms.object_key_id() == id.as_str(),
+        }
+    }
+
+    fn local(&self) -> impl Iterator<Item = &Kek> {
+        let active = match &self.active {
+            Active::Local(kek) => Some(kek),
+            Active::Kms(_) => None,
+        };
+        active.into_iter().chain(&self.old)
+    }
+
+    fn kms(&self) -> Option<&Kms> {
+        match &self.active {
+            Active::Kms(kms) => Some(kms),
+            Active::Local(_) => None,
+        }
     }
 }
 
 /// A bucket's client-side encryption rule.
-#[derive(Debug)]
 pub struct Rule {
     keyring: Keyring,
     unencrypted: Unencrypted,
+    metrics: OnceLock<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule")
+            .field("keyring", &self.keyring)
+            .field("unencrypted", &self.unencrypted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rule {
@@ -125,17 +238,49 @@ impl Rule {
         Rule {
             keyring,
             unencrypted,
+            metrics: OnceLock::new(),
         }
     }
 
     /// Unwraps the object's data key and checks its commitment (`docs/format.md` §5).
-    fn open(&self, meta: &ObjectMetadata) -> Result<ObjectKey, CseError> {
-        let kek = self
+    async fn open(&self, meta: &ObjectMetadata) -> Result<ObjectKey, CseError> {
+        let opened = self
             .keyring
-            .get(&meta.key_id)
-            .ok_or_else(|| CseError::UnknownKey(meta.key_id.as_str().to_owned()))?;
-        let dek = kek.unwrap(&meta.wrapped_dek)?;
-        Ok(meta.open(&dek)?)
+            .unwrap(&meta.key_id, &meta.wrapped_dek)
+            .await
+            .and_then(|dek| Ok(meta.open(&dek)?));
+        self.count_failure("decrypt", opened.is_err());
+        opened
+    }
+
+    /// A data key for a new object in `bucket`.
+    async fn data_key(&self, bucket: &str) -> Result<(KeyId, Arc<DataKey>, Vec<u8>), CseError> {
+        let made = self.keyring.data_key(bucket).await;
+        self.count_failure("encrypt", made.is_err());
+        made
+    }
+
+    /// The object's record with its data key wrapped under the active key, or `None` when it
+    /// already is (`docs/format.md` §5.4). The commitment is checked first, so a damaged record
+    /// is never given a fresh wrap.
+    pub async fn rewrap(&self, meta: &ObjectMetadata) -> Result<Option<ObjectMetadata>, CseError> {
+        if self.keyring.is_active(&meta.key_id) {
+            return Ok(None);
+        }
+        let dek = self.keyring.unwrap(&meta.key_id, &meta.wrapped_dek).await?;
+        meta.open(&dek)?;
+        let (key_id, wrapped_dek) = self.keyring.wrap(&dek).await?;
+        Ok(Some(ObjectMetadata {
+            key_id,
+            wrapped_dek,
+            ..meta.clone()
+        }))
+    }
+
+    fn count_failure(&self, op: &'static str, failed: bool) {
+        if let (true, Some(m)) = (failed, self.metrics.get()) {
+            m.crypto_failure(op);
+        }
     }
 }
 
@@ -173,6 +318,17 @@ impl EncryptionRules {
                 .map(|(_, glob, rule)| (glob, rule))
                 .collect(),
         ))
+    }
+
+    /// Where the rules count KMS calls and key failures: the proxy's metrics, set when a
+    /// configuration generation is built.
+    pub fn observe(&self, metrics: &Arc<Metrics>) {
+        for rule in self.0.iter().filter_map(|(_, r)| r.as_ref()) {
+            let _ = rule.metrics.set(metrics.clone());
+            if let Some(kms) = rule.keyring.kms() {
+                kms.observe(metrics);
+            }
+        }
     }
 
     pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<Rule>> {
@@ -222,6 +378,8 @@ pub enum CseError {
     Inconsistent(String),
     #[error("The upstream's answer could not be read: {0}")]
     Answer(String),
+    #[error("The object's data key could not be made or opened: {0}")]
+    Kms(#[from] KmsError),
 }
 
 impl S3Error for CseError {
@@ -242,6 +400,7 @@ impl S3Error for CseError {
             | CseError::Stored(_)
             | CseError::Inconsistent(_)
             | CseError::Answer(_) => S3Code::InternalError,
+            CseError::Kms(e) => e.code(),
         }
     }
 }
@@ -254,7 +413,8 @@ impl From<CseError> for ProxyError {
             CseError::UnknownKey(_)
             | CseError::Stored(_)
             | CseError::Inconsistent(_)
-            | CseError::Answer(_) => ProxyError::upstream(e),
+            | CseError::Answer(_)
+            | CseError::Kms(_) => ProxyError::upstream(e),
             CseError::Unsupported(_)
             | CseError::ReservedMetadata
             | CseError::ReservedKey
@@ -327,16 +487,16 @@ pub async fn plan(
         return Err(CseError::ReservedKey.into());
     }
     match routed.op {
-        Operation::PutObject => Ok(plan_put(rule, out)?),
+        Operation::PutObject => Ok(plan_put(rule, out).await?),
         Operation::GetObject => read::plan_get(rule, upstream, out).await,
         Operation::HeadObject => read::plan_head(rule, out),
         Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
             Ok(Transform::List)
         }
-        Operation::CreateMultipartUpload => Ok(multipart::plan_create(rule, out)?),
-        Operation::UploadPart => Ok(multipart::plan_part(rule, out)?),
-        Operation::CompleteMultipartUpload => Ok(multipart::plan_complete(rule, out)?),
-        Operation::ListParts => Ok(multipart::plan_list_parts(rule, out)?),
+        Operation::CreateMultipartUpload => Ok(multipart::plan_create(rule, out).await?),
+        Operation::UploadPart => Ok(multipart::plan_part(rule, out).await?),
+        Operation::CompleteMultipartUpload => Ok(multipart::plan_complete(rule, out).await?),
+        Operation::ListParts => Ok(multipart::plan_list_parts(rule, out).await?),
         Operation::AbortMultipartUpload => {
             multipart::plan_abort(out);
             Ok(Transform::Copy)
@@ -361,8 +521,8 @@ pub async fn plan(
     }
 }
 
-fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
-    let (key, _) = write_metadata(rule, Layout::Single, out)?;
+async fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
+    let (key, _) = write_metadata(rule, Layout::Single, out).await?;
     Ok(Transform::Seal {
         key: Some(key.part_key(PartNumber::SINGLE)),
         md5: Some(Arc::new(OnceLock::new())),
@@ -372,7 +532,7 @@ fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> 
 /// Creates the keys of a new object and puts their record into the request's metadata. The
 /// client's checksums describe the plaintext: `VerifiedBody` checks them, and the backend must
 /// not check them against the ciphertext (nor store them).
-fn write_metadata(
+async fn write_metadata(
     rule: &Rule,
     layout: Layout,
     out: &mut Outgoing<'_>,
@@ -380,10 +540,10 @@ fn write_metadata(
     check_client_metadata(&out.headers)?;
     strip_checksums(&mut out.headers);
     out.headers.remove(headers::CONTENT_MD5);
-    let dek = DataKey::generate();
+    let bucket = out.target.bucket().unwrap_or_default();
+    let (key_id, dek, wrapped) = rule.data_key(bucket).await?;
     let key = ObjectKey::derive(&dek, Salt::generate());
-    let kek = rule.keyring.active();
-    let meta = ObjectMetadata::new(layout, kek.id().clone(), kek.wrap(&dek), &key);
+    let meta = ObjectMetadata::new(layout, key_id, wrapped, &key);
     let total = user_metadata_len(&out.headers) + meta.encoded_len();
     if total > MAX_USER_METADATA_BYTES {
         return Err(CseError::MetadataTooLarge(meta.encoded_len()));
@@ -441,7 +601,7 @@ async fn plan_copy(
         }
         return Ok(Transform::Copy);
     };
-    if dest.keyring.get(&meta.key_id).is_none() {
+    if !dest.keyring.holds(&meta.key_id) {
         return Err(CseError::CopyKey(meta.key_id.as_str().to_owned()).into());
     }
     let replace = out

@@ -104,6 +104,24 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rewrap the data keys of a bucket's client-side encrypted objects under its current key
+    /// (local or KMS), without copying their data (see docs/format.md §5.4).
+    Rewrap {
+        #[arg(long, short, env = "S3SEAL_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        bucket: String,
+        /// Only keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The upstream holding the bucket (needed when the config has several).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// List what would be rewrapped; write nothing (the old keys are still unwrapped,
+        /// so a KMS is still called).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a development CA and a localhost server certificate signed by it.
     #[command(
         long_about = "Write a development CA and a server certificate for localhost, \
@@ -165,6 +183,13 @@ fn main() -> ExitCode {
             upstream,
             dry_run,
         }) => reencrypt(&config, &bucket, &prefix, upstream.as_deref(), dry_run),
+        Some(Command::Rewrap {
+            config,
+            bucket,
+            prefix,
+            upstream,
+            dry_run,
+        }) => rewrap(&config, &bucket, &prefix, upstream.as_deref(), dry_run),
         Some(Command::Serve(args)) => serve(args, cli.log_format),
         None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
@@ -304,6 +329,40 @@ fn reencrypt(
         report.failed.is_empty(),
         "some objects were not re-encrypted"
     );
+    Ok(())
+}
+
+fn rewrap(
+    config: &Path,
+    bucket: &str,
+    prefix: &str,
+    upstream: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(config, &ProcessEnv)?;
+    s3seal::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(s3seal::rewrap::run(
+        config, bucket, prefix, upstream, dry_run,
+    ))?;
+    let verb = if dry_run { "would rewrap" } else { "rewrapped" };
+    for (key, old) in &report.rewrapped {
+        println!("{verb} {key} (was key {old})");
+    }
+    for (key, why) in &report.failed {
+        println!("failed {key}: {why}");
+    }
+    println!(
+        "{} already under the current key, {} unencrypted, {} {verb}, {} failed",
+        report.current.len(),
+        report.unencrypted.len(),
+        report.rewrapped.len(),
+        report.failed.len()
+    );
+    anyhow::ensure!(report.failed.is_empty(), "some objects were not rewrapped");
     Ok(())
 }
 

@@ -40,6 +40,9 @@ pub struct Metrics {
     /// Unix seconds; 0 when unknown.
     tls_cert_not_after: AtomicU64,
     open_connections: AtomicU64,
+    kms_requests: DashMap<&'static str, AtomicU64>,
+    kms_cache_hits: DashMap<&'static str, AtomicU64>,
+    crypto_failures: DashMap<&'static str, AtomicU64>,
 }
 
 impl Metrics {
@@ -68,6 +71,21 @@ impl Metrics {
     /// A request refused for its credentials or signature; `reason` is the S3 error code.
     pub fn auth_failure(&self, reason: &'static str) {
         inc(&self.auth_failures, reason);
+    }
+
+    /// A request sent to a KMS endpoint; `op` is the KMS operation.
+    pub fn kms_request(&self, op: &'static str) {
+        inc(&self.kms_requests, op);
+    }
+
+    /// A data key served from the KMS cache instead of a KMS request.
+    pub fn kms_cache_hit(&self, op: &'static str) {
+        inc(&self.kms_cache_hits, op);
+    }
+
+    /// A data key that could not be made or opened (`op` is `encrypt` or `decrypt`).
+    pub fn crypto_failure(&self, op: &'static str) {
+        inc(&self.crypto_failures, op);
     }
 
     pub fn upstream_error(&self) {
@@ -129,6 +147,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_connections(&mut out);
         self.render_config(&mut out);
+        self.render_keys(&mut out);
         out.0
     }
 
@@ -176,6 +195,35 @@ impl Metrics {
         );
         for (reason, n) in sorted(&self.auth_failures) {
             out.sample("s3seal_auth_failures_total", &[("reason", reason)], n);
+        }
+    }
+
+    fn render_keys(&self, out: &mut Exposition) {
+        let families = [
+            (
+                "s3seal_kms_requests_total",
+                "Requests sent to KMS endpoints, by KMS operation.",
+                &self.kms_requests,
+                "op",
+            ),
+            (
+                "s3seal_kms_cache_hits_total",
+                "Data keys served from the KMS cache instead of a KMS request, by the KMS operation saved.",
+                &self.kms_cache_hits,
+                "op",
+            ),
+            (
+                "s3seal_crypto_failures_total",
+                "Client-side encryption data keys that could not be made (encrypt) or opened (decrypt).",
+                &self.crypto_failures,
+                "op",
+            ),
+        ];
+        for (name, help, map, label) in families {
+            out.header(name, "counter", help);
+            for (value, n) in sorted(map) {
+                out.sample(name, &[(label, value)], n);
+            }
         }
     }
 

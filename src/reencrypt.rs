@@ -197,7 +197,7 @@ async fn send(
 }
 
 /// One ListObjectsV2 page: its keys and the continuation token, if there is more.
-async fn list_page(
+pub(crate) async fn list_page(
     client: &UpstreamClient,
     bucket: &str,
     prefix: &str,

@@ -63,6 +63,7 @@ struct Live {
 fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> {
     let server_tls = tls::server_config(&config.server.tls_cert, &config.server.tls_key)?;
     let cert_not_after = tls::leaf_not_after(&config.server.tls_cert);
+    config.encryption.observe(metrics);
     let mut upstreams = HashMap::new();
     for (name, up) in config.upstreams {
         let client_tls = tls::client_config(up.ca_bundle.as_deref())?;

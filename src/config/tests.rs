@@ -258,6 +258,52 @@ fn bucket_encryption_keys() {
     );
 }
 
+#[test]
+fn bucket_encryption_with_kms() {
+    let k1 = STANDARD.encode([1u8; 32]);
+    let with =
+        |table: &str| format!("{GOOD}\n[[bucket]]\npattern = \"vault-*\"\nencryption = {table}\n");
+    let mut env = env();
+    env.insert("KMS_SK".into(), "kms-secret-value".into());
+    let kms = r#"endpoint = "https://kms.example", key_id = "alias/s3seal", region = "eu-west-1", access_key_id = "AK", secret_access_key = { env = "KMS_SK" }"#;
+    let text = with(&format!(
+        r#"{{ mode = "client-side", kms = {{ {kms}, cache_seconds = 60 }}, old_keys = [{{ key_id = "local", key = "{k1}" }}] }}"#
+    ));
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env).unwrap();
+    assert!(c.encryption.for_bucket("vault-a").is_some());
+    assert!(
+        !format!("{c:?}").contains("kms-secret-value"),
+        "a secret in Debug output"
+    );
+
+    let refused = |table: String, needle: &str| {
+        let err = Config::from_toml(&with(&table), Path::new("/etc/s3seal"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{table}: {err}");
+    };
+    refused(
+        format!(r#"{{ mode = "client-side", key_id = "a", key = "{k1}", kms = {{ {kms} }} }}"#),
+        "not both",
+    );
+    refused(
+        r#"{ mode = "client-side" }"#.into(),
+        "either key_id and key",
+    );
+    refused(
+        r#"{ mode = "client-side", kms = { endpoint = "http://kms.example", key_id = "k", access_key_id = "a", secret_access_key = "s" } }"#.into(),
+        "allow_plaintext",
+    );
+    refused(
+        format!(r#"{{ mode = "client-side", kms = {{ {kms}, cache_max_uses = 0 }} }}"#),
+        "cache_max_uses",
+    );
+    refused(
+        r#"{ mode = "client-side", kms = { endpoint = "https://kms.example", key_id = "bad id", access_key_id = "a", secret_access_key = "s" } }"#.into(),
+        "key_id",
+    );
+}
+
 const KEY_A: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 const KEY_B: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
@@ -495,6 +541,6 @@ cors = []
     );
     refused(
         "[[bucket]]\npattern = \"a-*\"\nencryption = { mode = \"client-side\", key_id = \"k\" }\n",
-        "bucket[0].encryption.key",
+        "needs either key_id and key",
     );
 }

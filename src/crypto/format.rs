@@ -224,6 +224,11 @@ impl DataKey {
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         DataKey(Zeroizing::new(bytes))
     }
+
+    /// The key itself, for a KMS `Encrypt` that rewraps it (§5.4).
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for DataKey {

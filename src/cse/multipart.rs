@@ -40,8 +40,11 @@ fn seal_name(salt: &Salt) -> String {
     format!("{SEAL_PREFIX}seal/{}", URL_SAFE_NO_PAD.encode(salt.0))
 }
 
-pub(super) fn plan_create(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
-    let (key, meta) = write_metadata(rule, Layout::Multipart, out)?;
+pub(super) async fn plan_create(
+    rule: &Rule,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, CseError> {
+    let (key, meta) = write_metadata(rule, Layout::Multipart, out).await?;
     let mut raw = key.salt().0.to_vec();
     raw.extend_from_slice(&meta.wrapped_dek);
     Ok(Transform::Created {
@@ -49,8 +52,8 @@ pub(super) fn plan_create(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transfo
     })
 }
 
-pub(super) fn plan_part(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
-    let (key, _) = take_token(rule, out)?;
+pub(super) async fn plan_part(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
+    let (key, _) = take_token(rule, out).await?;
     let number = out
         .query
         .iter()
@@ -67,13 +70,19 @@ pub(super) fn plan_part(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform
     })
 }
 
-pub(super) fn plan_complete(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
-    let (key, _) = take_token(rule, out)?;
+pub(super) async fn plan_complete(
+    rule: &Rule,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, CseError> {
+    let (key, _) = take_token(rule, out).await?;
     Ok(Transform::Complete(Complete { key }))
 }
 
-pub(super) fn plan_list_parts(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
-    let (_, token) = take_token(rule, out)?;
+pub(super) async fn plan_list_parts(
+    rule: &Rule,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, CseError> {
+    let (_, token) = take_token(rule, out).await?;
     Ok(Transform::ListParts { token })
 }
 
@@ -89,7 +98,7 @@ pub(super) fn plan_abort(out: &mut Outgoing<'_>) {
 }
 
 /// The upload's keys from the client's upload id, which becomes the backend's again.
-fn take_token(rule: &Rule, out: &mut Outgoing<'_>) -> Result<(ObjectKey, String), CseError> {
+async fn take_token(rule: &Rule, out: &mut Outgoing<'_>) -> Result<(ObjectKey, String), CseError> {
     let id = out
         .query
         .iter_mut()
@@ -104,16 +113,12 @@ fn take_token(rule: &Rule, out: &mut Outgoing<'_>) -> Result<(ObjectKey, String)
         return Err(CseError::UploadId);
     }
     let (salt, wrapped) = raw.split_at(SALT_LEN);
-    // The wrap's associated data names its key, so only the right key opens it.
-    let dek = rule
-        .keyring
-        .all()
-        .find_map(|kek| kek.unwrap(wrapped).ok())
-        .ok_or(CseError::UploadId)?;
+    // A local wrap's associated data names its key, so only the right key opens it.
+    let dek = rule.keyring.unwrap_any(wrapped).await?;
     let salt = Salt(salt.try_into().expect("SALT_LEN bytes"));
     let key = ObjectKey::derive(&dek, salt);
-    let token = token.to_owned();
-    *id = backend.to_owned();
+    let (backend, token) = (backend.to_owned(), token.to_owned());
+    *id = backend;
     Ok((key, token))
 }
 

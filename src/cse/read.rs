@@ -102,7 +102,7 @@ pub(super) async fn plan_get(
         // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
         return Ok(Transform::Open(open));
     };
-    let key = rule.open(&meta)?;
+    let key = rule.open(&meta).await?;
     let stored = content_length(head.headers())?;
     let parts = object_parts(upstream, &open.bucket, &meta, &key, stored).await?;
     let total = parts.iter().map(|(_, len)| len).sum();
@@ -254,7 +254,7 @@ impl Open {
             }
             (StatusCode::OK, _) => {
                 // The whole object: no range was asked, or the backend ignored it (If-Range).
-                let key = self.rule.open(&meta)?;
+                let key = self.rule.open(&meta).await?;
                 let stored = content_length(&stored_headers)?;
                 let object = object_parts(upstream, &self.bucket, &meta, &key, stored).await?;
                 let total = object.iter().map(|(_, len)| len).sum();

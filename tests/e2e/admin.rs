@@ -14,7 +14,7 @@ use s3seal::cse::{EncryptionRules, Keyring, Rule, Unencrypted};
 use crate::support::{self, with_admin, Harness, UpstreamInfo};
 
 /// `GET path` on the admin listener: (status, body).
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
@@ -30,7 +30,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of one counter series (name with labels, exactly as rendered); 0 when absent.
-fn sample(metrics: &str, series: &str) -> u64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> u64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))

@@ -15,6 +15,7 @@ mod cse;
 mod demo;
 mod deploy;
 mod endpoint;
+mod kms;
 mod negative;
 mod ops;
 mod sdk;

@@ -1,0 +1,570 @@
+//! The AWS KMS key source of client-side encryption (`docs/format.md` §5.3): data keys come
+//! from `GenerateDataKey` and are opened with `Decrypt`, over the JSON 1.1 protocol, SigV4-signed
+//! for the service `kms`. Any KMS-compatible endpoint will do.
+//!
+//! KMS answers a few thousand requests per second per region, so both directions are cached
+//! (bounded, with a TTL): a writer reuses one (data key, wrapped blob) pair per bucket for many
+//! objects (each object still derives its own keys from its random salt, §5.1), and a reader
+//! keeps blob → data key. Concurrent misses for one entry wait for a single KMS call.
+//!
+//! Reference: <https://docs.aws.amazon.com/kms/latest/APIReference/API_GenerateDataKey.html>,
+//! <https://docs.aws.amazon.com/kms/latest/APIReference/API_Decrypt.html>.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use crate::auth::SecretKey;
+use crate::body::{self, Body};
+use crate::crypto::format::{DataKey, KEY_LEN, MAX_WRAPPED_DEK_LEN};
+use crate::error::{S3Code, S3Error};
+use crate::metrics::Metrics;
+
+/// Object key ids of KMS-wrapped data keys start with this (`docs/format.md` §5.3).
+pub const KEY_ID_PREFIX: &str = "kms:";
+/// The encryption context of every s3seal data key (`docs/format.md` §5.3).
+const CONTEXT: (&str, &str) = ("s3seal", "v1");
+/// A KMS call that takes longer fails the request rather than holding it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A KMS answer is a few hundred bytes; anything much longer is not one.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Read cache entries; beyond this, expired entries are dropped, then the oldest.
+const MAX_CACHED_BLOBS: usize = 4096;
+/// Buckets with a cached writer entry; a rule may match many buckets by pattern.
+const MAX_CACHED_BUCKETS: usize = 1024;
+
+/// A KMS key source as configured (`docs/config.md`, "KMS").
+#[derive(Debug)]
+pub struct KmsSettings {
+    pub endpoint: http::Uri,
+    pub region: String,
+    pub key_id: String,
+    /// Keys that objects may still be wrapped with: opened, never used for new data keys.
+    pub old_key_ids: Vec<String>,
+    pub access_key_id: String,
+    pub secret_access_key: SecretKey,
+    /// How long one data key serves new objects, and how long an opened one stays cached.
+    pub cache_ttl: Duration,
+    /// How many objects one data key may serve before a new one is generated.
+    pub cache_max_uses: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("The KMS endpoint could not be reached: {0}")]
+    Unreachable(String),
+    #[error("The KMS endpoint did not answer within {} seconds.", CALL_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("KMS refused {op}: {kind}: {message}")]
+    Refused {
+        op: &'static str,
+        kind: String,
+        message: String,
+    },
+    #[error("The KMS answer to {0} could not be understood: {1}")]
+    Answer(&'static str, String),
+    #[error("The KMS request could not be signed: {0}")]
+    Signing(String),
+}
+
+impl S3Error for KmsError {
+    fn code(&self) -> S3Code {
+        match self {
+            KmsError::Unreachable(_) | KmsError::Timeout => S3Code::ServiceUnavailable,
+            KmsError::Refused { .. } | KmsError::Answer(..) | KmsError::Signing(_) => {
+                S3Code::InternalError
+            }
+        }
+    }
+}
+
+/// A KMS operation, as named in metrics.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    GenerateDataKey,
+    Decrypt,
+    Encrypt,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::GenerateDataKey => "GenerateDataKey",
+            Op::Decrypt => "Decrypt",
+            Op::Encrypt => "Encrypt",
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateRequest<'a> {
+    key_id: &'a str,
+    key_spec: &'static str,
+    encryption_context: HashMap<&'static str, &'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptRequest<'a> {
+    key_id: &'a str,
+    ciphertext_blob: String,
+    encryption_context: HashMap<&'static str, &'static str>,
+}
+
+/// `Encrypt` of an existing data key: a rewrap (`docs/format.md` §5.4).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptRequest<'a> {
+    key_id: &'a str,
+    plaintext: &'a str,
+    encryption_context: HashMap<&'static str, &'static str>,
+}
+
+/// The answers: `GenerateDataKey` has both fields, `Decrypt` only the plaintext, `Encrypt`
+/// only the blob.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyAnswer {
+    #[serde(default)]
+    plaintext: String,
+    ciphertext_blob: Option<String>,
+}
+
+impl Drop for KeyAnswer {
+    fn drop(&mut self) {
+        self.plaintext.zeroize();
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    #[serde(rename = "__type")]
+    kind: Option<String>,
+    #[serde(alias = "Message")]
+    message: Option<String>,
+}
+
+fn context() -> HashMap<&'static str, &'static str> {
+    HashMap::from([CONTEXT])
+}
+
+/// A data key for new objects, shared until it expires or has served its uses.
+struct WriteSlot {
+    created: Instant,
+    uses: std::sync::atomic::AtomicU64,
+    key: tokio::sync::OnceCell<(Arc<DataKey>, Arc<[u8]>)>,
+}
+
+/// An opened wrapped blob.
+struct ReadSlot {
+    created: Instant,
+    key: tokio::sync::OnceCell<Arc<DataKey>>,
+}
+
+/// One KMS key with its connection pool and caches.
+pub struct Kms {
+    settings: KmsSettings,
+    identity: Identity,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    metrics: OnceLock<Arc<Metrics>>,
+    writers: Mutex<HashMap<String, Arc<WriteSlot>>>,
+    readers: Mutex<HashMap<[u8; 32], Arc<ReadSlot>>>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("endpoint", &self.settings.endpoint)
+            .field("key_id", &self.settings.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kms {
+    pub fn new(settings: KmsSettings, tls: rustls::ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CALL_TIMEOUT));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        let identity = Credentials::new(
+            &settings.access_key_id,
+            settings.secret_access_key.expose(),
+            None,
+            None,
+            "s3seal-config",
+        )
+        .into();
+        Kms {
+            settings,
+            identity,
+            client,
+            metrics: OnceLock::new(),
+            writers: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where KMS calls and cache hits are counted; set once per configuration generation.
+    pub fn observe(&self, metrics: &Arc<Metrics>) {
+        let _ = self.metrics.set(metrics.clone());
+    }
+
+    /// The id objects name this key by: `kms:` and the configured key id.
+    pub fn object_key_id(&self) -> String {
+        format!("{KEY_ID_PREFIX}{}", self.settings.key_id)
+    }
+
+    /// The KMS key id that opens objects named `object_key_id`, if it is this key or one of
+    /// its old keys.
+    pub fn key_for(&self, object_key_id: &str) -> Option<&str> {
+        let id = object_key_id.strip_prefix(KEY_ID_PREFIX)?;
+        std::iter::once(&self.settings.key_id)
+            .chain(&self.settings.old_key_ids)
+            .find(|k| *k == id)
+            .map(String::as_str)
+    }
+
+    /// The KMS key id of new data keys.
+    pub fn current(&self) -> &str {
+        &self.settings.key_id
+    }
+
+    /// A data key for a new object in `bucket` and its wrapped form, from the cache when the
+    /// bucket's current one is still fresh.
+    pub async fn data_key(&self, bucket: &str) -> Result<(Arc<DataKey>, Arc<[u8]>), KmsError> {
+        let slot = {
+            let mut writers = self.writers.lock().expect("not poisoned");
+            let fresh = writers.get(bucket).filter(|s| {
+                s.created.elapsed() < self.settings.cache_ttl
+                    && s.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        < self.settings.cache_max_uses
+            });
+            if let Some(slot) = fresh {
+                slot.clone()
+            } else {
+                if writers.len() >= MAX_CACHED_BUCKETS {
+                    writers.retain(|_, s| s.created.elapsed() < self.settings.cache_ttl);
+                }
+                let slot = Arc::new(WriteSlot {
+                    created: Instant::now(),
+                    uses: 1.into(),
+                    key: tokio::sync::OnceCell::new(),
+                });
+                if writers.len() < MAX_CACHED_BUCKETS {
+                    writers.insert(bucket.to_owned(), slot.clone());
+                }
+                slot
+            }
+        };
+        let mut called = false;
+        let pair = slot
+            .key
+            .get_or_try_init(|| {
+                called = true;
+                self.generate()
+            })
+            .await?;
+        if called {
+            // This proxy's own reads of the new objects need no Decrypt.
+            self.remember(&self.settings.key_id, &pair.1, pair.0.clone());
+        } else {
+            self.cache_hit(Op::GenerateDataKey);
+        }
+        Ok(pair.clone())
+    }
+
+    fn remember(&self, key_id: &str, wrapped: &[u8], key: Arc<DataKey>) {
+        let id = cache_id(key_id, wrapped);
+        let mut readers = self.readers.lock().expect("not poisoned");
+        if readers.len() >= MAX_CACHED_BLOBS {
+            evict(&mut readers, self.settings.cache_ttl);
+        }
+        readers.insert(
+            id,
+            Arc::new(ReadSlot {
+                created: Instant::now(),
+                key: tokio::sync::OnceCell::new_with(Some(key)),
+            }),
+        );
+    }
+
+    /// The data key inside a blob wrapped under `key_id`, from the cache when it was opened
+    /// recently.
+    pub async fn open(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
+        let id = cache_id(key_id, wrapped);
+        let slot = {
+            let mut readers = self.readers.lock().expect("not poisoned");
+            match readers.get(&id) {
+                Some(s) if s.created.elapsed() < self.settings.cache_ttl => s.clone(),
+                _ => {
+                    if readers.len() >= MAX_CACHED_BLOBS {
+                        evict(&mut readers, self.settings.cache_ttl);
+                    }
+                    let slot = Arc::new(ReadSlot {
+                        created: Instant::now(),
+                        key: tokio::sync::OnceCell::new(),
+                    });
+                    readers.insert(id, slot.clone());
+                    slot
+                }
+            }
+        };
+        let mut called = false;
+        let key = match slot
+            .key
+            .get_or_try_init(|| {
+                called = true;
+                self.decrypt(key_id, wrapped)
+            })
+            .await
+        {
+            Ok(key) => key,
+            Err(e) => {
+                // A blob KMS would not open (a forged upload id, say) must not take a place
+                // in the cache from the ones it did.
+                let mut readers = self.readers.lock().expect("not poisoned");
+                if readers
+                    .get(&id)
+                    .is_some_and(|s| Arc::ptr_eq(s, &slot) && s.key.get().is_none())
+                {
+                    readers.remove(&id);
+                }
+                return Err(e);
+            }
+        };
+        if !called {
+            self.cache_hit(Op::Decrypt);
+        }
+        Ok(key.clone())
+    }
+
+    async fn generate(&self) -> Result<(Arc<DataKey>, Arc<[u8]>), KmsError> {
+        let op = Op::GenerateDataKey;
+        let request = GenerateRequest {
+            key_id: &self.settings.key_id,
+            key_spec: "AES_256",
+            encryption_context: context(),
+        };
+        let mut answer = self.call(op, &request).await?;
+        let blob = blob(op, &mut answer)?;
+        let key = plaintext_key(op, &answer.plaintext)?;
+        Ok((Arc::new(key), blob.into()))
+    }
+
+    /// Wraps an existing data key under this KMS key (a rewrap, `docs/format.md` §5.4). Not
+    /// cached: each object's record is rewritten once.
+    pub async fn wrap(&self, key: &DataKey) -> Result<Vec<u8>, KmsError> {
+        let op = Op::Encrypt;
+        let plaintext = Zeroizing::new(STANDARD.encode(key.expose()));
+        let request = EncryptRequest {
+            key_id: &self.settings.key_id,
+            plaintext: &plaintext,
+            encryption_context: context(),
+        };
+        let mut answer = self.call(op, &request).await?;
+        blob(op, &mut answer)
+    }
+
+    async fn decrypt(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
+        let op = Op::Decrypt;
+        let request = DecryptRequest {
+            key_id,
+            ciphertext_blob: STANDARD.encode(wrapped),
+            encryption_context: context(),
+        };
+        let answer = self.call(op, &request).await?;
+        Ok(Arc::new(plaintext_key(op, &answer.plaintext)?))
+    }
+
+    async fn call(&self, op: Op, request: &impl Serialize) -> Result<KeyAnswer, KmsError> {
+        if let Some(m) = self.metrics.get() {
+            m.kms_request(op.name());
+        }
+        let body = serde_json::to_vec(request).expect("plain structs serialize");
+        let req = self.sign(op, body, SystemTime::now())?;
+        let call = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| KmsError::Unreachable(error_chain(&e)))?;
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| KmsError::Unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, KmsError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| KmsError::Timeout)??;
+        parse_answer(op, status, &body)
+    }
+
+    /// A signed JSON 1.1 request for `op`.
+    fn sign(&self, op: Op, body: Vec<u8>, now: SystemTime) -> Result<Request<Body>, KmsError> {
+        let endpoint = &self.settings.endpoint;
+        let authority = endpoint
+            .authority()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let uri = format!(
+            "{}://{authority}/",
+            endpoint.scheme_str().unwrap_or("https")
+        );
+        let target = format!("TrentService.{}", op.name());
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header(header::HOST, &authority)
+            .header(header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", &target)
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(())
+            .map_err(|e| KmsError::Signing(e.to_string()))?;
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.settings.region)
+            .name("kms")
+            .time(now)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| KmsError::Signing(e.to_string()))?
+            .into();
+        let headers: Vec<(&str, &str)> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+            .collect();
+        let signable = SignableRequest::new(
+            "POST",
+            uri.as_str(),
+            headers.into_iter(),
+            SignableBody::Bytes(&body),
+        )
+        .map_err(|e| KmsError::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| KmsError::Signing(e.to_string()))?
+            .into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        let (parts, ()) = req.into_parts();
+        Ok(Request::from_parts(parts, body::full(Bytes::from(body))))
+    }
+
+    fn cache_hit(&self, op: Op) {
+        if let Some(m) = self.metrics.get() {
+            m.kms_cache_hit(op.name());
+        }
+    }
+}
+
+/// The read cache's key: the blob and the key it is opened with (an object relabelled to another
+/// configured key must be opened by KMS under that key, not found in the cache).
+fn cache_id(key_id: &str, wrapped: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key_id.as_bytes());
+    h.update([0]);
+    h.update(wrapped);
+    h.finalize().into()
+}
+
+/// Drops expired entries; if none had expired, the oldest half, so a burst of distinct
+/// blobs cannot grow the cache without bound.
+fn evict(readers: &mut HashMap<[u8; 32], Arc<ReadSlot>>, ttl: Duration) {
+    readers.retain(|_, s| s.created.elapsed() < ttl);
+    if readers.len() >= MAX_CACHED_BLOBS {
+        let mut ages: Vec<Instant> = readers.values().map(|s| s.created).collect();
+        ages.sort_unstable();
+        let cut = ages[ages.len() / 2];
+        readers.retain(|_, s| s.created > cut);
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A KMS answer: the key fields on 200, the error's `__type` and message otherwise.
+fn parse_answer(op: Op, status: StatusCode, body: &[u8]) -> Result<KeyAnswer, KmsError> {
+    if status.is_success() {
+        return serde_json::from_slice(body)
+            .map_err(|e| KmsError::Answer(op.name(), e.to_string()));
+    }
+    let err: ErrorAnswer = serde_json::from_slice(body).unwrap_or(ErrorAnswer {
+        kind: None,
+        message: None,
+    });
+    // `__type` may carry a namespace: `com.amazonaws.kms#NotFoundException`.
+    let kind = err.kind.as_deref().map_or_else(
+        || format!("HTTP {}", status.as_u16()),
+        |k| k.rsplit('#').next().unwrap_or(k).to_owned(),
+    );
+    Err(KmsError::Refused {
+        op: op.name(),
+        kind,
+        message: err.message.unwrap_or_default(),
+    })
+}
+
+/// The answer's `CiphertextBlob`: base64, and as long as a wrapped data key may be.
+fn blob(op: Op, answer: &mut KeyAnswer) -> Result<Vec<u8>, KmsError> {
+    let blob = answer
+        .ciphertext_blob
+        .take()
+        .ok_or_else(|| KmsError::Answer(op.name(), "no CiphertextBlob".into()))?;
+    let blob = STANDARD
+        .decode(blob)
+        .map_err(|_| KmsError::Answer(op.name(), "CiphertextBlob is not base64".into()))?;
+    if blob.is_empty() || blob.len() > MAX_WRAPPED_DEK_LEN {
+        return Err(KmsError::Answer(
+            op.name(),
+            format!("a CiphertextBlob of {} bytes", blob.len()),
+        ));
+    }
+    Ok(blob)
+}
+
+fn plaintext_key(op: Op, plaintext: &str) -> Result<DataKey, KmsError> {
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(plaintext)
+            .map_err(|_| KmsError::Answer(op.name(), "Plaintext is not base64".into()))?,
+    );
+    let raw: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+        KmsError::Answer(op.name(), format!("a Plaintext of {} bytes", bytes.len()))
+    })?;
+    Ok(DataKey::from_bytes(raw))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+use super::*;
+
+fn kms(endpoint: &str) -> Kms {
+    Kms::new(
+        KmsSettings {
+            endpoint: endpoint.parse().unwrap(),
+            region: "eu-west-1".into(),
+            key_id: "alias/s3seal".into(),
+            old_key_ids: vec!["old".into()],
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: SecretKey::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            cache_ttl: Duration::from_secs(60),
+            cache_max_uses: 3,
+        },
+        crate::tls::client_config(None).unwrap(),
+    )
+}
+
+#[test]
+fn generate_request_is_the_documented_json() {
+    let request = GenerateRequest {
+        key_id: "alias/s3seal",
+        key_spec: "AES_256",
+        encryption_context: context(),
+    };
+    assert_eq!(
+        serde_json::to_string(&request).unwrap(),
+        r#"{"KeyId":"alias/s3seal","KeySpec":"AES_256","EncryptionContext":{"s3seal":"v1"}}"#
+    );
+    let request = EncryptRequest {
+        key_id: "k",
+        plaintext: "AAAA",
+        encryption_context: context(),
+    };
+    assert_eq!(
+        serde_json::to_string(&request).unwrap(),
+        r#"{"KeyId":"k","Plaintext":"AAAA","EncryptionContext":{"s3seal":"v1"}}"#
+    );
+    let request = DecryptRequest {
+        key_id: "k",
+        ciphertext_blob: STANDARD.encode(b"blob"),
+        encryption_context: context(),
+    };
+    assert_eq!(
+        serde_json::to_string(&request).unwrap(),
+        r#"{"KeyId":"k","CiphertextBlob":"YmxvYg==","EncryptionContext":{"s3seal":"v1"}}"#
+    );
+}
+
+#[test]
+fn answers_give_the_key_or_a_named_error() {
+    let key = STANDARD.encode([7u8; 32]);
+    let ok = format!(r#"{{"CiphertextBlob":"YmxvYg==","Plaintext":"{key}","KeyId":"arn:x"}}"#);
+    let answer = parse_answer(Op::GenerateDataKey, StatusCode::OK, ok.as_bytes()).unwrap();
+    assert_eq!(answer.ciphertext_blob.as_deref(), Some("YmxvYg=="));
+    assert!(plaintext_key(Op::GenerateDataKey, &answer.plaintext).is_ok());
+    // A 16-byte key is no AES-256 data key.
+    let short = STANDARD.encode([7u8; 16]);
+    assert!(matches!(
+        plaintext_key(Op::Decrypt, &short),
+        Err(KmsError::Answer("Decrypt", _))
+    ));
+
+    let refused =
+        br#"{"__type":"com.amazonaws.kms#NotFoundException","message":"Key 'x' does not exist"}"#;
+    match parse_answer(Op::Decrypt, StatusCode::BAD_REQUEST, refused) {
+        Err(KmsError::Refused { op, kind, message }) => {
+            assert_eq!((op, kind.as_str()), ("Decrypt", "NotFoundException"));
+            assert_eq!(message, "Key 'x' does not exist");
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    // Not JSON at all (a proxy's error page): the status names it.
+    match parse_answer(Op::Decrypt, StatusCode::BAD_GATEWAY, b"<html>") {
+        Err(KmsError::Refused { kind, .. }) => assert_eq!(kind, "HTTP 502"),
+        other => panic!("{:?}", other.err()),
+    }
+    // An `Encrypt` answer has only the blob; a Decrypt answer without a key is no key.
+    let mut answer = parse_answer(
+        Op::Encrypt,
+        StatusCode::OK,
+        br#"{"CiphertextBlob":"YmxvYg=="}"#,
+    )
+    .unwrap();
+    assert_eq!(blob(Op::Encrypt, &mut answer).unwrap(), b"blob");
+    let answer = parse_answer(Op::Decrypt, StatusCode::OK, b"{}").unwrap();
+    assert!(matches!(
+        plaintext_key(Op::Decrypt, &answer.plaintext),
+        Err(KmsError::Answer(..))
+    ));
+}
+
+#[test]
+fn requests_are_signed_for_kms_with_the_json_target() {
+    let kms = kms("https://kms.example:8443");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let req = kms.sign(Op::GenerateDataKey, b"{}".to_vec(), now).unwrap();
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(req.uri(), "https://kms.example:8443/");
+    let h = req.headers();
+    assert_eq!(h["x-amz-target"], "TrentService.GenerateDataKey");
+    assert_eq!(h[header::CONTENT_TYPE], "application/x-amz-json-1.1");
+    assert_eq!(h[header::HOST], "kms.example:8443");
+    assert_eq!(h["x-amz-date"], "20231114T221320Z");
+    let auth = h[header::AUTHORIZATION].to_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/eu-west-1/kms/aws4_request, SignedHeaders=content-length;content-type;host;x-amz-date;x-amz-target, Signature="),
+        "{auth}"
+    );
+    // The signature covers the body: another body, another signature.
+    let other = kms.sign(Op::GenerateDataKey, b"{ }".to_vec(), now).unwrap();
+    assert_ne!(
+        other.headers()[header::AUTHORIZATION],
+        h[header::AUTHORIZATION]
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_503_and_not_cached() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kms = kms(&format!("http://127.0.0.1:{port}"));
+    let err = kms.data_key("b").await.unwrap_err();
+    assert!(matches!(err, KmsError::Unreachable(_)), "{err}");
+    assert_eq!(err.code(), S3Code::ServiceUnavailable);
+    // The failed slot is retried, not remembered.
+    assert!(kms.data_key("b").await.is_err());
+    assert!(kms.open("alias/s3seal", b"blob").await.is_err());
+    assert!(kms.readers.lock().unwrap().is_empty());
+}
+
+#[test]
+fn object_key_ids_name_the_current_and_old_keys() {
+    let kms = kms("https://kms.example");
+    assert_eq!(kms.key_for("kms:alias/s3seal"), Some("alias/s3seal"));
+    assert_eq!(kms.key_for("kms:old"), Some("old"));
+    assert_eq!(kms.key_for("kms:other"), None);
+    assert_eq!(kms.key_for("alias/s3seal"), None);
+}
+
+#[test]
+fn eviction_keeps_the_read_cache_bounded() {
+    let mut readers = HashMap::new();
+    let now = Instant::now();
+    for i in 0..MAX_CACHED_BLOBS {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        readers.insert(
+            id,
+            Arc::new(ReadSlot {
+                created: now + Duration::from_millis(i as u64),
+                key: tokio::sync::OnceCell::new(),
+            }),
+        );
+    }
+    evict(&mut readers, Duration::from_secs(60));
+    assert!(readers.len() < MAX_CACHED_BLOBS);
+    assert!(readers.len() >= MAX_CACHED_BLOBS / 2 - 1);
+}
