@@ -19,7 +19,7 @@ use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::body::{self, Body};
-use crate::config::Upstream;
+use crate::config::Config;
 use crate::metrics::{self, Metrics};
 
 /// How long an upstream may take to accept a TCP connection before it counts as down.
@@ -45,29 +45,27 @@ pub struct Admin {
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
-/// One upstream to connect to for readiness.
-struct Probe {
-    name: String,
+/// One service to connect to for readiness.
+pub struct Probe {
+    /// How `/readyz` names it: `upstream 'name'` or `KMS`.
+    label: String,
     host: String,
     port: u16,
 }
 
 impl Admin {
-    pub fn new<'a>(
-        metrics: Arc<Metrics>,
-        upstreams: impl IntoIterator<Item = &'a Upstream>,
-    ) -> Self {
+    pub fn new(metrics: Arc<Metrics>, config: &Config) -> Self {
         Admin {
             metrics,
-            probes: ArcSwap::from_pointee(probes(upstreams)),
+            probes: ArcSwap::from_pointee(probes(config)),
             ready: Mutex::new(None),
         }
     }
 
-    /// Probes these upstreams from now on (after a reload); the cached answer is dropped.
-    pub async fn set_upstreams<'a>(&self, upstreams: impl IntoIterator<Item = &'a Upstream>) {
+    /// Probes these from now on (after a reload); the cached answer is dropped.
+    pub async fn set_probes(&self, probes: Vec<Probe>) {
         let mut cached = self.ready.lock().await;
-        self.probes.store(Arc::new(probes(upstreams)));
+        self.probes.store(Arc::new(probes));
         *cached = None;
     }
 
@@ -88,14 +86,14 @@ impl Admin {
     async fn probe(&self) -> Result<(), String> {
         let mut probes = JoinSet::new();
         for p in self.probes.load().iter() {
-            let (name, host, port) = (p.name.clone(), p.host.clone(), p.port);
+            let (label, host, port) = (p.label.clone(), p.host.clone(), p.port);
             probes.spawn(async move {
                 let target = format!("{host}:{port}");
                 match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await {
                     Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(format!("upstream '{name}' ({target}) unreachable: {e}")),
+                    Ok(Err(e)) => Some(format!("{label} ({target}) unreachable: {e}")),
                     Err(_) => Some(format!(
-                        "upstream '{name}' ({target}) did not accept a connection within {}s",
+                        "{label} ({target}) did not accept a connection within {}s",
                         PROBE_TIMEOUT.as_secs()
                     )),
                 }
@@ -118,16 +116,23 @@ impl Admin {
     }
 }
 
-fn probes<'a>(upstreams: impl IntoIterator<Item = &'a Upstream>) -> Vec<Probe> {
-    upstreams
+/// Every upstream, and every KMS endpoint that client-side encryption wraps keys with: a
+/// replica that cannot reach its KMS cannot write to, or read from, those buckets.
+pub fn probes(config: &Config) -> Vec<Probe> {
+    let upstreams = config
+        .upstreams
+        .values()
+        .map(|u| (format!("upstream '{}'", u.name), &u.endpoint));
+    let kms = config
+        .encryption
+        .kms_endpoints()
         .into_iter()
-        .map(|u| {
-            let (host, port) = probe_target(&u.endpoint);
-            Probe {
-                name: u.name.clone(),
-                host,
-                port,
-            }
+        .map(|e| ("KMS".to_owned(), e));
+    upstreams
+        .chain(kms)
+        .map(|(label, endpoint)| {
+            let (host, port) = probe_target(endpoint);
+            Probe { label, host, port }
         })
         .collect()
 }

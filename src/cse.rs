@@ -331,6 +331,18 @@ impl EncryptionRules {
         }
     }
 
+    /// The distinct KMS endpoints the rules wrap keys with (for readiness probes).
+    pub fn kms_endpoints(&self) -> Vec<&http::Uri> {
+        let mut out: Vec<&http::Uri> = Vec::new();
+        let kms = self.0.iter().filter_map(|(_, r)| r.as_ref()?.keyring.kms());
+        for endpoint in kms.map(Kms::endpoint) {
+            if !out.contains(&endpoint) {
+                out.push(endpoint);
+            }
+        }
+        out
+    }
+
     pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<Rule>> {
         self.0
             .iter()

@@ -231,6 +231,10 @@ impl Kms {
         let _ = self.metrics.set(metrics.clone());
     }
 
+    pub fn endpoint(&self) -> &http::Uri {
+        &self.settings.endpoint
+    }
+
     /// The id objects name this key by: `kms:` and the configured key id.
     pub fn object_key_id(&self) -> String {
         format!("{KEY_ID_PREFIX}{}", self.settings.key_id)

@@ -141,7 +141,7 @@ impl Running {
     /// The settings [`restart_only_changes`] lists are fixed at start: a change to them is
     /// logged and takes effect on the next restart.
     async fn apply(&self, config: Config) -> Result<(), ReloadError> {
-        let admin_upstreams: Vec<_> = config.upstreams.values().cloned().collect();
+        let probes = crate::admin::probes(&config);
         let next = build(config, &self.admin.metrics)?;
         let fixed = restart_only_changes(&self.live.load().settings, &next.settings);
         if !fixed.is_empty() {
@@ -154,7 +154,7 @@ impl Running {
             .metrics
             .set_tls_cert_not_after(next.cert_not_after);
         self.live.store(Arc::new(next));
-        self.admin.set_upstreams(&admin_upstreams).await;
+        self.admin.set_probes(probes).await;
         Ok(())
     }
 }
@@ -199,7 +199,7 @@ fn restart_only_changes(old: &config::Server, new: &config::Server) -> Vec<&'sta
 pub async fn start(config: Config) -> Result<Running, StartError> {
     tls::install_crypto_provider();
     let metrics = Arc::new(Metrics::default());
-    let admin = Arc::new(Admin::new(metrics.clone(), config.upstreams.values()));
+    let admin = Arc::new(Admin::new(metrics.clone(), &config));
     let live = build(config, &metrics)?;
     metrics.set_tls_cert_not_after(live.cert_not_after);
     let settings = live.settings.clone();

@@ -223,7 +223,7 @@ async fn kms_round_trip_and_call_count() {
 }
 
 /// A KMS that cannot be reached: the PUT is answered 503 `ServiceUnavailable` and nothing is
-/// stored; the failure is counted.
+/// stored; the failure is counted, and `/readyz` says the replica is not ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_unreachable_is_a_clear_error() {
     let moto = backends::shared_moto();
@@ -259,6 +259,13 @@ async fn kms_unreachable_is_a_clear_error() {
         "{m}"
     );
     assert!(sample(&m, "s3seal_kms_requests_total{op=\"GenerateDataKey\"}") >= 1);
+    // Not ready, and `/readyz` names the KMS endpoint; a proxy whose KMS answers is ready.
+    let (status, reason) = get(h.proxy.admin_addr.unwrap(), "/readyz").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains(&format!("KMS ({dead})")), "{reason}");
+    let live = proxy(moto, rules(&moto.endpoint, "any", moto)).await;
+    let (status, reason) = get(live.proxy.admin_addr.unwrap(), "/readyz").await;
+    assert_eq!(status, 200, "{reason}");
 }
 
 /// Rewrap (`docs/format.md` §5.4, `s3seal rewrap`): objects written under a local key, the
