@@ -187,6 +187,12 @@ pub enum CseError {
     Parts(String),
     #[error("Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_METADATA_BYTES} bytes, including the proxy's {0} bytes).")]
     MetadataTooLarge(usize),
+    #[error("Part number must be an integer between 1 and 10000, inclusive.")]
+    PartNumber,
+    #[error("The requested partnumber is not satisfiable (the object has no part {0}).")]
+    NoSuchPart(u32),
+    #[error("Cannot specify both Range header and partNumber query parameter.")]
+    PartAndRange,
     #[error("The requested range is not satisfiable (the object has {0} bytes).")]
     InvalidRange(u64),
     #[error("The object has no client-side encryption metadata, and this bucket refuses unencrypted objects.")]
@@ -216,15 +222,17 @@ impl S3Error for CseError {
     fn code(&self) -> S3Code {
         match self {
             CseError::Unsupported(_) | CseError::CopyAcrossRules => S3Code::NotImplemented,
-            CseError::ReservedMetadata | CseError::BadCopySource | CseError::UploadId => {
-                S3Code::InvalidArgument
-            }
+            CseError::ReservedMetadata
+            | CseError::BadCopySource
+            | CseError::UploadId
+            | CseError::PartNumber => S3Code::InvalidArgument,
+            CseError::NoSuchPart(_) => S3Code::InvalidPartNumber,
             CseError::ReservedKey => S3Code::AccessDenied,
             CseError::Parts(_) => S3Code::InvalidPart,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
             CseError::Unencrypted => S3Code::InvalidObjectState,
-            CseError::CopyKey(_) => S3Code::InvalidRequest,
+            CseError::CopyKey(_) | CseError::PartAndRange => S3Code::InvalidRequest,
             CseError::TooLarge(_) => S3Code::EntityTooLarge,
             CseError::UnknownKey(_)
             | CseError::Stored(_)
@@ -249,6 +257,9 @@ impl From<CseError> for ProxyError {
             | CseError::UploadId
             | CseError::Parts(_)
             | CseError::MetadataTooLarge(_)
+            | CseError::PartNumber
+            | CseError::NoSuchPart(_)
+            | CseError::PartAndRange
             | CseError::InvalidRange(_)
             | CseError::Unencrypted
             | CseError::CopyAcrossRules
@@ -317,7 +328,7 @@ pub async fn plan(
     match routed.op {
         Operation::PutObject => Ok(plan_put(rule, out)?),
         Operation::GetObject => read::plan_get(rule, upstream, out).await,
-        Operation::HeadObject => read::plan_head(rule, out),
+        Operation::HeadObject => read::plan_head(rule, upstream, out).await,
         Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
             Ok(Transform::List)
         }
@@ -449,13 +460,6 @@ async fn plan_copy(
         multipart::copy_seal(upstream, &src_bucket, dest_bucket, &meta.salt).await?;
     }
     Ok(Transform::Copy)
-}
-
-fn refuse_part_number(out: &Outgoing<'_>) -> Result<(), CseError> {
-    if out.query.iter().any(|(k, _)| k == "partNumber") {
-        return Err(CseError::Unsupported("partNumber"));
-    }
-    Ok(())
 }
 
 /// Only `versionId` selects what a GET reads; `response-*` overrides mean nothing to a HEAD.

@@ -794,6 +794,162 @@ mod multipart {
     }
 }
 
+/// `partNumber` reads (docs/config.md, "What each operation does"): part `n` of a multipart
+/// object is its `n`th sealed part (docs/format.md §7), with plaintext `Content-Length`,
+/// `Content-Range` and `x-amz-mp-parts-count`; a single-part object has part 1 only.
+async fn part_reads(h: &Harness) {
+    let s3 = h.sdk();
+    let b = support::bucket("cse-part");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let sizes = [5 * MIB + 1000, 5 * MIB + 7, 12_345];
+    let data = upload(&s3, &b, "mp", &sizes, 300).await;
+    let n = data.len();
+    let mut start = 0;
+    for (i, len) in sizes.into_iter().enumerate() {
+        let part = i32::try_from(i + 1).unwrap();
+        let want = start..start + len;
+        let range = format!("bytes {}-{}/{n}", want.start, want.end - 1);
+        let got = s3
+            .get_object()
+            .bucket(&b)
+            .key("mp")
+            .part_number(part)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("part {part}: {e:?}"));
+        assert_eq!(got.content_length(), Some(i64::try_from(len).unwrap()));
+        assert_eq!(got.content_range(), Some(range.as_str()));
+        assert_eq!(got.parts_count(), Some(3));
+        assert!(got.e_tag().unwrap().ends_with("-s3seal\""));
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        assert!(bytes.as_ref() == &data[want], "part {part}: wrong bytes");
+        let head = s3
+            .head_object()
+            .bucket(&b)
+            .key("mp")
+            .part_number(part)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(i64::try_from(len).unwrap()));
+        assert_eq!(head.parts_count(), Some(3));
+        start += len;
+    }
+    let err = s3
+        .get_object()
+        .bucket(&b)
+        .key("mp")
+        .part_number(4)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidPartNumber"), "{err:?}");
+
+    let single = payload(100_000, 301);
+    s3.put_object()
+        .bucket(&b)
+        .key("single")
+        .body(ByteStream::from(single.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("single")
+        .part_number(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_length(), Some(100_000));
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == single.as_slice());
+    let err = s3
+        .get_object()
+        .bucket(&b)
+        .key("single")
+        .part_number(2)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidPartNumber"), "{err:?}");
+}
+
+/// ListParts shows each part's plaintext size (docs/format.md §4: a part is one segment).
+async fn list_parts(h: &Harness) {
+    let s3 = h.sdk();
+    let b = support::bucket("cse-lp");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let created = s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("lp")
+        .send()
+        .await
+        .unwrap();
+    let id = created.upload_id().unwrap();
+    let sizes = [5 * MIB + 3, 70_000];
+    for (i, len) in sizes.iter().enumerate() {
+        s3.upload_part()
+            .bucket(&b)
+            .key("lp")
+            .upload_id(id)
+            .part_number(i32::try_from(i + 1).unwrap())
+            .body(ByteStream::from(payload(*len, 7)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let listed = s3
+        .list_parts()
+        .bucket(&b)
+        .key("lp")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.upload_id(), Some(id));
+    let got: Vec<_> = listed
+        .parts()
+        .iter()
+        .map(|p| (p.part_number().unwrap(), p.size().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, i64::try_from(sizes[0]).unwrap()), (2, 70_000)]
+    );
+    s3.abort_multipart_upload()
+        .bucket(&b)
+        .key("lp")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Multipart scenarios run against s3s-fs and RGW (see `mod multipart`).
+macro_rules! multipart_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3s_fs() {
+                let h = Harness::s3s_rules(rules()).await;
+                Box::pin($scenario(&h)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rgw() {
+                let h = Harness::with_backend_rules(backends::shared_rgw(), rules()).await;
+                Box::pin($scenario(&h)).await;
+            }
+        }
+    };
+}
+
+multipart_backends!(part_reads);
+multipart_backends!(list_parts);
+
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients() {
