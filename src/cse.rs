@@ -14,6 +14,7 @@
 //! The stage's own upstream requests (HEADs, seals, `ListParts`) are signed like the client's
 //! but are not counted in the metrics.
 
+mod copy;
 mod listing;
 mod multipart;
 mod read;
@@ -41,7 +42,7 @@ use crate::crypto::format::{
 use crate::crypto::EncryptBody;
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::s3::headers;
-use crate::s3::route::{Operation, Routed, Target};
+use crate::s3::route::{BodyKind, Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
 /// S3's limit on user metadata: names (without `x-amz-meta-`) plus values.
@@ -203,6 +204,8 @@ pub enum CseError {
     CopyKey(String),
     #[error("The x-amz-copy-source header is not of the form bucket/key.")]
     BadCopySource,
+    #[error("The copy source could not be read ({0}).")]
+    CopySource(StatusCode),
     #[error("Your object is too large to encrypt: {0}")]
     TooLarge(#[source] FormatError),
     #[error(
@@ -234,6 +237,15 @@ impl S3Error for CseError {
             CseError::Unencrypted => S3Code::InvalidObjectState,
             CseError::CopyKey(_) | CseError::PartAndRange => S3Code::InvalidRequest,
             CseError::TooLarge(_) => S3Code::EntityTooLarge,
+            CseError::CopySource(status) => match *status {
+                StatusCode::NOT_FOUND => S3Code::NoSuchKey,
+                StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
+                    S3Code::PreconditionFailed
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => S3Code::InvalidRange,
+                StatusCode::FORBIDDEN => S3Code::AccessDenied,
+                _ => S3Code::InternalError,
+            },
             CseError::UnknownKey(_)
             | CseError::Stored(_)
             | CseError::Inconsistent(_)
@@ -265,6 +277,7 @@ impl From<CseError> for ProxyError {
             | CseError::CopyAcrossRules
             | CseError::CopyKey(_)
             | CseError::BadCopySource
+            | CseError::CopySource(_)
             | CseError::TooLarge(_) => ProxyError::downstream(e),
         }
     }
@@ -295,6 +308,9 @@ pub enum Transform {
     /// `CopyObject` into an encrypted bucket, and `AbortMultipartUpload`: the answer's
     /// checksums are hidden.
     Copy,
+    /// `UploadPartCopy` with an encrypted source or destination: an `UploadPart` of the
+    /// source's plaintext.
+    CopyPart(copy::CopyPart),
 }
 
 /// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
@@ -403,16 +419,23 @@ async fn plan_copy(
         .and_then(parse_copy_source)
         .ok_or(CseError::BadCopySource)?;
     let src = rules.for_bucket(&src_bucket);
-    let dest = match (src, dest) {
-        (None, None) => return Ok(Transform::Pass),
-        (Some(_), Some(dest)) => dest,
-        (None, Some(_)) | (Some(_), None) => return Err(CseError::CopyAcrossRules.into()),
-    };
-    if out.headers.contains_key(headers::X_AMZ_COPY_SOURCE_RANGE)
-        || out.query.iter().any(|(k, _)| k == "uploadId")
-    {
-        return Err(CseError::Unsupported("UploadPartCopy").into());
+    if src.is_none() && dest.is_none() {
+        return Ok(Transform::Pass);
     }
+    if src_key.starts_with(multipart::SEAL_PREFIX) && src.is_some() {
+        return Err(CseError::ReservedKey.into());
+    }
+    if out.query.iter().any(|(k, _)| k == "uploadId") {
+        let source = copy::Source {
+            bucket: src_bucket,
+            key: src_key,
+            version,
+        };
+        return copy::plan(src, dest, source, upstream, out).await;
+    }
+    let (Some(_), Some(dest)) = (src, dest) else {
+        return Err(CseError::CopyAcrossRules.into());
+    };
     if src_key.starts_with(multipart::SEAL_PREFIX)
         || out
             .target
@@ -645,6 +668,22 @@ fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
 // === Bodies and answers ===
 
 impl Transform {
+    /// How the pipeline reads the request body: an `UploadPartCopy` planned as a copied part
+    /// sends a data body (the source's), whatever the operation's own body is.
+    pub fn body_kind(&self, routed: BodyKind) -> BodyKind {
+        match self {
+            Transform::CopyPart(_) => BodyKind::Data,
+            Transform::Pass
+            | Transform::Seal { .. }
+            | Transform::Open(_)
+            | Transform::List
+            | Transform::ListParts { .. }
+            | Transform::Created { .. }
+            | Transform::Complete(_)
+            | Transform::Copy => routed,
+        }
+    }
+
     /// The body to send upstream, and whether the client's trailing checksum goes with it
     /// (never over ciphertext: it describes the plaintext).
     pub fn seal_body<T>(
@@ -653,35 +692,35 @@ impl Transform {
         body: Body,
         trailer: Option<T>,
     ) -> Result<(Body, Option<T>), ProxyError> {
-        let Transform::Seal { key, md5 } = self else {
-            return Ok((body, trailer));
-        };
-        let key = key
-            .take()
-            .ok_or_else(|| ProxyError::Internal("the request body was sealed twice".to_owned()))?;
-        let declared = out.content_length.ok_or_else(|| {
-            ProxyError::Internal("a data body without a declared length".to_owned())
-        })?;
-        let body = match md5 {
-            Some(md5) => Md5Tap {
-                inner: body,
-                md5: Some(Md5::new()),
-                out: Arc::clone(md5),
+        let twice = || ProxyError::Internal("the request body was sealed twice".to_owned());
+        match self {
+            Transform::Seal { key, md5 } => {
+                let key = key.take().ok_or_else(twice)?;
+                Ok((encrypt(out, body, key, md5.clone())?, None))
             }
-            .boxed_unsync(),
-            None => body,
-        };
-        let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
-        out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
-        let body = sealed
-            .map_err(|e| -> BoxError { Box::new(e) })
-            .boxed_unsync();
-        Ok((body, None))
+            // The client's body is empty: the part is the source's plaintext.
+            Transform::CopyPart(part) => {
+                let source = part.source.take().ok_or_else(twice)?;
+                let body = match part.key.take() {
+                    Some(key) => encrypt(out, source, key, None)?,
+                    None => source,
+                };
+                Ok((body, None))
+            }
+            Transform::Pass
+            | Transform::Open(_)
+            | Transform::List
+            | Transform::ListParts { .. }
+            | Transform::Created { .. }
+            | Transform::Complete(_)
+            | Transform::Copy => Ok((body, trailer)),
+        }
     }
 
-    /// Sees a buffered request document before it is sent: a completion's part list.
+    /// Sees a buffered request document before it is sent: a completion's part list. (`&mut`:
+    /// a copied part's source body is `Send` but not `Sync`.)
     pub async fn document(
-        &self,
+        &mut self,
         upstream: &UpstreamClient,
         out: &Outgoing<'_>,
         doc: &[u8],
@@ -694,7 +733,8 @@ impl Transform {
             | Transform::List
             | Transform::ListParts { .. }
             | Transform::Created { .. }
-            | Transform::Copy => Ok(()),
+            | Transform::Copy
+            | Transform::CopyPart(_) => Ok(()),
         }
     }
 
@@ -730,6 +770,7 @@ impl Transform {
             Transform::Created { token } => {
                 Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
             }
+            Transform::CopyPart(_) => Ok(copy::reply(resp)),
             Transform::Complete(_) | Transform::Copy => {
                 let (mut parts, body) = resp.into_parts();
                 strip_checksums(&mut parts.headers);
@@ -738,6 +779,33 @@ impl Transform {
             }
         }
     }
+}
+
+/// `body` encrypted under `key`, with the upstream's `Content-Length` set to the ciphertext's;
+/// `md5` collects the plaintext's MD5 (a `PutObject`'s `ETag`).
+fn encrypt(
+    out: &mut Outgoing<'_>,
+    body: Body,
+    key: PartKey,
+    md5: Option<Arc<OnceLock<[u8; 16]>>>,
+) -> Result<Body, ProxyError> {
+    let declared = out
+        .content_length
+        .ok_or_else(|| ProxyError::Internal("a data body without a declared length".to_owned()))?;
+    let body = match md5 {
+        Some(md5) => Md5Tap {
+            inner: body,
+            md5: Some(Md5::new()),
+            out: md5,
+        }
+        .boxed_unsync(),
+        None => body,
+    };
+    let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
+    out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
+    Ok(sealed
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync())
 }
 
 fn hex(bytes: &[u8]) -> String {

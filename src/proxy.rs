@@ -215,7 +215,7 @@ async fn pipeline(
     )?;
     let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
     let mut replay = None;
-    let signed = match routed.body {
+    let signed = match transform.body_kind(routed.body) {
         BodyKind::Data => {
             if out.content_length.is_none() {
                 return Err(ProxyError::downstream(FramingError::MissingLength));

@@ -926,6 +926,192 @@ async fn list_parts(h: &Harness) {
         .unwrap();
 }
 
+/// UploadPartCopy (docs/config.md, "What each operation does"): a copied range is read as
+/// plaintext by the proxy and uploaded as the part, encrypted under the destination's part key,
+/// from encrypted and unencrypted sources, and into unencrypted buckets too.
+async fn part_copies(h: &Harness) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let s3 = h.sdk();
+    let direct = h.direct();
+    let enc = support::bucket("cse-pc");
+    let plain = support::bucket("plain-pc");
+    for b in [&enc, &plain] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let src = payload(6 * MIB + 100, 400);
+    s3.put_object()
+        .bucket(&enc)
+        .key("src")
+        .body(ByteStream::from(src.clone()))
+        .send()
+        .await
+        .unwrap();
+    let legacy = payload(70_000, 401);
+    s3.put_object()
+        .bucket(&plain)
+        .key("legacy")
+        .body(ByteStream::from(legacy.clone()))
+        .send()
+        .await
+        .unwrap();
+    let middle = payload(5 * MIB + 1, 402);
+
+    // Into an encrypted upload: a range of an encrypted object, an uploaded part, and a whole
+    // object of an unencrypted bucket.
+    let id = s3
+        .create_multipart_upload()
+        .bucket(&enc)
+        .key("dest")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let copy_part = |bucket: String, part: i32, source: String, range: Option<String>| {
+        let (s3, id) = (s3.clone(), id.clone());
+        async move {
+            s3.upload_part_copy()
+                .bucket(bucket)
+                .key("dest")
+                .upload_id(id)
+                .part_number(part)
+                .copy_source(source)
+                .set_copy_source_range(range)
+                .send()
+                .await
+        }
+    };
+    let first = copy_part(
+        enc.clone(),
+        1,
+        format!("{enc}/src"),
+        Some(format!("bytes=1000-{}", 1000 + 5 * MIB - 1)),
+    )
+    .await
+    .unwrap();
+    let etag1 = first
+        .copy_part_result()
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    let second = s3
+        .upload_part()
+        .bucket(&enc)
+        .key("dest")
+        .upload_id(&id)
+        .part_number(2)
+        .body(ByteStream::from(middle.clone()))
+        .send()
+        .await
+        .unwrap();
+    let third = copy_part(enc.clone(), 3, format!("{plain}/legacy"), None)
+        .await
+        .unwrap();
+    let etag3 = third
+        .copy_part_result()
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    // A missing source is the source's error (conditions: `conditions`).
+    let err = copy_part(enc.clone(), 4, format!("{enc}/missing"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NoSuchKey"), "{err:?}");
+    let parts = vec![
+        CompletedPart::builder().part_number(1).e_tag(etag1).build(),
+        CompletedPart::builder()
+            .part_number(2)
+            .e_tag(second.e_tag().unwrap())
+            .build(),
+        CompletedPart::builder().part_number(3).e_tag(etag3).build(),
+    ];
+    s3.complete_multipart_upload()
+        .bucket(&enc)
+        .key("dest")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let want = [&src[1000..1000 + 5 * MIB], &middle[..], &legacy[..]].concat();
+    let got = s3
+        .get_object()
+        .bucket(&enc)
+        .key("dest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.content_length(),
+        Some(i64::try_from(want.len()).unwrap())
+    );
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == want.as_slice());
+    let stored = direct
+        .get_object()
+        .bucket(&enc)
+        .key("dest")
+        .send()
+        .await
+        .unwrap();
+    let cipher = stored.body.collect().await.unwrap().into_bytes();
+    assert!(!contains(&cipher, &src[2000..2032]));
+    assert!(!contains(&cipher, &legacy[1000..1032]));
+
+    // Out of an encrypted bucket into an unencrypted upload: the part is the plaintext.
+    let id = s3
+        .create_multipart_upload()
+        .bucket(&plain)
+        .key("out")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let copied = s3
+        .upload_part_copy()
+        .bucket(&plain)
+        .key("out")
+        .upload_id(&id)
+        .part_number(1)
+        .copy_source(format!("{enc}/src"))
+        .send()
+        .await
+        .unwrap();
+    s3.complete_multipart_upload()
+        .bucket(&plain)
+        .key("out")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(copied.copy_part_result().unwrap().e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stored = direct
+        .get_object()
+        .bucket(&plain)
+        .key("out")
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.body.collect().await.unwrap().into_bytes().as_ref() == src.as_slice());
+}
+
 /// Multipart scenarios run against s3s-fs and RGW (see `mod multipart`).
 macro_rules! multipart_backends {
     ($scenario:ident) => {
@@ -949,6 +1135,7 @@ macro_rules! multipart_backends {
 
 multipart_backends!(part_reads);
 multipart_backends!(list_parts);
+multipart_backends!(part_copies);
 
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
