@@ -14,6 +14,7 @@
 //! The stage's own upstream requests (HEADs, seals, `ListParts`) are signed like the client's
 //! but are not counted in the metrics.
 
+mod attributes;
 mod copy;
 mod listing;
 mod multipart;
@@ -204,8 +205,9 @@ pub enum CseError {
     CopyKey(String),
     #[error("The x-amz-copy-source header is not of the form bucket/key.")]
     BadCopySource,
-    #[error("The copy source could not be read ({0}).")]
-    CopySource(StatusCode),
+    /// The object (or copy source) a request needs: the backend's status for it.
+    #[error("The object could not be read ({0}).")]
+    Read(StatusCode),
     #[error("Your object is too large to encrypt: {0}")]
     TooLarge(#[source] FormatError),
     #[error(
@@ -237,7 +239,7 @@ impl S3Error for CseError {
             CseError::Unencrypted => S3Code::InvalidObjectState,
             CseError::CopyKey(_) | CseError::PartAndRange => S3Code::InvalidRequest,
             CseError::TooLarge(_) => S3Code::EntityTooLarge,
-            CseError::CopySource(status) => match *status {
+            CseError::Read(status) => match *status {
                 StatusCode::NOT_FOUND => S3Code::NoSuchKey,
                 StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
                     S3Code::PreconditionFailed
@@ -277,7 +279,7 @@ impl From<CseError> for ProxyError {
             | CseError::CopyAcrossRules
             | CseError::CopyKey(_)
             | CseError::BadCopySource
-            | CseError::CopySource(_)
+            | CseError::Read(_)
             | CseError::TooLarge(_) => ProxyError::downstream(e),
         }
     }
@@ -311,6 +313,8 @@ pub enum Transform {
     /// `UploadPartCopy` with an encrypted source or destination: an `UploadPart` of the
     /// source's plaintext.
     CopyPart(copy::CopyPart),
+    /// `GetObjectAttributes`: sent as a HEAD, answered by the proxy.
+    Attributes(attributes::Attributes),
 }
 
 /// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
@@ -360,7 +364,7 @@ pub async fn plan(
         // forwarding it would store plaintext.
         Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
         Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
-        Operation::GetObjectAttributes => Err(CseError::Unsupported("GetObjectAttributes").into()),
+        Operation::GetObjectAttributes => Ok(attributes::plan(rule, out)),
         Operation::CopyObject | Operation::UploadPartCopy => {
             plan_copy(rules, Some(rule), upstream, out).await
         }
@@ -680,7 +684,8 @@ impl Transform {
             | Transform::ListParts { .. }
             | Transform::Created { .. }
             | Transform::Complete(_)
-            | Transform::Copy => routed,
+            | Transform::Copy
+            | Transform::Attributes(_) => routed,
         }
     }
 
@@ -713,7 +718,8 @@ impl Transform {
             | Transform::ListParts { .. }
             | Transform::Created { .. }
             | Transform::Complete(_)
-            | Transform::Copy => Ok((body, trailer)),
+            | Transform::Copy
+            | Transform::Attributes(_) => Ok((body, trailer)),
         }
     }
 
@@ -734,7 +740,8 @@ impl Transform {
             | Transform::ListParts { .. }
             | Transform::Created { .. }
             | Transform::Copy
-            | Transform::CopyPart(_) => Ok(()),
+            | Transform::CopyPart(_)
+            | Transform::Attributes(_) => Ok(()),
         }
     }
 
@@ -771,6 +778,7 @@ impl Transform {
                 Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
             }
             Transform::CopyPart(_) => Ok(copy::reply(resp)),
+            Transform::Attributes(attributes) => attributes.reply(upstream, resp).await,
             Transform::Complete(_) | Transform::Copy => {
                 let (mut parts, body) = resp.into_parts();
                 strip_checksums(&mut parts.headers);

@@ -96,7 +96,7 @@ pub(super) async fn plan(
     };
     let status = resp.status();
     if !matches!(status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
-        return Err(CseError::CopySource(status).into());
+        return Err(CseError::Read(status).into());
     }
     let len = content_length(resp.headers())?;
     // The request is now an UploadPart of the source's plaintext.

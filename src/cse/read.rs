@@ -231,7 +231,7 @@ pub(super) async fn plan_get(
 
 /// The parts of an object with their plaintext lengths: one for a `PutObject`, the sealed list
 /// for a multipart upload. The stored size must be theirs.
-async fn object_parts(
+pub(super) async fn object_parts(
     upstream: &UpstreamClient,
     bucket: &str,
     meta: &ObjectMetadata,
