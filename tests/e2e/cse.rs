@@ -1103,7 +1103,7 @@ async fn part_copies(h: &Harness) {
     assert!(stored.body.collect().await.unwrap().into_bytes().as_ref() == src.as_slice());
 }
 
-/// GetObjectAttributes (docs/config.md): written by the proxy from a HEAD and the seal, so it
+/// `GetObjectAttributes` (docs/config.md): written by the proxy from a HEAD and the seal, so it
 /// works on backends without it (s3s-fs, RGW 16): plaintext size, HEAD's `ETag`, plaintext part
 /// sizes, and never a checksum of the ciphertext.
 async fn attributes(h: &Harness) {
@@ -1136,7 +1136,11 @@ async fn attributes(h: &Harness) {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{key}: {e:?}"));
-        assert_eq!(got.object_size(), Some(i64::try_from(size).unwrap()), "{key}");
+        assert_eq!(
+            got.object_size(),
+            Some(i64::try_from(size).unwrap()),
+            "{key}"
+        );
         assert_eq!(
             got.e_tag(),
             Some(head.e_tag().unwrap().trim_matches('"')),
@@ -1185,6 +1189,188 @@ async fn attributes(h: &Harness) {
     assert_eq!(err.code(), Some("NoSuchKey"), "{err:?}");
 }
 
+/// `DeleteObject` and `DeleteObjects` pass through; the objects are gone through the proxy and at
+/// the backend. Seals stay (docs/format.md §7 says why).
+async fn deletes(h: &Harness) {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let s3 = h.sdk();
+    let b = support::bucket("cse-del");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    for key in ["a", "b", "c"] {
+        s3.put_object()
+            .bucket(&b)
+            .key(key)
+            .body(ByteStream::from(payload(70_000, 600)))
+            .send()
+            .await
+            .unwrap();
+    }
+    upload(&s3, &b, "mp", &[5 * MIB, 100], 601).await;
+    s3.delete_object().bucket(&b).key("a").send().await.unwrap();
+    let ids = ["b", "c", "mp"]
+        .map(|k| ObjectIdentifier::builder().key(k).build().unwrap())
+        .to_vec();
+    let deleted = s3
+        .delete_objects()
+        .bucket(&b)
+        .delete(Delete::builder().set_objects(Some(ids)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<_> = deleted.deleted().iter().filter_map(|d| d.key()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["b", "c", "mp"]);
+    assert!(deleted.errors().is_empty(), "{:?}", deleted.errors());
+    for key in ["a", "b", "mp"] {
+        let err = s3
+            .get_object()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("NoSuchKey"), "{key}: {err:?}");
+    }
+    let listed = s3.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "{:?}", listed.contents());
+    let stored = h
+        .direct()
+        .list_objects_v2()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<_> = stored.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        left.len() == 1 && left[0].starts_with(".s3seal/seal/"),
+        "{left:?}"
+    );
+}
+
+/// Conditional reads (If-Modified-Since, If-Unmodified-Since, If-Match) on encrypted objects,
+/// whole and ranged (the range's planning HEAD carries them too), and on copy sources. Run
+/// against backends that evaluate conditions (moto, RGW).
+async fn conditions(h: &Harness) {
+    use aws_smithy_types::DateTime;
+    let s3 = h.sdk();
+    let b = support::bucket("cse-cond");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let data = payload(150_000, 700);
+    s3.put_object()
+        .bucket(&b)
+        .key("c")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let past = DateTime::from(now - std::time::Duration::from_secs(3600));
+    let future = DateTime::from(now + std::time::Duration::from_secs(3600));
+    let status = |e: &aws_sdk_s3::error::SdkError<_, _>| {
+        e.raw_response()
+            .map(|r: &aws_smithy_runtime_api::http::Response| r.status().as_u16())
+    };
+    for range in [None, Some("bytes=70000-70099")] {
+        let want = range.map_or(&data[..], |_| &data[70_000..70_100]);
+        let get = || {
+            s3.get_object()
+                .bucket(&b)
+                .key("c")
+                .set_range(range.map(str::to_owned))
+        };
+        let got = get().if_modified_since(past).send().await.unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == want);
+        let got = get().if_unmodified_since(future).send().await.unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == want);
+        let err = get().if_modified_since(future).send().await.unwrap_err();
+        assert_eq!(status(&err), Some(304), "{range:?}: {err:?}");
+        let err = get().if_unmodified_since(past).send().await.unwrap_err();
+        assert_eq!(status(&err), Some(412), "{range:?}: {err:?}");
+        let etag = s3.head_object().bucket(&b).key("c").send().await.unwrap();
+        let got = get().if_match(etag.e_tag().unwrap()).send().await.unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == want);
+        let err = get()
+            .if_none_match(etag.e_tag().unwrap())
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(status(&err), Some(304), "{range:?}: {err:?}");
+    }
+    let err = s3
+        .head_object()
+        .bucket(&b)
+        .key("c")
+        .if_modified_since(future)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(304),
+        "{err:?}"
+    );
+
+    // A copied part's source conditions.
+    let id = s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("dest")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let copy = || {
+        s3.upload_part_copy()
+            .bucket(&b)
+            .key("dest")
+            .upload_id(&id)
+            .part_number(1)
+            .copy_source(format!("{b}/c"))
+    };
+    let err = copy()
+        .copy_source_if_match("\"0123456789abcdef0123456789abcdef-s3seal\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("PreconditionFailed"), "{err:?}");
+    let err = copy()
+        .copy_source_if_unmodified_since(past)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("PreconditionFailed"), "{err:?}");
+    copy()
+        .copy_source_if_modified_since(past)
+        .send()
+        .await
+        .unwrap();
+    s3.abort_multipart_upload()
+        .bucket(&b)
+        .key("dest")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+}
+
+mod conditions {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moto() {
+        let h = Harness::with_backend_rules(backends::shared_moto(), rules()).await;
+        Box::pin(conditions(&h)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rgw() {
+        let h = Harness::with_backend_rules(backends::shared_rgw(), rules()).await;
+        Box::pin(conditions(&h)).await;
+    }
+}
+
 /// Multipart scenarios run against s3s-fs and RGW (see `mod multipart`).
 macro_rules! multipart_backends {
     ($scenario:ident) => {
@@ -1210,6 +1396,7 @@ multipart_backends!(part_reads);
 multipart_backends!(list_parts);
 multipart_backends!(part_copies);
 multipart_backends!(attributes);
+multipart_backends!(deletes);
 
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
