@@ -1371,6 +1371,199 @@ mod conditions {
     }
 }
 
+/// Reads `key` through the proxy and checks that it is refused: an error before the body, or a
+/// body that aborts. What arrived before the abort must be a prefix of `legit` (the plaintext
+/// of the object whose record the key carries): no unauthenticated byte reaches the client
+/// (docs/format.md §8, "Integrity of every byte the proxy releases").
+async fn assert_refused(s3: &aws_sdk_s3::Client, b: &str, key: &str, legit: &[u8]) {
+    match s3.get_object().bucket(b).key(key).send().await {
+        Err(e) => assert!(
+            e.code() == Some("InternalError") || e.raw_response().is_none(),
+            "{key}: {e:?}"
+        ),
+        Ok(got) => {
+            let mut body = got.body;
+            let mut received = Vec::new();
+            let failed = loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => received.extend_from_slice(&chunk),
+                    Ok(None) => break false,
+                    Err(_) => break true,
+                }
+            };
+            assert!(failed, "{key}: the body ended without error");
+            assert!(legit.starts_with(&received), "{key}: wrong bytes released");
+        }
+    }
+}
+
+/// Tampering by someone with write access to the backend, each case written straight to it:
+/// a chunk spliced from another object (docs/format.md §3, "splicing"), another object's
+/// record on this object's data (§5.1, §8 "Metadata integrity"), whole parts reordered,
+/// swapped in from another multipart object or dropped (§7, §8 "Whole-part drop, reorder and
+/// substitution"), a bit flipped in a later part and a multipart object cut short (§3). Each
+/// is refused and releases no unauthenticated plaintext.
+async fn tampering_parts(h: &Harness) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use std::collections::HashMap;
+    let s3 = h.sdk();
+    let direct = h.direct();
+    let b = support::bucket("cse-forge");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let stored = |key: &'static str| {
+        let (direct, b) = (direct.clone(), b.clone());
+        async move {
+            let got = direct
+                .get_object()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let meta = got.metadata().cloned().unwrap_or_default();
+            (
+                got.body.collect().await.unwrap().into_bytes().to_vec(),
+                meta,
+            )
+        }
+    };
+    let put_direct = |key: &'static str, body: Vec<u8>, meta: HashMap<String, String>| {
+        let (direct, b) = (direct.clone(), b.clone());
+        async move {
+            direct
+                .put_object()
+                .bucket(&b)
+                .key(key)
+                .set_metadata(Some(meta))
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    // A multipart object assembled at the backend from ciphertext parts, under `meta`.
+    let assemble = |key: &'static str, parts: Vec<Vec<u8>>, meta: HashMap<String, String>| {
+        let (direct, b) = (direct.clone(), b.clone());
+        async move {
+            let id = direct
+                .create_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .set_metadata(Some(meta))
+                .send()
+                .await
+                .unwrap()
+                .upload_id()
+                .unwrap()
+                .to_owned();
+            let mut done = Vec::new();
+            for (i, body) in parts.into_iter().enumerate() {
+                let n = i32::try_from(i + 1).unwrap();
+                let r = direct
+                    .upload_part()
+                    .bucket(&b)
+                    .key(key)
+                    .upload_id(&id)
+                    .part_number(n)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .unwrap();
+                done.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .e_tag(r.e_tag().unwrap())
+                        .build(),
+                );
+            }
+            direct
+                .complete_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(done))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+
+    // Single-part objects: a chunk of y spliced into x at the same position; y's record on
+    // x's data.
+    let plain_x = payload(300_000, 800);
+    let plain_y = payload(300_000, 801);
+    for (key, data) in [("x", &plain_x), ("y", &plain_y)] {
+        s3.put_object()
+            .bucket(&b)
+            .key(key)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (x_cipher, x_meta) = stored("x").await;
+    let (y_cipher, y_meta) = stored("y").await;
+    let chunk = 65_559;
+    let mut spliced = x_cipher.clone();
+    spliced[chunk..2 * chunk].copy_from_slice(&y_cipher[chunk..2 * chunk]);
+    put_direct("spliced", spliced, x_meta.clone()).await;
+    assert_refused(&s3, &b, "spliced", &plain_x).await;
+    put_direct("other-record", x_cipher.clone(), y_meta.clone()).await;
+    assert_refused(&s3, &b, "other-record", &plain_y).await;
+
+    // Two multipart objects of two equal parts each.
+    let sizes = [5 * MIB, 5 * MIB];
+    let plain_a = upload(&s3, &b, "a", &sizes, 810).await;
+    upload(&s3, &b, "b", &sizes, 820).await;
+    let (a_cipher, a_meta) = stored("a").await;
+    let (b_cipher, _) = stored("b").await;
+    let part = usize::try_from(ciphertext_len(5 * MIB as u64).unwrap()).unwrap();
+    let (a1, a2) = (a_cipher[..part].to_vec(), a_cipher[part..].to_vec());
+    let b1 = b_cipher[..part].to_vec();
+    assemble("reordered", vec![a2.clone(), a1.clone()], a_meta.clone()).await;
+    assert_refused(&s3, &b, "reordered", &plain_a).await;
+    assemble("swapped", vec![b1.clone(), a2.clone()], a_meta.clone()).await;
+    assert_refused(&s3, &b, "swapped", &plain_a).await;
+    assemble("dropped", vec![a1.clone()], a_meta.clone()).await;
+    assert_refused(&s3, &b, "dropped", &plain_a).await;
+    let mut flipped = a2.clone();
+    flipped[3 * chunk + 5] ^= 0x80;
+    assemble("flipped", vec![a1.clone(), flipped], a_meta.clone()).await;
+    assert_refused(&s3, &b, "flipped", &plain_a).await;
+    let cut = a2[..a2.len() - chunk].to_vec();
+    assemble("cut", vec![a1.clone(), cut], a_meta.clone()).await;
+    assert_refused(&s3, &b, "cut", &plain_a).await;
+    // A range inside a substituted part fails too; one inside the intact part reads.
+    let err = s3
+        .get_object()
+        .bucket(&b)
+        .key("swapped")
+        .range("bytes=100-199")
+        .send()
+        .await;
+    match err {
+        Err(e) => assert!(
+            e.code() == Some("InternalError") || e.raw_response().is_none(),
+            "{e:?}"
+        ),
+        Ok(got) => assert!(got.body.collect().await.is_err()),
+    }
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("swapped")
+        .range(format!("bytes={}-{}", 5 * MIB + 10, 5 * MIB + 109))
+        .send()
+        .await
+        .unwrap();
+    let bytes = got.body.collect().await.unwrap().into_bytes();
+    assert!(bytes.as_ref() == &plain_a[5 * MIB + 10..5 * MIB + 110]);
+}
+
 /// Multipart scenarios run against s3s-fs and RGW (see `mod multipart`).
 macro_rules! multipart_backends {
     ($scenario:ident) => {
@@ -1397,6 +1590,7 @@ multipart_backends!(list_parts);
 multipart_backends!(part_copies);
 multipart_backends!(attributes);
 multipart_backends!(deletes);
+multipart_backends!(tampering_parts);
 
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
