@@ -608,6 +608,20 @@ fn client_etag(raw: &str) -> String {
     format!("{raw}{ETAG_SUFFIX}")
 }
 
+/// The backend's `ETag` for one the proxy showed (`raw` may be quoted, also as `&quot;`); others
+/// are returned as they are.
+fn backend_etag(raw: &str) -> String {
+    for quote in ["\"", "&quot;"] {
+        if let Some(inner) = raw
+            .strip_suffix(quote)
+            .and_then(|t| t.strip_suffix(ETAG_SUFFIX))
+        {
+            return format!("{inner}{quote}");
+        }
+    }
+    raw.strip_suffix(ETAG_SUFFIX).unwrap_or(raw).to_owned()
+}
+
 /// Conditions on `ETag`s the proxy showed go to the backend with the backend's `ETag`s.
 fn backend_etags(h: &mut HeaderMap) {
     for name in ETAG_CONDITIONS {
@@ -725,14 +739,19 @@ impl Transform {
 
     /// Sees a buffered request document before it is sent: a completion's part list. (`&mut`:
     /// a copied part's source body is `Send` but not `Sync`.)
+    /// Returns the document to send: a completion's part `ETag`s become the backend's again.
     pub async fn document(
         &mut self,
         upstream: &UpstreamClient,
         out: &Outgoing<'_>,
-        doc: &[u8],
-    ) -> Result<(), ProxyError> {
+        doc: Bytes,
+    ) -> Result<Bytes, ProxyError> {
         match self {
-            Transform::Complete(complete) => complete.write_seal(upstream, out, doc).await,
+            Transform::Complete(complete) => {
+                complete.write_seal(upstream, out, &doc).await?;
+                let doc = listing::rewrite_doc(&doc, &listing::Kind::Completion)?;
+                Ok(Bytes::from(doc))
+            }
             Transform::Pass
             | Transform::Seal { .. }
             | Transform::Open(_)
@@ -741,7 +760,7 @@ impl Transform {
             | Transform::Created { .. }
             | Transform::Copy
             | Transform::CopyPart(_)
-            | Transform::Attributes(_) => Ok(()),
+            | Transform::Attributes(_) => Ok(doc),
         }
     }
 
@@ -765,6 +784,18 @@ impl Transform {
                             header::ETAG,
                             HeaderValue::try_from(etag).expect("hex digits and quotes"),
                         );
+                    } else if let Some(etag) = parts
+                        .headers
+                        .get(header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        // An UploadPart: the part's ETag is the ciphertext's MD5, which an
+                        // uploader that checks it (s3cmd) would refuse. The completion removes
+                        // the mark again.
+                        let shown = HeaderValue::try_from(client_etag(etag)).map_err(|e| {
+                            CseError::Inconsistent(format!("the upstream's ETag: {e}"))
+                        })?;
+                        parts.headers.insert(header::ETAG, shown);
                     }
                 }
                 Ok(Response::from_parts(parts, body))

@@ -230,7 +230,7 @@ async fn pipeline(
             if routed.body == BodyKind::Xml {
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
             }
-            transform.document(upstream, &out, &doc).await?;
+            let doc = transform.document(upstream, &out, doc).await?;
             out.content_length = Some(doc.len() as u64);
             if sse.wants_replay() {
                 replay = Some(sse::Replay {

@@ -20,7 +20,9 @@ use crate::s3::headers;
 use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
-use super::{content_length, multipart, read, strip_checksums, CseError, Rule, Transform};
+use super::{
+    client_etag, content_length, multipart, read, strip_checksums, CseError, Rule, Transform,
+};
 
 /// `x-amz-copy-source-if-*` → the source read's own conditions.
 const SOURCE_CONDITIONS: [(&str, HeaderName); 4] = [
@@ -133,10 +135,11 @@ pub(super) fn reply(resp: Response<Body>) -> Response<Body> {
     if parts.status != StatusCode::OK {
         return Response::from_parts(parts, body);
     }
+    // Marked as an UploadPart's is: the completion removes the mark.
     let etag = parts
         .headers
         .remove(header::ETAG)
-        .and_then(|v| v.to_str().ok().map(str::to_owned))
+        .and_then(|v| v.to_str().ok().map(client_etag))
         .unwrap_or_default();
     strip_checksums(&mut parts.headers);
     let modified = time::OffsetDateTime::now_utc()
