@@ -199,8 +199,6 @@ pub enum CseError {
     InvalidRange(u64),
     #[error("The object has no client-side encryption metadata, and this bucket refuses unencrypted objects.")]
     Unencrypted,
-    #[error("A copy between a bucket with client-side encryption and one without would need re-encryption, which is not supported.")]
-    CopyAcrossRules,
     #[error("The copy source is wrapped with key '{0}', which the destination bucket's keyring does not hold.")]
     CopyKey(String),
     #[error("The x-amz-copy-source header is not of the form bucket/key.")]
@@ -226,7 +224,7 @@ pub enum CseError {
 impl S3Error for CseError {
     fn code(&self) -> S3Code {
         match self {
-            CseError::Unsupported(_) | CseError::CopyAcrossRules => S3Code::NotImplemented,
+            CseError::Unsupported(_) => S3Code::NotImplemented,
             CseError::ReservedMetadata
             | CseError::BadCopySource
             | CseError::UploadId
@@ -276,7 +274,6 @@ impl From<CseError> for ProxyError {
             | CseError::PartAndRange
             | CseError::InvalidRange(_)
             | CseError::Unencrypted
-            | CseError::CopyAcrossRules
             | CseError::CopyKey(_)
             | CseError::BadCopySource
             | CseError::Read(_)
@@ -435,10 +432,15 @@ async fn plan_copy(
             key: src_key,
             version,
         };
-        return copy::plan(src, dest, source, upstream, out).await;
+        return copy::plan_part(src, dest, source, upstream, out).await;
     }
     let (Some(_), Some(dest)) = (src, dest) else {
-        return Err(CseError::CopyAcrossRules.into());
+        let source = copy::Source {
+            bucket: src_bucket,
+            key: src_key,
+            version,
+        };
+        return copy::plan_object(src, dest, source, upstream, out).await;
     };
     if src_key.starts_with(multipart::SEAL_PREFIX)
         || out
@@ -808,7 +810,7 @@ impl Transform {
             Transform::Created { token } => {
                 Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
             }
-            Transform::CopyPart(_) => Ok(copy::reply(resp)),
+            Transform::CopyPart(part) => Ok(part.reply(resp)),
             Transform::Attributes(attributes) => attributes.reply(upstream, resp).await,
             Transform::Complete(_) | Transform::Copy => {
                 let (mut parts, body) = resp.into_parts();

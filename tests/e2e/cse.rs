@@ -206,7 +206,8 @@ async fn ranges(h: &Harness) {
     assert_eq!(err.code(), Some("InvalidRange"), "{err:?}");
 }
 
-/// Copies keep the ciphertext and its record; REPLACE keeps the record too.
+/// Copies between encrypted buckets keep the ciphertext and its record; REPLACE keeps the
+/// record too.
 async fn copies(h: &Harness) {
     let s3 = h.sdk();
     let b = support::bucket("cse-copy");
@@ -249,15 +250,30 @@ async fn copies(h: &Harness) {
     }
     let plain = support::bucket("plain-copy");
     s3.create_bucket().bucket(&plain).send().await.unwrap();
-    let err = s3
-        .copy_object()
+    // Into an unencrypted bucket the copy is decrypted (see `part_copies`).
+    s3.copy_object()
         .bucket(&plain)
         .key("out")
         .copy_source(format!("{b}/src"))
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("NotImplemented"), "{err:?}");
+        .unwrap();
+    let stored = h
+        .direct()
+        .get_object()
+        .bucket(&plain)
+        .key("out")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .metadata()
+            .and_then(|m| m.get("colour"))
+            .map(String::as_str),
+        Some("blue")
+    );
+    assert!(stored.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
 }
 
 /// Presigned PUT and GET go through the same stage.
@@ -933,6 +949,8 @@ async fn part_copies(h: &Harness) {
     s3.put_object()
         .bucket(&enc)
         .key("src")
+        .metadata("colour", "blue")
+        .content_type("text/x-test")
         .body(ByteStream::from(src.clone()))
         .send()
         .await
@@ -1101,6 +1119,78 @@ async fn part_copies(h: &Harness) {
         .await
         .unwrap();
     assert!(stored.body.collect().await.unwrap().into_bytes().as_ref() == src.as_slice());
+
+    // CopyObject across rules: a PutObject of the source's plaintext, with its metadata.
+    s3.copy_object()
+        .bucket(&plain)
+        .key("decrypted")
+        .copy_source(format!("{enc}/src"))
+        .send()
+        .await
+        .unwrap();
+    let stored = direct
+        .get_object()
+        .bucket(&plain)
+        .key("decrypted")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .metadata()
+            .and_then(|m| m.get("colour"))
+            .map(String::as_str),
+        Some("blue")
+    );
+    assert_eq!(stored.content_type(), Some("text/x-test"));
+    assert!(stored.body.collect().await.unwrap().into_bytes().as_ref() == src.as_slice());
+    let copied = s3
+        .copy_object()
+        .bucket(&enc)
+        .key("encrypted")
+        .copy_source(format!("{plain}/legacy"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .metadata("colour", "red")
+        .send()
+        .await
+        .unwrap();
+    let shown = copied
+        .copy_object_result()
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    let got = s3
+        .get_object()
+        .bucket(&enc)
+        .key("encrypted")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.e_tag(), Some(shown.as_str()));
+    assert_eq!(
+        got.metadata()
+            .and_then(|m| m.get("colour"))
+            .map(String::as_str),
+        Some("red")
+    );
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == legacy.as_slice());
+    let stored = direct
+        .get_object()
+        .bucket(&enc)
+        .key("encrypted")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .metadata()
+            .and_then(|m| m.get("s3seal-v"))
+            .map(String::as_str),
+        Some("1")
+    );
+    let cipher = stored.body.collect().await.unwrap().into_bytes();
+    assert!(!contains(&cipher, &legacy[1000..1032]));
 }
 
 /// `GetObjectAttributes` (docs/config.md): written by the proxy from a HEAD and the seal, so it
