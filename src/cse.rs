@@ -14,6 +14,8 @@
 //! The stage's own upstream requests (HEADs, seals, `ListParts`) are signed like the client's
 //! but are not counted in the metrics.
 
+mod attributes;
+mod copy;
 mod listing;
 mod multipart;
 mod read;
@@ -43,7 +45,7 @@ use crate::error::{ProxyError, S3Code, S3Error};
 use crate::kms::{Kms, KmsError};
 use crate::metrics::Metrics;
 use crate::s3::headers;
-use crate::s3::route::{Operation, Routed, Target};
+use crate::s3::route::{BodyKind, Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
 /// S3's limit on user metadata: names (without `x-amz-meta-`) plus values.
@@ -367,16 +369,23 @@ pub enum CseError {
     Parts(String),
     #[error("Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_METADATA_BYTES} bytes, including the proxy's {0} bytes).")]
     MetadataTooLarge(usize),
+    #[error("Part number must be an integer between 1 and 10000, inclusive.")]
+    PartNumber,
+    #[error("The requested partnumber is not satisfiable (the object has no part {0}).")]
+    NoSuchPart(u32),
+    #[error("Cannot specify both Range header and partNumber query parameter.")]
+    PartAndRange,
     #[error("The requested range is not satisfiable (the object has {0} bytes).")]
     InvalidRange(u64),
     #[error("The object has no client-side encryption metadata, and this bucket refuses unencrypted objects.")]
     Unencrypted,
-    #[error("A copy between a bucket with client-side encryption and one without would need re-encryption, which is not supported.")]
-    CopyAcrossRules,
     #[error("The copy source is wrapped with key '{0}', which the destination bucket's keyring does not hold.")]
     CopyKey(String),
     #[error("The x-amz-copy-source header is not of the form bucket/key.")]
     BadCopySource,
+    /// The object (or copy source) a request needs: the backend's status for it.
+    #[error("The object could not be read ({0}).")]
+    Read(StatusCode),
     #[error("Your object is too large to encrypt: {0}")]
     TooLarge(#[source] FormatError),
     #[error(
@@ -397,17 +406,28 @@ pub enum CseError {
 impl S3Error for CseError {
     fn code(&self) -> S3Code {
         match self {
-            CseError::Unsupported(_) | CseError::CopyAcrossRules => S3Code::NotImplemented,
-            CseError::ReservedMetadata | CseError::BadCopySource | CseError::UploadId => {
-                S3Code::InvalidArgument
-            }
+            CseError::Unsupported(_) => S3Code::NotImplemented,
+            CseError::ReservedMetadata
+            | CseError::BadCopySource
+            | CseError::UploadId
+            | CseError::PartNumber => S3Code::InvalidArgument,
+            CseError::NoSuchPart(_) => S3Code::InvalidPartNumber,
             CseError::ReservedKey => S3Code::AccessDenied,
             CseError::Parts(_) => S3Code::InvalidPart,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
             CseError::Unencrypted => S3Code::InvalidObjectState,
-            CseError::CopyKey(_) => S3Code::InvalidRequest,
+            CseError::CopyKey(_) | CseError::PartAndRange => S3Code::InvalidRequest,
             CseError::TooLarge(_) => S3Code::EntityTooLarge,
+            CseError::Read(status) => match *status {
+                StatusCode::NOT_FOUND => S3Code::NoSuchKey,
+                StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
+                    S3Code::PreconditionFailed
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => S3Code::InvalidRange,
+                StatusCode::FORBIDDEN => S3Code::AccessDenied,
+                _ => S3Code::InternalError,
+            },
             CseError::UnknownKey(_)
             | CseError::Stored(_)
             | CseError::Inconsistent(_)
@@ -433,11 +453,14 @@ impl From<CseError> for ProxyError {
             | CseError::UploadId
             | CseError::Parts(_)
             | CseError::MetadataTooLarge(_)
+            | CseError::PartNumber
+            | CseError::NoSuchPart(_)
+            | CseError::PartAndRange
             | CseError::InvalidRange(_)
             | CseError::Unencrypted
-            | CseError::CopyAcrossRules
             | CseError::CopyKey(_)
             | CseError::BadCopySource
+            | CseError::Read(_)
             | CseError::TooLarge(_) => ProxyError::downstream(e),
         }
     }
@@ -468,6 +491,11 @@ pub enum Transform {
     /// `CopyObject` into an encrypted bucket, and `AbortMultipartUpload`: the answer's
     /// checksums are hidden.
     Copy,
+    /// `UploadPartCopy` with an encrypted source or destination: an `UploadPart` of the
+    /// source's plaintext.
+    CopyPart(copy::CopyPart),
+    /// `GetObjectAttributes`: sent as a HEAD, answered by the proxy.
+    Attributes(attributes::Attributes),
 }
 
 /// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
@@ -501,7 +529,7 @@ pub async fn plan(
     match routed.op {
         Operation::PutObject => Ok(plan_put(rule, out).await?),
         Operation::GetObject => read::plan_get(rule, upstream, out).await,
-        Operation::HeadObject => read::plan_head(rule, out),
+        Operation::HeadObject => read::plan_head(rule, upstream, out).await,
         Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
             Ok(Transform::List)
         }
@@ -517,7 +545,7 @@ pub async fn plan(
         // forwarding it would store plaintext.
         Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
         Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
-        Operation::GetObjectAttributes => Err(CseError::Unsupported("GetObjectAttributes").into()),
+        Operation::GetObjectAttributes => Ok(attributes::plan(rule, out)),
         Operation::CopyObject | Operation::UploadPartCopy => {
             plan_copy(rules, Some(rule), upstream, out).await
         }
@@ -576,16 +604,28 @@ async fn plan_copy(
         .and_then(parse_copy_source)
         .ok_or(CseError::BadCopySource)?;
     let src = rules.for_bucket(&src_bucket);
-    let dest = match (src, dest) {
-        (None, None) => return Ok(Transform::Pass),
-        (Some(_), Some(dest)) => dest,
-        (None, Some(_)) | (Some(_), None) => return Err(CseError::CopyAcrossRules.into()),
-    };
-    if out.headers.contains_key(headers::X_AMZ_COPY_SOURCE_RANGE)
-        || out.query.iter().any(|(k, _)| k == "uploadId")
-    {
-        return Err(CseError::Unsupported("UploadPartCopy").into());
+    if src.is_none() && dest.is_none() {
+        return Ok(Transform::Pass);
     }
+    if src_key.starts_with(multipart::SEAL_PREFIX) && src.is_some() {
+        return Err(CseError::ReservedKey.into());
+    }
+    if out.query.iter().any(|(k, _)| k == "uploadId") {
+        let source = copy::Source {
+            bucket: src_bucket,
+            key: src_key,
+            version,
+        };
+        return copy::plan_part(src, dest, source, upstream, out).await;
+    }
+    let (Some(_), Some(dest)) = (src, dest) else {
+        let source = copy::Source {
+            bucket: src_bucket,
+            key: src_key,
+            version,
+        };
+        return copy::plan_object(src, dest, source, upstream, out).await;
+    };
     if src_key.starts_with(multipart::SEAL_PREFIX)
         || out
             .target
@@ -633,13 +673,6 @@ async fn plan_copy(
         multipart::copy_seal(upstream, &src_bucket, dest_bucket, &meta.salt).await?;
     }
     Ok(Transform::Copy)
-}
-
-fn refuse_part_number(out: &Outgoing<'_>) -> Result<(), CseError> {
-    if out.query.iter().any(|(k, _)| k == "partNumber") {
-        return Err(CseError::Unsupported("partNumber"));
-    }
-    Ok(())
 }
 
 /// Only `versionId` selects what a GET reads; `response-*` overrides mean nothing to a HEAD.
@@ -761,6 +794,20 @@ fn client_etag(raw: &str) -> String {
     format!("{raw}{ETAG_SUFFIX}")
 }
 
+/// The backend's `ETag` for one the proxy showed (`raw` may be quoted, also as `&quot;`); others
+/// are returned as they are.
+fn backend_etag(raw: &str) -> String {
+    for quote in ["\"", "&quot;"] {
+        if let Some(inner) = raw
+            .strip_suffix(quote)
+            .and_then(|t| t.strip_suffix(ETAG_SUFFIX))
+        {
+            return format!("{inner}{quote}");
+        }
+    }
+    raw.strip_suffix(ETAG_SUFFIX).unwrap_or(raw).to_owned()
+}
+
 /// Conditions on `ETag`s the proxy showed go to the backend with the backend's `ETag`s.
 fn backend_etags(h: &mut HeaderMap) {
     for name in ETAG_CONDITIONS {
@@ -825,6 +872,23 @@ fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
 // === Bodies and answers ===
 
 impl Transform {
+    /// How the pipeline reads the request body: an `UploadPartCopy` planned as a copied part
+    /// sends a data body (the source's), whatever the operation's own body is.
+    pub fn body_kind(&self, routed: BodyKind) -> BodyKind {
+        match self {
+            Transform::CopyPart(_) => BodyKind::Data,
+            Transform::Pass
+            | Transform::Seal { .. }
+            | Transform::Open(_)
+            | Transform::List
+            | Transform::ListParts { .. }
+            | Transform::Created { .. }
+            | Transform::Complete(_)
+            | Transform::Copy
+            | Transform::Attributes(_) => routed,
+        }
+    }
+
     /// The body to send upstream, and whether the client's trailing checksum goes with it
     /// (never over ciphertext: it describes the plaintext).
     pub fn seal_body<T>(
@@ -833,48 +897,56 @@ impl Transform {
         body: Body,
         trailer: Option<T>,
     ) -> Result<(Body, Option<T>), ProxyError> {
-        let Transform::Seal { key, md5 } = self else {
-            return Ok((body, trailer));
-        };
-        let key = key
-            .take()
-            .ok_or_else(|| ProxyError::Internal("the request body was sealed twice".to_owned()))?;
-        let declared = out.content_length.ok_or_else(|| {
-            ProxyError::Internal("a data body without a declared length".to_owned())
-        })?;
-        let body = match md5 {
-            Some(md5) => Md5Tap {
-                inner: body,
-                md5: Some(Md5::new()),
-                out: Arc::clone(md5),
+        let twice = || ProxyError::Internal("the request body was sealed twice".to_owned());
+        match self {
+            Transform::Seal { key, md5 } => {
+                let key = key.take().ok_or_else(twice)?;
+                Ok((encrypt(out, body, key, md5.clone())?, None))
             }
-            .boxed_unsync(),
-            None => body,
-        };
-        let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
-        out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
-        let body = sealed
-            .map_err(|e| -> BoxError { Box::new(e) })
-            .boxed_unsync();
-        Ok((body, None))
+            // The client's body is empty: the part is the source's plaintext.
+            Transform::CopyPart(part) => {
+                let source = part.source.take().ok_or_else(twice)?;
+                let body = match part.key.take() {
+                    Some(key) => encrypt(out, source, key, None)?,
+                    None => source,
+                };
+                Ok((body, None))
+            }
+            Transform::Pass
+            | Transform::Open(_)
+            | Transform::List
+            | Transform::ListParts { .. }
+            | Transform::Created { .. }
+            | Transform::Complete(_)
+            | Transform::Copy
+            | Transform::Attributes(_) => Ok((body, trailer)),
+        }
     }
 
-    /// Sees a buffered request document before it is sent: a completion's part list.
+    /// Sees a buffered request document before it is sent: a completion's part list. (`&mut`:
+    /// a copied part's source body is `Send` but not `Sync`.)
+    /// Returns the document to send: a completion's part `ETag`s become the backend's again.
     pub async fn document(
-        &self,
+        &mut self,
         upstream: &UpstreamClient,
         out: &Outgoing<'_>,
-        doc: &[u8],
-    ) -> Result<(), ProxyError> {
+        doc: Bytes,
+    ) -> Result<Bytes, ProxyError> {
         match self {
-            Transform::Complete(complete) => complete.write_seal(upstream, out, doc).await,
+            Transform::Complete(complete) => {
+                complete.write_seal(upstream, out, &doc).await?;
+                let doc = listing::rewrite_doc(&doc, &listing::Kind::Completion)?;
+                Ok(Bytes::from(doc))
+            }
             Transform::Pass
             | Transform::Seal { .. }
             | Transform::Open(_)
             | Transform::List
             | Transform::ListParts { .. }
             | Transform::Created { .. }
-            | Transform::Copy => Ok(()),
+            | Transform::Copy
+            | Transform::CopyPart(_)
+            | Transform::Attributes(_) => Ok(doc),
         }
     }
 
@@ -898,6 +970,18 @@ impl Transform {
                             header::ETAG,
                             HeaderValue::try_from(etag).expect("hex digits and quotes"),
                         );
+                    } else if let Some(etag) = parts
+                        .headers
+                        .get(header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        // An UploadPart: the part's ETag is the ciphertext's MD5, which an
+                        // uploader that checks it (s3cmd) would refuse. The completion removes
+                        // the mark again.
+                        let shown = HeaderValue::try_from(client_etag(etag)).map_err(|e| {
+                            CseError::Inconsistent(format!("the upstream's ETag: {e}"))
+                        })?;
+                        parts.headers.insert(header::ETAG, shown);
                     }
                 }
                 Ok(Response::from_parts(parts, body))
@@ -910,6 +994,8 @@ impl Transform {
             Transform::Created { token } => {
                 Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
             }
+            Transform::CopyPart(part) => Ok(part.reply(resp)),
+            Transform::Attributes(attributes) => attributes.reply(upstream, resp).await,
             Transform::Complete(_) | Transform::Copy => {
                 let (mut parts, body) = resp.into_parts();
                 strip_checksums(&mut parts.headers);
@@ -918,6 +1004,33 @@ impl Transform {
             }
         }
     }
+}
+
+/// `body` encrypted under `key`, with the upstream's `Content-Length` set to the ciphertext's;
+/// `md5` collects the plaintext's MD5 (a `PutObject`'s `ETag`).
+fn encrypt(
+    out: &mut Outgoing<'_>,
+    body: Body,
+    key: PartKey,
+    md5: Option<Arc<OnceLock<[u8; 16]>>>,
+) -> Result<Body, ProxyError> {
+    let declared = out
+        .content_length
+        .ok_or_else(|| ProxyError::Internal("a data body without a declared length".to_owned()))?;
+    let body = match md5 {
+        Some(md5) => Md5Tap {
+            inner: body,
+            md5: Some(Md5::new()),
+            out: md5,
+        }
+        .boxed_unsync(),
+        None => body,
+    };
+    let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
+    out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
+    Ok(sealed
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync())
 }
 
 fn hex(bytes: &[u8]) -> String {

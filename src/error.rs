@@ -33,6 +33,8 @@ pub enum S3Code {
     /// The object cannot serve the request as it is stored (403).
     InvalidObjectState,
     InvalidPart,
+    /// A `partNumber` the object does not have (416).
+    InvalidPartNumber,
     /// A `Range` that starts at or beyond the end of the object (416).
     InvalidRange,
     InvalidRequest,
@@ -45,7 +47,11 @@ pub enum S3Code {
     MissingContentLength,
     MissingSecurityHeader,
     NoSuchCORSConfiguration,
+    /// A copy source that does not exist (404).
+    NoSuchKey,
     NotImplemented,
+    /// A copy source's condition does not hold (412).
+    PreconditionFailed,
     RequestTimeTooSkewed,
     RequestTimeout,
     ServiceUnavailable,
@@ -77,6 +83,7 @@ impl S3Code {
             S3Code::InvalidDigest => "InvalidDigest",
             S3Code::InvalidObjectState => "InvalidObjectState",
             S3Code::InvalidPart => "InvalidPart",
+            S3Code::InvalidPartNumber => "InvalidPartNumber",
             S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
             S3Code::InvalidURI => "InvalidURI",
@@ -88,7 +95,9 @@ impl S3Code {
             S3Code::MissingContentLength => "MissingContentLength",
             S3Code::MissingSecurityHeader => "MissingSecurityHeader",
             S3Code::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
+            S3Code::NoSuchKey => "NoSuchKey",
             S3Code::NotImplemented => "NotImplemented",
+            S3Code::PreconditionFailed => "PreconditionFailed",
             S3Code::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             S3Code::RequestTimeout => "RequestTimeout",
             S3Code::ServiceUnavailable => "ServiceUnavailable",
@@ -123,6 +132,7 @@ impl S3Code {
             | S3Code::InvalidDigest
             | S3Code::InvalidObjectState
             | S3Code::InvalidPart
+            | S3Code::InvalidPartNumber
             | S3Code::InvalidRange
             | S3Code::InvalidRequest
             | S3Code::InvalidURI
@@ -134,7 +144,9 @@ impl S3Code {
             | S3Code::MissingContentLength
             | S3Code::MissingSecurityHeader
             | S3Code::NoSuchCORSConfiguration
+            | S3Code::NoSuchKey
             | S3Code::NotImplemented
+            | S3Code::PreconditionFailed
             | S3Code::RequestTimeout
             | S3Code::ServiceUnavailable
             | S3Code::SlowDown
@@ -174,8 +186,9 @@ impl S3Code {
             | S3Code::XAmzContentSHA256Mismatch
             | S3Code::TlsRequired => StatusCode::BAD_REQUEST,
             S3Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            S3Code::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
-            S3Code::NoSuchCORSConfiguration => StatusCode::NOT_FOUND,
+            S3Code::InvalidRange | S3Code::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
+            S3Code::NoSuchCORSConfiguration | S3Code::NoSuchKey => StatusCode::NOT_FOUND,
+            S3Code::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             S3Code::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             S3Code::NotImplemented => StatusCode::NOT_IMPLEMENTED,

@@ -250,7 +250,7 @@ async fn pipeline(
     }
     let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
     let mut replay = None;
-    let signed = match routed.body {
+    let signed = match transform.body_kind(routed.body) {
         BodyKind::Data => {
             if out.content_length.is_none() {
                 return Err(ProxyError::downstream(FramingError::MissingLength));
@@ -265,7 +265,7 @@ async fn pipeline(
             if routed.body == BodyKind::Xml {
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
             }
-            transform.document(upstream, &out, &doc).await?;
+            let doc = transform.document(upstream, &out, doc).await?;
             out.content_length = Some(doc.len() as u64);
             if sse.wants_replay() {
                 replay = Some(sse::Replay {

@@ -17,7 +17,7 @@ use crate::body::{self, Body};
 use crate::crypto::format::plaintext_len;
 
 use super::multipart::{client_upload_id, SEAL_PREFIX};
-use super::{client_etag, collect_bounded, CseError, MAX_LISTING_BYTES};
+use super::{backend_etag, client_etag, collect_bounded, CseError, MAX_LISTING_BYTES};
 
 /// Which answer is rewritten.
 pub(super) enum Kind<'a> {
@@ -29,6 +29,8 @@ pub(super) enum Kind<'a> {
     Created { token: &'a str },
     /// `CopyObject` and `CompleteMultipartUpload`: the new object's `ETag`.
     Result,
+    /// A `CompleteMultipartUpload` request: the parts' `ETag`s as the backend knows them.
+    Completion,
 }
 
 /// Rewrites a successful answer; anything else passes.
@@ -142,6 +144,12 @@ fn text<'e>(
         }
         (Kind::Result, [_, etag]) if etag == b"ETag" => {
             Event::Text(BytesText::from_escaped(client_etag(&raw)))
+        }
+        (Kind::Parts { .. }, [.., part, etag]) if part == b"Part" && etag == b"ETag" => {
+            Event::Text(BytesText::from_escaped(client_etag(&raw)))
+        }
+        (Kind::Completion, [.., part, etag]) if part == b"Part" && etag == b"ETag" => {
+            Event::Text(BytesText::from_escaped(backend_etag(&raw)))
         }
         (Kind::Parts { .. }, [.., part, size]) if part == b"Part" && size == b"Size" => {
             Event::Text(BytesText::from_escaped(plain_size(&raw)?.0))

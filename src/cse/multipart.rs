@@ -54,13 +54,7 @@ pub(super) async fn plan_create(
 
 pub(super) async fn plan_part(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
     let (key, _) = take_token(rule, out).await?;
-    let number = out
-        .query
-        .iter()
-        .find(|(k, _)| k == "partNumber")
-        .and_then(|(_, v)| v.parse().ok())
-        .and_then(PartNumber::multipart)
-        .ok_or_else(|| CseError::Parts("partNumber must be 1 to 10000".into()))?;
+    let number = part_number(out)?;
     // As for a PutObject: the checksums describe the plaintext and were checked by the proxy.
     strip_checksums(&mut out.headers);
     out.headers.remove(headers::CONTENT_MD5);
@@ -97,8 +91,21 @@ pub(super) fn plan_abort(out: &mut Outgoing<'_>) {
     }
 }
 
+/// The part number of an `UploadPart` or `UploadPartCopy`.
+pub(super) fn part_number(out: &Outgoing<'_>) -> Result<PartNumber, CseError> {
+    out.query
+        .iter()
+        .find(|(k, _)| k == "partNumber")
+        .and_then(|(_, v)| v.parse().ok())
+        .and_then(PartNumber::multipart)
+        .ok_or_else(|| CseError::Parts("partNumber must be 1 to 10000".into()))
+}
+
 /// The upload's keys from the client's upload id, which becomes the backend's again.
-async fn take_token(rule: &Rule, out: &mut Outgoing<'_>) -> Result<(ObjectKey, String), CseError> {
+pub(super) async fn take_token(
+    rule: &Rule,
+    out: &mut Outgoing<'_>,
+) -> Result<(ObjectKey, String), CseError> {
     let id = out
         .query
         .iter_mut()

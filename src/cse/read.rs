@@ -17,9 +17,13 @@ use crate::error::ProxyError;
 use crate::upstream::{Outgoing, UpstreamClient};
 
 use super::{
-    client_etag, content_length, head, multipart, object_plaintext_len, refuse_part_number,
-    strip_stored_headers, version_query, CseError, Rule, Transform, Unencrypted,
+    client_etag, content_length, head, multipart, object_plaintext_len, strip_stored_headers,
+    version_query, CseError, Rule, Transform, Unencrypted,
 };
+
+/// The number of parts of a multipart object, in a `partNumber` read's answer.
+const X_AMZ_MP_PARTS_COUNT: http::HeaderName =
+    http::HeaderName::from_static("x-amz-mp-parts-count");
 
 /// How to answer a read of an encrypted bucket.
 pub struct Open {
@@ -38,21 +42,124 @@ struct Planned {
     stored: u64,
     key: ObjectKey,
     segments: Vec<(PartNumber, CipherRange)>,
+    /// A `partNumber` read: the object's number of parts, for `x-amz-mp-parts-count`.
+    parts_count: Option<usize>,
 }
 
 fn bucket_of(out: &Outgoing<'_>) -> String {
     out.target.bucket().unwrap_or_default().to_owned()
 }
 
-pub(super) fn plan_head(rule: &Arc<Rule>, out: &mut Outgoing<'_>) -> Result<Transform, ProxyError> {
-    refuse_part_number(out)?;
+pub(super) async fn plan_head(
+    rule: &Arc<Rule>,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
     // A HEAD reports the whole object's plaintext size.
     out.headers.remove(header::RANGE);
-    Ok(Transform::Open(Open {
+    let mut open = Open {
         rule: Arc::clone(rule),
         bucket: bucket_of(out),
         head: true,
         range: None,
+    };
+    if let Some(number) = part_number(out)? {
+        open.range = plan_part(rule, upstream, out, number).await?;
+        // The part's size comes from the seal; the HEAD itself is of the whole object.
+        out.headers.remove(header::RANGE);
+    }
+    Ok(Transform::Open(open))
+}
+
+/// The `partNumber` of a read, if any.
+fn part_number(out: &Outgoing<'_>) -> Result<Option<u32>, CseError> {
+    let Some((_, v)) = out.query.iter().find(|(k, _)| k == "partNumber") else {
+        return Ok(None);
+    };
+    let n = v
+        .parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or(CseError::PartNumber)?;
+    // Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>
+    if out.headers.contains_key(header::RANGE) {
+        return Err(CseError::PartAndRange);
+    }
+    Ok(Some(n))
+}
+
+/// The conditions of a read, for the HEAD that plans it.
+fn conditions(h: &HeaderMap) -> HeaderMap {
+    let mut conditions = HeaderMap::new();
+    for name in [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        for v in h.get_all(&name) {
+            conditions.append(name.clone(), v.clone());
+        }
+    }
+    conditions
+}
+
+/// A `partNumber` read of an encrypted object: a HEAD (and the seal) finds the part's
+/// plaintext and ciphertext spans; the read then asks for the part's ciphertext as a range.
+/// Part `n` of a multipart object is its `n`th sealed part (`docs/format.md` §7); a single-part
+/// object has part 1 only. Unencrypted objects (and HEAD failures) go upstream as asked.
+async fn plan_part(
+    rule: &Rule,
+    upstream: &UpstreamClient,
+    out: &mut Outgoing<'_>,
+    number: u32,
+) -> Result<Option<Planned>, ProxyError> {
+    let head = head(
+        upstream,
+        out.target,
+        version_query(&out.query),
+        conditions(&out.headers),
+    )
+    .await?;
+    if head.status() != StatusCode::OK {
+        return Ok(None);
+    }
+    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+        return Ok(None);
+    };
+    out.query.retain(|(k, _)| k != "partNumber");
+    if let Some(etag) = head.headers().get(header::ETAG) {
+        out.headers.insert(header::IF_MATCH, etag.clone());
+    }
+    let key = rule.open(&meta).await?;
+    let stored = content_length(head.headers())?;
+    let parts = object_parts(upstream, &bucket_of(out), &meta, &key, stored).await?;
+    let index = match meta.layout {
+        Layout::Single => (number == 1).then_some(0),
+        Layout::Multipart => parts.iter().position(|(n, _)| n.get() == number),
+    }
+    .ok_or(CseError::NoSuchPart(number))?;
+    let (before, rest) = parts.split_at(index);
+    let (part, len) = rest[0];
+    let plain_start: u64 = before.iter().map(|(_, len)| len).sum();
+    let cipher_start: u64 = before
+        .iter()
+        .map(|(_, len)| ciphertext_len(*len).expect("sealed lengths are segment lengths"))
+        .sum();
+    let range = CipherRange::whole(len).expect("a sealed length");
+    let cipher_end = cipher_start + range.cipher_end();
+    let header_range = format!("bytes={cipher_start}-{}", cipher_end - 1);
+    out.headers.insert(
+        header::RANGE,
+        HeaderValue::try_from(header_range).expect("digits and '-'"),
+    );
+    Ok(Some(Planned {
+        plain: plain_start..plain_start + len,
+        total: parts.iter().map(|(_, len)| len).sum(),
+        stored,
+        key,
+        segments: vec![(part, range)],
+        parts_count: (meta.layout == Layout::Multipart).then_some(parts.len()),
     }))
 }
 
@@ -61,13 +168,16 @@ pub(super) async fn plan_get(
     upstream: &UpstreamClient,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
-    refuse_part_number(out)?;
     let mut open = Open {
         rule: Arc::clone(rule),
         bucket: bucket_of(out),
         head: false,
         range: None,
     };
+    if let Some(number) = part_number(out)? {
+        open.range = plan_part(rule, upstream, out, number).await?;
+        return Ok(Transform::Open(open));
+    }
     let Some(spec) = out
         .headers
         .get(header::RANGE)
@@ -77,18 +187,13 @@ pub(super) async fn plan_get(
         out.headers.remove(header::RANGE);
         return Ok(Transform::Open(open));
     };
-    let mut conditions = HeaderMap::new();
-    for name in [
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-    ] {
-        for v in out.headers.get_all(&name) {
-            conditions.append(name.clone(), v.clone());
-        }
-    }
-    let head = head(upstream, out.target, version_query(&out.query), conditions).await?;
+    let head = head(
+        upstream,
+        out.target,
+        version_query(&out.query),
+        conditions(&out.headers),
+    )
+    .await?;
     if head.status() != StatusCode::OK {
         // The GET itself answers with the error (or 304), with its body.
         out.headers.remove(header::RANGE);
@@ -119,13 +224,14 @@ pub(super) async fn plan_get(
         stored,
         key,
         segments,
+        parts_count: None,
     });
     Ok(Transform::Open(open))
 }
 
 /// The parts of an object with their plaintext lengths: one for a `PutObject`, the sealed list
 /// for a multipart upload. The stored size must be theirs.
-async fn object_parts(
+pub(super) async fn object_parts(
     upstream: &UpstreamClient,
     bucket: &str,
     meta: &ObjectMetadata,
@@ -230,25 +336,43 @@ impl Open {
         }
         h.remove(header::TRANSFER_ENCODING);
         h.remove(crate::s3::headers::CONTENT_MD5);
+        let planned_status = if self.head {
+            StatusCode::OK
+        } else {
+            StatusCode::PARTIAL_CONTENT
+        };
         let (key, segments, shown) = match (parts.status, self.range) {
-            (StatusCode::PARTIAL_CONTENT, Some(planned)) => {
-                let total = content_range_total(&stored_headers);
+            (status, Some(planned)) if status == planned_status => {
+                // A ranged GET answers for the whole stored object in `Content-Range`; a HEAD
+                // (of a part) in `Content-Length`.
+                let total = if self.head {
+                    content_length(&stored_headers).ok()
+                } else {
+                    content_range_total(&stored_headers)
+                };
                 if total != Some(planned.stored) {
                     return Err(CseError::Inconsistent(
                         "the object changed between HEAD and GET".into(),
                     )
                     .into());
                 }
-                let content_range = format!(
-                    "bytes {}-{}/{}",
-                    planned.plain.start,
-                    planned.plain.end - 1,
-                    planned.total
-                );
-                h.insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::try_from(content_range).expect("digits"),
-                );
+                if let Some(count) = planned.parts_count {
+                    h.insert(X_AMZ_MP_PARTS_COUNT, HeaderValue::from(count));
+                }
+                // An empty part has no byte to name.
+                if !planned.plain.is_empty() {
+                    let content_range = format!(
+                        "bytes {}-{}/{}",
+                        planned.plain.start,
+                        planned.plain.end - 1,
+                        planned.total
+                    );
+                    h.insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::try_from(content_range).expect("digits"),
+                    );
+                }
+                parts.status = StatusCode::PARTIAL_CONTENT;
                 let shown = planned.plain.end - planned.plain.start;
                 (planned.key, planned.segments, shown)
             }

@@ -189,3 +189,27 @@ fn etags_of_encrypted_objects_are_marked_and_conditions_unmarked() {
         String::from_utf8(listing::rewrite_doc(copied, &listing::Kind::Result).unwrap()).unwrap();
     assert!(out.contains(r#"<ETag>"z-s3seal"</ETag>"#), "{out}");
 }
+
+#[test]
+fn completion_documents_get_the_backends_part_etags() {
+    assert_eq!(backend_etag("\"abc-s3seal\""), "\"abc\"");
+    assert_eq!(backend_etag("&quot;abc-s3seal&quot;"), "&quot;abc&quot;");
+    assert_eq!(backend_etag("abc-s3seal"), "abc");
+    assert_eq!(backend_etag("\"abc\""), "\"abc\"");
+    let doc = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&quot;aa-s3seal&quot;</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"bb\"</ETag></Part></CompleteMultipartUpload>";
+    let out = listing::rewrite_doc(doc, &listing::Kind::Completion).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&quot;aa&quot;</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"bb\"</ETag></Part></CompleteMultipartUpload>"
+    );
+}
+
+#[test]
+fn list_parts_shows_plaintext_sizes_and_marked_etags() {
+    let doc = b"<ListPartsResult><UploadId>up</UploadId><Part><PartNumber>1</PartNumber><ETag>&quot;aa&quot;</ETag><Size>65559</Size></Part></ListPartsResult>";
+    let out = listing::rewrite_doc(doc, &listing::Kind::Parts { token: "t" }).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "<ListPartsResult><UploadId>up~s3seal~t</UploadId><Part><PartNumber>1</PartNumber><ETag>&quot;aa-s3seal&quot;</ETag><Size>65536</Size></Part></ListPartsResult>"
+    );
+}
