@@ -50,14 +50,20 @@ impl Proxy {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let proxy = Proxy {
+        let mut proxy = Proxy {
             child,
             addr,
             admin,
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: on a loaded CI machine a start can take seconds. An early exit (a port
+        // taken in the meantime, say) fails at once, with the proxy's own words.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while admin_get(admin, "/healthz").await.is_none() {
+            if let Some(status) = proxy.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&proxy.stderr).unwrap_or_default();
+                panic!("s3seal exited during start ({status}):\n{log}");
+            }
             assert!(Instant::now() < deadline, "s3seal did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -100,7 +100,7 @@ upstream = "store"
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "s3seal did not start");
         std::thread::sleep(Duration::from_millis(50));
