@@ -292,6 +292,16 @@ fn decrypt(
     }
 }
 
+/// Runs one of the one-shot commands that talk to an upstream.
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    s3seal::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(f))
+}
+
 fn reencrypt(
     config: &Path,
     bucket: &str,
@@ -300,14 +310,9 @@ fn reencrypt(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let config = Config::load(config, &ProcessEnv)?;
-    s3seal::tls::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = runtime.block_on(s3seal::reencrypt::run(
+    let report = block_on(s3seal::reencrypt::run(
         config, bucket, prefix, upstream, dry_run,
-    ))?;
+    ))??;
     let verb = if dry_run {
         "would re-encrypt"
     } else {
@@ -340,14 +345,9 @@ fn rewrap(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let config = Config::load(config, &ProcessEnv)?;
-    s3seal::tls::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = runtime.block_on(s3seal::rewrap::run(
+    let report = block_on(s3seal::rewrap::run(
         config, bucket, prefix, upstream, dry_run,
-    ))?;
+    ))??;
     let verb = if dry_run { "would rewrap" } else { "rewrapped" };
     for (key, old) in &report.rewrapped {
         println!("{verb} {key} (was key {old})");

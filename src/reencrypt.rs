@@ -12,7 +12,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, Method, Response, StatusCode};
+use http::{header, HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -28,26 +28,12 @@ const PAGE_KEYS: &str = "1000";
 /// The largest listing page read into memory (1000 keys of 1024 bytes, with XML around them).
 const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
 
-/// Response headers of a GET that describe the object and are sent again with the PUT.
-const KEPT_HEADERS: [HeaderName; 6] = [
-    header::CONTENT_TYPE,
-    header::CACHE_CONTROL,
-    header::CONTENT_DISPOSITION,
-    header::CONTENT_ENCODING,
-    header::CONTENT_LANGUAGE,
-    header::EXPIRES,
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum ReencryptError {
     #[error("bucket {0} has no sse-c rule with old_keys in the config")]
     NoRotation(String),
-    #[error("the config has {0} upstreams: name one with --upstream")]
-    WhichUpstream(usize),
-    #[error("the config has no upstream named {0}")]
-    NoUpstream(String),
-    #[error("upstream TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::ChooseError),
     #[error("listing the bucket failed: {0}")]
     List(String),
 }
@@ -78,16 +64,7 @@ pub async fn run(
         .filter(|r| matches!(&r.kind, Encryption::SseC { old_keys, .. } if !old_keys.is_empty()))
         .ok_or_else(|| ReencryptError::NoRotation(bucket.to_owned()))?
         .clone();
-    let mut upstreams = config.upstreams;
-    let cfg = match upstream {
-        Some(name) => upstreams
-            .remove(name)
-            .ok_or_else(|| ReencryptError::NoUpstream(name.to_owned()))?,
-        None if upstreams.len() == 1 => upstreams.into_values().next().expect("one upstream"),
-        None => return Err(ReencryptError::WhichUpstream(upstreams.len())),
-    };
-    let tls = crate::tls::client_config(cfg.ca_bundle.as_deref())?;
-    let client = UpstreamClient::new(cfg, tls);
+    let client = crate::upstream::client_for(config.upstreams, upstream)?;
     let mut report = Report::default();
     let mut token = None;
     loop {
@@ -153,7 +130,9 @@ async fn reencrypt_one(
             .ok_or("the GET answer has no Content-Length")?;
         let mut put = plan(rule, Operation::PutObject)?;
         for (name, value) in &parts.headers {
-            if KEPT_HEADERS.contains(name) || name.as_str().starts_with("x-amz-meta-") {
+            if crate::s3::headers::OBJECT_DESCRIPTION.contains(name)
+                || name.as_str().starts_with("x-amz-meta-")
+            {
                 put.set_request.insert(name.clone(), value.clone());
             }
         }

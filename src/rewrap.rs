@@ -24,15 +24,6 @@ use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
-/// Response headers of a HEAD that describe the object and go with the copy.
-const KEPT_HEADERS: [HeaderName; 6] = [
-    header::CONTENT_TYPE,
-    header::CACHE_CONTROL,
-    header::CONTENT_DISPOSITION,
-    header::CONTENT_ENCODING,
-    header::CONTENT_LANGUAGE,
-    header::EXPIRES,
-];
 const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
 const COPY_SOURCE_IF_MATCH: HeaderName = HeaderName::from_static("x-amz-copy-source-if-match");
 /// A CopyObject answer is a small XML document (or an error in a 200).
@@ -42,12 +33,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub enum RewrapError {
     #[error("bucket {0} has no client-side encryption in the config")]
     NotEncrypted(String),
-    #[error("the config has {0} upstreams: name one with --upstream")]
-    WhichUpstream(usize),
-    #[error("the config has no upstream named {0}")]
-    NoUpstream(String),
-    #[error("upstream TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::ChooseError),
     #[error("listing the bucket failed: {0}")]
     List(String),
 }
@@ -79,16 +66,7 @@ pub async fn run(
         .for_bucket(bucket)
         .ok_or_else(|| RewrapError::NotEncrypted(bucket.to_owned()))?
         .clone();
-    let mut upstreams = config.upstreams;
-    let cfg = match upstream {
-        Some(name) => upstreams
-            .remove(name)
-            .ok_or_else(|| RewrapError::NoUpstream(name.to_owned()))?,
-        None if upstreams.len() == 1 => upstreams.into_values().next().expect("one upstream"),
-        None => return Err(RewrapError::WhichUpstream(upstreams.len())),
-    };
-    let tls = crate::tls::client_config(cfg.ca_bundle.as_deref())?;
-    let client = UpstreamClient::new(cfg, tls);
+    let client = crate::upstream::client_for(config.upstreams, upstream)?;
     rewrap_bucket(&client, &rule, bucket, prefix, dry_run).await
 }
 
@@ -157,7 +135,7 @@ async fn rewrap_one(
     for (name, value) in &head {
         let meta =
             name.as_str().starts_with("x-amz-meta-") && !name.as_str().starts_with(META_PREFIX);
-        if meta || KEPT_HEADERS.contains(name) {
+        if meta || headers::OBJECT_DESCRIPTION.contains(name) {
             h.append(name.clone(), value.clone());
         }
     }

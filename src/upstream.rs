@@ -1,6 +1,7 @@
 //! The upstream leg: a pooled HTTPS client, and SigV4 re-signing with the upstream's own
 //! credentials. `upstream` never sees client credentials.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -76,6 +77,36 @@ pub struct Outgoing<'a> {
     /// Headers to forward (already filtered of hop-by-hop and client auth headers).
     pub headers: HeaderMap,
     pub content_length: Option<u64>,
+}
+
+/// Which upstream a command-line tool works on.
+#[derive(Debug, thiserror::Error)]
+pub enum ChooseError {
+    #[error("the config has {0} upstreams: name one with --upstream")]
+    Which(usize),
+    #[error("the config has no upstream named {0}")]
+    Missing(String),
+    #[error("upstream TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// The client for the upstream `name`, or for the only one when `name` is `None`.
+pub fn client_for<S: std::hash::BuildHasher>(
+    mut upstreams: HashMap<String, Upstream, S>,
+    name: Option<&str>,
+) -> Result<UpstreamClient, ChooseError> {
+    let cfg = match name {
+        Some(name) => upstreams
+            .remove(name)
+            .ok_or_else(|| ChooseError::Missing(name.to_owned()))?,
+        None if upstreams.len() == 1 => upstreams
+            .into_values()
+            .next()
+            .ok_or(ChooseError::Which(0))?,
+        None => return Err(ChooseError::Which(upstreams.len())),
+    };
+    let tls = crate::tls::client_config(cfg.ca_bundle.as_deref())?;
+    Ok(UpstreamClient::new(cfg, tls))
 }
 
 /// One configured upstream with its connection pool.

@@ -18,6 +18,17 @@ pub const X_AMZ_SDK_CHECKSUM_ALGORITHM: HeaderName =
     HeaderName::from_static("x-amz-sdk-checksum-algorithm");
 pub const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 
+/// The standard headers that describe a stored object (besides `x-amz-meta-*`), which a
+/// rewrite of the object must carry over.
+pub const OBJECT_DESCRIPTION: [HeaderName; 6] = [
+    http::header::CONTENT_TYPE,
+    http::header::CACHE_CONTROL,
+    http::header::CONTENT_DISPOSITION,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_LANGUAGE,
+    http::header::EXPIRES,
+];
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
 pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
