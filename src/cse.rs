@@ -43,6 +43,7 @@ use crate::crypto::format::{
 use crate::crypto::EncryptBody;
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::kms::{Kms, KmsError};
+use crate::logging::{self, KeyOperation};
 use crate::metrics::Metrics;
 use crate::s3::headers;
 use crate::s3::route::{BodyKind, Operation, Routed, Target};
@@ -245,13 +246,26 @@ impl Rule {
     }
 
     /// Unwraps the object's data key and checks its commitment (`docs/format.md` §5).
-    async fn open(&self, meta: &ObjectMetadata) -> Result<ObjectKey, CseError> {
+    async fn open(
+        &self,
+        meta: &ObjectMetadata,
+        bucket: &str,
+        object: &str,
+    ) -> Result<ObjectKey, CseError> {
         let opened = self
             .keyring
             .unwrap(&meta.key_id, &meta.wrapped_dek)
             .await
             .and_then(|dek| Ok(meta.open(&dek)?));
         self.count_failure("decrypt", opened.is_err());
+        if opened.is_ok() {
+            logging::key_use(
+                KeyOperation::Decrypt,
+                bucket,
+                Some(object),
+                meta.key_id.as_str(),
+            );
+        }
         opened
     }
 
@@ -589,6 +603,12 @@ async fn write_metadata(
         return Err(CseError::MetadataTooLarge(meta.encoded_len()));
     }
     meta.write_headers(&mut out.headers);
+    logging::key_use(
+        KeyOperation::Encrypt,
+        bucket,
+        out.target.key(),
+        meta.key_id.as_str(),
+    );
     Ok((key, meta))
 }
 

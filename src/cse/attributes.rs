@@ -38,6 +38,8 @@ const KEPT: [&str; 4] = [
 pub struct Attributes {
     rule: Arc<Rule>,
     bucket: String,
+    /// The object's key, for the audit log.
+    object: String,
     /// `x-amz-object-attributes`, lower case.
     wanted: Vec<String>,
     max_parts: usize,
@@ -62,6 +64,7 @@ pub(super) fn plan(rule: &Arc<Rule>, out: &mut Outgoing<'_>) -> Transform {
     let attributes = Attributes {
         rule: Arc::clone(rule),
         bucket: out.target.bucket().unwrap_or_default().to_owned(),
+        object: out.target.key().unwrap_or_default().to_owned(),
         wanted,
         max_parts: number(X_AMZ_MAX_PARTS).map_or(MAX_PARTS, |n| (n as usize).min(MAX_PARTS)),
         marker: number(X_AMZ_PART_NUMBER_MARKER).unwrap_or(0),
@@ -118,7 +121,7 @@ impl Attributes {
             }
             None => (stored, etag.trim_matches('"').to_owned(), None),
             Some(meta) => {
-                let key = self.rule.open(&meta).await?;
+                let key = self.rule.open(&meta, &self.bucket, &self.object).await?;
                 let parts = read::object_parts(upstream, &self.bucket, &meta, &key, stored).await?;
                 let size = parts.iter().map(|(_, len)| len).sum();
                 let etag = client_etag(etag).trim_matches('"').to_owned();

@@ -29,6 +29,8 @@ const X_AMZ_MP_PARTS_COUNT: http::HeaderName =
 pub struct Open {
     rule: Arc<Rule>,
     bucket: String,
+    /// The object's key, for the audit log.
+    object: String,
     /// A HEAD: sizes only, no body to decrypt.
     head: bool,
     /// A ranged GET, planned from a HEAD.
@@ -50,6 +52,10 @@ fn bucket_of(out: &Outgoing<'_>) -> String {
     out.target.bucket().unwrap_or_default().to_owned()
 }
 
+fn object_of(out: &Outgoing<'_>) -> String {
+    out.target.key().unwrap_or_default().to_owned()
+}
+
 pub(super) async fn plan_head(
     rule: &Arc<Rule>,
     upstream: &UpstreamClient,
@@ -60,6 +66,7 @@ pub(super) async fn plan_head(
     let mut open = Open {
         rule: Arc::clone(rule),
         bucket: bucket_of(out),
+        object: object_of(out),
         head: true,
         range: None,
     };
@@ -131,7 +138,7 @@ async fn plan_part(
     if let Some(etag) = head.headers().get(header::ETAG) {
         out.headers.insert(header::IF_MATCH, etag.clone());
     }
-    let key = rule.open(&meta).await?;
+    let key = rule.open(&meta, &bucket_of(out), &object_of(out)).await?;
     let stored = content_length(head.headers())?;
     let parts = object_parts(upstream, &bucket_of(out), &meta, &key, stored).await?;
     let index = match meta.layout {
@@ -171,6 +178,7 @@ pub(super) async fn plan_get(
     let mut open = Open {
         rule: Arc::clone(rule),
         bucket: bucket_of(out),
+        object: object_of(out),
         head: false,
         range: None,
     };
@@ -207,7 +215,7 @@ pub(super) async fn plan_get(
         // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
         return Ok(Transform::Open(open));
     };
-    let key = rule.open(&meta).await?;
+    let key = rule.open(&meta, &open.bucket, &open.object).await?;
     let stored = content_length(head.headers())?;
     let parts = object_parts(upstream, &open.bucket, &meta, &key, stored).await?;
     let total = parts.iter().map(|(_, len)| len).sum();
@@ -378,7 +386,7 @@ impl Open {
             }
             (StatusCode::OK, _) => {
                 // The whole object: no range was asked, or the backend ignored it (If-Range).
-                let key = self.rule.open(&meta).await?;
+                let key = self.rule.open(&meta, &self.bucket, &self.object).await?;
                 let stored = content_length(&stored_headers)?;
                 let object = object_parts(upstream, &self.bucket, &meta, &key, stored).await?;
                 let total = object.iter().map(|(_, len)| len).sum();

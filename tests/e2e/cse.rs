@@ -2405,3 +2405,51 @@ async fn random_round_trips() {
         assert_eq!(err.code(), Some("InvalidRange"), "{key}: {err:?}");
     }
 }
+
+/// The audit log names each use of a bucket's key (docs/operations.md, "Audit log of key
+/// use"): the key id, the bucket and the object, on encryption and on decryption, and never
+/// the key itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_use_is_audited() {
+    crate::sse::capture_logs();
+    let h = Harness::s3s_rules(rules()).await;
+    let s3 = h.sdk();
+    let b = support::bucket("cse-audit");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    s3.put_object()
+        .bucket(&b)
+        .key("audited")
+        .body(ByteStream::from(payload(1000, 5)))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("audited")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().len(), 1000);
+    let audited = |op: &str| {
+        crate::sse::log_lines_with(&format!("bucket=\"{b}\""))
+            .iter()
+            .any(|l| {
+                l.contains("key use")
+                    && l.contains(&format!("operation=\"{op}\""))
+                    && l.contains("object=\"audited\"")
+                    && l.contains("key_id=\"k2\"")
+            })
+    };
+    assert!(
+        audited("encrypt"),
+        "{:?}",
+        crate::sse::log_lines_with("key use")
+    );
+    assert!(
+        audited("decrypt"),
+        "{:?}",
+        crate::sse::log_lines_with("key use")
+    );
+    assert!(crate::sse::log_lines_with(&STANDARD.encode([2u8; 32])).is_empty());
+}

@@ -155,7 +155,7 @@ impl std::io::Write for LogWriter {
 }
 
 /// Sends this process's log into [`LOG`] (once).
-fn capture_logs() {
+pub(crate) fn capture_logs() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
@@ -165,7 +165,7 @@ fn capture_logs() {
     });
 }
 
-fn log_lines_with(needle: &str) -> Vec<String> {
+pub(crate) fn log_lines_with(needle: &str) -> Vec<String> {
     let log = LOG.lock().unwrap();
     String::from_utf8_lossy(&log)
         .lines()
