@@ -18,10 +18,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3seal::cors::{BucketRules, RawRule, Rule};
+use s3seal::cse::EncryptionRules;
+use s3seal::policy::SsePolicies;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::support::{self, backends, raw, Harness, UpstreamInfo, CLIENT_AK, CLIENT_SK, REGION};
+use crate::support::{self, backends, raw, Harness, UpstreamInfo, CLIENT_AK, CLIENT_SK};
 
 /// The whole browser scenario must finish well within the one-minute bound.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(45);
@@ -50,19 +52,9 @@ fn rules_for(origin: &str) -> BucketRules {
 }
 
 /// The proxy in front of a fresh in-process s3s-fs store, with `buckets` rules.
-async fn s3s_with_rules(buckets: BucketRules) -> (Harness, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
-    let upstream = UpstreamInfo {
-        endpoint: format!("http://{}", store.addr),
-        access_key: store.access_key_id,
-        secret_key: store.secret_access_key,
-        region: REGION.into(),
-        checksum_trailers: true,
-        ca_bundle: None,
-    };
-    let h = Harness::start_with_buckets(upstream, buckets, |_| {}).await;
-    (h, dir)
+async fn s3s_with_rules(buckets: BucketRules) -> Harness {
+    let (sse, encryption) = (SsePolicies::default(), EncryptionRules::none());
+    Harness::s3s_full(buckets, sse, encryption, |_| {}).await
 }
 
 // === On the wire ===
@@ -72,7 +64,7 @@ async fn s3s_with_rules(buckets: BucketRules) -> (Harness, tempfile::TempDir) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_and_decorated_responses_on_the_wire() {
     let page = "http://app.example.test";
-    let (h, _dir) = s3s_with_rules(rules_for(page)).await;
+    let h = s3s_with_rules(rules_for(page)).await;
     let s3 = h.sdk();
     let b = support::bucket("cors");
     s3.create_bucket().bucket(&b).send().await.unwrap();
@@ -257,14 +249,7 @@ fn cors_configuration() -> aws_sdk_s3::types::CorsConfiguration {
 async fn upstream_cors_headers_are_replaced_moto() {
     let page = "http://app.example.test";
     let b = backends::shared_moto();
-    let upstream = UpstreamInfo {
-        endpoint: b.endpoint.clone(),
-        access_key: b.access_key.clone(),
-        secret_key: b.secret_key.clone(),
-        region: b.region.clone(),
-        checksum_trailers: true,
-        ca_bundle: None,
-    };
+    let upstream = UpstreamInfo::of(b);
     let h = Harness::start_with_buckets(upstream, rules_for(page), |_| {}).await;
     let s3 = h.sdk();
     let ep = h.endpoint();
@@ -302,7 +287,7 @@ async fn browser_uploads_and_reads_across_origins() {
     let allowed = format!("http://127.0.0.1:{}", pages.addr.port());
     // The same server under another name is another origin, which no rule allows.
     let blocked = format!("http://localhost:{}", pages.addr.port());
-    let (h, _dir) = s3s_with_rules(rules_for(&allowed)).await;
+    let h = s3s_with_rules(rules_for(&allowed)).await;
     let s3 = h.sdk();
     let b = support::bucket("cors");
     s3.create_bucket().bucket(&b).send().await.unwrap();

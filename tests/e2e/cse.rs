@@ -2035,14 +2035,7 @@ async fn with_sse_s3() {
     )])
     .unwrap();
     let moto = backends::shared_moto();
-    let upstream = support::UpstreamInfo {
-        endpoint: moto.endpoint.clone(),
-        access_key: moto.access_key.clone(),
-        secret_key: moto.secret_key.clone(),
-        region: moto.region.clone(),
-        checksum_trailers: true,
-        ca_bundle: None,
-    };
+    let upstream = support::UpstreamInfo::of(moto);
     let h = Harness::start_full(
         upstream,
         s3seal::cors::BucketRules::none(),
@@ -2111,24 +2104,7 @@ async fn with_sse_c_is_refused() {
         .validate(|_| Ok(STANDARD.encode([9u8; 32]).into()))
         .unwrap();
     let sse = SsePolicies::new([("cse-*".to_owned(), rule)]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
-    let upstream = support::UpstreamInfo {
-        endpoint: format!("http://{}", store.addr),
-        access_key: store.access_key_id,
-        secret_key: store.secret_access_key,
-        region: REGION.into(),
-        checksum_trailers: true,
-        ca_bundle: None,
-    };
-    let h = Harness::start_full(
-        upstream,
-        s3seal::cors::BucketRules::none(),
-        sse,
-        rules(),
-        |_| {},
-    )
-    .await;
+    let h = Harness::s3s_full(s3seal::cors::BucketRules::none(), sse, rules(), |_| {}).await;
     let b = support::bucket("cse-ssec");
     h.direct().create_bucket().bucket(&b).send().await.unwrap();
     let err = h

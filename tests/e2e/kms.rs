@@ -89,14 +89,7 @@ fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRu
 }
 
 async fn proxy(moto: &backends::Backend, encryption: EncryptionRules) -> Harness {
-    let upstream = UpstreamInfo {
-        endpoint: moto.endpoint.clone(),
-        access_key: moto.access_key.clone(),
-        secret_key: moto.secret_key.clone(),
-        region: moto.region.clone(),
-        checksum_trailers: true,
-        ca_bundle: None,
-    };
+    let upstream = UpstreamInfo::of(moto);
     Harness::start_full(
         upstream,
         s3seal::cors::BucketRules::none(),

@@ -61,6 +61,32 @@ pub struct UpstreamInfo {
     pub ca_bundle: Option<PathBuf>,
 }
 
+impl UpstreamInfo {
+    /// One of the backends started by the tests (moto, Ceph RGW).
+    pub fn of(b: &backends::Backend) -> UpstreamInfo {
+        UpstreamInfo {
+            endpoint: b.endpoint.clone(),
+            access_key: b.access_key.clone(),
+            secret_key: b.secret_key.clone(),
+            region: b.region.clone(),
+            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
+            ca_bundle: None,
+        }
+    }
+
+    /// An in-process s3s-fs store.
+    pub fn of_store(store: s3seal::embedded::Store) -> UpstreamInfo {
+        UpstreamInfo {
+            endpoint: format!("http://{}", store.addr),
+            access_key: store.access_key_id,
+            secret_key: store.secret_access_key,
+            region: REGION.into(),
+            checksum_trailers: true,
+            ca_bundle: None,
+        }
+    }
+}
+
 /// A running proxy in front of one upstream.
 pub struct Harness {
     pub proxy: Running,
@@ -77,17 +103,21 @@ impl Harness {
 
     /// [`Harness::s3s`] with adjusted server settings.
     pub async fn s3s_with(tweak: impl FnOnce(&mut Server)) -> Harness {
+        let (cors, sse) = (BucketRules::none(), SsePolicies::default());
+        Harness::s3s_full(cors, sse, EncryptionRules::none(), tweak).await
+    }
+
+    /// The proxy in front of a fresh in-process s3s-fs store, with every kind of rule.
+    pub async fn s3s_full(
+        buckets: BucketRules,
+        sse: SsePolicies,
+        encryption: EncryptionRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
-        let upstream = UpstreamInfo {
-            endpoint: format!("http://{}", store.addr),
-            access_key: store.access_key_id,
-            secret_key: store.secret_access_key,
-            region: REGION.into(),
-            checksum_trailers: true,
-            ca_bundle: None,
-        };
-        let mut h = Harness::start_with(upstream, tweak).await;
+        let upstream = UpstreamInfo::of_store(store);
+        let mut h = Harness::start_full(upstream, buckets, sse, encryption, tweak).await;
         h.store_dir = Some(dir);
         h
     }
@@ -98,32 +128,12 @@ impl Harness {
 
     /// The proxy in front of an in-process s3s-fs store, with server-side encryption rules.
     pub async fn s3s_with_policies(sse: SsePolicies) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
-        let upstream = UpstreamInfo {
-            endpoint: format!("http://{}", store.addr),
-            access_key: store.access_key_id,
-            secret_key: store.secret_access_key,
-            region: REGION.into(),
-            checksum_trailers: true,
-            ca_bundle: None,
-        };
-        let mut h = Harness::start_with_policies(upstream, BucketRules::none(), sse, |_| {}).await;
-        h.store_dir = Some(dir);
-        h
+        Harness::s3s_full(BucketRules::none(), sse, EncryptionRules::none(), |_| {}).await
     }
 
     /// [`Harness::with_backend`] with server-side encryption rules.
     pub async fn with_backend_policies(b: &backends::Backend, sse: SsePolicies) -> Harness {
-        let upstream = UpstreamInfo {
-            endpoint: b.endpoint.clone(),
-            access_key: b.access_key.clone(),
-            secret_key: b.secret_key.clone(),
-            region: b.region.clone(),
-            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
-            ca_bundle: None,
-        };
-        Harness::start_with_policies(upstream, BucketRules::none(), sse, |_| {}).await
+        Harness::start_with_policies(UpstreamInfo::of(b), BucketRules::none(), sse, |_| {}).await
     }
 
     /// The proxy with server settings adjusted by `tweak` (timeouts, limits, listeners).
@@ -160,33 +170,13 @@ impl Harness {
         encryption: EncryptionRules,
         tweak: impl FnOnce(&mut Server),
     ) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
-        let upstream = UpstreamInfo {
-            endpoint: format!("http://{}", store.addr),
-            access_key: store.access_key_id,
-            secret_key: store.secret_access_key,
-            region: REGION.into(),
-            checksum_trailers: true,
-            ca_bundle: None,
-        };
         let (cors, sse) = (BucketRules::none(), SsePolicies::default());
-        let mut h = Harness::start_full(upstream, cors, sse, encryption, tweak).await;
-        h.store_dir = Some(dir);
-        h
+        Harness::s3s_full(cors, sse, encryption, tweak).await
     }
 
     /// [`Harness::with_backend`] with client-side encryption rules.
     pub async fn with_backend_rules(b: &backends::Backend, encryption: EncryptionRules) -> Harness {
-        let upstream = UpstreamInfo {
-            endpoint: b.endpoint.clone(),
-            access_key: b.access_key.clone(),
-            secret_key: b.secret_key.clone(),
-            region: b.region.clone(),
-            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
-            ca_bundle: None,
-        };
-        Harness::start_with_rules(upstream, encryption).await
+        Harness::start_with_rules(UpstreamInfo::of(b), encryption).await
     }
 
     /// The proxy with client-side encryption rules (`encryption = { ... }`).
