@@ -37,7 +37,7 @@ use checksum::ChecksumAlgorithm;
 use sigv4::{Credential, Signature, SigningKey};
 use verified_body::{BodyPlan, ChunkSigning, Encoding, ExpectedChecksum};
 
-pub use credentials::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+pub use credentials::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 pub use error::{AuthError, BodyError};
 pub use verified_body::VerifiedBody;
 

@@ -12,13 +12,14 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use crate::cors::{self, BucketRules};
 use crate::crypto::format::{Kek, KeyId, KEY_LEN};
 use crate::cse::{self, EncryptionRules};
 use crate::kms::{self, Kms, KmsSettings};
 use crate::logging::LogFormat;
 use crate::policy::{KeySource, RawSseRule, SsePolicies};
+use crate::s3::operation::Access;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -96,6 +97,10 @@ pub struct RawServer {
     pub region: String,
     /// Base domain for virtual-hosted-style requests (`bucket.<domain>`).
     pub domain: Option<String>,
+    /// Accept legacy bucket names (upper case, `_`, up to 255 bytes). Off: S3's current
+    /// naming rules, and anything else is refused with `InvalidBucketName`.
+    #[serde(default)]
+    pub legacy_bucket_names: bool,
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
     #[serde(default = "default_header_timeout")]
@@ -178,6 +183,9 @@ pub struct RawClient {
     pub upstream: String,
     #[serde(default = "any_bucket")]
     pub buckets: Vec<String>,
+    /// The classes of operations the key may use (docs/config.md, "Operation grants"); by
+    /// default everything but `bucket-admin` and `create-delete-bucket`. `"all"` grants all.
+    pub operations: Option<Vec<String>>,
 }
 
 fn any_bucket() -> Vec<String> {
@@ -318,6 +326,7 @@ pub struct Server {
     pub admin_listen: Option<SocketAddr>,
     pub region: String,
     pub domain: Option<String>,
+    pub legacy_bucket_names: bool,
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -453,6 +462,7 @@ impl RawServer {
             admin_listen: s.admin_listen,
             region: s.region,
             domain: s.domain.map(|d| d.to_ascii_lowercase()),
+            legacy_bucket_names: s.legacy_bucket_names,
             handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
@@ -573,6 +583,10 @@ fn validate_clients(
         }
         let buckets = BucketPatterns::new(&c.buckets)
             .map_err(|e| invalid(format!("{key}.buckets"), e.to_string()))?;
+        let operations = match &c.operations {
+            None => Grants::default(),
+            Some(names) => grants(names).map_err(|e| invalid(format!("{key}.operations"), e))?,
+        };
         let secret = c
             .secret_access_key
             .resolve(&format!("{key}.secret_access_key"), base, env)?;
@@ -581,9 +595,29 @@ fn validate_clients(
             secret: SecretKey::new(secret),
             upstream: c.upstream,
             buckets,
+            operations,
         });
     }
     Ok(ClientKeys::new(ids))
+}
+
+/// `operations = [...]`: class names, or `"all"`.
+fn grants(names: &[String]) -> Result<Grants, String> {
+    let mut out = Vec::new();
+    for n in names {
+        if n == "all" {
+            out.extend(Access::ALL);
+            continue;
+        }
+        out.push(Access::parse(n).ok_or_else(|| {
+            let known: Vec<&str> = Access::ALL.iter().map(|a| a.as_str()).collect();
+            format!(
+                "unknown operation class '{n}' (one of {}, or all)",
+                known.join(", ")
+            )
+        })?);
+    }
+    Ok(Grants::new(out))
 }
 
 /// The CORS rules of the `[[bucket]]` tables that have `cors`; of those, the most specific

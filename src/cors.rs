@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use crate::body::{self, Body};
 use crate::error::{S3Code, S3Error};
-use crate::s3::route::Target;
+use crate::s3::route::{BucketResource, Operation, Verb};
 
 /// The methods S3 accepts in `AllowedMethod`.
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CORSRule.html>
@@ -449,22 +449,11 @@ impl<'a> Scope<'a> {
     /// `GetBucketCors`, `PutBucketCors` and `DeleteBucketCors` (`?cors` on a bucket), answered
     /// from the config: the upstream's own CORS configuration is never used, so reading it would
     /// mislead and writing it would do nothing. `None` for every other request.
-    pub fn bucket_api(
-        &self,
-        target: &Target,
-        query: Option<&str>,
-    ) -> Option<Result<Response<Body>, CorsError>> {
-        let Target::Bucket(_) = target else {
+    pub fn bucket_api(&self, op: Operation) -> Option<Result<Response<Body>, CorsError>> {
+        let Operation::BucketConfig(BucketResource::Cors, verb) = op else {
             return None;
         };
-        let is_cors = query
-            .unwrap_or("")
-            .split('&')
-            .any(|p| p.split_once('=').map_or(p, |(k, _)| k) == "cors");
-        if !is_cors {
-            return None;
-        }
-        if self.method != Method::GET {
+        if verb != Verb::Get {
             return Some(Err(CorsError::ReadOnly));
         }
         let Some(rules) = self.rules else {

@@ -46,7 +46,7 @@ use crate::kms::{Kms, KmsError};
 use crate::logging::{self, KeyOperation};
 use crate::metrics::Metrics;
 use crate::s3::headers;
-use crate::s3::route::{BodyKind, Operation, Routed, Target};
+use crate::s3::route::{BodyKind, CopySource, Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
 /// S3's limit on user metadata: names (without `x-amz-meta-`) plus values.
@@ -528,7 +528,7 @@ pub async fn plan(
     let Some(rule) = rule else {
         // A copy out of an encrypted bucket matters even when the destination has no rule.
         return if copy {
-            plan_copy(rules, None, upstream, out).await
+            plan_copy(rules, routed, None, upstream, out).await
         } else {
             Ok(Transform::Pass)
         };
@@ -561,7 +561,7 @@ pub async fn plan(
         Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
         Operation::GetObjectAttributes => Ok(attributes::plan(rule, out)),
         Operation::CopyObject | Operation::UploadPartCopy => {
-            plan_copy(rules, Some(rule), upstream, out).await
+            plan_copy(rules, routed, Some(rule), upstream, out).await
         }
         Operation::ListBuckets
         | Operation::CreateBucket
@@ -571,7 +571,10 @@ pub async fn plan(
         | Operation::DeleteObjects
         | Operation::DeleteObject
         | Operation::RestoreObject
-        | Operation::Other => Ok(Transform::Pass),
+        | Operation::GetBucketLocation
+        | Operation::BucketConfig(..)
+        | Operation::ObjectConfig(..)
+        | Operation::CorsPreflight => Ok(Transform::Pass),
     }
 }
 
@@ -614,15 +617,16 @@ async fn write_metadata(
 
 async fn plan_copy(
     rules: &EncryptionRules,
+    routed: &Routed,
     dest: Option<&Arc<Rule>>,
     upstream: &UpstreamClient,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
-    let (src_bucket, src_key, version) = out
-        .headers
-        .get(headers::X_AMZ_COPY_SOURCE)
-        .and_then(parse_copy_source)
-        .ok_or(CseError::BadCopySource)?;
+    let CopySource {
+        bucket: src_bucket,
+        key: src_key,
+        version_id: version,
+    } = routed.copy_source.clone().ok_or(CseError::BadCopySource)?;
     let src = rules.for_bucket(&src_bucket);
     if src.is_none() && dest.is_none() {
         return Ok(Transform::Pass);
@@ -749,28 +753,6 @@ async fn call(
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed_unsync();
     Ok((status, collect_bounded(body, limit).await?))
-}
-
-/// `[/]bucket/key[?versionId=v]`, percent-decoded.
-fn parse_copy_source(v: &HeaderValue) -> Option<(String, String, Option<String>)> {
-    let s = v.to_str().ok()?;
-    let s = s.strip_prefix('/').unwrap_or(s);
-    let (path, query) = match s.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (s, None),
-    };
-    let (bucket, key) = path.split_once('/')?;
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(std::borrow::Cow::into_owned)
-    };
-    let version = query
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("versionId=")))
-        .and_then(decode);
-    let (bucket, key) = (decode(bucket)?, decode(key)?);
-    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key, version))
 }
 
 fn check_client_metadata(h: &HeaderMap) -> Result<(), CseError> {

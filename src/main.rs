@@ -159,8 +159,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { config }) => match Config::load(&config, &ProcessEnv) {
-            Ok(_) => {
+            Ok(loaded) => {
                 println!("{}: valid", config.display());
+                for id in loaded.clients.iter() {
+                    let classes: Vec<&str> = id
+                        .operations
+                        .iter()
+                        .map(s3seal::s3::operation::Access::as_str)
+                        .collect();
+                    println!(
+                        "client {} (upstream {}): buckets {}; operations {}",
+                        id.access_key_id,
+                        id.upstream,
+                        id.buckets.patterns().join(", "),
+                        classes.join(", "),
+                    );
+                }
                 return ExitCode::SUCCESS;
             }
             Err(e) => {

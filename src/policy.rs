@@ -693,7 +693,10 @@ fn accepts(op: Operation) -> Accepts {
         | Operation::DeleteObjects
         | Operation::DeleteObject
         | Operation::AbortMultipartUpload
-        | Operation::Other => a(false, false, false, VerifyOn::Nothing),
+        | Operation::GetBucketLocation
+        | Operation::BucketConfig(..)
+        | Operation::ObjectConfig(..)
+        | Operation::CorsPreflight => a(false, false, false, VerifyOn::Nothing),
     }
 }
 

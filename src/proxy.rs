@@ -38,12 +38,15 @@ use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::policy::{RuleKind, SsePolicies};
 use crate::s3::headers;
-use crate::s3::route::{self, BodyKind, RouteError, Routed};
+use crate::s3::route::{self, Access, BodyKind, Needs, Operation, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
 use crate::sse;
 use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
 
+#[cfg(test)]
+mod deny_model;
 mod linger;
+mod listing;
 
 use linger::ClientBody;
 
@@ -51,6 +54,8 @@ use linger::ClientBody;
 pub struct State {
     pub region: String,
     pub domain: Option<String>,
+    /// Accept legacy bucket names (`[server] legacy_bucket_names`).
+    pub legacy_bucket_names: bool,
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
@@ -214,8 +219,8 @@ async fn pipeline(
     *client = Some(verified.identity.clone());
     // Route errors are answered only after authentication, as S3 does.
     let routed = head.map_err(ProxyError::downstream)?;
-    authorize_routed(&routed, &verified)?;
-    if let Some(answer) = cors.bucket_api(&routed.target, verified.parts.uri.query()) {
+    authorize(&routed, &verified.identity).map_err(ProxyError::downstream)?;
+    if let Some(answer) = cors.bucket_api(routed.op) {
         return answer.map_err(ProxyError::downstream);
     }
     let upstream = upstream_of(state, &verified.identity)?;
@@ -224,25 +229,24 @@ async fn pipeline(
         parts,
         body,
         content_length,
+        identity,
         ..
     } = verified;
     let failure = body.failure();
     let mut out = Outgoing {
         method: parts.method.clone(),
         target: &routed.target,
-        query: upstream_query(parts.uri.query()),
+        query: routed.query.clone(),
         headers: upstream::forwardable_request_headers(&parts.headers),
         content_length,
     };
-    let source_bucket =
-        (parts.headers.get(headers::X_AMZ_COPY_SOURCE)).and_then(copy_source_bucket);
-    let sse = sse::Stage::prepare(
-        &state.sse,
-        &routed,
-        source_bucket.as_deref(),
-        &parts.headers,
-        &mut out,
-    )?;
+    if let Some(src) = &routed.copy_source {
+        // The upstream reads the copy source exactly as it was authorised.
+        let v = HeaderValue::from_str(&src.header_value())
+            .map_err(|_| ProxyError::downstream(RouteError::BadCopySource))?;
+        out.headers.insert(headers::X_AMZ_COPY_SOURCE, v);
+    }
+    let sse = sse::Stage::prepare(&state.sse, &routed, &parts.headers, &mut out)?;
     if bucket_rules(state, &routed) == (true, Some(RuleKind::SseC)) {
         // The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry
         // no SSE-C key, so such a bucket would fail in confusing ways: refuse it plainly.
@@ -264,6 +268,9 @@ async fn pipeline(
             let doc = read_document(body).await?;
             if routed.body == BodyKind::Xml {
                 xml::check_document(&doc).map_err(ProxyError::downstream)?;
+            }
+            if routed.op == Operation::DeleteObjects {
+                check_delete_keys(&doc)?;
             }
             let doc = transform.document(upstream, &out, doc).await?;
             out.content_length = Some(doc.len() as u64);
@@ -288,6 +295,9 @@ async fn pipeline(
     let resp = sse.settle(upstream, resp, replay).await?;
     let mut resp = transform.reply(upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
+    if routed.op == Operation::ListBuckets {
+        resp = listing::visible_buckets(resp, identity).await?;
+    }
     Ok(resp)
 }
 
@@ -309,22 +319,11 @@ async fn send_verified(
 /// The request routed from its unauthenticated head, for what must be known before (or
 /// whether or not) it is verified: its CORS rules and its operation's metrics label.
 fn route_head(state: &State, req: &Request<Incoming>) -> Result<Routed, RouteError> {
-    let host = req
-        .uri()
-        .authority()
-        .map(http::uri::Authority::as_str)
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-    route::route(
-        req.method(),
-        req.uri(),
-        host,
-        state.domain.as_deref(),
-        req.headers().contains_key(headers::X_AMZ_COPY_SOURCE),
-    )
+    let addressing = route::Addressing {
+        domain: state.domain.as_deref(),
+        legacy_bucket_names: state.legacy_bucket_names,
+    };
+    route::route(req.method(), req.uri(), req.headers(), addressing)
 }
 
 /// The CORS rules of the addressed bucket, found from the unauthenticated head: preflights
@@ -338,36 +337,37 @@ fn cors_scope<'s>(
     cors::Scope::new(rules, req.method(), req.headers())
 }
 
-/// The verified key may use the addressed bucket, and the bucket of any copy source.
-fn authorize_routed(routed: &Routed, v: &Verified<ClientBody>) -> Result<(), ProxyError> {
-    authorize(&v.identity, routed.target.bucket())?;
-    if let Some(src) = v.parts.headers.get(headers::X_AMZ_COPY_SOURCE) {
-        let bucket = copy_source_bucket(src)
-            .ok_or_else(|| ProxyError::downstream(FramingError::BadCopySource))?;
-        authorize(&v.identity, Some(&bucket))?;
+/// The verified key may do the operation, on the addressed bucket and on the bucket of any
+/// copy source (which it must be allowed to read).
+fn authorize(routed: &Routed, id: &ClientIdentity) -> Result<(), RouteError> {
+    if let Needs::Class(class) = routed.op.needs() {
+        if !id.operations.allows(class) {
+            return Err(RouteError::OperationNotAllowed(
+                routed.op.as_str(),
+                class.as_str(),
+            ));
+        }
+    }
+    let bucket_allowed = |b: &str| {
+        if id.buckets.allows(b) {
+            Ok(())
+        } else {
+            Err(RouteError::BucketNotAllowed(b.to_owned()))
+        }
+    };
+    if let Some(b) = routed.target.bucket() {
+        bucket_allowed(b)?;
+    }
+    if let Some(src) = &routed.copy_source {
+        bucket_allowed(&src.bucket)?;
+        if !id.operations.allows(Access::Read) {
+            return Err(RouteError::OperationNotAllowed(
+                routed.op.as_str(),
+                Access::Read.as_str(),
+            ));
+        }
     }
     Ok(())
-}
-
-fn authorize(id: &ClientIdentity, bucket: Option<&str>) -> Result<(), ProxyError> {
-    match bucket {
-        Some(b) if !id.buckets.allows(b) => Err(ProxyError::downstream(
-            RouteError::BucketNotAllowed(b.to_owned()),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The bucket of `x-amz-copy-source: [/]bucket/key[?versionId=...]` (URL-encoded).
-/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
-fn copy_source_bucket(v: &HeaderValue) -> Option<String> {
-    let s = v.to_str().ok()?;
-    let s = s.strip_prefix('/').unwrap_or(s);
-    let (bucket, rest) = s.split_once('/')?;
-    let bucket = percent_encoding::percent_decode_str(bucket)
-        .decode_utf8()
-        .ok()?;
-    (!bucket.is_empty() && !rest.is_empty()).then(|| bucket.into_owned())
 }
 
 /// The checksum algorithm the client announced in `x-amz-trailer`, if any.
@@ -376,20 +376,14 @@ fn trailer_checksum(h: &HeaderMap) -> Option<ChecksumAlgorithm> {
     ChecksumAlgorithm::from_header_name(name.trim())
 }
 
-/// The client's query without presigned-URL authentication parameters.
-fn upstream_query(q: Option<&str>) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .filter(|(k, _)| !k.starts_with("X-Amz-") && !k.starts_with("x-amz-"))
-        .collect()
+/// DeleteObjects names its keys in the body: the proxy's own objects are refused there as
+/// everywhere else a key can appear.
+fn check_delete_keys(doc: &[u8]) -> Result<(), ProxyError> {
+    let keys = xml::delete_keys(doc).map_err(ProxyError::downstream)?;
+    if keys.iter().any(|k| k.starts_with(route::RESERVED_PREFIX)) {
+        return Err(ProxyError::downstream(RouteError::ReservedKey));
+    }
+    Ok(())
 }
 
 async fn read_document(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
@@ -525,32 +519,6 @@ mod tests {
             ("transfer-encoding", "chunked")
         ]))
         .is_err());
-    }
-
-    #[test]
-    fn presign_parameters_are_not_forwarded() {
-        let q = upstream_query(Some(
-            "uploadId=a%2Fb&partNumber=2&X-Amz-Signature=abc&X-Amz-Credential=x&uploads&prefix=a+b",
-        ));
-        let want: Vec<(String, String)> = [
-            ("uploadId", "a/b"),
-            ("partNumber", "2"),
-            ("uploads", ""),
-            ("prefix", "a b"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
-        assert_eq!(q, want);
-    }
-
-    #[test]
-    fn copy_source_bucket_forms() {
-        let b = |s: &str| copy_source_bucket(&HeaderValue::from_str(s).unwrap());
-        assert_eq!(b("src/key").as_deref(), Some("src"));
-        assert_eq!(b("/src/a%20key?versionId=1").as_deref(), Some("src"));
-        assert_eq!(b("src"), None);
-        assert_eq!(b("/src/"), None);
     }
 
     #[test]

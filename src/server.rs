@@ -72,6 +72,7 @@ fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> 
     let state = Arc::new(State {
         region: config.server.region.clone(),
         domain: config.server.domain.clone(),
+        legacy_bucket_names: config.server.legacy_bucket_names,
         clients: config.clients,
         upstreams,
         buckets: config.buckets,

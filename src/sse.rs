@@ -16,7 +16,6 @@ use crate::logging::{self, KeyOperation};
 use crate::policy::{
     self, ClientHeaders, Encryption, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify,
 };
-use crate::s3::headers;
 use crate::s3::route::{Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
 
@@ -83,12 +82,11 @@ impl<'a> Stage<'a> {
     pub fn prepare(
         policies: &'a SsePolicies,
         routed: &'a Routed,
-        copy_source_bucket: Option<&str>,
         client_headers: &HeaderMap,
         out: &mut Outgoing<'_>,
     ) -> Result<Self, ProxyError> {
-        let source_rule = copy_source_bucket
-            .and_then(|b| policies.for_bucket(b))
+        let source_rule = (routed.copy_source.as_ref())
+            .and_then(|src| policies.for_bucket(&src.bucket))
             .map(AsRef::as_ref);
         let dest_rule = routed.target.bucket().and_then(|b| policies.for_bucket(b));
         let rule: &SseRule = match (dest_rule, source_rule) {
@@ -113,9 +111,7 @@ impl<'a> Stage<'a> {
             op: routed.op,
             target: &routed.target,
             query: out.query.clone(),
-            copy_source: client_headers
-                .get(headers::X_AMZ_COPY_SOURCE)
-                .and_then(copy_source),
+            copy_source: (routed.copy_source.as_ref()).map(|s| (s.bucket.clone(), s.key.clone())),
         })))
     }
 
@@ -175,20 +171,6 @@ impl<'a> Stage<'a> {
         }
         Ok(resp)
     }
-}
-
-/// The bucket and key of `x-amz-copy-source: [/]bucket/key[?versionId=...]`.
-fn copy_source(v: &http::HeaderValue) -> Option<(String, String)> {
-    let s = v.to_str().ok()?;
-    let s = s.strip_prefix('/').unwrap_or(s);
-    let s = s.split_once('?').map_or(s, |(path, _)| path);
-    let (bucket, key) = s.split_once('/')?;
-    let decode = |p: &str| {
-        percent_encoding::percent_decode_str(p)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    Some((decode(bucket), decode(key)))
 }
 
 /// Replaces the client's SSE headers with the plan's.

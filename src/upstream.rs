@@ -43,12 +43,14 @@ pub enum UpstreamError {
     Build(#[from] http::Error),
     #[error("The upstream TLS configuration is invalid: {0}")]
     Tls(String),
+    #[error("The upstream's answer could not be read: {0}")]
+    Answer(String),
 }
 
 impl S3Error for UpstreamError {
     fn code(&self) -> S3Code {
         match self {
-            UpstreamError::Unreachable(_) => S3Code::BadGateway,
+            UpstreamError::Unreachable(_) | UpstreamError::Answer(_) => S3Code::BadGateway,
             UpstreamError::Signing(_) | UpstreamError::Build(_) | UpstreamError::Tls(_) => {
                 S3Code::InternalError
             }

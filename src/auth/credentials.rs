@@ -7,6 +7,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::s3::operation::Access;
+
 /// A secret access key. Zeroized on drop, redacted in `Debug`, compared in constant time.
 #[derive(Clone)]
 pub struct SecretKey(Zeroizing<String>);
@@ -36,16 +38,21 @@ impl PartialEq for SecretKey {
 
 impl Eq for SecretKey {}
 
-/// Bucket name patterns (globs) a client key may use.
+/// Bucket name patterns (globs) a client key may use. They match case-insensitively: bucket
+/// names are lower case unless `legacy_bucket_names` is on, and then a backend that resolves
+/// names case-insensitively must not see `VAULT` escape a rule for `vault`.
 #[derive(Debug, Clone)]
-pub struct BucketPatterns(globset::GlobSet);
+pub struct BucketPatterns {
+    set: globset::GlobSet,
+    any: bool,
+    /// As configured, for `s3seal check`.
+    patterns: Vec<String>,
+}
 
 impl BucketPatterns {
     /// Every bucket.
     pub fn any() -> Self {
-        let mut b = globset::GlobSetBuilder::new();
-        b.add(globset::Glob::new("*").expect("static glob"));
-        BucketPatterns(b.build().expect("static glob set"))
+        Self::new(&["*".to_owned()]).expect("static glob")
     }
 
     pub fn new(patterns: &[String]) -> Result<Self, globset::Error> {
@@ -54,14 +61,57 @@ impl BucketPatterns {
             b.add(
                 globset::GlobBuilder::new(p)
                     .literal_separator(false)
+                    .case_insensitive(true)
                     .build()?,
             );
         }
-        Ok(BucketPatterns(b.build()?))
+        Ok(BucketPatterns {
+            set: b.build()?,
+            any: patterns.iter().any(|p| p == "*"),
+            patterns: patterns.to_vec(),
+        })
     }
 
     pub fn allows(&self, bucket: &str) -> bool {
-        self.0.is_match(bucket)
+        self.any || self.set.is_match(bucket)
+    }
+
+    /// Whether every bucket is allowed (`"*"` is among the patterns).
+    pub fn is_any(&self) -> bool {
+        self.any
+    }
+
+    /// The patterns as configured.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+/// The classes of operations a client key may use (`operations` in `[[client]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants(Vec<Access>);
+
+impl Grants {
+    pub fn new(classes: impl IntoIterator<Item = Access>) -> Self {
+        let mut v: Vec<Access> = classes.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        Grants(v)
+    }
+
+    pub fn allows(&self, class: Access) -> bool {
+        self.0.contains(&class)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Access> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl Default for Grants {
+    /// See [`Access::DEFAULT`].
+    fn default() -> Self {
+        Grants::new(Access::DEFAULT)
     }
 }
 
@@ -73,6 +123,7 @@ pub struct ClientIdentity {
     /// Name of the upstream this key's requests go to. `auth` never sees upstream secrets.
     pub upstream: String,
     pub buckets: BucketPatterns,
+    pub operations: Grants,
 }
 
 /// Access key id → identity. Immutable once built.
@@ -90,6 +141,13 @@ impl ClientKeys {
 
     pub fn get(&self, access_key_id: &str) -> Option<&Arc<ClientIdentity>> {
         self.0.get(access_key_id)
+    }
+
+    /// Every key, by access key id.
+    pub fn iter(&self) -> impl Iterator<Item = &ClientIdentity> {
+        let mut ids: Vec<&ClientIdentity> = self.0.values().map(AsRef::as_ref).collect();
+        ids.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
+        ids.into_iter()
     }
 }
 

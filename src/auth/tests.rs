@@ -31,6 +31,7 @@ fn keys() -> ClientKeys {
         secret: SecretKey::new(SECRET),
         upstream: "primary".into(),
         buckets: BucketPatterns::any(),
+        operations: super::Grants::default(),
     }])
 }
 

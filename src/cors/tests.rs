@@ -344,19 +344,13 @@ fn bucket_patterns_most_specific_wins_and_empty_exempts() {
 #[test]
 fn bucket_cors_api_is_answered_from_the_config() {
     let rules = s3_doc_rules();
-    let bucket = Target::Bucket("b".into());
+    let get_cors = Operation::BucketConfig(BucketResource::Cors, Verb::Get);
+    let put_cors = Operation::BucketConfig(BucketResource::Cors, Verb::Put);
     let scope = Scope::new(Some(&rules), &Method::GET, &HeaderMap::new());
-    assert!(scope.bucket_api(&bucket, Some("tagging")).is_none());
-    assert!(scope
-        .bucket_api(
-            &Target::Object {
-                bucket: "b".into(),
-                key: "k".into()
-            },
-            Some("cors")
-        )
-        .is_none());
-    let resp = scope.bucket_api(&bucket, Some("cors")).unwrap().unwrap();
+    let tagging = Operation::BucketConfig(BucketResource::Tagging, Verb::Get);
+    assert!(scope.bucket_api(tagging).is_none());
+    assert!(scope.bucket_api(Operation::GetObject).is_none());
+    let resp = scope.bucket_api(get_cors).unwrap().unwrap();
     assert_eq!(get(resp.headers(), "content-type"), Some("application/xml"));
 
     let xml = configuration_xml(&rules);
@@ -367,12 +361,12 @@ fn bucket_cors_api_is_answered_from_the_config() {
 
     let none = Scope::new(None, &Method::GET, &HeaderMap::new());
     assert_eq!(
-        none.bucket_api(&bucket, Some("cors")).unwrap().unwrap_err(),
+        none.bucket_api(get_cors).unwrap().unwrap_err(),
         CorsError::NoConfiguration
     );
     let put = Scope::new(Some(&rules), &Method::PUT, &HeaderMap::new());
     assert_eq!(
-        put.bucket_api(&bucket, Some("cors")).unwrap().unwrap_err(),
+        put.bucket_api(put_cors).unwrap().unwrap_err(),
         CorsError::ReadOnly
     );
 }

@@ -66,17 +66,6 @@ fn listing_sizes_become_plaintext_sizes() {
 }
 
 #[test]
-fn copy_source_forms() {
-    let p = |s: &str| parse_copy_source(&HeaderValue::from_str(s).unwrap());
-    assert_eq!(
-        p("/src/a%20b?versionId=v%2B1"),
-        Some(("src".into(), "a b".into(), Some("v+1".into())))
-    );
-    assert_eq!(p("src/k"), Some(("src".into(), "k".into(), None)));
-    assert_eq!(p("src/"), None);
-}
-
-#[test]
 fn user_metadata_is_counted_as_s3_does() {
     let mut h = HeaderMap::new();
     h.insert("x-amz-meta-ab", HeaderValue::from_static("xyz"));

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
 use s3seal::embedded;
+use s3seal::s3::operation::Access;
 
 use super::ServeArgs;
 
@@ -35,6 +36,8 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         secret: SecretKey::new(secret.clone()),
         upstream: "embedded".into(),
         buckets: BucketPatterns::any(),
+        // The demo's one key owns the demo store: `aws s3 mb` must work.
+        operations: Grants::new(Access::ALL),
     };
     println!(
         "s3seal demo: https://{listen} in front of a local demo store in {data} (not for production)\n\
@@ -60,6 +63,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             admin_listen: None,
             region: REGION.into(),
             domain: Some("s3.localhost".into()),
+            legacy_bucket_names: false,
             handshake_timeout: std::time::Duration::from_secs(10),
             header_read_timeout: std::time::Duration::from_secs(30),
             idle_timeout: std::time::Duration::from_secs(120),

@@ -76,7 +76,10 @@ const NEVER: [Operation; 6] = [
     Operation::ListObjectsV2,
     Operation::AbortMultipartUpload,
     Operation::HeadBucket,
-    Operation::Other,
+    Operation::BucketConfig(
+        crate::s3::route::BucketResource::Policy,
+        crate::s3::route::Verb::Put,
+    ),
 ];
 const MODES: [&str; 3] = ["override", "reject", "allow"];
 

@@ -1,16 +1,35 @@
-//! Request routing: which bucket, which key, which operation.
+//! Request routing: one parse of the verified head into the value every stage reads.
+//!
+//! [`route`] finds the authority (the `Host` header and the request target's authority must
+//! agree), the bucket (validated by S3's naming rules), the key, the operation from the closed
+//! list of [`Operation`]s, the query parameters that go upstream, and the decoded copy source.
+//! Nothing else in the proxy parses these again: two parsers of one fact disagree, and each
+//! disagreement was a hole (a presigned URL replayed against another bucket through the
+//! absolute-form authority, a copy source authorised before it was decoded).
 //!
 //! Path-style (`/bucket/key`) and virtual-hosted-style (`bucket.<domain>/key`) addressing.
 //! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html>
 
-use http::{Method, Uri};
+use http::{header, HeaderMap, Method, Uri};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::{S3Code, S3Error};
+use crate::s3::headers;
+use crate::s3::operation::{classify, Shape, Unknown};
+
+pub use crate::s3::operation::{Access, BucketResource, Needs, ObjectResource, Operation, Verb};
 
 /// S3 object keys are at most 1024 bytes of UTF-8.
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html>
 pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The proxy's own namespace in every bucket (seals of multipart objects, `docs/format.md`).
+/// Clients can neither read, write, copy, delete nor list it.
+pub const RESERVED_PREFIX: &str = ".s3seal/";
+
+/// The most parts a multipart upload has.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>
+pub const MAX_PART_NUMBER: u32 = 10_000;
 
 /// Bytes that S3's SigV4 canonical URI leaves unencoded: RFC 3986 unreserved, plus `/`.
 const S3_PATH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -29,24 +48,62 @@ pub fn encode_path(decoded: &str) -> String {
 pub enum RouteError {
     #[error("The request path is not valid percent-encoded UTF-8.")]
     BadPath,
+    #[error("The request query is not valid percent-encoded UTF-8.")]
+    BadQuery,
     #[error("The specified bucket is not valid.")]
     InvalidBucketName,
     #[error("Your key is too long: it has {0} bytes, the maximum is 1024.")]
     KeyTooLong(usize),
     #[error("The request has no Host header.")]
     MissingHost,
+    #[error("The request has more than one Host header.")]
+    DuplicateHost,
+    #[error("The Host header '{host}' does not match the request's authority '{authority}'.")]
+    AuthorityMismatch { host: String, authority: String },
+    #[error("The specified method is not allowed against this resource.")]
+    MethodNotAllowed,
+    #[error("s3seal does not accept the query parameter '{0}' on this request.")]
+    UnknownParameter(String),
+    #[error("The query parameter '{0}' appears more than once.")]
+    DuplicateParameter(String),
+    #[error("This operation needs the query parameter '{0}'.")]
+    MissingParameter(&'static str),
+    #[error("Part number must be an integer between 1 and 10000, inclusive.")]
+    InvalidPartNumber,
+    #[error("The query parameter '{0}' must be a non-negative integer.")]
+    InvalidInteger(&'static str),
+    #[error("The request names more than one x-amz-copy-source.")]
+    DuplicateCopySource,
+    #[error("The x-amz-copy-source header is not of the form bucket/key[?versionId=id].")]
+    BadCopySource,
+    #[error("Keys under '.s3seal/' belong to the proxy.")]
+    ReservedKey,
     #[error("Access Denied: this access key may not use bucket '{0}'.")]
     BucketNotAllowed(String),
+    #[error("Access Denied: this access key may not use {0} ('{1}' is not among its operations).")]
+    OperationNotAllowed(&'static str, &'static str),
 }
 
 impl S3Error for RouteError {
     fn code(&self) -> S3Code {
         match self {
-            RouteError::BadPath => S3Code::InvalidURI,
+            RouteError::BadPath | RouteError::BadQuery => S3Code::InvalidURI,
             RouteError::InvalidBucketName => S3Code::InvalidBucketName,
             RouteError::KeyTooLong(_) => S3Code::KeyTooLongError,
-            RouteError::MissingHost => S3Code::InvalidRequest,
-            RouteError::BucketNotAllowed(_) => S3Code::AccessDenied,
+            RouteError::MissingHost
+            | RouteError::DuplicateHost
+            | RouteError::AuthorityMismatch { .. } => S3Code::InvalidRequest,
+            RouteError::MethodNotAllowed => S3Code::MethodNotAllowed,
+            RouteError::UnknownParameter(_)
+            | RouteError::DuplicateParameter(_)
+            | RouteError::MissingParameter(_)
+            | RouteError::InvalidPartNumber
+            | RouteError::InvalidInteger(_)
+            | RouteError::DuplicateCopySource
+            | RouteError::BadCopySource => S3Code::InvalidArgument,
+            RouteError::ReservedKey
+            | RouteError::BucketNotAllowed(_)
+            | RouteError::OperationNotAllowed(..) => S3Code::AccessDenied,
         }
     }
 }
@@ -79,76 +136,6 @@ impl Target {
     }
 }
 
-/// The S3 operations whose body or semantics the proxy must know. Everything else is
-/// [`Operation::Other`] and passes through unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    ListBuckets,
-    CreateBucket,
-    DeleteBucket,
-    HeadBucket,
-    ListObjects,
-    ListObjectsV2,
-    ListObjectVersions,
-    ListMultipartUploads,
-    DeleteObjects,
-    GetObject,
-    HeadObject,
-    PutObject,
-    CopyObject,
-    DeleteObject,
-    CreateMultipartUpload,
-    UploadPart,
-    UploadPartCopy,
-    CompleteMultipartUpload,
-    AbortMultipartUpload,
-    ListParts,
-    /// `GET /bucket/key?attributes`: takes the SSE-C key like GetObject.
-    GetObjectAttributes,
-    /// `POST /bucket/key?select&select-type=2`: takes the SSE-C key like GetObject.
-    SelectObjectContent,
-    /// `POST /bucket/key?restore`.
-    RestoreObject,
-    /// A browser POST form upload (`POST /bucket` with multipart/form-data).
-    PostObject,
-    /// A bucket or object sub-resource (`?tagging`, `?acl`, `?cors`, ...), or anything else.
-    Other,
-}
-
-impl Operation {
-    /// The S3 API name of the operation (`Other` for everything the proxy passes through
-    /// without knowing it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::ListBuckets => "ListBuckets",
-            Operation::CreateBucket => "CreateBucket",
-            Operation::DeleteBucket => "DeleteBucket",
-            Operation::HeadBucket => "HeadBucket",
-            Operation::ListObjects => "ListObjects",
-            Operation::ListObjectsV2 => "ListObjectsV2",
-            Operation::ListObjectVersions => "ListObjectVersions",
-            Operation::ListMultipartUploads => "ListMultipartUploads",
-            Operation::DeleteObjects => "DeleteObjects",
-            Operation::GetObject => "GetObject",
-            Operation::HeadObject => "HeadObject",
-            Operation::PutObject => "PutObject",
-            Operation::CopyObject => "CopyObject",
-            Operation::DeleteObject => "DeleteObject",
-            Operation::CreateMultipartUpload => "CreateMultipartUpload",
-            Operation::UploadPart => "UploadPart",
-            Operation::UploadPartCopy => "UploadPartCopy",
-            Operation::CompleteMultipartUpload => "CompleteMultipartUpload",
-            Operation::AbortMultipartUpload => "AbortMultipartUpload",
-            Operation::ListParts => "ListParts",
-            Operation::PostObject => "PostObject",
-            Operation::GetObjectAttributes => "GetObjectAttributes",
-            Operation::SelectObjectContent => "SelectObjectContent",
-            Operation::RestoreObject => "RestoreObject",
-            Operation::Other => "Other",
-        }
-    }
-}
-
 /// How the request body must be treated before it is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -160,75 +147,76 @@ pub enum BodyKind {
     Json,
 }
 
-/// A routed request.
+/// `x-amz-copy-source`, decoded once: S3 percent-decodes the whole value before it splits the
+/// bucket from the key, so `a%2Fb/c` is bucket `a`, key `b/c`.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+impl CopySource {
+    /// The header value the upstream receives: exactly what was authorised, encoded once.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("{}/{}", self.bucket, encode_path(&self.key));
+        if let Some(id) = &self.version_id {
+            v.push_str("?versionId=");
+            v.extend(utf8_percent_encode(id, NON_ALPHANUMERIC));
+        }
+        v
+    }
+}
+
+/// How bucket names are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Addressing<'a> {
+    /// The base domain for virtual-hosted-style requests (`bucket.<domain>`).
+    pub domain: Option<&'a str>,
+    /// Accept legacy bucket names (upper case, `_`, up to 255 bytes; `[server]
+    /// legacy_bucket_names`). Off: S3's current rules.
+    pub legacy_bucket_names: bool,
+}
+
+/// A routed request: the one value every later stage reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
+    /// The authority the client addressed (and signed as `host`).
+    pub authority: String,
     pub target: Target,
     pub op: Operation,
     pub body: BodyKind,
     /// The client addressed the bucket through the Host header.
     pub virtual_host: bool,
+    /// The query parameters that go upstream, decoded, in client order: the operation's
+    /// keyword and parameters, never authentication parameters.
+    pub query: Vec<(String, String)>,
+    pub copy_source: Option<CopySource>,
 }
 
-/// Query parameters that select or filter, as opposed to sub-resources (`?acl`, `?tagging`, ...)
-/// which make a request a different operation.
-const PLAIN_PARAMS: &[&str] = &[
-    "continuation-token",
-    "delimiter",
-    "encoding-type",
-    "fetch-owner",
-    "key-marker",
-    "list-type",
-    "marker",
-    "max-keys",
-    "max-parts",
-    "max-uploads",
-    "part-number-marker",
-    "partNumber",
-    "prefix",
-    "start-after",
-    "upload-id-marker",
-    "version-id-marker",
-    "versionId",
-    "x-id",
-];
-
-fn is_plain_param(name: &str) -> bool {
-    PLAIN_PARAMS.contains(&name)
-        || name.starts_with("response-")
-        || name.starts_with("X-Amz-")
-        || name.starts_with("x-amz-")
+/// Parameters no operation forwards: SigV4 query authentication (checked by `auth`, and
+/// headers an SDK hoisted into a presigned URL's query, which it signed), and the SDKs'
+/// `x-id=<Operation>` marker, which S3 ignores.
+fn is_dropped_param(name: &str) -> bool {
+    name == "x-id"
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
 }
 
 /// Query parameter names and values, decoded.
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(q: Option<&str>) -> Result<Self, RouteError> {
-        let mut out = Vec::new();
-        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.push((decode_query(k)?, decode_query(v)?));
+fn parse_query(q: Option<&str>) -> Result<Vec<(String, String)>, RouteError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = decode_query(k)?;
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(RouteError::DuplicateParameter(k));
         }
-        Ok(Query(out))
+        out.push((k, decode_query(v)?));
     }
-
-    fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == name)
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn subresource(&self) -> Option<&str> {
-        self.0.iter().map(|(k, _)| k.as_str()).find(|k| {
-            !is_plain_param(k) && !matches!(*k, "uploads" | "uploadId" | "delete" | "versions")
-        })
-    }
+    Ok(out)
 }
 
 fn decode_query(s: &str) -> Result<String, RouteError> {
@@ -238,50 +226,174 @@ fn decode_query(s: &str) -> Result<String, RouteError> {
     percent_decode_str(&s)
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
-        .map_err(|_| RouteError::BadPath)
+        .map_err(|_| RouteError::BadQuery)
 }
 
-/// Routes a request head. `domain` is the configured base domain for virtual-hosted-style
-/// addressing (`bucket.<domain>`); `has_copy_source` tells copies from uploads.
+/// The one authority of the request: the `Host` header, and (HTTP/1.1 absolute-form, or
+/// HTTP/2 `:authority`) the request target's, which must agree when both are present
+/// (RFC 9112 §3.2.2 lets a server ignore `Host` for absolute-form; a proxy that routed by one
+/// and verified the signature by the other served one bucket with a URL signed for another).
+pub fn authority(uri: &Uri, h: &HeaderMap) -> Result<String, RouteError> {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(RouteError::DuplicateHost);
+    }
+    let host = host
+        .map(|v| v.to_str().map_err(|_| RouteError::MissingHost))
+        .transpose()?;
+    match (host, uri.authority().map(http::uri::Authority::as_str)) {
+        (Some(host), Some(authority)) if !host.eq_ignore_ascii_case(authority) => {
+            Err(RouteError::AuthorityMismatch {
+                host: host.to_owned(),
+                authority: authority.to_owned(),
+            })
+        }
+        (Some(one), _) | (None, Some(one)) if !one.is_empty() => Ok(one.to_owned()),
+        _ => Err(RouteError::MissingHost),
+    }
+}
+
+/// Routes a request head.
 pub fn route(
     method: &Method,
     uri: &Uri,
-    host: Option<&str>,
-    domain: Option<&str>,
-    has_copy_source: bool,
+    h: &HeaderMap,
+    addressing: Addressing<'_>,
 ) -> Result<Routed, RouteError> {
-    let host = host.ok_or(RouteError::MissingHost)?;
+    let authority = authority(uri, h)?;
     let path = percent_decode_str(uri.path())
         .decode_utf8()
         .map_err(|_| RouteError::BadPath)?;
     let path = path.strip_prefix('/').ok_or(RouteError::BadPath)?;
 
-    let vhost_bucket = domain
-        .and_then(|d| virtual_host_bucket(host, d))
-        .or_else(|| aws_virtual_host_bucket(host));
+    let vhost_bucket = addressing
+        .domain
+        .and_then(|d| virtual_host_bucket(&authority, d))
+        .or_else(|| aws_virtual_host_bucket(&authority));
     let virtual_host = vhost_bucket.is_some();
     let target = match vhost_bucket {
-        Some(bucket) => object_or_bucket(bucket, path)?,
+        // Host names are case-insensitive (RFC 9110 §4.2.3): `VAULT.s3...` is `vault`.
+        Some(bucket) => object_or_bucket(&bucket.to_ascii_lowercase(), path, addressing)?,
         None => match path.split_once('/') {
             None if path.is_empty() => Target::Service,
-            None => object_or_bucket(path, "")?,
-            Some((bucket, key)) => object_or_bucket(bucket, key)?,
+            None => object_or_bucket(path, "", addressing)?,
+            Some((bucket, key)) => object_or_bucket(bucket, key, addressing)?,
         },
     };
 
-    let query = Query::parse(uri.query())?;
-    let op = operation(method, &target, &query, has_copy_source);
+    let copy_source = copy_source(h, addressing)?;
+    let query: Vec<(String, String)> = parse_query(uri.query())?
+        .into_iter()
+        .filter(|(k, _)| !is_dropped_param(k))
+        .collect();
+    let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+    let value = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let shape = Shape {
+        method: method.as_str(),
+        object: match target {
+            Target::Service => None,
+            Target::Bucket(_) => Some(false),
+            Target::Object { .. } => Some(true),
+        },
+        copy: copy_source.is_some(),
+    };
+    let op = classify(shape, &names, value("list-type")).map_err(|e| match e {
+        Unknown::Method => RouteError::MethodNotAllowed,
+        Unknown::Parameter(p) => RouteError::UnknownParameter(p),
+        Unknown::Missing(p) => RouteError::MissingParameter(p),
+    })?;
+    if op != Operation::CorsPreflight {
+        check_values(&value)?;
+    }
+    if copy_source.is_some() && !matches!(op, Operation::CopyObject | Operation::UploadPartCopy) {
+        return Err(RouteError::UnknownParameter("x-amz-copy-source".into()));
+    }
     let body = match op {
         Operation::PutObject | Operation::UploadPart | Operation::PostObject => BodyKind::Data,
-        Operation::Other if query.subresource() == Some("policy") => BodyKind::Json,
+        Operation::BucketConfig(BucketResource::Policy, _) => BodyKind::Json,
         _ => BodyKind::Xml,
     };
     Ok(Routed {
+        authority,
         target,
         op,
         body,
         virtual_host,
+        query,
+        copy_source,
     })
+}
+
+/// Values the backend would otherwise read its own way: part numbers S3 refuses, and
+/// negative or non-numeric limits.
+fn check_values<'q>(value: &dyn Fn(&str) -> Option<&'q str>) -> Result<(), RouteError> {
+    if let Some(n) = value("partNumber") {
+        match n.parse::<u32>() {
+            Ok(n) if (1..=MAX_PART_NUMBER).contains(&n) => {}
+            _ => return Err(RouteError::InvalidPartNumber),
+        }
+    }
+    for name in [
+        "max-keys",
+        "max-parts",
+        "max-uploads",
+        "max-buckets",
+        "part-number-marker",
+    ] {
+        if value(name).is_some_and(|v| v.parse::<u32>().is_err()) {
+            return Err(RouteError::InvalidInteger(name));
+        }
+    }
+    if value("prefix").is_some_and(|p| p.starts_with(RESERVED_PREFIX)) {
+        return Err(RouteError::ReservedKey);
+    }
+    Ok(())
+}
+
+/// The one copy-source parser (see [`CopySource`]). More than one header is refused: which
+/// one a backend reads is its own business.
+fn copy_source(
+    request_headers: &HeaderMap,
+    addressing: Addressing<'_>,
+) -> Result<Option<CopySource>, RouteError> {
+    let mut values = request_headers.get_all(headers::X_AMZ_COPY_SOURCE).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(RouteError::DuplicateCopySource);
+    }
+    let value = value.to_str().map_err(|_| RouteError::BadCopySource)?;
+    let (path, query) = match value.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (value, None),
+    };
+    let path = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| RouteError::BadCopySource)?;
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let (bucket, key) = path.split_once('/').ok_or(RouteError::BadCopySource)?;
+    let Target::Object { bucket, key } = object_or_bucket(bucket, key, addressing)? else {
+        return Err(RouteError::BadCopySource);
+    };
+    let version_id = match query.map(|q| q.split_once('=').unwrap_or((q, ""))) {
+        None => None,
+        Some(("versionId", id)) if !id.is_empty() && !id.contains('&') => {
+            Some(decode_query(id).map_err(|_| RouteError::BadCopySource)?)
+        }
+        Some(_) => return Err(RouteError::BadCopySource),
+    };
+    Ok(Some(CopySource {
+        bucket,
+        key,
+        version_id,
+    }))
 }
 
 fn virtual_host_bucket<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
@@ -357,13 +469,20 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-fn object_or_bucket(bucket: &str, key: &str) -> Result<Target, RouteError> {
-    validate_bucket(bucket)?;
+fn object_or_bucket(
+    bucket: &str,
+    key: &str,
+    addressing: Addressing<'_>,
+) -> Result<Target, RouteError> {
+    validate_bucket(bucket, addressing.legacy_bucket_names)?;
     if key.is_empty() {
         return Ok(Target::Bucket(bucket.to_owned()));
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(RouteError::KeyTooLong(key.len()));
+    }
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(RouteError::ReservedKey);
     }
     Ok(Target::Object {
         bucket: bucket.to_owned(),
@@ -371,56 +490,39 @@ fn object_or_bucket(bucket: &str, key: &str) -> Result<Target, RouteError> {
     })
 }
 
-/// Accepts current and legacy bucket names (legacy ones may have upper case and `_`, up to
-/// 255 bytes) and refuses anything that could be read as a path.
+/// S3's bucket naming rules: 3 to 63 bytes of lower-case letters, digits, `.` and `-`,
+/// starting and ending with a letter or digit, no `..`, not an IPv4 address, and none of the
+/// prefixes and suffixes S3 reserves. Upper case would dodge exact-name rules on backends
+/// that resolve buckets case-insensitively, so it is refused unless `legacy` (then names
+/// of up to 255 bytes with upper case and `_` are read as they are, and rules match them
+/// case-insensitively).
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html>
-fn validate_bucket(b: &str) -> Result<(), RouteError> {
-    let ok = (1..=255).contains(&b.len())
-        && b.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
-        && b.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric());
+pub fn validate_bucket(b: &str, legacy: bool) -> Result<(), RouteError> {
+    let edge = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok = if legacy {
+        (1..=255).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+            && edge(b.bytes().next())
+    } else {
+        (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
+            && edge(b.bytes().next())
+            && edge(b.bytes().last())
+            && !b.contains("..")
+            && b.parse::<std::net::Ipv4Addr>().is_err()
+            && !["xn--", "sthree-", "amzn-s3-demo-"]
+                .iter()
+                .any(|p| b.starts_with(p))
+            && !["-s3alias", "--ol-s3", ".mrap", "--x-s3"]
+                .iter()
+                .any(|s| b.ends_with(s))
+    };
     if ok {
         Ok(())
     } else {
         Err(RouteError::InvalidBucketName)
-    }
-}
-
-fn operation(method: &Method, target: &Target, q: &Query, copy: bool) -> Operation {
-    let sub = q.subresource();
-    let upload_id = q.has("uploadId");
-    match (target, method.as_str()) {
-        (Target::Service, "GET") => Operation::ListBuckets,
-        (Target::Bucket(_), m) => match (m, sub) {
-            ("PUT", None) => Operation::CreateBucket,
-            ("DELETE", None) => Operation::DeleteBucket,
-            ("HEAD", None) => Operation::HeadBucket,
-            ("GET", None) if q.get("list-type") == Some("2") => Operation::ListObjectsV2,
-            ("GET", None) if q.has("versions") => Operation::ListObjectVersions,
-            ("GET", None) if q.has("uploads") => Operation::ListMultipartUploads,
-            ("GET", None) => Operation::ListObjects,
-            ("POST", None) if q.has("delete") => Operation::DeleteObjects,
-            ("POST", None) => Operation::PostObject,
-            _ => Operation::Other,
-        },
-        (Target::Object { .. }, m) => match (m, sub) {
-            ("GET", Some("attributes")) => Operation::GetObjectAttributes,
-            ("POST", _) if q.has("select") => Operation::SelectObjectContent,
-            ("POST", Some("restore")) => Operation::RestoreObject,
-            ("GET", None) if upload_id => Operation::ListParts,
-            ("GET", None) => Operation::GetObject,
-            ("HEAD", None) => Operation::HeadObject,
-            ("PUT", None) if upload_id && copy => Operation::UploadPartCopy,
-            ("PUT", None) if upload_id => Operation::UploadPart,
-            ("PUT", None) if copy => Operation::CopyObject,
-            ("PUT", None) => Operation::PutObject,
-            ("DELETE", None) if upload_id => Operation::AbortMultipartUpload,
-            ("DELETE", None) => Operation::DeleteObject,
-            ("POST", None) if q.has("uploads") => Operation::CreateMultipartUpload,
-            ("POST", None) if upload_id => Operation::CompleteMultipartUpload,
-            _ => Operation::Other,
-        },
-        (Target::Service, _) => Operation::Other,
     }
 }
 

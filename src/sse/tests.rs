@@ -55,8 +55,9 @@ fn policies(rules: &[(&str, &str)]) -> SsePolicies {
     SsePolicies::new(rules.iter().map(|(p, r)| ((*p).to_owned(), rule(r)))).unwrap()
 }
 
-fn copy_into(bucket: &str) -> Routed {
+fn copy_into(bucket: &str, from: &str) -> Routed {
     Routed {
+        authority: "h".into(),
         target: Target::Object {
             bucket: bucket.to_owned(),
             key: "k".to_owned(),
@@ -64,6 +65,12 @@ fn copy_into(bucket: &str) -> Routed {
         op: Operation::CopyObject,
         body: crate::s3::route::BodyKind::Xml,
         virtual_host: false,
+        query: Vec::new(),
+        copy_source: Some(crate::s3::route::CopySource {
+            bucket: from.to_owned(),
+            key: "src".to_owned(),
+            version_id: None,
+        }),
     }
 }
 
@@ -85,9 +92,9 @@ fn a_copy_out_of_a_ruled_bucket_gets_the_source_key_even_without_a_destination_r
     )]);
     let mut client = HeaderMap::new();
     client.insert(policy::SSE, http::HeaderValue::from_static("AES256"));
-    let routed = copy_into("plain");
+    let routed = copy_into("plain", "sealed-1");
     let mut out = outgoing(&routed.target, &client);
-    let stage = Stage::prepare(&policies, &routed, Some("sealed-1"), &client, &mut out).unwrap();
+    let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
     assert_eq!(out.headers[policy::COPY_SOURCE_SSE_C_KEY], KEY_B64);
     // The destination has no rule: the client's own choice passes, and nothing is verified.
     assert_eq!(out.headers[policy::SSE], "AES256");
@@ -96,15 +103,16 @@ fn a_copy_out_of_a_ruled_bucket_gets_the_source_key_even_without_a_destination_r
     assert!(!stage.wants_replay());
 
     // Neither bucket has a rule: the stage does nothing at all.
+    let routed = copy_into("plain", "other");
     let mut out = outgoing(&routed.target, &client);
-    let stage = Stage::prepare(&policies, &routed, Some("other"), &client, &mut out).unwrap();
+    let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
     assert!(stage.0.is_none());
     assert_eq!(out.headers, client);
 
     // Into a ruled bucket: both triples, and the write is verified.
-    let routed = copy_into("sealed-2");
+    let routed = copy_into("sealed-2", "sealed-1");
     let mut out = outgoing(&routed.target, &client);
-    let stage = Stage::prepare(&policies, &routed, Some("sealed-1"), &client, &mut out).unwrap();
+    let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
     assert_eq!(out.headers[policy::SSE_C_KEY], KEY_B64);
     assert_eq!(out.headers[policy::COPY_SOURCE_SSE_C_KEY], KEY_B64);
     assert!(!out.headers.contains_key(policy::SSE));

@@ -13,6 +13,7 @@ mod clients;
 mod cors;
 mod cse;
 mod demo;
+mod deny;
 mod deploy;
 mod endpoint;
 mod kms;

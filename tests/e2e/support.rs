@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region};
-use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, SecretKey};
+use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
 use s3seal::cors::BucketRules;
 use s3seal::cse::EncryptionRules;
 use s3seal::policy::SsePolicies;
+use s3seal::s3::operation::Access;
 use s3seal::server::Running;
 
 pub const REGION: &str = "us-east-1";
@@ -210,12 +211,15 @@ impl Harness {
                 secret: SecretKey::new(CLIENT_SK),
                 upstream: "test".into(),
                 buckets: BucketPatterns::any(),
+                // The tests' main key creates and deletes their buckets.
+                operations: Grants::new(Access::ALL),
             },
             ClientIdentity {
                 access_key_id: LIMITED_AK.into(),
                 secret: SecretKey::new(LIMITED_SK),
                 upstream: "test".into(),
                 buckets: BucketPatterns::new(&["limited-*".into()]).unwrap(),
+                operations: Grants::default(),
             },
         ]);
         let config = Config {
@@ -227,6 +231,7 @@ impl Harness {
                 admin_listen: None,
                 region: REGION.into(),
                 domain: Some("s3.localhost".into()),
+                legacy_bucket_names: false,
                 handshake_timeout: Duration::from_secs(5),
                 header_read_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),
