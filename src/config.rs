@@ -629,7 +629,7 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
         if b.pattern.is_empty() {
             return Err(invalid(format!("{key}.pattern"), "must not be empty"));
         }
-        globset::Glob::new(&b.pattern)
+        crate::rules::glob(&b.pattern)
             .map_err(|e| invalid(format!("{key}.pattern"), e.to_string()))?;
         let Some(cors) = b.cors else { continue };
         if sets.iter().any(|(p, _)| *p == b.pattern) {
@@ -668,7 +668,7 @@ fn validate_encryption(
 ) -> Result<EncryptionRules, ConfigError> {
     let mut rules: Vec<(String, Option<cse::Rule>)> = Vec::new();
     for (i, b) in raw.iter_mut().enumerate() {
-        globset::Glob::new(&b.pattern)
+        crate::rules::glob(&b.pattern)
             .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
         let Some(encryption) = b.encryption.take() else {
             continue;
@@ -849,7 +849,7 @@ fn validate_sse(
             continue;
         };
         let key = format!("bucket[{i}].sse");
-        globset::Glob::new(&b.pattern)
+        crate::rules::glob(&b.pattern)
             .map_err(|e| invalid(format!("bucket[{i}].pattern"), e.to_string()))?;
         if rules.iter().any(|(p, _)| *p == b.pattern) {
             return Err(invalid(

@@ -28,6 +28,8 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use serde::Deserialize;
 
+use crate::rules::ByBucket;
+
 use crate::body::{self, Body};
 use crate::error::{S3Code, S3Error};
 use crate::s3::route::{BucketResource, Operation, Verb};
@@ -269,50 +271,31 @@ impl Rule {
     }
 }
 
-/// Bucket glob → its CORS rules. The first pattern that matches a bucket decides its rules,
-/// and within them the first rule that matches a request wins, as in S3.
+/// Bucket glob → its CORS rules. The most specific pattern that matches a bucket decides its
+/// rules (`crate::rules`), and within them the first rule that matches a request wins, as in S3.
 #[derive(Debug, Default)]
-pub struct BucketRules(Vec<BucketCors>);
-
-#[derive(Debug)]
-struct BucketCors {
-    pattern: globset::GlobMatcher,
-    rules: Vec<Rule>,
-}
+pub struct BucketRules(ByBucket<Vec<Rule>>);
 
 impl BucketRules {
     /// No CORS anywhere: every preflight is refused and no response carries CORS headers.
     pub fn none() -> Self {
-        BucketRules(Vec::new())
+        BucketRules(ByBucket::default())
     }
 
-    /// From `(bucket glob, rules)` pairs in config order; the most specific glob decides.
+    /// From `(bucket glob, rules)` pairs in config order; the most specific glob decides
+    /// (`crate::rules`), as for SSE rules.
     pub fn new(
         sets: impl IntoIterator<Item = (String, Vec<Rule>)>,
     ) -> Result<Self, globset::Error> {
-        let mut out = Vec::new();
-        for (glob, rules) in sets {
-            let pattern = globset::GlobBuilder::new(&glob)
-                .literal_separator(false)
-                .build()?
-                .compile_matcher();
-            out.push((
-                crate::policy::specificity(&glob),
-                BucketCors { pattern, rules },
-            ));
-        }
-        // The most specific pattern decides, as for SSE rules; config order among equals.
-        out.sort_by_key(|(s, _)| std::cmp::Reverse(*s));
-        Ok(BucketRules(out.into_iter().map(|(_, b)| b).collect()))
+        Ok(BucketRules(ByBucket::new(sets)?))
     }
 
     /// The rules of `bucket`, or `None` if it has none (CORS not enabled). An empty rule list
     /// counts as none, so `cors = []` can exempt buckets from a broader pattern.
     pub fn for_bucket(&self, bucket: &str) -> Option<&[Rule]> {
         self.0
-            .iter()
-            .find(|s| s.pattern.is_match(bucket))
-            .map(|s| s.rules.as_slice())
+            .get(bucket)
+            .map(Vec::as_slice)
             .filter(|r| !r.is_empty())
     }
 }

@@ -45,6 +45,7 @@ use crate::error::{ProxyError, S3Code, S3Error};
 use crate::kms::{Kms, KmsError};
 use crate::logging::{self, KeyOperation};
 use crate::metrics::Metrics;
+use crate::rules::ByBucket;
 use crate::s3::headers;
 use crate::s3::route::{BodyKind, CopySource, Operation, Routed, Target};
 use crate::upstream::{Outgoing, Payload, UpstreamClient};
@@ -303,43 +304,27 @@ impl Rule {
 /// Bucket glob → encryption rule. The first `[[bucket]]` whose pattern matches decides, as for
 /// CORS; a table without `encryption` exempts its buckets from later patterns.
 #[derive(Debug, Default)]
-pub struct EncryptionRules(Vec<(globset::GlobMatcher, Option<Arc<Rule>>)>);
+pub struct EncryptionRules(ByBucket<Option<Arc<Rule>>>);
 
 impl EncryptionRules {
     pub fn none() -> Self {
-        EncryptionRules(Vec::new())
+        EncryptionRules(ByBucket::default())
     }
 
     /// From `(bucket glob, rule)` pairs in config order; `None` exempts the glob's buckets.
-    /// The most specific matching glob decides (`policy::specificity`), as for SSE rules.
+    /// The most specific matching glob decides (`crate::rules`), as for SSE rules.
     pub fn new(
         sets: impl IntoIterator<Item = (String, Option<Rule>)>,
     ) -> Result<Self, globset::Error> {
-        let mut out = Vec::new();
-        for (pattern, rule) in sets {
-            let glob = globset::GlobBuilder::new(&pattern)
-                .literal_separator(false)
-                .build()?
-                .compile_matcher();
-            out.push((
-                crate::policy::specificity(&pattern),
-                glob,
-                rule.map(Arc::new),
-            ));
-        }
-        // Stable: config order among equals.
-        out.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
-        Ok(EncryptionRules(
-            out.into_iter()
-                .map(|(_, glob, rule)| (glob, rule))
-                .collect(),
-        ))
+        Ok(EncryptionRules(ByBucket::new(
+            sets.into_iter().map(|(p, r)| (p, r.map(Arc::new))),
+        )?))
     }
 
     /// Where the rules count KMS calls and key failures: the proxy's metrics, set when a
     /// configuration generation is built.
     pub fn observe(&self, metrics: &Arc<Metrics>) {
-        for rule in self.0.iter().filter_map(|(_, r)| r.as_ref()) {
+        for rule in self.0.values().flatten() {
             let _ = rule.metrics.set(metrics.clone());
             if let Some(kms) = rule.keyring.kms() {
                 kms.observe(metrics);
@@ -350,7 +335,7 @@ impl EncryptionRules {
     /// The distinct KMS endpoints the rules wrap keys with (for readiness probes).
     pub fn kms_endpoints(&self) -> Vec<&http::Uri> {
         let mut out: Vec<&http::Uri> = Vec::new();
-        let kms = self.0.iter().filter_map(|(_, r)| r.as_ref()?.keyring.kms());
+        let kms = self.0.values().flatten().filter_map(|r| r.keyring.kms());
         for endpoint in kms.map(Kms::endpoint) {
             if !out.contains(&endpoint) {
                 out.push(endpoint);
@@ -360,10 +345,7 @@ impl EncryptionRules {
     }
 
     pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<Rule>> {
-        self.0
-            .iter()
-            .find(|(p, _)| p.is_match(bucket))
-            .and_then(|(_, r)| r.as_ref())
+        self.0.get(bucket).and_then(Option::as_ref)
     }
 }
 

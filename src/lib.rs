@@ -48,6 +48,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reencrypt;
 pub mod rewrap;
+pub mod rules;
 pub mod server;
 pub mod sse;
 pub mod tls;

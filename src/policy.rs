@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{S3Code, S3Error};
+use crate::rules::ByBucket;
 use crate::s3::route::Operation;
 
 // === Header names ===
@@ -399,57 +400,19 @@ fn context_json(ctx: &BTreeMap<String, String>) -> String {
 /// Most-specific rather than first-match (as CORS does) because an encryption rule written
 /// below a broader one would otherwise be silently weakened.
 #[derive(Debug, Default, Clone)]
-pub struct SsePolicies(Vec<(globset::GlobMatcher, Arc<SseRule>)>);
+pub struct SsePolicies(ByBucket<Arc<SseRule>>);
 
 impl SsePolicies {
     /// From `(bucket glob, rule)` pairs in config order.
     pub fn new(rules: impl IntoIterator<Item = (String, SseRule)>) -> Result<Self, globset::Error> {
-        let mut out = Vec::new();
-        for (pattern, rule) in rules {
-            let glob = globset::GlobBuilder::new(&pattern)
-                .literal_separator(false)
-                .build()?
-                .compile_matcher();
-            out.push((specificity(&pattern), glob, Arc::new(rule)));
-        }
-        // Stable: config order among equals.
-        out.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
-        Ok(SsePolicies(
-            out.into_iter()
-                .map(|(_, glob, rule)| (glob, rule))
-                .collect(),
-        ))
+        Ok(SsePolicies(ByBucket::new(
+            rules.into_iter().map(|(p, r)| (p, Arc::new(r))),
+        )?))
     }
 
     pub fn for_bucket(&self, bucket: &str) -> Option<&Arc<SseRule>> {
-        self.0
-            .iter()
-            .find(|(glob, _)| glob.is_match(bucket))
-            .map(|(_, rule)| rule)
+        self.0.get(bucket)
     }
-}
-
-/// How specific a bucket glob is: (no metacharacters at all, literal characters outside
-/// wildcards and alternatives; a `[...]` class counts as one).
-pub fn specificity(pattern: &str) -> (bool, usize) {
-    let exact = !pattern.contains(['*', '?', '[', ']', '{', '}']);
-    let mut literal = 0;
-    let (mut class, mut alternatives) = (false, 0usize);
-    for c in pattern.chars() {
-        match c {
-            '[' if !class => class = true,
-            ']' if class => {
-                class = false;
-                literal += 1;
-            }
-            '{' if !class => alternatives += 1,
-            '}' if !class && alternatives > 0 => alternatives -= 1,
-            '*' | '?' => {}
-            _ if class || alternatives > 0 => {}
-            _ => literal += 1,
-        }
-    }
-    (exact, literal)
 }
 
 // === Errors ===

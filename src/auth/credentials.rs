@@ -58,12 +58,7 @@ impl BucketPatterns {
     pub fn new(patterns: &[String]) -> Result<Self, globset::Error> {
         let mut b = globset::GlobSetBuilder::new();
         for p in patterns {
-            b.add(
-                globset::GlobBuilder::new(p)
-                    .literal_separator(false)
-                    .case_insensitive(true)
-                    .build()?,
-            );
+            b.add(crate::rules::glob(p)?);
         }
         Ok(BucketPatterns {
             set: b.build()?,

@@ -752,6 +752,7 @@ fn bucket_rules_most_specific_wins() {
 
 #[test]
 fn pattern_specificity() {
+    use crate::rules::specificity;
     assert_eq!(specificity("vault-prod"), (true, 10));
     assert_eq!(specificity("vault-*"), (false, 6));
     assert_eq!(specificity("*"), (false, 0));

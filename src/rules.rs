@@ -1,0 +1,103 @@
+//! The one per-bucket matcher: `[[bucket]]` settings (CORS, SSE, client-side encryption) and
+//! client bucket grants all match bucket names with the same globs.
+//!
+//! Of the patterns that match a bucket, the most specific decides ([`specificity`]: an exact
+//! name beats any glob, then more literal characters win, `vault-*` > `*`), so a `"*"`
+//! pattern is the default wherever it is written; equally specific patterns are tried in
+//! config order. Most-specific rather than first-match because a rule written below a broader
+//! one would otherwise be silently weakened. Patterns match case-insensitively: bucket names
+//! are lower case unless `legacy_bucket_names` is on, and then `VAULT` must not escape a
+//! rule for `vault` on a backend that resolves names case-insensitively.
+
+use globset::{Glob, GlobBuilder, GlobMatcher};
+
+/// A bucket-name glob as every matcher builds it (`*` also crosses `.` and `/`).
+pub fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .case_insensitive(true)
+        .build()
+}
+
+/// Bucket glob → setting, most specific first.
+#[derive(Debug, Clone)]
+pub struct ByBucket<T>(Vec<(GlobMatcher, T)>);
+
+impl<T> Default for ByBucket<T> {
+    fn default() -> Self {
+        ByBucket(Vec::new())
+    }
+}
+
+impl<T> ByBucket<T> {
+    /// From `(bucket glob, setting)` pairs in config order.
+    pub fn new(sets: impl IntoIterator<Item = (String, T)>) -> Result<Self, globset::Error> {
+        let mut out = Vec::new();
+        for (pattern, value) in sets {
+            let matcher = glob(&pattern)?.compile_matcher();
+            out.push((specificity(&pattern), matcher, value));
+        }
+        // Stable: config order among equals.
+        out.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
+        Ok(ByBucket(out.into_iter().map(|(_, m, v)| (m, v)).collect()))
+    }
+
+    /// The setting of the most specific pattern that matches `bucket`.
+    pub fn get(&self, bucket: &str) -> Option<&T> {
+        self.0
+            .iter()
+            .find(|(m, _)| m.is_match(bucket))
+            .map(|(_, v)| v)
+    }
+
+    /// Every setting, most specific first.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+/// How specific a bucket glob is: (no metacharacters at all, literal characters outside
+/// wildcards and alternatives; a `[...]` class counts as one).
+pub fn specificity(pattern: &str) -> (bool, usize) {
+    let exact = !pattern.contains(['*', '?', '[', ']', '{', '}']);
+    let mut literal = 0;
+    let (mut class, mut alternatives) = (false, 0usize);
+    for c in pattern.chars() {
+        match c {
+            '[' if !class => class = true,
+            ']' if class => {
+                class = false;
+                literal += 1;
+            }
+            '{' if !class => alternatives += 1,
+            '}' if !class && alternatives > 0 => alternatives -= 1,
+            '*' | '?' => {}
+            _ if class || alternatives > 0 => {}
+            _ => literal += 1,
+        }
+    }
+    (exact, literal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_pattern_decides_in_any_case() {
+        let r = ByBucket::new([
+            ("*".to_owned(), 1),
+            ("vault".to_owned(), 2),
+            ("vault-*".to_owned(), 3),
+            ("v*".to_owned(), 4),
+        ])
+        .unwrap();
+        assert_eq!(r.get("vault"), Some(&2));
+        assert_eq!(r.get("VAULT"), Some(&2));
+        assert_eq!(r.get("vault-1"), Some(&3));
+        assert_eq!(r.get("vx"), Some(&4));
+        assert_eq!(r.get("other"), Some(&1));
+        assert_eq!(ByBucket::<u8>::default().get("x"), None);
+        assert_eq!(r.values().copied().collect::<Vec<_>>(), [2, 3, 4, 1]);
+    }
+}
