@@ -18,8 +18,10 @@ use crate::crypto::format::{Kek, KeyId, KEY_LEN};
 use crate::cse::{self, EncryptionRules};
 use crate::kms::{self, Kms, KmsSettings};
 use crate::logging::LogFormat;
+// The upstream's settings belong to `upstream`, which must not depend on `config`.
 use crate::policy::{KeySource, RawSseRule, SsePolicies};
 use crate::s3::operation::Access;
+pub use crate::upstream::{AddressingStyle, Upstream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -297,14 +299,6 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AddressingStyle {
-    #[default]
-    Path,
-    Virtual,
-}
-
 // === Frozen ===
 
 #[derive(Debug)]
@@ -336,18 +330,6 @@ pub struct Server {
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub watch_interval: Option<Duration>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub name: String,
-    pub endpoint: http::Uri,
-    pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: SecretKey,
-    pub addressing_style: AddressingStyle,
-    pub ca_bundle: Option<PathBuf>,
-    pub forward_checksum_trailers: bool,
 }
 
 /// Reads environment variables for `{ env = ... }` secrets. A trait so tests pass a map

@@ -48,7 +48,7 @@ use crate::metrics::Metrics;
 use crate::rules::ByBucket;
 use crate::s3::headers;
 use crate::s3::route::{BodyKind, CopySource, Operation, Routed, Target};
-use crate::upstream::{Outgoing, Payload, UpstreamClient};
+use crate::upstream::{Outgoing, Payload, Sender};
 
 /// S3's limit on user metadata: names (without `x-amz-meta-`) plus values.
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html>
@@ -499,7 +499,7 @@ pub enum Transform {
 pub async fn plan(
     rules: &EncryptionRules,
     routed: &Routed,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     let rule = routed.target.bucket().and_then(|b| rules.for_bucket(b));
@@ -601,7 +601,7 @@ async fn plan_copy(
     rules: &EncryptionRules,
     routed: &Routed,
     dest: Option<&Arc<Rule>>,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     let CopySource {
@@ -691,7 +691,7 @@ fn version_query(query: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 async fn head(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     target: &Target,
     query: Vec<(String, String)>,
     headers: HeaderMap,
@@ -712,7 +712,7 @@ async fn head(
 
 /// A small request of the proxy's own (seals, part lists), answered with a bounded body.
 async fn call(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: Outgoing<'_>,
     body: Bytes,
     limit: usize,
@@ -912,7 +912,7 @@ impl Transform {
     /// Returns the document to send: a completion's part `ETag`s become the backend's again.
     pub async fn document(
         &mut self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         out: &Outgoing<'_>,
         doc: Bytes,
     ) -> Result<Bytes, ProxyError> {
@@ -937,7 +937,7 @@ impl Transform {
     /// Rewrites the upstream's answer for the client.
     pub async fn reply(
         self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         resp: Response<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         match self {

@@ -11,6 +11,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
 
+/// The header that carries the request id of an S3 answer, errors included.
+pub const X_AMZ_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-amz-request-id");
+
 /// The S3 error codes the proxy itself produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3Code {
@@ -266,7 +269,7 @@ pub fn error_response(
         HeaderValue::from_static("application/xml"),
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert(crate::s3::headers::X_AMZ_REQUEST_ID, v);
+        h.insert(X_AMZ_REQUEST_ID, v);
     }
     resp
 }

@@ -27,6 +27,7 @@
 //! terminators (see `docs/deploy.md`).
 
 pub mod auth;
+pub mod authz;
 pub mod s3;
 
 pub mod accept;
@@ -53,3 +54,6 @@ pub mod server;
 pub mod sse;
 pub mod tls;
 pub mod upstream;
+
+#[cfg(test)]
+mod layering;

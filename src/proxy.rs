@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
+use crate::authz;
 use crate::body::{Body, BoxError};
 use crate::cors::{self, BucketRules};
 use crate::cse::{self, CseError, EncryptionRules};
@@ -38,10 +39,10 @@ use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::policy::{RuleKind, SsePolicies};
 use crate::s3::headers;
-use crate::s3::route::{self, Access, BodyKind, Needs, Operation, RouteError, Routed};
+use crate::s3::route::{self, BodyKind, Operation, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
 use crate::sse;
-use crate::upstream::{self, Outgoing, Payload, UpstreamClient};
+use crate::upstream::{self, Outgoing, Payload, Sender, UpstreamClient};
 
 #[cfg(test)]
 mod deny_model;
@@ -198,14 +199,7 @@ async fn pipeline(
     req: Request<ClientBody>,
     client: &mut Option<Arc<ClientIdentity>>,
 ) -> Result<Response<Body>, ProxyError> {
-    if req
-        .extensions()
-        .get::<ViaTrustedProxy>()
-        .is_some_and(|v| v.plaintext)
-    {
-        forwarded::check_https(req.headers()).map_err(ProxyError::downstream)?;
-    }
-    check_framing(req.headers()).map_err(ProxyError::downstream)?;
+    admit(&req)?;
     if req.method() == Method::OPTIONS {
         return cors
             .preflight(req.headers())
@@ -219,20 +213,75 @@ async fn pipeline(
     *client = Some(verified.identity.clone());
     // Route errors are answered only after authentication, as S3 does.
     let routed = head.map_err(ProxyError::downstream)?;
-    authorize(&routed, &verified.identity).map_err(ProxyError::downstream)?;
+    let authorized =
+        authz::authorize(routed, verified.identity.clone()).map_err(ProxyError::downstream)?;
+    let routed = authorized.routed();
     if let Some(answer) = cors.bucket_api(routed.op) {
         return answer.map_err(ProxyError::downstream);
     }
-    let upstream = upstream_of(state, &verified.identity)?;
-
+    let upstream = upstream_of(state, authorized.identity())?.authorized(&authorized);
     let Verified {
         parts,
         body,
         content_length,
-        identity,
         ..
     } = verified;
     let failure = body.failure();
+
+    let mut out = outgoing(routed, &parts, content_length)?;
+    let sse = sse::Stage::prepare(&state.sse, routed, &parts.headers, &mut out)?;
+    if bucket_rules(state, routed) == (true, Some(RuleKind::SseC)) {
+        // The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry
+        // no SSE-C key, so such a bucket would fail in confusing ways: refuse it plainly.
+        return Err(CseError::Unsupported("An sse-c rule").into());
+    }
+    let mut transform = cse::plan(&state.encryption, routed, &upstream, &mut out).await?;
+    let (signed, replay) = match transform.body_kind(routed.body) {
+        BodyKind::Data => {
+            let trailer = trailer_checksum(&parts.headers);
+            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            (
+                sign_data(&upstream, &mut transform, out, body, trailer)?,
+                None,
+            )
+        }
+        BodyKind::Xml | BodyKind::Json => {
+            let doc = read_document(routed, body).await?;
+            let doc = transform.document(&upstream, &out, doc).await?;
+            sign_document(&upstream, out, &doc, sse.wants_replay())?
+        }
+    };
+
+    let resp = send_verified(&upstream, signed, &failure).await?;
+    let resp = sse.settle(&upstream, resp, replay).await?;
+    let mut resp = transform.reply(&upstream, resp).await?;
+    upstream::forwardable_response_headers(resp.headers_mut());
+    if routed.op == Operation::ListBuckets {
+        resp = listing::visible_buckets(resp, authorized.identity().clone()).await?;
+    }
+    Ok(resp)
+}
+
+/// What is refused before anything else looks at the request: plain HTTP from a trusted
+/// terminator that does not vouch for HTTPS, and request-smuggling framing.
+fn admit(req: &Request<ClientBody>) -> Result<(), ProxyError> {
+    if req
+        .extensions()
+        .get::<ViaTrustedProxy>()
+        .is_some_and(|v| v.plaintext)
+    {
+        forwarded::check_https(req.headers()).map_err(ProxyError::downstream)?;
+    }
+    check_framing(req.headers()).map_err(ProxyError::downstream)
+}
+
+/// The upstream request as the client asked for it, before the encryption stages: the
+/// routed target and query, forwardable headers, and the copy source exactly as authorised.
+fn outgoing<'r>(
+    routed: &'r Routed,
+    parts: &http::request::Parts,
+    content_length: Option<u64>,
+) -> Result<Outgoing<'r>, ProxyError> {
     let mut out = Outgoing {
         method: parts.method.clone(),
         target: &routed.target,
@@ -241,70 +290,58 @@ async fn pipeline(
         content_length,
     };
     if let Some(src) = &routed.copy_source {
-        // The upstream reads the copy source exactly as it was authorised.
         let v = HeaderValue::from_str(&src.header_value())
             .map_err(|_| ProxyError::downstream(RouteError::BadCopySource))?;
         out.headers.insert(headers::X_AMZ_COPY_SOURCE, v);
     }
-    let sse = sse::Stage::prepare(&state.sse, &routed, &parts.headers, &mut out)?;
-    if bucket_rules(state, &routed) == (true, Some(RuleKind::SseC)) {
-        // The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry
-        // no SSE-C key, so such a bucket would fail in confusing ways: refuse it plainly.
-        return Err(CseError::Unsupported("An sse-c rule").into());
-    }
-    let mut transform = cse::plan(&state.encryption, &routed, upstream, &mut out).await?;
-    let mut replay = None;
-    let signed = match transform.body_kind(routed.body) {
-        BodyKind::Data => {
-            if out.content_length.is_none() {
-                return Err(ProxyError::downstream(FramingError::MissingLength));
-            }
-            let trailer = trailer_checksum(&parts.headers);
-            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            let (body, trailer) = transform.seal_body(&mut out, body, trailer)?;
-            upstream.sign_stream(out, body, trailer, SystemTime::now())
-        }
-        BodyKind::Xml | BodyKind::Json => {
-            let doc = read_document(body).await?;
-            if routed.body == BodyKind::Xml {
-                xml::check_document(&doc).map_err(ProxyError::downstream)?;
-            }
-            if routed.op == Operation::DeleteObjects {
-                check_delete_keys(&doc)?;
-            }
-            let doc = transform.document(upstream, &out, doc).await?;
-            out.content_length = Some(doc.len() as u64);
-            if sse.wants_replay() {
-                replay = Some(sse::Replay {
-                    out: out.clone(),
-                    body: doc.clone(),
-                });
-            }
-            let payload = Payload::Known(&doc);
-            upstream.sign(
-                out,
-                &payload,
-                crate::body::full(doc.clone()),
-                SystemTime::now(),
-            )
-        }
-    }
-    .map_err(ProxyError::upstream)?;
+    Ok(out)
+}
 
-    let resp = send_verified(upstream, signed, &failure).await?;
-    let resp = sse.settle(upstream, resp, replay).await?;
-    let mut resp = transform.reply(upstream, resp).await?;
-    upstream::forwardable_response_headers(resp.headers_mut());
-    if routed.op == Operation::ListBuckets {
-        resp = listing::visible_buckets(resp, identity).await?;
+/// A streamed data body, sealed by the transform when the bucket encrypts, signed.
+fn sign_data(
+    upstream: &Sender<'_>,
+    transform: &mut cse::Transform,
+    mut out: Outgoing<'_>,
+    body: Body,
+    trailer: Option<ChecksumAlgorithm>,
+) -> Result<Request<Body>, ProxyError> {
+    if out.content_length.is_none() {
+        return Err(ProxyError::downstream(FramingError::MissingLength));
     }
-    Ok(resp)
+    let (body, trailer) = transform.seal_body(&mut out, body, trailer)?;
+    upstream
+        .sign_stream(out, body, trailer, SystemTime::now())
+        .map_err(ProxyError::upstream)
+}
+
+/// A buffered document, signed by its hash; kept for a replay when the SSE stage may need
+/// to send it again with an old key.
+fn sign_document<'o>(
+    upstream: &Sender<'_>,
+    mut out: Outgoing<'o>,
+    doc: &Bytes,
+    keep: bool,
+) -> Result<(Request<Body>, Option<sse::Replay<'o>>), ProxyError> {
+    out.content_length = Some(doc.len() as u64);
+    let replay = keep.then(|| sse::Replay {
+        out: out.clone(),
+        body: doc.clone(),
+    });
+    let signed = upstream
+        .sign(
+            out,
+            &Payload::Known(doc),
+            crate::body::full(doc.clone()),
+            SystemTime::now(),
+        )
+        .map_err(ProxyError::upstream)?;
+    Ok((signed, replay))
 }
 
 /// Sends the re-signed request. A body that failed verification on the way aborts the
 /// upstream request; the client then gets the verification error, not a gateway error.
 async fn send_verified(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     signed: Request<Body>,
     failure: &OnceLock<auth::AuthError>,
 ) -> Result<Response<Body>, ProxyError> {
@@ -337,39 +374,6 @@ fn cors_scope<'s>(
     cors::Scope::new(rules, req.method(), req.headers())
 }
 
-/// The verified key may do the operation, on the addressed bucket and on the bucket of any
-/// copy source (which it must be allowed to read).
-fn authorize(routed: &Routed, id: &ClientIdentity) -> Result<(), RouteError> {
-    if let Needs::Class(class) = routed.op.needs() {
-        if !id.operations.allows(class) {
-            return Err(RouteError::OperationNotAllowed(
-                routed.op.as_str(),
-                class.as_str(),
-            ));
-        }
-    }
-    let bucket_allowed = |b: &str| {
-        if id.buckets.allows(b) {
-            Ok(())
-        } else {
-            Err(RouteError::BucketNotAllowed(b.to_owned()))
-        }
-    };
-    if let Some(b) = routed.target.bucket() {
-        bucket_allowed(b)?;
-    }
-    if let Some(src) = &routed.copy_source {
-        bucket_allowed(&src.bucket)?;
-        if !id.operations.allows(Access::Read) {
-            return Err(RouteError::OperationNotAllowed(
-                routed.op.as_str(),
-                Access::Read.as_str(),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The checksum algorithm the client announced in `x-amz-trailer`, if any.
 fn trailer_checksum(h: &HeaderMap) -> Option<ChecksumAlgorithm> {
     let name = h.get(headers::X_AMZ_TRAILER)?.to_str().ok()?;
@@ -386,7 +390,23 @@ fn check_delete_keys(doc: &[u8]) -> Result<(), ProxyError> {
     Ok(())
 }
 
-async fn read_document(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
+/// A document body, read whole (bounded) and checked: XML without DTDs, and the keys of a
+/// DeleteObjects outside the proxy's namespace.
+async fn read_document(
+    routed: &Routed,
+    body: VerifiedBody<ClientBody>,
+) -> Result<Bytes, ProxyError> {
+    let doc = read_bounded(body).await?;
+    if routed.body == BodyKind::Xml {
+        xml::check_document(&doc).map_err(ProxyError::downstream)?;
+    }
+    if routed.op == Operation::DeleteObjects {
+        check_delete_keys(&doc)?;
+    }
+    Ok(doc)
+}
+
+async fn read_bounded(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
     let failure = body.failure();
     match Limited::new(body, xml::MAX_DOCUMENT_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

@@ -20,7 +20,7 @@ use crate::body::{self, Body, BoxError};
 use crate::config::Config;
 use crate::policy::{self, Encryption, SsePlan, SseRule};
 use crate::s3::route::{Operation, Target};
-use crate::upstream::{Outgoing, Payload, UpstreamClient};
+use crate::upstream::{Outgoing, Payload, Sender};
 
 /// Objects listed per ListObjectsV2 page.
 const PAGE_KEYS: &str = "1000";
@@ -64,7 +64,9 @@ pub async fn run(
         .filter(|r| matches!(&r.kind, Encryption::SseC { old_keys, .. } if !old_keys.is_empty()))
         .ok_or_else(|| ReencryptError::NoRotation(bucket.to_owned()))?
         .clone();
-    let client = crate::upstream::client_for(config.upstreams, upstream)?;
+    let upstream = crate::upstream::client_for(config.upstreams, upstream)?;
+    // The operator's own command: it acts with the upstream's credentials and serves no client.
+    let client = upstream.operator();
     let mut report = Report::default();
     let mut token = None;
     loop {
@@ -93,7 +95,7 @@ enum Outcome {
 }
 
 async fn reencrypt_one(
-    client: &UpstreamClient,
+    client: &Sender<'_>,
     rule: &SseRule,
     target: &Target,
     dry_run: bool,
@@ -153,7 +155,7 @@ fn plan(rule: &SseRule, op: Operation) -> Result<SsePlan, String> {
 
 /// Sends one request with `plan`'s SSE headers; `data` is a streamed body and its length.
 async fn send(
-    client: &UpstreamClient,
+    client: &Sender<'_>,
     method: Method,
     target: &Target,
     plan: &SsePlan,
@@ -177,7 +179,7 @@ async fn send(
 
 /// One ListObjectsV2 page: its keys and the continuation token, if there is more.
 pub(crate) async fn list_page(
-    client: &UpstreamClient,
+    client: &Sender<'_>,
     bucket: &str,
     prefix: &str,
     token: Option<&str>,

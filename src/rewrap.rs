@@ -22,7 +22,7 @@ use crate::crypto::format::{ObjectMetadata, META_PREFIX};
 use crate::cse::Rule;
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
-use crate::upstream::{Outgoing, Payload, UpstreamClient};
+use crate::upstream::{Outgoing, Payload, Sender};
 
 const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
 const COPY_SOURCE_IF_MATCH: HeaderName = HeaderName::from_static("x-amz-copy-source-if-match");
@@ -66,13 +66,14 @@ pub async fn run(
         .for_bucket(bucket)
         .ok_or_else(|| RewrapError::NotEncrypted(bucket.to_owned()))?
         .clone();
-    let client = crate::upstream::client_for(config.upstreams, upstream)?;
-    rewrap_bucket(&client, &rule, bucket, prefix, dry_run).await
+    let upstream = crate::upstream::client_for(config.upstreams, upstream)?;
+    // The operator's own command: it acts with the upstream's credentials and serves no client.
+    rewrap_bucket(&upstream.operator(), &rule, bucket, prefix, dry_run).await
 }
 
 /// [`run`] with the upstream client and the bucket's rule at hand.
 async fn rewrap_bucket(
-    client: &UpstreamClient,
+    client: &Sender<'_>,
     rule: &Rule,
     bucket: &str,
     prefix: &str,
@@ -107,7 +108,7 @@ enum Outcome {
 }
 
 async fn rewrap_one(
-    client: &UpstreamClient,
+    client: &Sender<'_>,
     rule: &Rule,
     bucket: &str,
     key: &str,
@@ -166,7 +167,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// One bodiless request: status, headers and a bounded answer body.
 async fn send(
-    client: &UpstreamClient,
+    client: &Sender<'_>,
     method: Method,
     target: &Target,
     headers: HeaderMap,

@@ -17,7 +17,7 @@ use crate::policy::{
     self, ClientHeaders, Encryption, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify,
 };
 use crate::s3::route::{Operation, Routed, Target};
-use crate::upstream::{Outgoing, Payload, UpstreamClient};
+use crate::upstream::{Outgoing, Payload, Sender};
 
 /// The largest backend error or CreateMultipartUpload document this stage reads into memory.
 /// S3 error documents are a few hundred bytes.
@@ -125,7 +125,7 @@ impl<'a> Stage<'a> {
     /// headers that would reveal the proxy's key removed.
     pub async fn settle(
         self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         resp: Response<Body>,
         replay: Option<Replay<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
@@ -205,7 +205,7 @@ impl Active<'_> {
     /// which one. If none does, the client gets the backend's first refusal.
     async fn with_old_keys(
         &self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         refused: Response<Body>,
         replay: Replay<'_>,
     ) -> Result<(Response<Body>, Option<&Retry>), ProxyError> {
@@ -277,11 +277,7 @@ impl Active<'_> {
 
     /// The headers of the object a write just finished (its version, when the bucket is
     /// versioned), or `None` if the backend does not answer a HEAD with 2xx.
-    async fn head_written(
-        &self,
-        upstream: &UpstreamClient,
-        written: &HeaderMap,
-    ) -> Option<HeaderMap> {
+    async fn head_written(&self, upstream: &Sender<'_>, written: &HeaderMap) -> Option<HeaderMap> {
         let out = Outgoing {
             method: Method::HEAD,
             target: self.target,
@@ -302,7 +298,7 @@ impl Active<'_> {
     /// The fail-closed path: log the incident, remove what the backend wrote, refuse.
     async fn refuse(
         &self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         resp: Response<Body>,
         policy: PolicyError,
     ) -> ProxyError {
@@ -336,7 +332,7 @@ impl Active<'_> {
     /// `AbortMultipartUpload` for an upload or one of its parts.
     async fn remove_written(
         &self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         resp: Response<Body>,
     ) -> Result<(), String> {
         let query = match self.op {

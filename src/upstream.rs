@@ -23,8 +23,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use http_body_util::BodyExt;
 
 use crate::auth::checksum::ChecksumAlgorithm;
+use crate::auth::SecretKey;
+use crate::authz::Authorized;
 use crate::body::Body;
-use crate::config::{AddressingStyle, Upstream};
 use crate::error::{S3Code, S3Error};
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
@@ -56,6 +57,28 @@ impl S3Error for UpstreamError {
             }
         }
     }
+}
+
+/// Which URL form the upstream expects.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressingStyle {
+    #[default]
+    Path,
+    Virtual,
+}
+
+/// One `[[upstream]]`, validated.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub endpoint: http::Uri,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretKey,
+    pub addressing_style: AddressingStyle,
+    pub ca_bundle: Option<std::path::PathBuf>,
+    pub forward_checksum_trailers: bool,
 }
 
 /// How the body of an outgoing request is described in its signature.
@@ -152,6 +175,31 @@ impl UpstreamClient {
         &self.cfg.name
     }
 
+    /// The upstream for one authorized request: the client's own, and the requests the
+    /// proxy sends on its behalf (HEADs, seals, part lists).
+    pub fn authorized(&self, _proof: &Authorized) -> Sender<'_> {
+        Sender { client: self }
+    }
+
+    /// The upstream for `s3seal rewrap` and `s3seal reencrypt`: the operator's own commands,
+    /// which act with the upstream's credentials by design and serve no client.
+    pub fn operator(&self) -> Sender<'_> {
+        Sender { client: self }
+    }
+}
+
+/// The only way to sign and send a request upstream. It is made from an [`Authorized`]
+/// request (or by an operator's command), so nothing reaches the upstream that was not
+/// verified and authorized first.
+pub struct Sender<'a> {
+    client: &'a UpstreamClient,
+}
+
+impl Sender<'_> {
+    pub fn name(&self) -> &str {
+        self.client.name()
+    }
+
     /// Builds and signs the upstream request for `out`, with `body` as its body.
     pub fn sign(
         &self,
@@ -161,7 +209,7 @@ impl UpstreamClient {
         now: SystemTime,
     ) -> Result<Request<Body>, UpstreamError> {
         let (authority, path) = self.locate(out.target);
-        let scheme = self.cfg.endpoint.scheme_str().unwrap_or("https");
+        let scheme = self.client.cfg.endpoint.scheme_str().unwrap_or("https");
         let query = encode_query(&out.query);
         let uri = if query.is_empty() {
             format!("{scheme}://{authority}{path}")
@@ -185,8 +233,8 @@ impl UpstreamClient {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         let params = v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(&self.cfg.region)
+            .identity(&self.client.identity)
+            .region(&self.client.cfg.region)
             .name("s3")
             .time(now)
             .settings(settings)
@@ -230,7 +278,7 @@ impl UpstreamClient {
         let (Some(algorithm), Some(decoded), true) = (
             trailer,
             out.content_length,
-            self.cfg.forward_checksum_trailers,
+            self.client.cfg.forward_checksum_trailers,
         ) else {
             return self.sign(out, &Payload::Streamed, body, now);
         };
@@ -265,6 +313,7 @@ impl UpstreamClient {
 
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
         self.client
+            .client
             .request(req)
             .await
             .map_err(UpstreamError::Unreachable)
@@ -273,11 +322,12 @@ impl UpstreamClient {
     /// The authority and encoded path for a target under this upstream's addressing style.
     fn locate(&self, target: &Target) -> (String, String) {
         let authority = self
+            .client
             .cfg
             .endpoint
             .authority()
             .map_or_else(String::new, ToString::to_string);
-        match (self.cfg.addressing_style, target) {
+        match (self.client.cfg.addressing_style, target) {
             (_, Target::Service) => (authority, "/".into()),
             (AddressingStyle::Path, Target::Bucket(b)) => (authority, format!("/{b}")),
             (AddressingStyle::Path, Target::Object { bucket, key }) => {

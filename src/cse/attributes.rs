@@ -17,7 +17,7 @@ use quick_xml::escape::escape;
 use crate::body::{self, Body};
 use crate::crypto::format::{Layout, ObjectMetadata};
 use crate::error::ProxyError;
-use crate::upstream::{Outgoing, UpstreamClient};
+use crate::upstream::{Outgoing, Sender};
 
 use super::{client_etag, content_length, read, CseError, Rule, Transform, Unencrypted};
 
@@ -98,7 +98,7 @@ impl Attributes {
     /// The answer, written from the HEAD's.
     pub(super) async fn reply(
         self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         resp: Response<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let (head, _) = resp.into_parts();

@@ -19,7 +19,7 @@ use crate::crypto::format::{Layout, PartKey, PartNumber};
 use crate::error::ProxyError;
 use crate::s3::headers;
 use crate::s3::route::Target;
-use crate::upstream::{Outgoing, Payload, UpstreamClient};
+use crate::upstream::{Outgoing, Payload, Sender};
 
 use super::{
     client_etag, content_length, multipart, read, strip_checksums, write_metadata, CseError, Rule,
@@ -73,7 +73,7 @@ pub(super) async fn plan_part(
     src_rule: Option<&Arc<Rule>>,
     dest_rule: Option<&Arc<Rule>>,
     source: Source,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     let key = match dest_rule {
@@ -100,7 +100,7 @@ pub(super) async fn plan_object(
     src_rule: Option<&Arc<Rule>>,
     dest_rule: Option<&Arc<Rule>>,
     source: Source,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     let replace = out
@@ -155,7 +155,7 @@ async fn read_source(
     src_rule: Option<&Arc<Rule>>,
     source: Source,
     range: Option<HeaderValue>,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<(Body, u64, HeaderMap), ProxyError> {
     let target = Target::Object {
@@ -209,7 +209,7 @@ async fn read_source(
     Ok((body, len, parts.headers))
 }
 
-async fn send(upstream: &UpstreamClient, out: Outgoing<'_>) -> Result<Response<Body>, ProxyError> {
+async fn send(upstream: &Sender<'_>, out: Outgoing<'_>) -> Result<Response<Body>, ProxyError> {
     let req = upstream
         .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
         .map_err(ProxyError::upstream)?;

@@ -25,7 +25,7 @@ use crate::crypto::format::{
 use crate::error::ProxyError;
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
-use crate::upstream::{Outgoing, UpstreamClient};
+use crate::upstream::{Outgoing, Sender};
 
 use super::{call, strip_checksums, write_metadata, CseError, Rule, Transform, MAX_LISTING_BYTES};
 
@@ -144,7 +144,7 @@ impl Complete {
     /// leaves a seal nobody reads; a retried one overwrites it with the same parts.
     pub(super) async fn write_seal(
         &self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         out: &Outgoing<'_>,
         doc: &[u8],
     ) -> Result<(), ProxyError> {
@@ -205,7 +205,7 @@ fn completed_parts(doc: &[u8]) -> Result<Vec<u32>, CseError> {
 
 /// Every part the backend holds for the upload: number → stored size.
 async fn list_parts(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &Outgoing<'_>,
 ) -> Result<HashMap<u32, u64>, ProxyError> {
     let upload_id = out
@@ -304,7 +304,7 @@ fn for_each_text(
 
 /// The verified seal of a multipart object.
 pub(super) async fn load_seal(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     bucket: &str,
     key: &ObjectKey,
 ) -> Result<Seal, ProxyError> {
@@ -331,7 +331,7 @@ pub(super) async fn load_seal(
 
 /// Copies a multipart object's seal to another bucket, for a copy of the object there.
 pub(super) async fn copy_seal(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     from: &str,
     to: &str,
     salt: &Salt,

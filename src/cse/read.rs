@@ -14,7 +14,7 @@ use crate::crypto::format::{
 };
 use crate::crypto::{DecryptSegments, Segment};
 use crate::error::ProxyError;
-use crate::upstream::{Outgoing, UpstreamClient};
+use crate::upstream::{Outgoing, Sender};
 
 use super::{
     client_etag, content_length, head, multipart, object_plaintext_len, strip_stored_headers,
@@ -58,7 +58,7 @@ fn object_of(out: &Outgoing<'_>) -> String {
 
 pub(super) async fn plan_head(
     rule: &Arc<Rule>,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     // A HEAD reports the whole object's plaintext size.
@@ -117,7 +117,7 @@ fn conditions(h: &HeaderMap) -> HeaderMap {
 /// object has part 1 only. Unencrypted objects (and HEAD failures) go upstream as asked.
 async fn plan_part(
     rule: &Rule,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
     number: u32,
 ) -> Result<Option<Planned>, ProxyError> {
@@ -172,7 +172,7 @@ async fn plan_part(
 
 pub(super) async fn plan_get(
     rule: &Arc<Rule>,
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
     let mut open = Open {
@@ -240,7 +240,7 @@ pub(super) async fn plan_get(
 /// The parts of an object with their plaintext lengths: one for a `PutObject`, the sealed list
 /// for a multipart upload. The stored size must be theirs.
 pub(super) async fn object_parts(
-    upstream: &UpstreamClient,
+    upstream: &Sender<'_>,
     bucket: &str,
     meta: &ObjectMetadata,
     key: &ObjectKey,
@@ -313,7 +313,7 @@ pub(super) fn segments_for(
 impl Open {
     pub(super) async fn reply(
         self,
-        upstream: &UpstreamClient,
+        upstream: &Sender<'_>,
         resp: Response<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = resp.into_parts();

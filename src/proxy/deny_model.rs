@@ -10,7 +10,6 @@ use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::Empty;
 use proptest::prelude::*;
 
-use super::authorize;
 use crate::auth::{self, sigv4, AuthContext, BucketPatterns, ClientIdentity, ClientKeys, Grants};
 use crate::s3::route::{self, Access, Addressing, Operation};
 
@@ -370,9 +369,10 @@ fn run(c: &Case) -> Verdict {
     let Ok(routed) = routed else {
         return Verdict::Refuse;
     };
-    if authorize(&routed, &verified.identity).is_err() {
+    let Ok(authorized) = crate::authz::authorize(routed, verified.identity.clone()) else {
         return Verdict::Refuse;
-    }
+    };
+    let routed = authorized.routed().clone();
     Verdict::Forward {
         op: routed.op,
         bucket: routed.target.bucket().unwrap_or_default().to_owned(),

@@ -78,10 +78,6 @@ pub enum RouteError {
     BadCopySource,
     #[error("Keys under '.s3seal/' belong to the proxy.")]
     ReservedKey,
-    #[error("Access Denied: this access key may not use bucket '{0}'.")]
-    BucketNotAllowed(String),
-    #[error("Access Denied: this access key may not use {0} ('{1}' is not among its operations).")]
-    OperationNotAllowed(&'static str, &'static str),
 }
 
 impl S3Error for RouteError {
@@ -101,9 +97,7 @@ impl S3Error for RouteError {
             | RouteError::InvalidInteger(_)
             | RouteError::DuplicateCopySource
             | RouteError::BadCopySource => S3Code::InvalidArgument,
-            RouteError::ReservedKey
-            | RouteError::BucketNotAllowed(_)
-            | RouteError::OperationNotAllowed(..) => S3Code::AccessDenied,
+            RouteError::ReservedKey => S3Code::AccessDenied,
         }
     }
 }

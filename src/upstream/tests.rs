@@ -40,6 +40,7 @@ fn path_style_request_is_encoded_and_signed_with_upstream_credentials() {
         key: "a b/../c+d".into(),
     };
     let req = up
+        .operator()
         .sign(
             outgoing(&t, &[("partNumber", "1"), ("uploadId", "x/y=")]),
             &Payload::Streamed,
@@ -70,6 +71,7 @@ fn virtual_style_moves_the_bucket_into_the_host() {
         key: "k".into(),
     };
     let req = up
+        .operator()
         .sign(
             outgoing(&t, &[("uploads", "")]),
             &Payload::Known(b""),

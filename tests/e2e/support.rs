@@ -24,6 +24,9 @@ pub const CLIENT_SK: &str = "test-client-secret-0123456789abcdefghij";
 /// A second client key that may only use buckets named `limited-*`.
 pub const LIMITED_AK: &str = "S3SEALLIMITED";
 pub const LIMITED_SK: &str = "limited-secret-0123456789abcdefghijklmn";
+/// A third client key that may only use buckets whose name ends in `-public`.
+pub const PUBLIC_AK: &str = "S3SEALPUBLIC";
+pub const PUBLIC_SK: &str = "public-secret-0123456789abcdefghijklmno";
 
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -219,6 +222,13 @@ impl Harness {
                 secret: SecretKey::new(LIMITED_SK),
                 upstream: "test".into(),
                 buckets: BucketPatterns::new(&["limited-*".into()]).unwrap(),
+                operations: Grants::default(),
+            },
+            ClientIdentity {
+                access_key_id: PUBLIC_AK.into(),
+                secret: SecretKey::new(PUBLIC_SK),
+                upstream: "test".into(),
+                buckets: BucketPatterns::new(&["*-public".into()]).unwrap(),
                 operations: Grants::default(),
             },
         ]);
