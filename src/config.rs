@@ -104,6 +104,9 @@ pub struct RawServer {
     pub idle_timeout_secs: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may hold open; see `server::peers`.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
     /// `text` or `json`; `S3SEAL_LOG_FORMAT` overrides it. Read at start only.
@@ -135,6 +138,11 @@ fn default_idle_timeout() -> u64 {
 }
 fn default_max_connections() -> usize {
     4096
+}
+/// An eighth of `max_connections`: a client address cannot hold all the slots, while a busy
+/// parallel client (s5cmd runs 256 workers by default) behind one NAT address still fits.
+fn default_max_connections_per_peer() -> usize {
+    512
 }
 fn default_max_header_bytes() -> usize {
     64 * 1024
@@ -322,6 +330,7 @@ pub struct Server {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
     pub max_header_bytes: usize,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
@@ -434,6 +443,12 @@ impl RawServer {
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        if s.max_connections_per_peer == 0 {
+            return Err(invalid(
+                "server.max_connections_per_peer",
+                "must be at least 1",
+            ));
+        }
         if s.max_header_bytes < 8 * 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 8192"));
         }
@@ -457,6 +472,7 @@ impl RawServer {
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             max_connections: s.max_connections,
+            max_connections_per_peer: s.max_connections_per_peer,
             max_header_bytes: s.max_header_bytes,
             log_format: s.log_format,
             drain_timeout: Duration::from_secs(s.drain_timeout_secs),

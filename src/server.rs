@@ -18,9 +18,11 @@ use tokio::task::JoinHandle;
 use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
 use idle::{IdleTimeout, InFlight};
+use peers::PeerConnections;
 
 mod file_watch;
 mod idle;
+mod peers;
 use crate::config::{self, Config};
 use crate::forwarded::ViaTrustedProxy;
 use crate::metrics::Metrics;
@@ -273,6 +275,7 @@ async fn serve_tls(
 ) {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let per_peer = PeerConnections::default();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -298,24 +301,40 @@ async fn serve_tls(
             },
             _ = stopped.changed() => break,
         };
+        let generation = live.load_full();
+        let settings = &generation.settings;
+        let metrics = &generation.state.metrics;
+        // A trusted TLS terminator carries many clients' connections from one address, so the
+        // per-peer limit would cap all of them together; only `max_connections` applies to it.
+        let trusted = is_trusted(&settings.trusted_proxies, peer);
+        let slot = if trusted {
+            None
+        } else if let Some(slot) = per_peer.try_open(peer.ip(), settings.max_connections_per_peer)
+        {
+            Some(slot)
+        } else {
+            // Debug, not warn: a client over its limit would otherwise write a line per attempt.
+            tracing::debug!(%peer, "per-peer connection limit reached; closing new connection");
+            metrics.connection_refused("max_connections_per_peer");
+            continue;
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; closing new connection");
-            drop(tcp);
+            metrics.connection_refused("max_connections");
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let generation = live.load_full();
         let live = live.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let open = generation.state.metrics.connection_opened();
+        let open = metrics.connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let _open = open;
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
             let timeout = settings.handshake_timeout;
-            let trusted = is_trusted(&settings.trusted_proxies, peer);
             let accepted = if trusted {
                 accept::accept_trusted(tcp, &generation.acceptor, timeout).await
             } else {
@@ -437,7 +456,10 @@ async fn serve_plaintext(
             },
             _ = stopped.changed() => break,
         };
+        // No per-peer limit here: each connection lives at most `handshake_timeout` plus the
+        // answer's linger, and this listener's slots are its own.
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics.connection_refused("max_connections");
             continue;
         };
         let timeout = settings.handshake_timeout;

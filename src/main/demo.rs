@@ -64,6 +64,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             header_read_timeout: std::time::Duration::from_secs(30),
             idle_timeout: std::time::Duration::from_secs(120),
             max_connections: 1024,
+            max_connections_per_peer: 1024,
             max_header_bytes: 64 * 1024,
             log_format: s3seal::logging::LogFormat::Text,
             drain_timeout: std::time::Duration::from_secs(10),

@@ -204,6 +204,64 @@ async fn slow_headers_time_out_and_connections_are_limited() {
     assert_eq!(n, 0);
 }
 
+/// Whether a TLS handshake with the proxy completes; the connection is then dropped.
+async fn handshakes(h: &Harness) -> bool {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(support::client_tls()));
+    let tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let handshake = connector.connect("localhost".try_into().unwrap(), tcp);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), handshake).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Whether the proxy closes a new TCP connection without waiting for a byte from it.
+async fn closed_at_once(h: &Harness) -> bool {
+    let mut tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    // Well below the harness's 5 s handshake timeout, which would close it too.
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// One client address cannot take every connection slot: past `max_connections_per_peer` its
+/// new connections are closed at once and counted, and a slot it frees is its own again. A
+/// trusted TLS terminator, which carries many clients' connections, is exempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_peer_are_limited() {
+    let h = Harness::s3s_with(|s| {
+        support::with_admin(s);
+        s.max_connections_per_peer = 2;
+    })
+    .await;
+    let first = tls(&h).await;
+    let _second = tls(&h).await;
+    assert!(closed_at_once(&h).await, "a third connection was kept open");
+    let (_, m) = crate::admin::get(h.proxy.admin_addr.unwrap(), "/metrics").await;
+    let refused = "s3seal_connections_refused_total{limit=\"max_connections_per_peer\"}";
+    assert_eq!(crate::admin::sample(&m, refused), 1, "{m}");
+
+    drop(first);
+    let started = Instant::now();
+    while !handshakes(&h).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the freed slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let behind_terminator = Harness::s3s_with(|s| {
+        s.max_connections_per_peer = 1;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let _held = [tls(&behind_terminator).await, tls(&behind_terminator).await];
+    assert!(handshakes(&behind_terminator).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigv2_is_refused_clearly() {
     let h = Harness::s3s().await;

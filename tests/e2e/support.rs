@@ -231,6 +231,7 @@ impl Harness {
                 header_read_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),
                 max_connections: 256,
+                max_connections_per_peer: 256,
                 max_header_bytes: 64 * 1024,
                 log_format: s3seal::logging::LogFormat::Text,
                 drain_timeout: Duration::from_secs(10),
