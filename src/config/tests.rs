@@ -476,12 +476,12 @@ fn operations_settings_have_defaults_and_are_checked() {
     let bad = GOOD.replace("domain = \"S3.Localhost\"", "log_format = \"xml\"");
     assert!(Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).is_err());
     assert_eq!(c.server.max_connections_per_peer, 512);
-    let bad = GOOD.replace(
-        "domain = \"S3.Localhost\"",
-        "max_connections_per_peer = 0",
-    );
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "max_connections_per_peer = 0");
     let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
-    assert!(err.to_string().contains("max_connections_per_peer"), "{err}");
+    assert!(
+        err.to_string().contains("max_connections_per_peer"),
+        "{err}"
+    );
 }
 
 /// Every per-bucket setting is decided the same way: of the `[[bucket]]` tables that set it,

@@ -461,6 +461,74 @@ async fn http2_clients_are_served() {
     assert_eq!(body.as_ref(), b"over h2");
 }
 
+/// Only requests count as activity. An HTTP/2 client that keeps sending requests keeps its
+/// connection past `idle_timeout`; one that only sends PINGs (RFC 9113 §6.7), which cost the
+/// client nothing and would hold a connection slot forever, is closed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pings_do_not_keep_a_connection_open() {
+    let idle_timeout = Duration::from_secs(1);
+    let h = Harness::s3s_with(|s| s.idle_timeout = idle_timeout).await;
+    let mut config = support::client_tls();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let stream = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (client, mut connection) = h2::client::handshake(stream).await.unwrap();
+    let mut pings = connection.ping_pong().unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+
+    // ListBuckets every 300 ms for over twice the idle timeout, on the one connection.
+    let uri = format!("{}/", h.endpoint());
+    let started = Instant::now();
+    let mut answered = started;
+    while started.elapsed() < idle_timeout * 2 + Duration::from_millis(500) {
+        let signed = raw::sign_request(
+            "GET",
+            &uri,
+            &[],
+            aws_sigv4::http_request::SignableBody::Bytes(b""),
+            support::CLIENT_AK,
+            support::CLIENT_SK,
+            std::time::SystemTime::now(),
+        );
+        let mut req = http::Request::get(&uri);
+        for (k, v) in &signed.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let (resp, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+        let resp = resp.await.expect("a connection with requests was closed");
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        answered = Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client = client.ready().await.unwrap();
+    }
+
+    // Then only PINGs, every 200 ms: answered until the idle timeout, counted from the last
+    // response, closes the connection.
+    while pings.ping(h2::Ping::opaque()).await.is_ok() {
+        assert!(
+            answered.elapsed() < idle_timeout * 4,
+            "a client sending only PINGs was kept open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed_after = answered.elapsed();
+    assert!(
+        closed_after + Duration::from_millis(100) >= idle_timeout,
+        "closed {closed_after:?} after the last response"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+}
+
 /// An `https://` upstream verified with a configured CA bundle: a second s3seal (in front of
 /// s3s-fs) serves as the upstream of the first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
