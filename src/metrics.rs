@@ -43,6 +43,7 @@ pub struct Metrics {
     connections_refused: DashMap<&'static str, AtomicU64>,
     kms_requests: DashMap<&'static str, AtomicU64>,
     kms_cache_hits: DashMap<&'static str, AtomicU64>,
+    kms_refusals_remembered: DashMap<&'static str, AtomicU64>,
     crypto_failures: DashMap<&'static str, AtomicU64>,
 }
 
@@ -82,6 +83,11 @@ impl Metrics {
     /// A data key served from the KMS cache instead of a KMS request.
     pub fn kms_cache_hit(&self, op: &'static str) {
         inc(&self.kms_cache_hits, op);
+    }
+
+    /// A KMS call not made because KMS had refused the same blob moments ago.
+    pub fn kms_refusal_remembered(&self, op: &'static str) {
+        inc(&self.kms_refusals_remembered, op);
     }
 
     /// A data key that could not be made or opened (`op` is `encrypt` or `decrypt`).
@@ -216,6 +222,12 @@ impl Metrics {
                 "s3seal_kms_cache_hits_total",
                 "Data keys served from the KMS cache instead of a KMS request, by the KMS operation saved.",
                 &self.kms_cache_hits,
+                "op",
+            ),
+            (
+                "s3seal_kms_refusals_remembered_total",
+                "KMS calls not made because KMS had refused the same wrapped key within the last minute, by the KMS operation saved.",
+                &self.kms_refusals_remembered,
                 "op",
             ),
             (
