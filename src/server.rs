@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
+use crate::auth::BufferBudget;
 use idle::{Activity, Progress};
 use peers::{PeerConnections, PeerSlot};
 
@@ -339,6 +340,7 @@ async fn serve_tls(
                 live,
                 builder,
                 idle_timeout: settings.idle_timeout,
+                buffer_budget: BufferBudget::new(settings.max_connection_buffer_bytes),
             };
             match accepted {
                 Ok(Accepted::Tls(stream)) => {
@@ -428,6 +430,8 @@ struct Conn {
     live: Arc<ArcSwap<Live>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     idle_timeout: Duration,
+    /// Shared by the connection's requests: HTTP/2 multiplexes many on one connection.
+    buffer_budget: BufferBudget,
 }
 
 impl Conn {
@@ -446,11 +450,13 @@ impl Conn {
             live,
             builder,
             idle_timeout,
+            buffer_budget,
         } = self;
         let activity = Activity::new();
         let progress = activity.clone();
         let service = service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(proxy::Peer(peer));
+            req.extensions_mut().insert(buffer_budget.clone());
             if let Some(v) = via {
                 req.extensions_mut().insert(v);
             }

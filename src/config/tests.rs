@@ -482,6 +482,16 @@ fn operations_settings_have_defaults_and_are_checked() {
         err.to_string().contains("max_connections_per_peer"),
         "{err}"
     );
+    assert_eq!(c.server.max_connection_buffer_bytes, 64 * 1024 * 1024);
+    let bad = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "max_connection_buffer_bytes = 1048576",
+    );
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(
+        err.to_string().contains("max_connection_buffer_bytes"),
+        "{err}"
+    );
 }
 
 /// Every per-bucket setting is decided the same way: of the `[[bucket]]` tables that set it,

@@ -66,6 +66,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             max_connections: 1024,
             max_connections_per_peer: 1024,
             max_header_bytes: 64 * 1024,
+            max_connection_buffer_bytes: 4 * s3seal::auth::chunked::MAX_SIGNED_CHUNK_SIZE,
             log_format: s3seal::logging::LogFormat::Text,
             drain_timeout: std::time::Duration::from_secs(10),
             trusted_proxies: Vec::new(),

@@ -461,13 +461,11 @@ async fn http2_clients_are_served() {
     assert_eq!(body.as_ref(), b"over h2");
 }
 
-/// Only requests count as activity. An HTTP/2 client that keeps sending requests keeps its
-/// connection past `idle_timeout`; one that only sends PINGs (RFC 9113 §6.7), which cost the
-/// client nothing and would hold a connection slot forever, is closed after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_pings_do_not_keep_a_connection_open() {
-    let idle_timeout = Duration::from_secs(1);
-    let h = Harness::s3s_with(|s| s.idle_timeout = idle_timeout).await;
+type H2Connection =
+    h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, bytes::Bytes>;
+
+/// An HTTP/2 connection to the proxy from the h2 crate, to drive frames one by one.
+async fn h2_connect(h: &Harness) -> (h2::client::SendRequest<bytes::Bytes>, H2Connection) {
     let mut config = support::client_tls();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -476,7 +474,88 @@ async fn http2_pings_do_not_keep_a_connection_open() {
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
-    let (client, mut connection) = h2::client::handshake(stream).await.unwrap();
+    h2::client::handshake(stream).await.unwrap()
+}
+
+/// A signed aws-chunked body is held a chunk at a time until the chunk's signature is checked,
+/// and the streams of one connection share `max_connection_buffer_bytes` for it. Three HTTP/2
+/// streams that each send 12 MiB of a 16 MiB chunk do not fit in 32 MiB: one is refused with
+/// `503 SlowDown` instead of the proxy holding 16 MiB for each of up to 200 streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_chunks_are_bounded_per_connection() {
+    const CHUNK: usize = 16 * 1024 * 1024;
+    const SENT: usize = 12 * 1024 * 1024;
+    let h = Harness::s3s_with(|s| s.max_connection_buffer_bytes = 2 * CHUNK as u64).await;
+    let b = support::bucket("budget");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let (mut client, connection) = h2_connect(&h).await;
+    tokio::spawn(connection);
+
+    let signature = "0".repeat(64);
+    let head = format!("{CHUNK:x};chunk-signature={signature}\r\n");
+    let last = format!("\r\n0;chunk-signature={signature}\r\n\r\n");
+    let framed = (head.len() + CHUNK + last.len()).to_string();
+    let mut responses = tokio::task::JoinSet::new();
+    let mut senders = Vec::new();
+    for i in 0..3 {
+        let uri = format!("{}/{b}/k{i}", h.endpoint());
+        let signed = raw::sign_request(
+            "PUT",
+            &uri,
+            &[
+                ("content-length", &framed),
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-decoded-content-length", &CHUNK.to_string()),
+            ],
+            aws_sigv4::http_request::SignableBody::Precomputed(
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into(),
+            ),
+            support::CLIENT_AK,
+            support::CLIENT_SK,
+            std::time::SystemTime::now(),
+        );
+        let mut req = http::Request::put(&uri);
+        for (k, v) in &signed.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        client = client.ready().await.unwrap();
+        let (resp, mut body) = client.send_request(req.body(()).unwrap(), false).unwrap();
+        body.send_data(head.clone().into(), false).unwrap();
+        body.send_data(vec![0u8; SENT].into(), false).unwrap();
+        // Kept open: the chunk never ends, so its bytes stay buffered.
+        senders.push(body);
+        responses.spawn(async move {
+            let resp = resp.await.unwrap();
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut xml = Vec::new();
+            while let Some(chunk) = body.data().await {
+                xml.extend_from_slice(&chunk.unwrap());
+            }
+            (status, String::from_utf8_lossy(&xml).into_owned())
+        });
+    }
+    let (status, xml) = tokio::time::timeout(Duration::from_secs(20), responses.join_next())
+        .await
+        .expect("no stream was refused: the connection buffered all three")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (status.as_u16(), error_code(&xml)),
+        (503, "SlowDown"),
+        "{xml}"
+    );
+    drop(senders);
+}
+
+/// Only requests count as activity. An HTTP/2 client that keeps sending requests keeps its
+/// connection past `idle_timeout`; one that only sends PINGs (RFC 9113 §6.7), which cost the
+/// client nothing and would hold a connection slot forever, is closed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pings_do_not_keep_a_connection_open() {
+    let idle_timeout = Duration::from_secs(1);
+    let h = Harness::s3s_with(|s| s.idle_timeout = idle_timeout).await;
+    let (client, mut connection) = h2_connect(&h).await;
     let mut pings = connection.ping_pong().unwrap();
     let driver = tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();

@@ -233,6 +233,7 @@ impl Harness {
                 max_connections: 256,
                 max_connections_per_peer: 256,
                 max_header_bytes: 64 * 1024,
+                max_connection_buffer_bytes: 4 * s3seal::auth::chunked::MAX_SIGNED_CHUNK_SIZE,
                 log_format: s3seal::logging::LogFormat::Text,
                 drain_timeout: Duration::from_secs(10),
                 trusted_proxies: Vec::new(),
