@@ -10,6 +10,7 @@
 //!
 //! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>
 
+mod budget;
 pub mod checksum;
 pub mod chunked;
 pub mod credentials;
@@ -37,6 +38,7 @@ use checksum::ChecksumAlgorithm;
 use sigv4::{Credential, Signature, SigningKey};
 use verified_body::{BodyPlan, ChunkSigning, Encoding, ExpectedChecksum};
 
+pub use budget::BufferBudget;
 pub use credentials::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 pub use error::{AuthError, BodyError};
 pub use verified_body::VerifiedBody;
@@ -78,7 +80,9 @@ impl<B> std::fmt::Debug for Verified<B> {
     }
 }
 
-/// Authenticates a request with `SigV4` (header or presigned URL) and wraps its body.
+/// Authenticates a request with `SigV4` (header or presigned URL) and wraps its body. The
+/// body's buffered bytes are charged to the [`BufferBudget`] in the request's extensions, if
+/// any (the server puts its connection's there).
 pub fn verify<B: Body>(
     req: http::Request<B>,
     keys: &ClientKeys,
@@ -88,8 +92,13 @@ pub fn verify<B: Body>(
     let auth = authenticate(&parts, keys, cx)?;
     let plan = body_plan(&parts.headers, auth.payload, auth.signing)?;
     let content_length = plan.expected_len;
+    let charge = parts
+        .extensions
+        .get::<BufferBudget>()
+        .map(BufferBudget::charge)
+        .unwrap_or_default();
     Ok(Verified {
-        body: VerifiedBody::new(body, plan)?,
+        body: VerifiedBody::new(body, plan, charge)?,
         parts,
         identity: auth.identity,
         content_length,

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::auth::chunked::MAX_SIGNED_CHUNK_SIZE;
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use crate::cors::{self, BucketRules};
 use crate::crypto::format::{Kek, KeyId, KEY_LEN};
@@ -111,8 +112,15 @@ pub struct RawServer {
     pub idle_timeout_secs: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may hold open; see `server::peers`.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Signed aws-chunked bytes one connection's requests may hold while their chunk
+    /// signatures are pending; see `auth::BufferBudget`.
+    #[serde(default = "default_max_connection_buffer_bytes")]
+    pub max_connection_buffer_bytes: u64,
     /// `text` or `json`; `S3SEAL_LOG_FORMAT` overrides it. Read at start only.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -143,9 +151,22 @@ fn default_idle_timeout() -> u64 {
 fn default_max_connections() -> usize {
     4096
 }
+/// An eighth of `max_connections`: a client address cannot hold all the slots, while a busy
+/// parallel client (s5cmd runs 256 workers by default) behind one NAT address still fits.
+fn default_max_connections_per_peer() -> usize {
+    512
+}
 fn default_max_header_bytes() -> usize {
     64 * 1024
 }
+/// Four of the largest chunks a signed aws-chunked body may have: four uploads with the
+/// largest chunks at once, or hundreds with the 64 or 128 KiB chunks SDKs send.
+fn default_max_connection_buffer_bytes() -> u64 {
+    4 * MAX_SIGNED_CHUNK_SIZE
+}
+/// Two of the largest chunks: one upload's largest chunk, and the client frame that completes
+/// it, always fit.
+const MIN_CONNECTION_BUFFER_BYTES: u64 = 2 * MAX_SIGNED_CHUNK_SIZE;
 /// Below Kubernetes' default 30 s grace period, so the drain finishes before SIGKILL.
 fn default_drain_timeout() -> u64 {
     25
@@ -325,7 +346,9 @@ pub struct Server {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
     pub max_header_bytes: usize,
+    pub max_connection_buffer_bytes: u64,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
@@ -425,8 +448,20 @@ impl RawServer {
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        if s.max_connections_per_peer == 0 {
+            return Err(invalid(
+                "server.max_connections_per_peer",
+                "must be at least 1",
+            ));
+        }
         if s.max_header_bytes < 8 * 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 8192"));
+        }
+        if s.max_connection_buffer_bytes < MIN_CONNECTION_BUFFER_BYTES {
+            return Err(invalid(
+                "server.max_connection_buffer_bytes",
+                format!("must be at least {MIN_CONNECTION_BUFFER_BYTES} (two 16 MiB chunks)"),
+            ));
         }
         let trusted_proxies = s
             .trusted_proxies
@@ -449,7 +484,9 @@ impl RawServer {
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             max_connections: s.max_connections,
+            max_connections_per_peer: s.max_connections_per_peer,
             max_header_bytes: s.max_header_bytes,
+            max_connection_buffer_bytes: s.max_connection_buffer_bytes,
             log_format: s.log_format,
             drain_timeout: Duration::from_secs(s.drain_timeout_secs),
             trusted_proxies,

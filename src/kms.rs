@@ -7,6 +7,10 @@
 //! objects (each object still derives its own keys from its random salt, §5.1), and a reader
 //! keeps blob → data key. Concurrent misses for one entry wait for a single KMS call.
 //!
+//! A blob KMS refuses to open is remembered too, briefly: a blob can come from a client (the
+//! upload id of a multipart upload, `docs/format.md` §7), and without this a client repeating a
+//! forged upload id would cost a KMS call per request, and spend the account's KMS quota.
+//!
 //! Reference: <https://docs.aws.amazon.com/kms/latest/APIReference/API_GenerateDataKey.html>,
 //! <https://docs.aws.amazon.com/kms/latest/APIReference/API_Decrypt.html>.
 
@@ -48,6 +52,24 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const MAX_CACHED_BLOBS: usize = 4096;
 /// Buckets with a cached writer entry; a rule may match many buckets by pattern.
 const MAX_CACHED_BUCKETS: usize = 1024;
+/// Refused blobs remembered; beyond this, expired entries are dropped, then the oldest. Kept
+/// apart from the read cache, so refused blobs never push out ones that opened.
+const MAX_REFUSED_BLOBS: usize = 1024;
+/// How long a refusal is remembered: a forged blob repeated costs one call per minute, and a
+/// key re-enabled or a grant added is seen within a minute.
+const REFUSAL_TTL: Duration = Duration::from_secs(60);
+/// Refusals that say nothing about the blob: KMS is busy or failing, and the same call may
+/// succeed at once. Never remembered.
+///
+/// Reference: <https://docs.aws.amazon.com/kms/latest/APIReference/API_Decrypt.html#API_Decrypt_Errors>,
+/// <https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html>
+const TRANSIENT_REFUSALS: [&str; 5] = [
+    "ThrottlingException",
+    "LimitExceededException",
+    "KMSInternalException",
+    "KeyUnavailableException",
+    "DependencyTimeoutException",
+];
 
 /// A KMS key source as configured (`docs/config.md`, "KMS").
 #[derive(Debug)]
@@ -65,7 +87,7 @@ pub struct KmsSettings {
     pub cache_max_uses: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KmsError {
     #[error("The KMS endpoint could not be reached: {0}")]
     Unreachable(String),
@@ -90,6 +112,23 @@ impl S3Error for KmsError {
             KmsError::Refused { .. } | KmsError::Answer(..) | KmsError::Signing(_) => {
                 S3Code::InternalError
             }
+        }
+    }
+}
+
+impl KmsError {
+    /// Whether this is KMS's verdict on the blob: a named refusal that is not about KMS's own
+    /// state. An answer with no KMS error type (`HTTP 502` from something in front of it) is
+    /// not one.
+    fn is_verdict(&self) -> bool {
+        match self {
+            KmsError::Refused { kind, .. } => {
+                !kind.starts_with("HTTP ") && !TRANSIENT_REFUSALS.contains(&kind.as_str())
+            }
+            KmsError::Unreachable(_)
+            | KmsError::Timeout
+            | KmsError::Answer(..)
+            | KmsError::Signing(_) => false,
         }
     }
 }
@@ -178,6 +217,12 @@ struct ReadSlot {
     key: tokio::sync::OnceCell<Arc<DataKey>>,
 }
 
+/// A blob KMS would not open, and what it said.
+struct Refusal {
+    created: Instant,
+    error: KmsError,
+}
+
 /// One KMS key with its connection pool and caches.
 pub struct Kms {
     settings: KmsSettings,
@@ -186,6 +231,7 @@ pub struct Kms {
     metrics: OnceLock<Arc<Metrics>>,
     writers: Mutex<HashMap<String, Arc<WriteSlot>>>,
     readers: Mutex<HashMap<[u8; 32], Arc<ReadSlot>>>,
+    refused: Mutex<HashMap<[u8; 32], Refusal>>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -223,6 +269,7 @@ impl Kms {
             metrics: OnceLock::new(),
             writers: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -303,7 +350,12 @@ impl Kms {
         let id = cache_id(key_id, wrapped);
         let mut readers = self.readers.lock().expect("not poisoned");
         if readers.len() >= MAX_CACHED_BLOBS {
-            evict(&mut readers, self.settings.cache_ttl);
+            evict(
+                &mut readers,
+                |s| s.created,
+                self.settings.cache_ttl,
+                MAX_CACHED_BLOBS,
+            );
         }
         readers.insert(
             id,
@@ -315,16 +367,20 @@ impl Kms {
     }
 
     /// The data key inside a blob wrapped under `key_id`, from the cache when it was opened
-    /// recently.
+    /// recently. A blob KMS refused within [`REFUSAL_TTL`] is refused again without a call.
     pub async fn open(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
         let id = cache_id(key_id, wrapped);
+        if let Some(refusal) = self.refusal(&id) {
+            return Err(refusal);
+        }
         let slot = {
             let mut readers = self.readers.lock().expect("not poisoned");
             match readers.get(&id) {
                 Some(s) if s.created.elapsed() < self.settings.cache_ttl => s.clone(),
                 _ => {
                     if readers.len() >= MAX_CACHED_BLOBS {
-                        evict(&mut readers, self.settings.cache_ttl);
+                        let ttl = self.settings.cache_ttl;
+                        evict(&mut readers, |s| s.created, ttl, MAX_CACHED_BLOBS);
                     }
                     let slot = Arc::new(ReadSlot {
                         created: Instant::now(),
@@ -336,11 +392,23 @@ impl Kms {
             }
         };
         let mut called = false;
+        let asked = &mut called;
         let key = match slot
             .key
-            .get_or_try_init(|| {
-                called = true;
-                self.decrypt(key_id, wrapped)
+            // Callers that waited on a call KMS refused try again in turn: they find the
+            // refusal here instead of calling KMS one after another.
+            .get_or_try_init(|| async move {
+                if let Some(refusal) = self.refusal(&id) {
+                    return Err(refusal);
+                }
+                *asked = true;
+                let opened = self.decrypt(key_id, wrapped).await;
+                // Remembered before the waiters are let in.
+                match &opened {
+                    Err(e) if e.is_verdict() => self.remember_refusal(id, e),
+                    _ => {}
+                }
+                opened
             })
             .await
         {
@@ -362,6 +430,33 @@ impl Kms {
             self.cache_hit(Op::Decrypt);
         }
         Ok(key.clone())
+    }
+
+    /// The refusal remembered for the blob `id`, if recent; counted as a call saved.
+    fn refusal(&self, id: &[u8; 32]) -> Option<KmsError> {
+        let refused = self.refused.lock().expect("not poisoned");
+        let error = refused
+            .get(id)
+            .filter(|r| r.created.elapsed() < REFUSAL_TTL)
+            .map(|r| r.error.clone())?;
+        if let Some(m) = self.metrics.get() {
+            m.kms_refusal_remembered(Op::Decrypt.name());
+        }
+        Some(error)
+    }
+
+    fn remember_refusal(&self, id: [u8; 32], error: &KmsError) {
+        let mut refused = self.refused.lock().expect("not poisoned");
+        if refused.len() >= MAX_REFUSED_BLOBS {
+            evict(&mut refused, |r| r.created, REFUSAL_TTL, MAX_REFUSED_BLOBS);
+        }
+        refused.insert(
+            id,
+            Refusal {
+                created: Instant::now(),
+                error: error.clone(),
+            },
+        );
     }
 
     async fn generate(&self) -> Result<(Arc<DataKey>, Arc<[u8]>), KmsError> {
@@ -495,15 +590,20 @@ fn cache_id(key_id: &str, wrapped: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Drops expired entries; if none had expired, the oldest half, so a burst of distinct
-/// blobs cannot grow the cache without bound.
-fn evict(readers: &mut HashMap<[u8; 32], Arc<ReadSlot>>, ttl: Duration) {
-    readers.retain(|_, s| s.created.elapsed() < ttl);
-    if readers.len() >= MAX_CACHED_BLOBS {
-        let mut ages: Vec<Instant> = readers.values().map(|s| s.created).collect();
+/// Drops expired entries; if that leaves `max` or more, the oldest half, so a burst of
+/// distinct blobs cannot grow a cache without bound.
+fn evict<V>(
+    cache: &mut HashMap<[u8; 32], V>,
+    created: impl Fn(&V) -> Instant,
+    ttl: Duration,
+    max: usize,
+) {
+    cache.retain(|_, v| created(v).elapsed() < ttl);
+    if cache.len() >= max {
+        let mut ages: Vec<Instant> = cache.values().map(&created).collect();
         ages.sort_unstable();
         let cut = ages[ages.len() / 2];
-        readers.retain(|_, s| s.created > cut);
+        cache.retain(|_, v| created(v) > cut);
     }
 }
 

@@ -40,8 +40,10 @@ pub struct Metrics {
     /// Unix seconds; 0 when unknown.
     tls_cert_not_after: AtomicU64,
     open_connections: AtomicU64,
+    connections_refused: DashMap<&'static str, AtomicU64>,
     kms_requests: DashMap<&'static str, AtomicU64>,
     kms_cache_hits: DashMap<&'static str, AtomicU64>,
+    kms_refusals_remembered: DashMap<&'static str, AtomicU64>,
     crypto_failures: DashMap<&'static str, AtomicU64>,
 }
 
@@ -83,6 +85,11 @@ impl Metrics {
         inc(&self.kms_cache_hits, op);
     }
 
+    /// A KMS call not made because KMS had refused the same blob moments ago.
+    pub fn kms_refusal_remembered(&self, op: &'static str) {
+        inc(&self.kms_refusals_remembered, op);
+    }
+
     /// A data key that could not be made or opened (`op` is `encrypt` or `decrypt`).
     pub fn crypto_failure(&self, op: &'static str) {
         inc(&self.crypto_failures, op);
@@ -110,6 +117,11 @@ impl Metrics {
     pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
         self.open_connections.fetch_add(1, Ordering::Relaxed);
         OpenConnection(self.clone())
+    }
+
+    /// A connection closed at accept because `limit` (the config key) was reached.
+    pub fn connection_refused(&self, limit: &'static str) {
+        inc(&self.connections_refused, limit);
     }
 
     /// The serving certificate's expiry (at start and after each reload).
@@ -213,6 +225,12 @@ impl Metrics {
                 "op",
             ),
             (
+                "s3seal_kms_refusals_remembered_total",
+                "KMS calls not made because KMS had refused the same wrapped key within the last minute, by the KMS operation saved.",
+                &self.kms_refusals_remembered,
+                "op",
+            ),
+            (
                 "s3seal_crypto_failures_total",
                 "Client-side encryption data keys that could not be made (encrypt) or opened (decrypt).",
                 &self.crypto_failures,
@@ -238,6 +256,14 @@ impl Metrics {
             &[],
             self.open_connections.load(Ordering::Relaxed),
         );
+        out.header(
+            "s3seal_connections_refused_total",
+            "counter",
+            "Connections closed at accept, before a byte was read, by the limit that was reached (max_connections, max_connections_per_peer).",
+        );
+        for (limit, n) in sorted(&self.connections_refused) {
+            out.sample("s3seal_connections_refused_total", &[("limit", limit)], n);
+        }
         out.counter(
             "s3seal_tls_handshake_failures_total",
             "TLS connections whose handshake failed or timed out.",

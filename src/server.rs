@@ -12,15 +12,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
-use idle::{IdleTimeout, InFlight};
+use crate::auth::BufferBudget;
+use idle::{Activity, Progress};
+use peers::{PeerConnections, PeerSlot};
 
 mod file_watch;
 mod idle;
+mod peers;
 use crate::config::{self, Config};
 use crate::forwarded::ViaTrustedProxy;
 use crate::metrics::Metrics;
@@ -273,7 +276,10 @@ async fn serve_tls(
     mut stopped: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let limits = Limits {
+        total: Arc::new(Semaphore::new(settings.max_connections)),
+        per_peer: PeerConnections::default(),
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -299,24 +305,30 @@ async fn serve_tls(
             },
             _ = stopped.changed() => break,
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing new connection");
-            drop(tcp);
-            continue;
+        let generation = live.load_full();
+        let settings = &generation.settings;
+        let metrics = &generation.state.metrics;
+        let trusted = is_trusted(&settings.trusted_proxies, peer);
+        let admission = match limits.admit(peer, trusted, settings) {
+            Ok(admission) => admission,
+            Err(limit) => {
+                // Counted, and logged at debug only: a flood would write a line per attempt.
+                tracing::debug!(%peer, limit, "connection limit reached; closing new connection");
+                metrics.connection_refused(limit);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
-        let generation = live.load_full();
         let live = live.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let open = generation.state.metrics.connection_opened();
+        let open = metrics.connection_opened();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _admission = admission;
             let _open = open;
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
             let timeout = settings.handshake_timeout;
-            let trusted = is_trusted(&settings.trusted_proxies, peer);
             let accepted = if trusted {
                 accept::accept_trusted(tcp, &generation.acceptor, timeout).await
             } else {
@@ -329,6 +341,7 @@ async fn serve_tls(
                 live,
                 builder,
                 idle_timeout: settings.idle_timeout,
+                buffer_budget: BufferBudget::new(settings.max_connection_buffer_bytes),
             };
             match accepted {
                 Ok(Accepted::Tls(stream)) => {
@@ -366,6 +379,45 @@ async fn serve_tls(
     }
 }
 
+/// The connection limits of the S3 listener.
+struct Limits {
+    /// `max_connections`, fixed at start.
+    total: Arc<Semaphore>,
+    /// `max_connections_per_peer`, read from the current settings at each accept.
+    per_peer: PeerConnections,
+}
+
+/// What an admitted connection holds until it closes.
+struct Admission {
+    _total: OwnedSemaphorePermit,
+    _peer: Option<PeerSlot>,
+}
+
+impl Limits {
+    /// Admits a connection from `peer`, or names the limit (its config key) it is over.
+    fn admit(
+        &self,
+        peer: SocketAddr,
+        trusted: bool,
+        settings: &config::Server,
+    ) -> Result<Admission, &'static str> {
+        // A trusted TLS terminator carries many clients' connections from one address: the
+        // per-peer limit would cap all of them together, so only `max_connections` applies.
+        let slot = if trusted {
+            None
+        } else {
+            let limit = settings.max_connections_per_peer;
+            let slot = self.per_peer.try_open(peer.ip(), limit);
+            Some(slot.ok_or("max_connections_per_peer")?)
+        };
+        let permit = (self.total.clone().try_acquire_owned()).map_err(|_| "max_connections")?;
+        Ok(Admission {
+            _total: permit,
+            _peer: slot,
+        })
+    }
+}
+
 /// Whether `peer` is one of the configured TLS terminators. An IPv4 peer seen on a dual-stack
 /// socket (`::ffff:10.0.0.1`) matches IPv4 ranges.
 fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
@@ -379,6 +431,8 @@ struct Conn {
     live: Arc<ArcSwap<Live>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     idle_timeout: Duration,
+    /// Shared by the connection's requests: HTTP/2 multiplexes many on one connection.
+    buffer_budget: BufferBudget,
 }
 
 impl Conn {
@@ -397,27 +451,39 @@ impl Conn {
             live,
             builder,
             idle_timeout,
+            buffer_budget,
         } = self;
-        let in_flight = InFlight::default();
-        let stream = IdleTimeout::new(stream, idle_timeout, in_flight.clone());
+        let activity = Activity::new();
+        let progress = activity.clone();
         let service = service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(proxy::Peer(peer));
+            req.extensions_mut().insert(buffer_budget.clone());
             if let Some(v) = via {
                 req.extensions_mut().insert(v);
             }
             // Each request takes the generation current when it starts and keeps it to the
             // end, so a reload never changes the rules under a request.
             let state = live.load().state.clone();
-            let busy = in_flight.enter();
+            let busy = progress.enter();
+            let progress = progress.clone();
             async move {
                 let resp = proxy::handle(state, req).await;
                 drop(busy);
-                Ok::<_, std::convert::Infallible>(resp)
+                Ok::<_, std::convert::Infallible>(resp.map(|body| Progress::new(body, progress)))
             }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        // Dropping the connection closes it, as a client that vanished would: nothing is in
+        // flight, and an HTTP/2 client waiting on a stalled response sees its streams reset.
+        tokio::select! {
+            served = watcher.watch(conn.into_owned()) => {
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            () = activity.idle(idle_timeout) => {
+                tracing::debug!(%peer, "closing idle connection");
+            }
         }
     }
 }
@@ -438,7 +504,10 @@ async fn serve_plaintext(
             },
             _ = stopped.changed() => break,
         };
+        // No per-peer limit here: each connection lives at most `handshake_timeout` plus the
+        // answer's linger, and this listener's slots are its own.
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics.connection_refused("max_connections");
             continue;
         };
         let timeout = settings.handshake_timeout;

@@ -78,6 +78,8 @@ pub enum AuthError {
     IncompleteBody { expected: u64, received: u64 },
     #[error("The request body is longer than the {expected} bytes declared.")]
     BodyTooLong { expected: u64 },
+    #[error("Please reduce your request rate: this connection's requests already hold {limit} bytes of aws-chunked data awaiting chunk signatures. Send fewer uploads at once on one connection, or smaller chunks.")]
+    BufferBudgetExhausted { limit: u64 },
     #[error(transparent)]
     Chunked(#[from] ChunkedError),
 
@@ -145,6 +147,7 @@ impl S3Error for AuthError {
                 | ChunkedError::InvalidTrailer(_)
                 | ChunkedError::TrailingData => S3Code::InvalidRequest,
             },
+            AuthError::BufferBudgetExhausted { .. } => S3Code::SlowDown,
             AuthError::InvalidContentMd5 => S3Code::InvalidDigest,
             AuthError::ContentMd5Mismatch | AuthError::ChecksumMismatch(_) => S3Code::BadDigest,
         }

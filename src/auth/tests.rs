@@ -521,6 +521,75 @@ fn aws_example_chunked_upload() {
     }
 }
 
+/// The first `len` bytes of a body, then nothing more for now: a client that stopped
+/// sending in the middle of a chunk.
+struct Stalled(Option<Bytes>);
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.0.take() {
+            Some(frame) => Poll::Ready(Some(Ok(Frame::data(frame)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+fn stalled_chunked_request(len: usize, budget: &BufferBudget) -> Request<Stalled> {
+    let body = Bytes::from(aws_chunked_body(CHUNK_SIGNATURES, b"")).slice(..len);
+    let (parts, _) = aws_chunked_request(Pieces::new([])).into_parts();
+    let mut req = Request::from_parts(parts, Stalled(Some(body)));
+    req.extensions_mut().insert(budget.clone());
+    req
+}
+
+#[test]
+fn requests_of_a_connection_share_one_buffer_budget() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let budget = BufferBudget::new(70_000);
+    // Two uploads stop 40,000 bytes into their first 64 KiB chunk: the first is held, the
+    // second would take the connection past its budget.
+    let mut first = run(stalled_chunked_request(40_000, &budget)).unwrap().body;
+    assert!(Pin::new(&mut first).poll_frame(&mut cx).is_pending());
+    let held = budget.held();
+    assert!((39_000..40_000).contains(&held), "{held}");
+    let second = run(stalled_chunked_request(40_000, &budget)).unwrap();
+    let slot = second.body.failure();
+    let mut second = second.body;
+    match Pin::new(&mut second).poll_frame(&mut cx) {
+        Poll::Ready(Some(Err(BodyError::Verification(e)))) => {
+            assert_eq!(e, AuthError::BufferBudgetExhausted { limit: 70_000 });
+            assert_eq!(e.code(), S3Code::SlowDown);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(slot.get().is_some());
+    // The refused upload gave back what it had taken; the held one gives its share back when
+    // it ends.
+    assert_eq!(budget.held(), held);
+    drop(first);
+    assert_eq!(budget.held(), 0);
+}
+
+#[test]
+fn released_bytes_go_back_to_the_budget() {
+    // The whole example fits in one chunk plus the client frame that ends it (whose rest is
+    // the next chunk's start) when chunks are handed on as they are verified.
+    let budget = BufferBudget::new(65_536 + 1_000);
+    let body = aws_chunked_body(CHUNK_SIGNATURES, b"");
+    let mut req = aws_chunked_request(Pieces::new(body.chunks(1000).map(Bytes::copy_from_slice)));
+    req.extensions_mut().insert(budget.clone());
+    let out = drain(run(req).unwrap().body);
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.data.len(), 66_560);
+    assert_eq!(budget.held(), 0);
+}
+
 #[test]
 fn chunked_upload_tampering_is_caught_before_the_end() {
     // A flipped data byte in the last data chunk.

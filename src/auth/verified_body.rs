@@ -9,7 +9,9 @@
 //! is aborted with an incomplete body.
 //!
 //! Memory is bounded: one signed chunk (at most [`MAX_SIGNED_CHUNK_SIZE`]) while its signature is
-//! pending, plus the pieces of the client frame being decoded.
+//! pending, plus the pieces of the client frame being decoded. The chunk's bytes are also charged
+//! to the connection's [`super::BufferBudget`], shared by all of its requests, from when they are
+//! buffered until they are handed on.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -25,6 +27,7 @@ use subtle::ConstantTimeEq;
 
 use crate::body::BoxError;
 
+use super::budget::Charge;
 use super::checksum::{ChecksumAlgorithm, Checksummer};
 use super::chunked::{Decoder, Event, Framing, MAX_SIGNED_CHUNK_SIZE};
 use super::error::{AuthError, BodyError};
@@ -152,10 +155,12 @@ struct Machine {
     trailer_signature: Option<Signature>,
     /// The validated checksum trailer, emitted after the data.
     trailers_frame: Option<HeaderMap>,
+    /// Buffered signed-chunk bytes not yet released, charged to the connection's budget.
+    charge: Charge,
 }
 
 impl Machine {
-    fn new(plan: BodyPlan) -> Self {
+    fn new(plan: BodyPlan, charge: Charge) -> Self {
         let (decoder, chain, trailer_expected, payload_sha256) = match plan.encoding {
             Encoding::Plain { sha256 } => (None, None, false, sha256.map(|h| (Sha256::new(), h))),
             Encoding::Chunked { signing, trailer } => {
@@ -196,6 +201,7 @@ impl Machine {
             trailers: Vec::new(),
             trailer_signature: None,
             trailers_frame: None,
+            charge,
         }
     }
 
@@ -224,6 +230,7 @@ impl Machine {
                     hash_into(&mut self.checksum, &mut self.md5, data);
                     match &mut self.chain {
                         Some(chain) => {
+                            self.charge.take(data.len() as u64)?;
                             chain.hasher.update(data);
                             chain.data.extend_from_slice(data);
                         }
@@ -408,10 +415,16 @@ impl Machine {
         self.phase = Phase::Failed;
         self.out = Outbox::default();
         self.trailers_frame = None;
+        if let Some(chain) = &mut self.chain {
+            chain.data = BytesMut::new();
+        }
+        self.charge.give_back_all();
     }
 
     fn release(&mut self, piece: Bytes) -> Frame<Bytes> {
         self.released += piece.len() as u64;
+        // Only signed-chunk bytes were charged, and every released piece of a signed body is one.
+        self.charge.give_back(piece.len() as u64);
         Frame::data(piece)
     }
 
@@ -458,8 +471,8 @@ impl<B: Body> VerifiedBody<B> {
     /// Builds the body; when the client's body is already known to be empty, its proofs are
     /// checked now, so an empty body that cannot be right fails in `verify` and a correct one
     /// reports `is_end_stream` at once.
-    pub(crate) fn new(inner: B, plan: BodyPlan) -> Result<Self, AuthError> {
-        let mut machine = Box::new(Machine::new(plan));
+    pub(super) fn new(inner: B, plan: BodyPlan, charge: Charge) -> Result<Self, AuthError> {
+        let mut machine = Box::new(Machine::new(plan, charge));
         if inner.is_end_stream() {
             machine.end_of_input()?;
         }

@@ -475,6 +475,23 @@ fn operations_settings_have_defaults_and_are_checked() {
     assert!(err.to_string().contains("watch_interval_secs"), "{err}");
     let bad = GOOD.replace("domain = \"S3.Localhost\"", "log_format = \"xml\"");
     assert!(Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).is_err());
+    assert_eq!(c.server.max_connections_per_peer, 512);
+    let bad = GOOD.replace("domain = \"S3.Localhost\"", "max_connections_per_peer = 0");
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(
+        err.to_string().contains("max_connections_per_peer"),
+        "{err}"
+    );
+    assert_eq!(c.server.max_connection_buffer_bytes, 64 * 1024 * 1024);
+    let bad = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "max_connection_buffer_bytes = 1048576",
+    );
+    let err = Config::from_toml(&bad, Path::new("/etc/s3seal"), &env()).unwrap_err();
+    assert!(
+        err.to_string().contains("max_connection_buffer_bytes"),
+        "{err}"
+    );
 }
 
 /// Every per-bucket setting is decided the same way: of the `[[bucket]]` tables that set it,

@@ -157,7 +157,128 @@ fn eviction_keeps_the_read_cache_bounded() {
             }),
         );
     }
-    evict(&mut readers, Duration::from_secs(60));
+    evict(
+        &mut readers,
+        |s| s.created,
+        Duration::from_secs(60),
+        MAX_CACHED_BLOBS,
+    );
     assert!(readers.len() < MAX_CACHED_BLOBS);
     assert!(readers.len() >= MAX_CACHED_BLOBS / 2 - 1);
+}
+
+/// A KMS endpoint that refuses every call with `kind`; it counts the calls.
+async fn refusing_kms(kind: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The whole request (head and JSON body) before answering, so the client sees the
+            // answer and not a reset.
+            while !is_complete(&request) {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = format!(r#"{{"__type":"{kind}","message":"no"}}"#);
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes()).await;
+        }
+    });
+    (endpoint, calls)
+}
+
+fn is_complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>())
+        })
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    body.len() >= length
+}
+
+#[tokio::test]
+async fn a_refused_blob_is_remembered_and_a_throttled_one_is_not() {
+    let (endpoint, calls) = refusing_kms("InvalidCiphertextException").await;
+    let forged = kms(&endpoint);
+    for _ in 0..3 {
+        let err = forged.open("alias/s3seal", b"forged").await.unwrap_err();
+        assert!(
+            matches!(&err, KmsError::Refused { kind, .. } if kind == "InvalidCiphertextException"),
+            "{err}"
+        );
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The same blob under another key is another question for KMS.
+    assert!(forged.open("old", b"forged").await.is_err());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(forged.readers.lock().unwrap().is_empty());
+
+    let (endpoint, calls) = refusing_kms("ThrottlingException").await;
+    let throttled = kms(&endpoint);
+    for _ in 0..3 {
+        assert!(throttled.open("alias/s3seal", b"blob").await.is_err());
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(throttled.refused.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_opens_of_a_refused_blob_cost_one_call() {
+    let (endpoint, calls) = refusing_kms("InvalidCiphertextException").await;
+    let kms = Arc::new(kms(&endpoint));
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let kms = kms.clone();
+            tokio::spawn(async move { kms.open("alias/s3seal", b"forged").await.is_err() })
+        })
+        .collect();
+    for open in opens {
+        assert!(open.await.unwrap());
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn only_named_refusals_about_the_blob_are_verdicts() {
+    let refused = |kind: &str| KmsError::Refused {
+        op: "Decrypt",
+        kind: kind.into(),
+        message: String::new(),
+    };
+    for kind in [
+        "InvalidCiphertextException",
+        "IncorrectKeyException",
+        "NotFoundException",
+    ] {
+        assert!(refused(kind).is_verdict(), "{kind}");
+    }
+    for kind in [
+        "ThrottlingException",
+        "KMSInternalException",
+        "HTTP 502",
+        "HTTP 403",
+    ] {
+        assert!(!refused(kind).is_verdict(), "{kind}");
+    }
+    assert!(!KmsError::Timeout.is_verdict());
 }

@@ -1,156 +1,186 @@
-//! Closes connections that sit idle: no bytes in either direction and no request being
-//! answered for the configured time. hyper's header-read timeout only starts once a request's
-//! first byte arrives, so without this an idle keep-alive connection would live forever.
+//! Closes connections that make no progress: no request started or being answered, and no
+//! response bytes produced, for the configured time. hyper's header-read timeout only starts
+//! once a request's first byte arrives, so without this an idle keep-alive connection would
+//! live forever.
+//!
+//! Progress is counted at the request level, not in socket bytes. An HTTP/2 client can keep a
+//! socket busy without asking for anything: `PING` (RFC 9113 §6.7), `SETTINGS` (§6.5) and
+//! `WINDOW_UPDATE` (§6.9) frames are answered by the h2 layer and never reach the service, so
+//! they do not count. TCP keep-alive probes (RFC 1122 §4.2.3.6) carry no data and never reach
+//! the process at all.
 
-use std::future::Future;
-use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
 
-/// Requests being answered on one connection. The service holds a [`Busy`] guard while it
-/// works, so a slow upstream does not count as idleness.
-#[derive(Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+/// One connection's progress: when it last made some, and how many requests are being
+/// answered. Cloned into the service and into each response body.
+#[derive(Clone)]
+pub struct Activity(Arc<Shared>);
 
-impl InFlight {
-    pub fn enter(&self) -> Busy {
-        self.0.fetch_add(1, Ordering::AcqRel);
-        Busy(self.0.clone())
+struct Shared {
+    /// What `last_ms` counts from.
+    origin: Instant,
+    /// Milliseconds from `origin` to the last progress.
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    pub fn new() -> Self {
+        Activity(Arc::new(Shared {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }))
     }
 
-    fn is_idle(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 0
+    /// Records progress now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.0.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// A request is being answered until the guard is dropped: a slow upstream does not make
+    /// its connection idle.
+    pub fn enter(&self) -> Busy {
+        self.touch();
+        self.0.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn last(&self) -> Instant {
+        self.0.origin + Duration::from_millis(self.0.last_ms.load(Ordering::Relaxed))
+    }
+
+    fn is_busy(&self) -> bool {
+        self.0.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Resolves once the connection has made no progress for `timeout` and no request is
+    /// being answered.
+    pub async fn idle(&self, timeout: Duration) {
+        loop {
+            let deadline = self.last() + timeout;
+            if Instant::now() < deadline {
+                tokio::time::sleep_until(deadline).await;
+            } else if self.is_busy() {
+                // The request's end counts as progress, so the connection can be idle no
+                // sooner than `timeout` after it: look again then.
+                tokio::time::sleep(timeout).await;
+            } else {
+                return;
+            }
+        }
     }
 }
 
-/// Marks a request in flight until dropped.
-pub struct Busy(Arc<AtomicUsize>);
+/// Marks a request in flight until dropped; its end is progress.
+pub struct Busy(Activity);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0 .0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
     }
 }
 
-/// An I/O stream whose reads fail with `TimedOut` after `timeout` without activity.
-pub struct IdleTimeout<T> {
-    inner: T,
-    sleep: Pin<Box<Sleep>>,
-    timeout: Duration,
-    in_flight: InFlight,
-}
-
-impl<T> IdleTimeout<T> {
-    pub fn new(inner: T, timeout: Duration, in_flight: InFlight) -> Self {
-        IdleTimeout {
-            inner,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            timeout,
-            in_flight,
-        }
+pin_project_lite::pin_project! {
+    /// A response body whose frames count as its connection's progress: a download keeps its
+    /// connection open for as long as the client reads it, however long it takes.
+    pub struct Progress<B> {
+        #[pin]
+        inner: B,
+        activity: Activity,
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
-    fn poll_read(
+impl<B> Progress<B> {
+    pub fn new(inner: B, activity: Activity) -> Self {
+        Progress { inner, activity }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Progress<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    this.sleep.as_mut().reset(Instant::now() + this.timeout);
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                while this.sleep.as_mut().poll(cx).is_ready() {
-                    if this.in_flight.is_idle() {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "connection idle for too long",
-                        )));
-                    }
-                    this.sleep.as_mut().reset(Instant::now() + this.timeout);
-                }
-                Poll::Pending
-            }
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if matches!(frame, Some(Ok(_))) {
+            this.activity.touch();
         }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.sleep.as_mut().reset(Instant::now() + this.timeout);
-        }
-        r
+        Poll::Ready(frame)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.sleep.as_mut().reset(Instant::now() + this.timeout);
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use http_body_util::{BodyExt, Full};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    const JUST_BEFORE: Duration = Duration::from_millis(4990);
+
+    /// Whether `idle` resolves within `within`.
+    async fn idles_within(activity: &Activity, within: Duration) -> bool {
+        tokio::time::timeout(within, activity.idle(TIMEOUT))
+            .await
+            .is_ok()
+    }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_reads_time_out_unless_a_request_is_in_flight() {
-        let (client, server) = tokio::io::duplex(64);
-        let in_flight = InFlight::default();
-        let mut io = IdleTimeout::new(server, Duration::from_secs(5), in_flight.clone());
-        let mut client = client;
-        let mut buf = [0u8; 8];
+    async fn idle_after_the_timeout_without_progress() {
+        let activity = Activity::new();
+        assert!(!idles_within(&activity, JUST_BEFORE).await);
+        assert!(idles_within(&activity, Duration::from_millis(20)).await);
+    }
 
-        client.write_all(b"hi").await.unwrap();
-        assert_eq!(io.read(&mut buf).await.unwrap(), 2);
+    #[tokio::test(start_paused = true)]
+    async fn progress_postpones_idleness() {
+        let activity = Activity::new();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        activity.touch();
+        assert!(!idles_within(&activity, Duration::from_secs(4)).await);
+        assert!(idles_within(&activity, Duration::from_secs(2)).await);
+    }
 
-        // A request in flight keeps the connection open past the timeout.
-        let busy = in_flight.enter();
-        let read = tokio::time::timeout(Duration::from_secs(12), io.read(&mut buf)).await;
-        assert!(read.is_err(), "read must still be pending while busy");
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_keeps_the_connection_until_it_ends() {
+        let activity = Activity::new();
+        let busy = activity.enter();
+        assert!(!idles_within(&activity, TIMEOUT * 3).await);
         drop(busy);
+        // Its end is progress: a full timeout from there.
+        assert!(!idles_within(&activity, JUST_BEFORE).await);
+        assert!(idles_within(&activity, Duration::from_millis(20)).await);
+    }
 
-        let err = io.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    #[tokio::test(start_paused = true)]
+    async fn response_frames_are_progress() {
+        let activity = Activity::new();
+        let mut body = Progress::new(Full::new(Bytes::from_static(b"x")), activity.clone());
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        body.frame().await.unwrap().unwrap();
+        assert!(!idles_within(&activity, Duration::from_secs(4)).await);
+        assert!(idles_within(&activity, Duration::from_secs(2)).await);
     }
 }

@@ -36,7 +36,8 @@ fn reload_names_the_settings_that_need_a_restart() {
     // Applied by a reload: not reported.
     let applied = server(
         "region = \"eu-west-1\"\ndomain = \"s3.example\"\nidle_timeout_secs = 5\n\
-         handshake_timeout_secs = 3\ndrain_timeout_secs = 1\ntrusted_proxies = [\"10.0.0.0/8\"]",
+         handshake_timeout_secs = 3\ndrain_timeout_secs = 1\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+         max_connections_per_peer = 7\nmax_connection_buffer_bytes = 40000000",
     );
     assert!(restart_only_changes(&old, &applied).is_empty());
     let fixed = server(

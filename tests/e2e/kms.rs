@@ -510,6 +510,44 @@ async fn kms_multipart() {
     );
 }
 
+/// A forged upload id costs one `Decrypt`, however often it is sent: KMS's refusal of its blob
+/// is remembered. The salt in front of the blob is not part of what KMS saw, so changing it
+/// does not buy another call either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_refusals_are_remembered() {
+    let moto = backends::shared_moto();
+    let key_id = create_key(moto).await;
+    let h = proxy(moto, rules(&moto.endpoint, &key_id, moto)).await;
+    let s3 = h.sdk();
+    let b = support::bucket("kms-forged");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let blob = [7u8; 200];
+    for salt in [[1u8; 32], [1u8; 32], [2u8; 32], [1u8; 32]] {
+        let token = [&salt[..], &blob[..]].concat();
+        let forged = format!(
+            "x~s3seal~{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+        );
+        let err = s3
+            .upload_part()
+            .bucket(&b)
+            .key("k")
+            .upload_id(forged)
+            .part_number(1)
+            .body(ByteStream::from(b"x".to_vec()))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("InvalidArgument"), "{err:?}");
+    }
+    let m = metrics(&h).await;
+    assert_eq!(
+        sample(&m, "s3seal_kms_requests_total{op=\"Decrypt\"}"),
+        1,
+        "{m}"
+    );
+}
+
 /// A config whose `kms-*` buckets use the KMS key `key_id`; `kms_extra` goes into the `kms`
 /// table, `extra` into the `encryption` table.
 fn rotated_config(

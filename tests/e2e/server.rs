@@ -204,6 +204,64 @@ async fn slow_headers_time_out_and_connections_are_limited() {
     assert_eq!(n, 0);
 }
 
+/// Whether a TLS handshake with the proxy completes; the connection is then dropped.
+async fn handshakes(h: &Harness) -> bool {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(support::client_tls()));
+    let tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let handshake = connector.connect("localhost".try_into().unwrap(), tcp);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), handshake).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Whether the proxy closes a new TCP connection without waiting for a byte from it.
+async fn closed_at_once(h: &Harness) -> bool {
+    let mut tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    // Well below the harness's 5 s handshake timeout, which would close it too.
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// One client address cannot take every connection slot: past `max_connections_per_peer` its
+/// new connections are closed at once and counted, and a slot it frees is its own again. A
+/// trusted TLS terminator, which carries many clients' connections, is exempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_peer_are_limited() {
+    let h = Harness::s3s_with(|s| {
+        support::with_admin(s);
+        s.max_connections_per_peer = 2;
+    })
+    .await;
+    let first = tls(&h).await;
+    let _second = tls(&h).await;
+    assert!(closed_at_once(&h).await, "a third connection was kept open");
+    let (_, m) = crate::admin::get(h.proxy.admin_addr.unwrap(), "/metrics").await;
+    let refused = "s3seal_connections_refused_total{limit=\"max_connections_per_peer\"}";
+    assert_eq!(crate::admin::sample(&m, refused), 1, "{m}");
+
+    drop(first);
+    let started = Instant::now();
+    while !handshakes(&h).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the freed slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let behind_terminator = Harness::s3s_with(|s| {
+        s.max_connections_per_peer = 1;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let _held = [tls(&behind_terminator).await, tls(&behind_terminator).await];
+    assert!(handshakes(&behind_terminator).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigv2_is_refused_clearly() {
     let h = Harness::s3s().await;
@@ -401,6 +459,153 @@ async fn http2_clients_are_served() {
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.as_ref(), b"over h2");
+}
+
+type H2Connection =
+    h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, bytes::Bytes>;
+
+/// An HTTP/2 connection to the proxy from the h2 crate, to drive frames one by one.
+async fn h2_connect(h: &Harness) -> (h2::client::SendRequest<bytes::Bytes>, H2Connection) {
+    let mut config = support::client_tls();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(h.proxy.addr).await.unwrap();
+    let stream = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    h2::client::handshake(stream).await.unwrap()
+}
+
+/// A signed aws-chunked body is held a chunk at a time until the chunk's signature is checked,
+/// and the streams of one connection share `max_connection_buffer_bytes` for it. Three HTTP/2
+/// streams that each send 12 MiB of a 16 MiB chunk do not fit in 32 MiB: one is refused with
+/// `503 SlowDown` instead of the proxy holding 16 MiB for each of up to 200 streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_chunks_are_bounded_per_connection() {
+    const CHUNK: usize = 16 * 1024 * 1024;
+    const SENT: usize = 12 * 1024 * 1024;
+    let h = Harness::s3s_with(|s| s.max_connection_buffer_bytes = 2 * CHUNK as u64).await;
+    let b = support::bucket("budget");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let (mut client, connection) = h2_connect(&h).await;
+    tokio::spawn(connection);
+
+    let signature = "0".repeat(64);
+    let head = format!("{CHUNK:x};chunk-signature={signature}\r\n");
+    let last = format!("\r\n0;chunk-signature={signature}\r\n\r\n");
+    let framed = (head.len() + CHUNK + last.len()).to_string();
+    let mut responses = tokio::task::JoinSet::new();
+    let mut senders = Vec::new();
+    for i in 0..3 {
+        let uri = format!("{}/{b}/k{i}", h.endpoint());
+        let signed = raw::sign_request(
+            "PUT",
+            &uri,
+            &[
+                ("content-length", &framed),
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-decoded-content-length", &CHUNK.to_string()),
+            ],
+            aws_sigv4::http_request::SignableBody::Precomputed(
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into(),
+            ),
+            support::CLIENT_AK,
+            support::CLIENT_SK,
+            std::time::SystemTime::now(),
+        );
+        let mut req = http::Request::put(&uri);
+        for (k, v) in &signed.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        client = client.ready().await.unwrap();
+        let (resp, mut body) = client.send_request(req.body(()).unwrap(), false).unwrap();
+        body.send_data(head.clone().into(), false).unwrap();
+        body.send_data(vec![0u8; SENT].into(), false).unwrap();
+        // Kept open: the chunk never ends, so its bytes stay buffered.
+        senders.push(body);
+        responses.spawn(async move {
+            let resp = resp.await.unwrap();
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut xml = Vec::new();
+            while let Some(chunk) = body.data().await {
+                xml.extend_from_slice(&chunk.unwrap());
+            }
+            (status, String::from_utf8_lossy(&xml).into_owned())
+        });
+    }
+    let (status, xml) = tokio::time::timeout(Duration::from_secs(20), responses.join_next())
+        .await
+        .expect("no stream was refused: the connection buffered all three")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (status.as_u16(), error_code(&xml)),
+        (503, "SlowDown"),
+        "{xml}"
+    );
+    drop(senders);
+}
+
+/// Only requests count as activity. An HTTP/2 client that keeps sending requests keeps its
+/// connection past `idle_timeout`; one that only sends PINGs (RFC 9113 §6.7), which cost the
+/// client nothing and would hold a connection slot forever, is closed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pings_do_not_keep_a_connection_open() {
+    let idle_timeout = Duration::from_secs(1);
+    let h = Harness::s3s_with(|s| s.idle_timeout = idle_timeout).await;
+    let (client, mut connection) = h2_connect(&h).await;
+    let mut pings = connection.ping_pong().unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+
+    // ListBuckets every 300 ms for over twice the idle timeout, on the one connection.
+    let uri = format!("{}/", h.endpoint());
+    let started = Instant::now();
+    let mut answered = started;
+    while started.elapsed() < idle_timeout * 2 + Duration::from_millis(500) {
+        let signed = raw::sign_request(
+            "GET",
+            &uri,
+            &[],
+            aws_sigv4::http_request::SignableBody::Bytes(b""),
+            support::CLIENT_AK,
+            support::CLIENT_SK,
+            std::time::SystemTime::now(),
+        );
+        let mut req = http::Request::get(&uri);
+        for (k, v) in &signed.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let (resp, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+        let resp = resp.await.expect("a connection with requests was closed");
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        answered = Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client = client.ready().await.unwrap();
+    }
+
+    // Then only PINGs, every 200 ms: answered until the idle timeout, counted from the last
+    // response, closes the connection.
+    while pings.ping(h2::Ping::opaque()).await.is_ok() {
+        assert!(
+            answered.elapsed() < idle_timeout * 4,
+            "a client sending only PINGs was kept open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed_after = answered.elapsed();
+    assert!(
+        closed_after + Duration::from_millis(100) >= idle_timeout,
+        "closed {closed_after:?} after the last response"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
 }
 
 /// An `https://` upstream verified with a configured CA bundle: a second s3seal (in front of
