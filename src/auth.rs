@@ -30,7 +30,8 @@ use http_body::Body;
 use subtle::ConstantTimeEq;
 
 use crate::s3::headers::{
-    CONTENT_MD5, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_DECODED_CONTENT_LENGTH, X_AMZ_TRAILER,
+    CONTENT_MD5, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_DECODED_CONTENT_LENGTH,
+    X_AMZ_SECURITY_TOKEN, X_AMZ_TRAILER,
 };
 
 use checksum::ChecksumAlgorithm;
@@ -149,6 +150,11 @@ fn authenticate(
         (Some(value), false) => header_claim(value, &parts.headers, cx.now)?,
         (None, true) => query_claim(&pairs, cx.now)?,
     };
+    // s3seal issues no temporary credentials, so no session token is valid here, however
+    // well signed: a token must not reach a backend that could resolve it to other rights.
+    if carries_security_token(&parts.headers, &pairs) {
+        return Err(AuthError::InvalidToken);
+    }
 
     let identity = keys
         .get(&claim.credential.access_key_id)
@@ -214,10 +220,24 @@ fn authenticate(
     })
 }
 
+/// The query parameter that carries a session token in a presigned URL.
+///
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
+const X_AMZ_SECURITY_TOKEN_PARAMETER: &str = "X-Amz-Security-Token";
+
 fn is_sigv2_query(pairs: &sigv4::QueryPairs) -> bool {
     pairs
         .iter()
         .any(|(name, _)| name == b"AWSAccessKeyId" || name == b"Signature")
+}
+
+/// S3 matches query parameter names exactly; this matches without regard to case, so that
+/// a lenient backend is never handed a token the proxy did not refuse.
+fn carries_security_token(headers: &HeaderMap, pairs: &sigv4::QueryPairs) -> bool {
+    headers.contains_key(X_AMZ_SECURITY_TOKEN)
+        || pairs
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(X_AMZ_SECURITY_TOKEN_PARAMETER.as_bytes()))
 }
 
 fn header_claim(

@@ -38,6 +38,8 @@ pub enum S3Code {
     /// A `Range` that starts at or beyond the end of the object (416).
     InvalidRange,
     InvalidRequest,
+    /// A session token, which s3seal never issues (400).
+    InvalidToken,
     InvalidURI,
     KeyTooLongError,
     MalformedXML,
@@ -86,6 +88,7 @@ impl S3Code {
             S3Code::InvalidPartNumber => "InvalidPartNumber",
             S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
+            S3Code::InvalidToken => "InvalidToken",
             S3Code::InvalidURI => "InvalidURI",
             S3Code::KeyTooLongError => "KeyTooLongError",
             S3Code::MalformedXML => "MalformedXML",
@@ -119,6 +122,7 @@ impl S3Code {
             | S3Code::AuthorizationQueryParametersError
             | S3Code::ExpiredToken
             | S3Code::InvalidAccessKeyId
+            | S3Code::InvalidToken
             | S3Code::RequestTimeTooSkewed
             | S3Code::SignatureDoesNotMatch => true,
             S3Code::AccessForbidden
@@ -176,6 +180,7 @@ impl S3Code {
             | S3Code::InvalidDigest
             | S3Code::InvalidPart
             | S3Code::InvalidRequest
+            | S3Code::InvalidToken
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError
             | S3Code::MalformedXML
