@@ -1353,7 +1353,7 @@ fn signature_version_2_is_refused_with_a_pointer_to_sigv4() {
     assert!(err.to_string().contains("AWS4-HMAC-SHA256"), "{err}");
 }
 
-// === Deny by default: temporary credentials ===
+// === Deny by default: temporary credentials and mixed signature schemes ===
 
 /// A presigned `GET /k`, valid at [`t0`], whose signed query also carries `extra`
 /// (`&name=value...`, already encoded).
@@ -1430,4 +1430,40 @@ fn security_tokens_are_refused_even_when_signed() {
         answer(get_signed_query(&format!("X-Amz-Security-Token={token}"))),
         ("InvalidToken", 400)
     );
+}
+
+#[test]
+fn signature_version_2_parameters_cannot_ride_along_with_sigv4() {
+    for v2 in [
+        "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE",
+        "Signature=c2lnbmF0dXJl",
+        "Expires=1369440000",
+        "signature=c2lnbmF0dXJl",
+    ] {
+        // Inside a SigV4 header-signed request, and inside a SigV4 presigned URL.
+        assert_eq!(
+            answer(get_signed_query(v2)),
+            ("InvalidArgument", 400),
+            "header auth + {v2}"
+        );
+        assert_eq!(
+            answer(presigned_with(&format!("&{v2}"))),
+            ("InvalidArgument", 400),
+            "presigned + {v2}"
+        );
+    }
+    // A SigV2 Authorization header with SigV4 query authentication, or with SigV2 query
+    // parameters.
+    let mut req = presigned_with("");
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        "AWS AKIAIOSFODNN7EXAMPLE:c2lnbmF0dXJl".parse().unwrap(),
+    );
+    assert_eq!(answer(req), ("InvalidArgument", 400));
+    let req = Request::get("/k?Signature=c2lnbmF0dXJl&Expires=1369440000")
+        .header("host", "examplebucket.s3.amazonaws.com")
+        .header(AUTHORIZATION, "AWS AKIAIOSFODNN7EXAMPLE:c2lnbmF0dXJl")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(answer(req), ("InvalidArgument", 400));
 }
