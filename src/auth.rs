@@ -31,7 +31,8 @@ use http_body::Body;
 use subtle::ConstantTimeEq;
 
 use crate::s3::headers::{
-    CONTENT_MD5, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_DECODED_CONTENT_LENGTH, X_AMZ_TRAILER,
+    CONTENT_MD5, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_DECODED_CONTENT_LENGTH,
+    X_AMZ_SECURITY_TOKEN, X_AMZ_TRAILER,
 };
 
 use checksum::ChecksumAlgorithm;
@@ -150,14 +151,30 @@ fn authenticate(
             "more than one Authorization header".into(),
         ));
     }
-    let claim = match (header, presigned::is_present(&pairs)) {
-        (Some(_), true) => return Err(AuthError::ConflictingAuthentication),
+    let claim = match (
+        header,
+        presigned::is_present(&pairs),
+        is_sigv2_query(&pairs),
+    ) {
+        // Two mechanisms at once, SigV2 query parameters beside SigV4 (header or presigned)
+        // included: S3 answers 400 InvalidArgument, "Only one auth mechanism allowed; only
+        // the X-Amz-Algorithm query parameter, Signature query string parameter or the
+        // Authorization header should be specified", and so does the proxy. Letting the
+        // unverified scheme through would forward it to a backend that might honour it.
+        (Some(_), true, _) | (Some(_), _, true) | (None, true, true) => {
+            return Err(AuthError::ConflictingAuthentication)
+        }
         // Signature Version 2 query authentication (botocore's default for presigned URLs).
-        (None, false) if is_sigv2_query(&pairs) => return Err(AuthError::UnsupportedAlgorithm),
-        (None, false) => return Err(AuthError::MissingAuthentication),
-        (Some(value), false) => header_claim(value, &parts.headers, cx.now)?,
-        (None, true) => query_claim(&pairs, cx.now)?,
+        (None, false, true) => return Err(AuthError::UnsupportedAlgorithm),
+        (None, false, false) => return Err(AuthError::MissingAuthentication),
+        (Some(value), false, false) => header_claim(value, &parts.headers, cx.now)?,
+        (None, true, false) => query_claim(&pairs, cx.now)?,
     };
+    // s3seal issues no temporary credentials, so no session token is valid here, however
+    // well signed: a token must not reach a backend that could resolve it to other rights.
+    if carries_security_token(&parts.headers, &pairs) {
+        return Err(AuthError::InvalidToken);
+    }
 
     let identity = keys
         .get(&claim.credential.access_key_id)
@@ -223,10 +240,33 @@ fn authenticate(
     })
 }
 
+/// The query parameters of Signature Version 2 query-string authentication.
+///
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/RESTAuthentication.html#RESTAuthenticationQueryStringAuth>
+const SIGV2_QUERY_PARAMETERS: [&str; 3] = ["AWSAccessKeyId", "Signature", "Expires"];
+
+/// The query parameter that carries a session token in a presigned URL.
+///
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
+const X_AMZ_SECURITY_TOKEN_PARAMETER: &str = "X-Amz-Security-Token";
+
+/// Whether the query carries any SigV2 authentication parameter. S3 matches parameter names
+/// exactly; this ignores case, so that a lenient backend is never handed one.
 fn is_sigv2_query(pairs: &sigv4::QueryPairs) -> bool {
-    pairs
-        .iter()
-        .any(|(name, _)| name == b"AWSAccessKeyId" || name == b"Signature")
+    pairs.iter().any(|(name, _)| {
+        SIGV2_QUERY_PARAMETERS
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
+    })
+}
+
+/// Whether the request carries a session token, as a header or (case ignored, as above) a
+/// query parameter.
+fn carries_security_token(headers: &HeaderMap, pairs: &sigv4::QueryPairs) -> bool {
+    headers.contains_key(X_AMZ_SECURITY_TOKEN)
+        || pairs
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(X_AMZ_SECURITY_TOKEN_PARAMETER.as_bytes()))
 }
 
 fn header_claim(

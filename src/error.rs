@@ -41,6 +41,8 @@ pub enum S3Code {
     /// A `Range` that starts at or beyond the end of the object (416).
     InvalidRange,
     InvalidRequest,
+    /// A session token, which s3seal never issues (400).
+    InvalidToken,
     InvalidURI,
     KeyTooLongError,
     MalformedXML,
@@ -89,6 +91,7 @@ impl S3Code {
             S3Code::InvalidPartNumber => "InvalidPartNumber",
             S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
+            S3Code::InvalidToken => "InvalidToken",
             S3Code::InvalidURI => "InvalidURI",
             S3Code::KeyTooLongError => "KeyTooLongError",
             S3Code::MalformedXML => "MalformedXML",
@@ -122,6 +125,7 @@ impl S3Code {
             | S3Code::AuthorizationQueryParametersError
             | S3Code::ExpiredToken
             | S3Code::InvalidAccessKeyId
+            | S3Code::InvalidToken
             | S3Code::RequestTimeTooSkewed
             | S3Code::SignatureDoesNotMatch => true,
             S3Code::AccessForbidden
@@ -179,6 +183,7 @@ impl S3Code {
             | S3Code::InvalidDigest
             | S3Code::InvalidPart
             | S3Code::InvalidRequest
+            | S3Code::InvalidToken
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError
             | S3Code::MalformedXML
@@ -276,14 +281,80 @@ pub fn error_response(
 
 /// The XML body of an S3 error.
 pub fn error_xml(code: S3Code, message: &str, resource: &str, request_id: &str) -> String {
+    document(code.as_str(), message, Some(resource), request_id)
+}
+
+fn document(code: &str, message: &str, resource: Option<&str>, request_id: &str) -> String {
     use quick_xml::escape::escape;
+    let resource = resource.map_or_else(String::new, |r| {
+        format!("<Resource>{}</Resource>", escape(r))
+    });
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
-        code.as_str(),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>{resource}<RequestId>{}</RequestId></Error>",
+        escape(code),
         escape(message),
-        escape(resource),
         escape(request_id)
     )
+}
+
+// === Upstream refusals relayed without their document ===
+
+/// The longest S3 error code relayed from an upstream. AWS's longest are under 50 characters.
+const MAX_UPSTREAM_CODE_LEN: usize = 64;
+
+/// An S3 error code as an upstream wrote it: 1 to [`MAX_UPSTREAM_CODE_LEN`] ASCII letters
+/// and digits, as every S3 code is, so that it carries nothing else of the document it was
+/// read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCode(String);
+
+impl UpstreamCode {
+    pub fn new(code: &str) -> Option<Self> {
+        let valid = (1..=MAX_UPSTREAM_CODE_LEN).contains(&code.len())
+            && code.bytes().all(|b| b.is_ascii_alphanumeric());
+        valid.then(|| UpstreamCode(code.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An upstream's refusal with the proxy's document in place of the upstream's: the same
+/// status, headers and code, a message of the proxy's, and the upstream's request id (the one
+/// its `x-amz-request-id` header carries). Used for requests that carried key material: AWS's
+/// `SignatureDoesNotMatch` document holds the canonical request, every signed header value
+/// (an SSE-C key) included.
+/// Reference: <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-troubleshooting.html>
+pub fn withheld_error_response(
+    mut parts: http::response::Parts,
+    code: &UpstreamCode,
+) -> Response<Body> {
+    let request_id = parts
+        .headers
+        .get(X_AMZ_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let message = format!(
+        "The storage backend refused the request ({} {}). Its error document is withheld because the request carried an encryption key.",
+        parts.status.as_u16(),
+        code.as_str()
+    );
+    let xml = document(code.as_str(), &message, None, request_id);
+    // The headers that described the upstream's document; hyper sets the new length.
+    for name in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+        http::HeaderName::from_static("content-md5"),
+    ] {
+        parts.headers.remove(name);
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    Response::from_parts(parts, body::full(Bytes::from(xml)))
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde::Deserialize;
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::body::BoxError;
 
@@ -59,7 +63,7 @@ pub const DEFAULT_FILTER: &str = "info";
 /// [`DEFAULT_FILTER`] with a warning, since a typo in a log setting should not stop a proxy.
 /// The format is fixed for the life of the process: a reload does not change it.
 pub fn init(format: LogFormat, filter: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let (filter, bad) = match filter.map(EnvFilter::try_new) {
         None => (EnvFilter::new(DEFAULT_FILTER), None),
         Some(Ok(f)) => (f, None),
@@ -67,24 +71,73 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
     };
     // Colours only for a person at a terminal, not in files, journald or container logs.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    subscriber(format, filter, ansi, std::io::stderr).init();
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "invalid log filter; using '{DEFAULT_FILTER}'");
+    }
+}
+
+/// Dependencies that describe requests below `info`, pinned at [`PINNED_LEVEL`] whatever
+/// `S3SEAL_LOG` says (targets are prefixes: `aws_smithy` is every `aws_smithy_*` crate,
+/// `hyper` also `hyper_util` and `hyper_rustls`).
+///
+/// - `aws_sigv4` writes the whole request it signs at `trace` (`request = ?request`), headers
+///   in clear, and so the SSE-C key that an `sse-c` rule adds to the upstream request.
+/// - `aws_smithy_*` write event-stream messages and client phases at `trace`/`debug`.
+/// - `h2` writes every frame at `debug`/`trace` (header values left out, as of h2 0.4);
+///   `hyper_util` writes URIs and connection errors; `hyper` itself logs only when built
+///   with `--cfg hyper_unstable_tracing`.
+///
+/// Not pinned: `rustls` and `tokio_rustls`, whose lines come through the `log` crate. rustls
+/// keeps key material out of them by design (secrets reach only a `KeyLog`, and s3seal
+/// installs none), and their `debug` lines are what a TLS problem needs.
+const PINNED_DEPENDENCIES: [&str; 4] = ["aws_sigv4", "aws_smithy", "hyper", "h2"];
+
+/// The most [`PINNED_DEPENDENCIES`] may log: at `info` and above they report failures, not
+/// requests.
+const PINNED_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// The filter that holds [`PINNED_DEPENDENCIES`] at [`PINNED_LEVEL`] and passes the rest.
+///
+/// It is a second filter, and an event is written only when both it and the operator's
+/// `EnvFilter` enable it. Directives appended to the operator's string would not do: for a
+/// given event `EnvFilter` uses the most specific matching directive (the longer target, then
+/// one with a span name, then the one with more fields; of two identical directives, the
+/// later), so `aws_sigv4::http_request=trace` beats an appended `aws_sigv4=info`
+/// (`logging::tests::env_filter_lets_the_most_specific_directive_win`).
+fn pinned_dependencies() -> Targets {
+    PINNED_DEPENDENCIES.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |targets, target| targets.with_target(*target, PINNED_LEVEL),
+    )
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: the operator's `filter` and the
+/// pin of [`PINNED_DEPENDENCIES`] in front of the text or JSON formatter.
+fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
+        .with_writer(writer);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
         // The current span's fields (the request id) go into every line, flattened events
         // keep the fields at the top level where log collectors look for them.
-        LogFormat::Json => builder
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
-    if let Some(e) = bad {
-        tracing::warn!(error = %e, "invalid log filter; using '{DEFAULT_FILTER}'");
-    }
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(layer.with_filter(filter.and(pinned_dependencies())))
 }
 
 // === access log ===

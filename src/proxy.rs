@@ -10,7 +10,8 @@
 //! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
 //! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
 //! 7. `sse::Stage::settle`: old SSE-C keys on refused reads, the write's encryption checked
-//!    (fail closed), key fingerprints removed,
+//!    (fail closed), key fingerprints removed, the refusal of a request that carried a key
+//!    answered without the backend's document,
 //! 8. the response, streamed back without hop-by-hop headers.
 //!
 //! Every answer but a preflight's, errors included, then gets the bucket's CORS headers

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body};
-use crate::error::{ProxyError, S3Code, S3Error};
+use crate::error::{self, ProxyError, S3Code, S3Error};
 use crate::logging::{self, KeyOperation};
 use crate::policy::{
     self, ClientHeaders, Encryption, PolicyError, Retry, SsePlan, SsePolicies, SseRule, Verify,
@@ -35,6 +35,9 @@ pub enum SseError {
     SseCBlocked { backend: String },
     #[error("The storage backend's answer could not be read: {0}")]
     Unreadable(String),
+    /// A refusal of a request that carried a key, whose document names no S3 error code.
+    #[error("The storage backend refused the request ({0}) with an error document that names no S3 error code; it is withheld because the request carried an encryption key.")]
+    UnreadableRefusal(StatusCode),
 }
 
 impl S3Error for SseError {
@@ -42,7 +45,7 @@ impl S3Error for SseError {
         match self {
             SseError::NotApplied { policy, .. } => policy.code(),
             SseError::SseCBlocked { .. } => S3Code::AccessDenied,
-            SseError::Unreadable(_) => S3Code::BadGateway,
+            SseError::Unreadable(_) | SseError::UnreadableRefusal(_) => S3Code::BadGateway,
         }
     }
 }
@@ -55,8 +58,14 @@ static PASS_THROUGH: SseRule = SseRule {
     verify: Verify::Warn,
 };
 
-/// The stage for one request: nothing when the bucket has no rule.
-pub struct Stage<'a>(Option<Active<'a>>);
+/// The stage for one request.
+pub struct Stage<'a> {
+    /// Nothing when neither the bucket nor a copy source has a rule.
+    active: Option<Active<'a>>,
+    /// Whether the upstream request carries an SSE-C key (the rule's, or a client's own
+    /// where no rule applies); its refusals are then not relayed as the backend wrote them.
+    carries_key: bool,
+}
 
 struct Active<'a> {
     rule: &'a SseRule,
@@ -94,7 +103,12 @@ impl<'a> Stage<'a> {
             // A copy out of a bucket with a rule into one without: the source still needs
             // its key, the destination's headers pass as the client sent them.
             (None, Some(_)) => &PASS_THROUGH,
-            (None, None) => return Ok(Stage(None)),
+            (None, None) => {
+                return Ok(Stage {
+                    active: None,
+                    carries_key: carries_key(&out.headers),
+                })
+            }
         };
         let mut plan = policy::plan(rule, routed.op, client_headers, source_rule)
             .map_err(ProxyError::downstream)?;
@@ -104,59 +118,83 @@ impl<'a> Stage<'a> {
         }
         apply(&plan, &mut out.headers);
         let retries = policy::rotation_retries(&plan, routed.op, rule, source_rule);
-        Ok(Stage(Some(Active {
-            rule,
-            plan,
-            retries,
-            op: routed.op,
-            target: &routed.target,
-            query: out.query.clone(),
-            copy_source: (routed.copy_source.as_ref()).map(|s| (s.bucket.clone(), s.key.clone())),
-        })))
+        Ok(Stage {
+            active: Some(Active {
+                rule,
+                plan,
+                retries,
+                op: routed.op,
+                target: &routed.target,
+                query: out.query.clone(),
+                copy_source: (routed.copy_source.as_ref())
+                    .map(|s| (s.bucket.clone(), s.key.clone())),
+            }),
+            carries_key: carries_key(&out.headers),
+        })
     }
 
     /// Whether [`Stage::settle`] may need to send the request again (old SSE-C keys).
     pub fn wants_replay(&self) -> bool {
-        self.0.as_ref().is_some_and(|a| !a.retries.is_empty())
+        self.active.as_ref().is_some_and(|a| !a.retries.is_empty())
     }
 
     /// Acts on the backend's answer: old keys on a refused read, the SSE-C block explained,
-    /// the write verified (and removed when it is not what the rule asked for), and response
-    /// headers that would reveal the proxy's key removed.
+    /// the write verified (and removed when it is not what the rule asked for), response
+    /// headers that would reveal the proxy's key removed, and, when the request carried a
+    /// key, a refusal's document replaced by the proxy's ([`withhold_error_document`]).
     pub async fn settle(
         self,
         upstream: &Sender<'_>,
         resp: Response<Body>,
         replay: Option<Replay<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
-        let Some(a) = self.0 else { return Ok(resp) };
+        let resp = match self.active {
+            Some(a) => a.settle(upstream, resp, replay).await?,
+            None => resp,
+        };
+        if self.carries_key {
+            withhold_error_document(resp).await
+        } else {
+            Ok(resp)
+        }
+    }
+}
+
+impl Active<'_> {
+    /// [`Stage::settle`] under a rule.
+    async fn settle(
+        &self,
+        upstream: &Sender<'_>,
+        resp: Response<Body>,
+        replay: Option<Replay<'_>>,
+    ) -> Result<Response<Body>, ProxyError> {
         let mut resp = resp;
-        let mut used = &a.plan;
+        let mut used = &self.plan;
         if let (true, Some(replay)) = (refuses_key(resp.status()), replay) {
             let retried;
-            (resp, retried) = a.with_old_keys(upstream, resp, replay).await?;
+            (resp, retried) = self.with_old_keys(upstream, resp, replay).await?;
             if let Some(retry) = retried {
                 used = &retry.plan;
             }
         }
-        if resp.status() == StatusCode::FORBIDDEN && a.writes_customer_key() {
+        if resp.status() == StatusCode::FORBIDDEN && self.writes_customer_key() {
             resp = explain_sse_c_block(resp).await?;
         }
         if resp.status().is_success() {
-            let mut verdict = policy::verify_response(&a.plan, resp.headers());
-            if verdict.is_err() && a.op == Operation::CompleteMultipartUpload {
+            let mut verdict = policy::verify_response(&self.plan, resp.headers());
+            if verdict.is_err() && self.op == Operation::CompleteMultipartUpload {
                 // AWS echoes the scheme on completion, Ceph RGW does not: ask the object.
-                if let Some(head) = a.head_written(upstream, resp.headers()).await {
-                    verdict = policy::verify_response(&a.plan, &head);
+                if let Some(head) = self.head_written(upstream, resp.headers()).await {
+                    verdict = policy::verify_response(&self.plan, &head);
                 }
             }
             if let Err(e) = verdict {
-                match a.plan.verify {
-                    Verify::Enforce => return Err(a.refuse(upstream, resp, e).await),
+                match self.plan.verify {
+                    Verify::Enforce => return Err(self.refuse(upstream, resp, e).await),
                     Verify::Warn => tracing::warn!(
-                        operation = a.op.as_str(),
-                        bucket = a.target.bucket().unwrap_or(""),
-                        key = a.target.key().unwrap_or(""),
+                        operation = self.op.as_str(),
+                        bucket = self.target.bucket().unwrap_or(""),
+                        key = self.target.key().unwrap_or(""),
                         error = %e,
                         "sse: the backend did not prove the bucket's encryption; kept (on_unverified = warn)"
                     ),
@@ -164,9 +202,9 @@ impl<'a> Stage<'a> {
             }
         }
         if resp.status().is_success() {
-            a.audit(used);
+            self.audit(used);
         }
-        for name in &a.plan.strip_response {
+        for name in &self.plan.strip_response {
             resp.headers_mut().remove(name);
         }
         Ok(resp)
@@ -181,6 +219,36 @@ fn apply(plan: &SsePlan, headers: &mut HeaderMap) {
     for (name, value) in &plan.set_request {
         headers.insert(name.clone(), value.clone());
     }
+}
+
+/// Whether `headers` carry an SSE-C key, the object's or a copy source's.
+fn carries_key(headers: &HeaderMap) -> bool {
+    headers.contains_key(policy::SSE_C_KEY) || headers.contains_key(policy::COPY_SOURCE_SSE_C_KEY)
+}
+
+/// The answer to a request that carried an SSE-C key, with a refusal's document (4xx, 5xx)
+/// replaced by the proxy's, which keeps the backend's status and S3 code
+/// ([`error::withheld_error_response`]): an error document may echo the request, and AWS's
+/// `SignatureDoesNotMatch` does, key included. This is the one place: every answer to such a
+/// request passes through [`Stage::settle`]. A document read to its end (bounded by
+/// [`MAX_SMALL_BODY`]) that names no code is answered 502, not relayed.
+async fn withhold_error_document(resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let doc = read_small(body)
+        .await
+        .map_err(|e| ProxyError::upstream(SseError::Unreadable(e)))?;
+    if doc.is_empty() {
+        // A HEAD's refusal: headers only.
+        return Ok(Response::from_parts(parts, body::empty()));
+    }
+    let code = element_text(&doc, "Code")
+        .and_then(|c| error::UpstreamCode::new(&c))
+        .ok_or_else(|| ProxyError::upstream(SseError::UnreadableRefusal(status)))?;
+    Ok(error::withheld_error_response(parts, &code))
 }
 
 /// How backends refuse a wrong SSE-C key: AWS 403, Ceph RGW 400.

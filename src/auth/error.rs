@@ -29,6 +29,9 @@ pub enum AuthError {
     MalformedQueryAuthentication(String),
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
     InvalidAccessKeyId,
+    /// A session token (`x-amz-security-token`, header or query): s3seal issues none.
+    #[error("The provided token is malformed or otherwise invalid.")]
+    InvalidToken,
 
     // --- time ---
     #[error("AWS authentication requires a valid Date or x-amz-date header.")]
@@ -126,6 +129,7 @@ impl S3Error for AuthError {
             AuthError::MalformedAuthorization(_) => S3Code::AuthorizationHeaderMalformed,
             AuthError::MalformedQueryAuthentication(_) => S3Code::AuthorizationQueryParametersError,
             AuthError::InvalidAccessKeyId => S3Code::InvalidAccessKeyId,
+            AuthError::InvalidToken => S3Code::InvalidToken,
             AuthError::RequestTimeTooSkewed => S3Code::RequestTimeTooSkewed,
             AuthError::SignedHeaderAbsent(_)
             | AuthError::SignatureDoesNotMatch

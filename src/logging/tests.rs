@@ -176,3 +176,130 @@ fn audit_line_names_the_key_and_carries_the_request_span() {
         assert!(out.contains(field), "{field} missing in {out}");
     }
 }
+
+// === secrets never logged ===
+
+/// What the subscriber of [`init`] writes, in JSON, with the operator's filter `user`.
+fn capture_as<R>(user: &str, f: impl FnOnce() -> R) -> (R, String) {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let filter = tracing_subscriber::EnvFilter::try_new(user).unwrap();
+    let subscriber = subscriber(LogFormat::Json, filter, false, move || writer.clone());
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, lines.text())
+}
+
+/// An SSE-C key, as the SSE stage puts it on the upstream request.
+const SSE_C_KEY: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
+
+/// Signs an upstream PUT that carries [`SSE_C_KEY`], as `upstream` does for an `sse-c` rule.
+fn sign_with_customer_key() {
+    use crate::config::{AddressingStyle, Upstream};
+    use crate::s3::route::Target;
+    use crate::upstream::{Outgoing, Payload, UpstreamClient};
+    crate::tls::install_crypto_provider();
+    let cfg = Upstream {
+        name: "u".into(),
+        endpoint: "https://s3.example.test".parse().unwrap(),
+        region: "us-east-1".into(),
+        access_key_id: "AKUP".into(),
+        secret_access_key: crate::auth::SecretKey::new("up-secret"),
+        addressing_style: AddressingStyle::Path,
+        ca_bundle: None,
+        forward_checksum_trailers: true,
+    };
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let upstream = UpstreamClient::new(cfg, tls);
+    let target = Target::Object {
+        bucket: "b".into(),
+        key: "k".into(),
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-amz-server-side-encryption-customer-key",
+        http::HeaderValue::from_static(SSE_C_KEY),
+    );
+    let out = Outgoing {
+        method: http::Method::PUT,
+        target: &target,
+        query: Vec::new(),
+        headers,
+        content_length: Some(0),
+    };
+    upstream
+        .operator()
+        .sign(
+            out,
+            &Payload::Known(b""),
+            crate::body::empty(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+}
+
+/// `aws-sigv4` logs the whole request it signs at `trace` (`request = ?request`), SSE-C key
+/// included. No filter an operator can write may let that line out.
+#[test]
+fn no_filter_lets_the_signer_print_the_request() {
+    for user in [
+        "trace",
+        "aws_sigv4=trace",
+        "info,aws_sigv4=trace",
+        "aws_sigv4::http_request=trace",
+        "aws_sigv4::http_request::sign=trace",
+        "[{request}]=trace",
+        "aws_sigv4[{request}]=trace",
+    ] {
+        let ((), out) = capture_as(user, sign_with_customer_key);
+        assert!(!out.contains(SSE_C_KEY), "{user}: {out}");
+        assert!(!out.contains("signing request"), "{user}: {out}");
+    }
+}
+
+/// The other pinned dependencies, and what the pin leaves alone: their `info` and above, and
+/// every level of s3seal's own lines.
+#[test]
+fn pinned_dependencies_stay_at_info_and_the_rest_follows_the_filter() {
+    for user in [
+        "trace",
+        "h2=trace,hyper_util=trace,aws_smithy_runtime=trace",
+    ] {
+        let ((), out) = capture_as(user, || {
+            tracing::debug!(target: "h2::codec::framed_write", "h2 frame");
+            tracing::trace!(target: "hyper_util::client::legacy::pool", "pool key");
+            tracing::trace!(target: "aws_smithy_runtime::client", "smithy request");
+            tracing::warn!(target: "hyper_util::client::legacy::client", "dependency warning");
+            tracing::trace!(target: "s3seal::proxy", "own trace");
+        });
+        for hidden in ["h2 frame", "pool key", "smithy request"] {
+            assert!(!out.contains(hidden), "{user}: {out}");
+        }
+        assert!(out.contains("dependency warning"), "{user}: {out}");
+        assert_eq!(out.contains("own trace"), user == "trace", "{user}: {out}");
+    }
+}
+
+/// Why the pin is a filter of its own: within one `EnvFilter` the most specific directive
+/// wins, and of two identical ones the later, so the operator could outrank any directive
+/// s3seal appended.
+#[test]
+fn env_filter_lets_the_most_specific_directive_win() {
+    let enabled = |directives: &str| {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "aws_sigv4::http_request::sign", "signing request");
+        });
+        lines.text().contains("signing request")
+    };
+    assert!(enabled("aws_sigv4=info,aws_sigv4::http_request=trace"));
+    assert!(enabled("aws_sigv4::http_request=trace,aws_sigv4=info"));
+    assert!(enabled("aws_sigv4=info,aws_sigv4=trace"));
+    assert!(!enabled("aws_sigv4=trace,aws_sigv4=info"));
+}

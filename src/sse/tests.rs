@@ -99,14 +99,14 @@ fn a_copy_out_of_a_ruled_bucket_gets_the_source_key_even_without_a_destination_r
     // The destination has no rule: the client's own choice passes, and nothing is verified.
     assert_eq!(out.headers[policy::SSE], "AES256");
     assert!(!out.headers.contains_key(policy::SSE_C_KEY));
-    assert!(stage.0.as_ref().unwrap().plan.expect.is_none());
+    assert!(stage.active.as_ref().unwrap().plan.expect.is_none());
     assert!(!stage.wants_replay());
 
     // Neither bucket has a rule: the stage does nothing at all.
     let routed = copy_into("plain", "other");
     let mut out = outgoing(&routed.target, &client);
     let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
-    assert!(stage.0.is_none());
+    assert!(stage.active.is_none());
     assert_eq!(out.headers, client);
 
     // Into a ruled bucket: both triples, and the write is verified.
@@ -116,5 +116,49 @@ fn a_copy_out_of_a_ruled_bucket_gets_the_source_key_even_without_a_destination_r
     assert_eq!(out.headers[policy::SSE_C_KEY], KEY_B64);
     assert_eq!(out.headers[policy::COPY_SOURCE_SSE_C_KEY], KEY_B64);
     assert!(!out.headers.contains_key(policy::SSE));
-    assert!(stage.0.as_ref().unwrap().plan.expect.is_some());
+    assert!(stage.active.as_ref().unwrap().plan.expect.is_some());
+}
+
+/// Runs [`withhold_error_document`] on an answer with `status` and `doc`.
+fn withheld(status: u16, doc: &'static str) -> Result<(u16, String), S3Code> {
+    let resp = Response::builder()
+        .status(status)
+        .header("content-length", doc.len())
+        .body(body::full(doc))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = withhold_error_document(resp).await.map_err(|e| e.code())?;
+        let status = resp.status().as_u16();
+        let doc = resp.into_body().collect().await.unwrap().to_bytes();
+        Ok((status, String::from_utf8(doc.to_vec()).unwrap()))
+    })
+}
+
+#[test]
+fn a_refusal_of_a_keyed_request_keeps_status_and_code_only() {
+    let echo = "<Error><Code>SignatureDoesNotMatch</Code><Message>no</Message><CanonicalRequest>x-amz-server-side-encryption-customer-key:QkJC</CanonicalRequest></Error>";
+    let (status, doc) = withheld(403, echo).unwrap();
+    assert_eq!(status, 403);
+    assert!(doc.contains("<Code>SignatureDoesNotMatch</Code>"), "{doc}");
+    assert!(
+        !doc.contains("QkJC") && !doc.contains("CanonicalRequest"),
+        "{doc}"
+    );
+    let (status, doc) = withheld(503, "<Error><Code>SlowDown</Code></Error>").unwrap();
+    assert_eq!(status, 503);
+    assert!(doc.contains("<Code>SlowDown</Code>"), "{doc}");
+
+    // Successes pass as they are; a HEAD's refusal has no document to replace.
+    assert_eq!(withheld(200, "data").unwrap(), (200, "data".to_owned()));
+    assert_eq!(withheld(404, "").unwrap(), (404, String::new()));
+
+    // A document that names no code, or a code that is not one, is not relayed at all.
+    assert_eq!(withheld(400, "<html>QkJC</html>"), Err(S3Code::BadGateway));
+    assert_eq!(
+        withheld(400, "<Error><Code>Bad QkJC</Code></Error>"),
+        Err(S3Code::BadGateway)
+    );
 }

@@ -6,17 +6,20 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sigv4::http_request::SignableBody;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::raw::sign_request;
-use crate::support::{self, CLIENT_AK, CLIENT_SK, REGION};
+use crate::support::{self, backends, CLIENT_AK, CLIENT_SK, REGION};
 
 /// The key added by the reload; the reload also removes [`CLIENT_AK`].
 const NEW_AK: &str = "S3SEALRELOADED";
@@ -40,14 +43,27 @@ impl Drop for Proxy {
 impl Proxy {
     /// Starts `s3seal serve --config conf` and waits until its admin listener answers.
     async fn start(conf: &Path, addr: SocketAddr, admin: SocketAddr) -> Proxy {
+        Proxy::start_with(conf, addr, admin, &[]).await
+    }
+
+    /// [`Proxy::start`] with environment variables set (`S3SEAL_LOG` is `info` unless `env`
+    /// says otherwise). Its stdout and stderr both go to the log.
+    async fn start_with(
+        conf: &Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let stderr = conf.with_extension("log");
+        let log = std::fs::File::create(&stderr).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_s3seal"))
             .args(["serve", "--config"])
             .arg(conf)
             .env("S3SEAL_LOG", "info")
             .env_remove("S3SEAL_LOG_FORMAT")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut proxy = Proxy {
@@ -658,4 +674,126 @@ async fn sigterm_gives_up_on_stuck_transfers_at_the_drain_deadline() {
         .send()
         .await
         .is_err());
+}
+
+/// With every log filter raised to `trace`, an `sse-c` bucket and a client-side encrypted
+/// bucket are written and read (and a missing object asked for, so errors are logged too)
+/// through the real binary in front of Ceph RGW, the backend with real SSE-C: neither key
+/// appears in anything the process wrote, in base64 or in hex, nor do the client's or the
+/// upstream's secret keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_is_logged_at_trace() {
+    let rgw = backends::shared_rgw();
+    let sse_c_key = support::payload(32, 0x55ec);
+    let kek = support::payload(32, 0xc5e);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_fresh_certs(dir.path());
+    let (addr, admin) = (free_addr(), free_addr());
+    let conf = dir.path().join("s3seal.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[server]
+listen = "{addr}"
+admin_listen = "{admin}"
+tls_cert = "server.pem"
+tls_key = "server-key.pem"
+
+[[upstream]]
+name = "rgw"
+endpoint = "{endpoint}"
+allow_plaintext = true
+forward_checksum_trailers = false
+access_key_id = "{rgw_ak}"
+secret_access_key = "{rgw_sk}"
+
+[[client]]
+access_key_id = "{CLIENT_AK}"
+secret_access_key = "{CLIENT_SK}"
+upstream = "rgw"
+
+[[bucket]]
+pattern = "logged-ssec-*"
+sse = {{ rule = "sse-c", key = {{ id = "k1", env = "S3SEAL_TEST_SSE_C_KEY" }} }}
+
+[[bucket]]
+pattern = "logged-cse-*"
+encryption = {{ mode = "client-side", key_id = "kek1", key = {{ env = "S3SEAL_TEST_KEK" }} }}
+"#,
+            endpoint = rgw.endpoint,
+            rgw_ak = rgw.access_key,
+            rgw_sk = rgw.secret_key,
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start_with(
+        &conf,
+        addr,
+        admin,
+        &[
+            ("S3SEAL_LOG", "trace"),
+            ("S3SEAL_TEST_SSE_C_KEY", &B64.encode(&sse_c_key)),
+            ("S3SEAL_TEST_KEK", &B64.encode(&kek)),
+        ],
+    )
+    .await;
+    let s3 = support::sdk_client_trusting(&proxy.endpoint(), CLIENT_AK, CLIENT_SK, REGION, ca);
+    let data = support::payload(100_000, 3);
+    let (ssec, cse) = (
+        support::bucket("logged-ssec"),
+        support::bucket("logged-cse"),
+    );
+    for bucket in [&ssec, &cse] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3.put_object()
+            .bucket(bucket)
+            .key("k")
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {bucket}: {e:?}\n{}", proxy.log()));
+        assert_eq!(get_bytes(&s3, bucket, "k").await, data, "{bucket}");
+        let missing = s3.get_object().bucket(bucket).key("missing").send().await;
+        let status = missing
+            .unwrap_err()
+            .raw_response()
+            .map(|r| r.status().as_u16());
+        assert_eq!(status, Some(404), "{bucket}");
+    }
+    // Both rules were in force: RGW serves the SSE-C object only with the key, and stores
+    // the other one encrypted.
+    let direct = support::sdk_client(&rgw.endpoint, &rgw.access_key, &rgw.secret_key, REGION);
+    assert!(direct
+        .get_object()
+        .bucket(&ssec)
+        .key("k")
+        .send()
+        .await
+        .is_err());
+    assert_ne!(get_bytes(&direct, &cse, "k").await, data);
+    drop(proxy);
+
+    let log = std::fs::read_to_string(conf.with_extension("log")).unwrap();
+    // The filter really was raised (dependencies' debug lines, s3seal's own lines).
+    assert!(
+        log.contains(" DEBUG ") || log.contains(" TRACE "),
+        "no debug line in:\n{log}"
+    );
+    for (name, secret) in [
+        ("SSE-C key (base64)", B64.encode(&sse_c_key)),
+        ("SSE-C key (hex)", hex::encode(&sse_c_key)),
+        ("SSE-C key (HEX)", hex::encode_upper(&sse_c_key)),
+        ("KEK (base64)", B64.encode(&kek)),
+        ("KEK (hex)", hex::encode(&kek)),
+        ("KEK (HEX)", hex::encode_upper(&kek)),
+        ("client secret", CLIENT_SK.to_owned()),
+        ("upstream secret", rgw.secret_key.clone()),
+    ] {
+        if let Some(at) = log.find(&secret) {
+            let line = log[..at].rfind('\n').map_or(0, |n| n + 1);
+            let end = log[at..].find('\n').map_or(log.len(), |n| at + n);
+            panic!("the {name} is in the log:\n{}", &log[line..end]);
+        }
+    }
 }

@@ -276,6 +276,65 @@ async fn sigv2_is_refused_clearly() {
     assert!(body.contains("AWS4-HMAC-SHA256"), "{body}");
 }
 
+/// The real SDK with a session token is refused (s3seal issues none), and so are SDK-presigned
+/// URLs with a token or SigV2 parameters added, before their signature is even checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tokens_and_mixed_signature_schemes_are_refused() {
+    use aws_sdk_s3::config::{Credentials, Region};
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let h = Harness::s3s().await;
+    let b = support::bucket("deny");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+
+    let conf = h
+        .sdk()
+        .config()
+        .to_builder()
+        .credentials_provider(Credentials::new(
+            support::CLIENT_AK,
+            support::CLIENT_SK,
+            Some("FQoGZXIvYXdzEXAMPLETOKEN".to_owned()),
+            None,
+            "test",
+        ))
+        .region(Region::new(support::REGION))
+        .build();
+    let err = aws_sdk_s3::Client::from_conf(conf)
+        .head_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(400),
+        "{err:?}"
+    );
+
+    let url = h
+        .sdk()
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_owned();
+    for (extra, code) in [
+        (
+            "X-Amz-Security-Token=FQoGZXIvYXdzEXAMPLETOKEN",
+            "InvalidToken",
+        ),
+        ("AWSAccessKeyId=S3SEALTESTCLIENT", "InvalidArgument"),
+        ("Signature=abc%3D", "InvalidArgument"),
+        ("Expires=9999999999", "InvalidArgument"),
+    ] {
+        let (status, _, body) = raw::send("GET", &format!("{url}&{extra}"), &[], Vec::new()).await;
+        assert_eq!((status, error_code(&body)), (400, code), "{extra}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_continue_and_oversized_heads() {
     let h = Harness::s3s().await;

@@ -1180,3 +1180,148 @@ pattern = "reenc-*"
     assert_eq!(sorted(again.current), ["dir/new", "dir/old"]);
     rgw.check_alive().unwrap();
 }
+
+// === Upstream refusals of requests that carried a key ===
+
+/// A backend that refuses every request the way AWS refuses a signature it cannot verify:
+/// 403 `SignatureDoesNotMatch` with the canonical request in the document, every signed
+/// header value included (what AWS writes for S3).
+/// Reference: <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-troubleshooting.html>
+async fn echoing_backend() -> std::net::SocketAddr {
+    use std::fmt::Write as _;
+
+    use http_body_util::BodyExt as _;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let (parts, body) = req.into_parts();
+                    let _ = body.collect().await;
+                    let mut canonical = format!("{}\n{}\n\n", parts.method, parts.uri.path());
+                    for (name, value) in &parts.headers {
+                        let _ = writeln!(
+                            canonical,
+                            "{name}:{}",
+                            String::from_utf8_lossy(value.as_bytes())
+                        );
+                    }
+                    let doc = format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided. Check your key and signing method.</Message><CanonicalRequest>{canonical}</CanonicalRequest><CanonicalRequestBytes>{}</CanonicalRequestBytes><RequestId>ECHO1</RequestId></Error>",
+                        hex::encode(canonical.as_bytes())
+                    );
+                    let resp = http::Response::builder()
+                        .status(403)
+                        .header("content-type", "application/xml")
+                        .header("x-amz-request-id", "ECHO1")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(doc)))
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The status, S3 code and raw document of a refused call.
+fn refusal<E, T>(
+    result: Result<T, SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+) -> (u16, String, String)
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    T: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    let e = result.expect_err("the backend refuses everything");
+    let doc = e
+        .raw_response()
+        .and_then(|r| r.body().bytes())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    (status(&e), e.code().unwrap_or_default().to_owned(), doc)
+}
+
+/// The proxy's SSE-C key (an `sse-c` rule), or a client's own (a bucket without a rule), must
+/// not come back in a backend's error document: the client gets the backend's status and
+/// code in the proxy's own document instead. A request that carried no key gets the
+/// backend's document as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusal_does_not_echo_an_sse_c_key() {
+    let backend = echoing_backend().await;
+    let upstream = support::UpstreamInfo {
+        endpoint: format!("http://{backend}"),
+        access_key: "echo".into(),
+        secret_key: "echo-secret".into(),
+        region: support::REGION.into(),
+        checksum_trailers: true,
+        ca_bundle: None,
+    };
+    let sse = policies(&[(
+        "sealed-*",
+        "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }",
+    )]);
+    let h = Harness::start_with_policies(upstream, s3seal::cors::BucketRules::none(), sse, |_| {})
+        .await;
+    let s3 = h.sdk();
+    let proxy_key = [b64(&KEY_NEW), hex::encode(KEY_NEW)];
+    let client_key = [b64(&KEY_CLIENT), hex::encode(KEY_CLIENT)];
+
+    // The rule's key, on a write and on a read.
+    let put = s3
+        .put_object()
+        .bucket("sealed-1")
+        .key("k")
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await;
+    let get = s3.get_object().bucket("sealed-1").key("k").send().await;
+    for (status, code, doc) in [refusal(put), refusal(get)] {
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "SignatureDoesNotMatch"),
+            "{doc}"
+        );
+        for secret in &proxy_key {
+            assert!(!doc.contains(secret.as_str()), "the proxy's key in {doc}");
+        }
+        assert!(!doc.contains("CanonicalRequest"), "{doc}");
+    }
+
+    // A client's own key, through a bucket without a rule.
+    let put = s3
+        .put_object()
+        .bucket("plain")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&KEY_CLIENT))
+        .sse_customer_key_md5(md5_b64(&KEY_CLIENT))
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await;
+    let (status, code, doc) = refusal(put);
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "SignatureDoesNotMatch"),
+        "{doc}"
+    );
+    for secret in &client_key {
+        assert!(!doc.contains(secret.as_str()), "the client's key in {doc}");
+    }
+
+    // No key on the request: the backend's document passes as it is.
+    let get = s3.get_object().bucket("plain").key("k").send().await;
+    let (status, code, doc) = refusal(get);
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "SignatureDoesNotMatch"),
+        "{doc}"
+    );
+    assert!(doc.contains("<CanonicalRequest>"), "{doc}");
+}
