@@ -176,6 +176,7 @@ secret_access_key = "{ssk}"
 access_key_id = "{ak}"
 secret_access_key = "{sk}"
 upstream = "store"
+operations = ["all"]
 "#,
         store = store.addr,
         sak = store.access_key_id,
@@ -712,6 +713,7 @@ secret_access_key = "{rgw_sk}"
 access_key_id = "{CLIENT_AK}"
 secret_access_key = "{CLIENT_SK}"
 upstream = "rgw"
+operations = ["all"]
 
 [[bucket]]
 pattern = "logged-ssec-*"

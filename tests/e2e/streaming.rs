@@ -87,6 +87,7 @@ secret_access_key = "{ssk}"
 access_key_id = "{CLIENT_AK}"
 secret_access_key = "{CLIENT_SK}"
 upstream = "store"
+operations = ["all"]
 "#,
         cert = support::repo_path("certs/server.pem").display(),
         key = support::repo_path("certs/server-key.pem").display(),
