@@ -850,17 +850,12 @@ fn validate_sse(
     base: &Path,
     env: &dyn Env,
 ) -> Result<SsePolicies, ConfigError> {
-    let load = |src: &KeySource| match src {
-        KeySource::Env { env: name } => env
-            .var(name)
-            .map(zeroize::Zeroizing::new)
-            .ok_or_else(|| format!("environment variable {name} is not set")),
-        KeySource::File { file } => {
-            let path = base.join(file);
-            std::fs::read_to_string(&path)
-                .map(zeroize::Zeroizing::new)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        }
+    let load = |src: &KeySource| {
+        let secret = match src {
+            KeySource::Env { env } => Secret::Env { env: env.clone() },
+            KeySource::File { file } => Secret::File { file: file.clone() },
+        };
+        secret.read(base, env).map(Zeroizing::new)
     };
     let mut rules: Vec<(String, crate::policy::SseRule)> = Vec::new();
     for (i, b) in raw.iter_mut().enumerate() {
@@ -885,22 +880,31 @@ fn validate_sse(
 }
 
 impl Secret {
+    /// The secret for config key `key` (named in the error).
     fn resolve(&self, key: &str, base: &Path, env: &dyn Env) -> Result<String, ConfigError> {
+        self.read(base, env).map_err(|e| invalid(key, e))
+    }
+
+    /// The one place a secret of the config is read, whatever it is for (credentials,
+    /// key-encryption keys, SSE-C keys): a file's trailing line break is not part of it, and
+    /// an empty secret is refused rather than used.
+    fn read(&self, base: &Path, env: &dyn Env) -> Result<String, String> {
         let value = match self {
             Secret::Inline(v) => v.clone(),
             Secret::Env { env: name } => env
                 .var(name)
-                .ok_or_else(|| invalid(key, format!("environment variable {name} is not set")))?,
+                .ok_or_else(|| format!("environment variable {name} is not set"))?,
             Secret::File { file } => {
                 let path = base.join(file);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned()
+                let mut text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let kept = text.trim_end_matches(['\n', '\r']).len();
+                text.truncate(kept);
+                text
             }
         };
         if value.is_empty() {
-            return Err(invalid(key, "is empty"));
+            return Err("is empty".to_owned());
         }
         Ok(value)
     }

@@ -494,9 +494,21 @@ pub enum Transform {
     Attributes(attributes::Attributes),
 }
 
-/// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
-/// object's size and keys), the seal of a multipart object, or a copy source's keys.
-pub async fn plan(
+/// Decides what the request needs, and returns the upstream request rewritten for it with the
+/// [`Transform`] of its body and answer. May ask the upstream first: a HEAD for a ranged GET
+/// (the object's size and keys), the seal of a multipart object, or a copy source's keys.
+pub async fn plan<'o>(
+    rules: &EncryptionRules,
+    routed: &Routed,
+    upstream: &Sender<'_>,
+    mut out: Outgoing<'o>,
+) -> Result<(Outgoing<'o>, Transform), ProxyError> {
+    let transform = plan_for(rules, routed, upstream, &mut out).await?;
+    Ok((out, transform))
+}
+
+/// [`plan`] on the upstream request it owns.
+async fn plan_for(
     rules: &EncryptionRules,
     routed: &Routed,
     upstream: &Sender<'_>,
@@ -873,28 +885,30 @@ impl Transform {
         }
     }
 
-    /// The body to send upstream, and whether the client's trailing checksum goes with it
-    /// (never over ciphertext: it describes the plaintext).
-    pub fn seal_body<T>(
+    /// The body to send upstream with the request that declares its length, and whether the
+    /// client's trailing checksum goes with it (never over ciphertext: it describes the
+    /// plaintext).
+    pub fn seal_body<'o, T>(
         &mut self,
-        out: &mut Outgoing<'_>,
+        mut out: Outgoing<'o>,
         body: Body,
         trailer: Option<T>,
-    ) -> Result<(Body, Option<T>), ProxyError> {
+    ) -> Result<(Outgoing<'o>, Body, Option<T>), ProxyError> {
         let twice = || ProxyError::Internal("the request body was sealed twice".to_owned());
         match self {
             Transform::Seal { key, md5 } => {
                 let key = key.take().ok_or_else(twice)?;
-                Ok((encrypt(out, body, key, md5.clone())?, None))
+                let body = encrypt(&mut out, body, key, md5.clone())?;
+                Ok((out, body, None))
             }
             // The client's body is empty: the part is the source's plaintext.
             Transform::CopyPart(part) => {
                 let source = part.source.take().ok_or_else(twice)?;
                 let body = match part.key.take() {
-                    Some(key) => encrypt(out, source, key, None)?,
+                    Some(key) => encrypt(&mut out, source, key, None)?,
                     None => source,
                 };
-                Ok((body, None))
+                Ok((out, body, None))
             }
             Transform::Pass
             | Transform::Open(_)
@@ -903,7 +917,7 @@ impl Transform {
             | Transform::Created { .. }
             | Transform::Complete(_)
             | Transform::Copy
-            | Transform::Attributes(_) => Ok((body, trailer)),
+            | Transform::Attributes(_) => Ok((out, body, trailer)),
         }
     }
 
