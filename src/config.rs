@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use ipnet::IpNet;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -15,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::auth::chunked::MAX_SIGNED_CHUNK_SIZE;
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use crate::cors::{self, BucketRules};
-use crate::crypto::format::{Kek, KeyId, KEY_LEN};
+use crate::crypto::format::{Kek, KeyId};
 use crate::cse::{self, EncryptionRules};
 use crate::kms::{self, Kms, KmsSettings};
 use crate::logging::LogFormat;
@@ -410,8 +408,10 @@ impl RawConfig {
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
         let mut raw_buckets = self.buckets;
+        let patterns: Vec<String> = raw_buckets.iter().map(|b| b.pattern.clone()).collect();
         let sse = validate_sse(&mut raw_buckets, base, env)?;
         let encryption = validate_encryption(&mut raw_buckets, base, env)?;
+        refuse_unsupported_combinations(&patterns, &sse, &encryption)?;
         let buckets = validate_buckets(raw_buckets)?;
         Ok(Config {
             server,
@@ -810,6 +810,35 @@ impl RawKms {
     }
 }
 
+/// Client-side encryption and an `sse-c` rule on one bucket cannot work: the proxy's own
+/// requests for client-side encryption (HEADs of the object's size and keys, seals, part
+/// lists) carry no SSE-C key. Such a config is refused at load (so `s3seal check` says so)
+/// rather than answering every request to those buckets with an error.
+fn refuse_unsupported_combinations(
+    patterns: &[String],
+    sse: &SsePolicies,
+    encryption: &EncryptionRules,
+) -> Result<(), ConfigError> {
+    for (i, pattern) in patterns.iter().enumerate() {
+        for bucket in crate::rules::examples(pattern) {
+            let sse_c = sse
+                .for_bucket(&bucket)
+                .is_some_and(|r| r.kind.kind() == crate::policy::RuleKind::SseC);
+            if sse_c && encryption.for_bucket(&bucket).is_some() {
+                return Err(invalid(
+                    format!("bucket[{i}]"),
+                    format!(
+                        "bucket \"{bucket}\" (pattern \"{pattern}\") would get both client-side \
+                         encryption and an sse-c rule, which cannot be combined; give it \
+                         encryption = {{ mode = \"none\" }} or another sse rule"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A key-encryption key from its id and its secret (32 bytes, base64).
 fn kek(
     id: &str,
@@ -826,18 +855,7 @@ fn kek(
         ));
     }
     let text = Zeroizing::new(secret.resolve(key, base, env)?);
-    let bytes = Zeroizing::new(
-        STANDARD
-            .decode(text.trim())
-            .map_err(|_| invalid(key, "is not base64"))?,
-    );
-    let raw: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-        bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| invalid(key, format!("must decode to {KEY_LEN} bytes")))?,
-    );
-    Ok(Kek::new(id, &raw))
+    Kek::from_base64(id, &text).map_err(|e| invalid(key, e.to_string()))
 }
 
 /// The `sse` rules of the `[[bucket]]` tables, in order. SSE-C keys are read here, from the

@@ -198,6 +198,15 @@ fn restart_only_changes(old: &config::Server, new: &config::Server) -> Vec<&'sta
     changed
 }
 
+/// What `serve` would refuse before binding anything, checked without binding: the TLS files
+/// read and parsed, the key matching its certificate, the upstreams' CA bundles. `s3seal
+/// check` runs this after loading the config, so that "valid" means `serve` starts.
+pub fn check(config: Config) -> Result<(), StartError> {
+    tls::install_crypto_provider();
+    build(config, &Arc::new(Metrics::default()))?;
+    Ok(())
+}
+
 /// Binds the listeners and starts serving. The config is already valid; nothing is bound
 /// before the TLS material and the upstream clients have been built.
 pub async fn start(config: Config) -> Result<Running, StartError> {
