@@ -161,7 +161,8 @@ pub struct AccessRecord {
     /// The S3 error code when the proxy refused the request itself.
     pub error_code: Option<&'static str>,
     /// The request body length as declared (`Content-Length`; aws-chunked framing included).
-    pub bytes_in: Option<u64>,
+    /// Body bytes received from the client (as sent: aws-chunked framing included).
+    pub bytes_in: u64,
     pub started: Instant,
 }
 

@@ -90,8 +90,10 @@ enum Command {
     /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
     /// current key (see docs/policy.md, "Key rotation").
     Reencrypt {
+        /// The config file (TOML) whose rules and upstreams the command uses.
         #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
+        /// The bucket to work through (as the backend names it).
         #[arg(long)]
         bucket: String,
         /// Only keys that start with this.
@@ -107,8 +109,10 @@ enum Command {
     /// Rewrap the data keys of a bucket's client-side encrypted objects under its current key
     /// (local or KMS), without copying their data (see docs/format.md §5.4).
     Rewrap {
+        /// The config file (TOML) whose rules and upstreams the command uses.
         #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
+        /// The bucket to work through (as the backend names it).
         #[arg(long)]
         bucket: String,
         /// Only keys that start with this.
@@ -564,5 +568,26 @@ mod demo;
 mod demo {
     pub async fn config(_: &super::ServeArgs) -> anyhow::Result<s3seal::config::Config> {
         anyhow::bail!("this build has no embedded demo store: pass --config FILE")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every flag of every command says what it is for in `--help`.
+    #[test]
+    fn every_flag_has_help() {
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }

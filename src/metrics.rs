@@ -49,22 +49,21 @@ pub struct Metrics {
 
 impl Metrics {
     /// One answered request. `rule` names the encryption rules of the addressed bucket
-    /// (see `proxy::rule_label`); `request_bytes`/`response_bytes` are the declared body
-    /// lengths, when known.
+    /// (see `proxy::rule_label`); `request_bytes` are the body bytes received from the client,
+    /// `response_bytes` the answer's declared body length, when known.
     pub fn answered(
         &self,
         operation: &'static str,
         rule: &'static str,
         status: u16,
         elapsed: Duration,
-        request_bytes: Option<u64>,
+        request_bytes: u64,
         response_bytes: Option<u64>,
     ) {
         inc(&self.requests, (operation, rule, status));
         self.duration.observe(elapsed);
-        if let Some(n) = request_bytes {
-            self.request_bytes.fetch_add(n, Ordering::Relaxed);
-        }
+        self.request_bytes
+            .fetch_add(request_bytes, Ordering::Relaxed);
         if let Some(n) = response_bytes {
             self.response_bytes.fetch_add(n, Ordering::Relaxed);
         }

@@ -102,6 +102,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             err.into_response(&resource, &request_id)
         }
     };
+    // Counted as received, not as declared: an aws-chunked or `Transfer-Encoding: chunked`
+    // body declares no length, and a refused one may stop early.
+    record.bytes_in = remainder.received();
     cors.decorate(resp.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_S3SEAL_REQUEST_ID, v);
@@ -172,7 +175,7 @@ fn access_record(
         operation: "unknown",
         status: 0,
         error_code: None,
-        bytes_in: req.body().size_hint().exact(),
+        bytes_in: 0,
         started,
     }
 }

@@ -51,7 +51,7 @@ fn record() -> AccessRecord {
         operation: "GetObject",
         status: 200,
         error_code: None,
-        bytes_in: Some(0),
+        bytes_in: 0,
         started: Instant::now(),
     }
 }
