@@ -190,6 +190,20 @@ pub struct RawUpstream {
     /// Turn off for backends that refuse aws-chunked trailers (Ceph before Reef).
     #[serde(default = "yes")]
     pub forward_checksum_trailers: bool,
+    /// Whether `/readyz` fails while this upstream is unreachable.
+    #[serde(default)]
+    pub readiness: Readiness,
+}
+
+/// `readiness = "required" | "ignored"` of an upstream or KMS endpoint: whether `/readyz`
+/// fails while it is unreachable. An egress gateway in front of many tenants' backends
+/// should not leave service because one of them is down; its state is still on `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    #[default]
+    Required,
+    Ignored,
 }
 
 fn yes() -> bool {
@@ -273,6 +287,9 @@ pub struct RawKms {
     /// How many new objects one data key may serve.
     #[serde(default = "default_kms_cache_uses")]
     pub cache_max_uses: u64,
+    /// Whether `/readyz` fails while this KMS endpoint is unreachable.
+    #[serde(default)]
+    pub readiness: Readiness,
 }
 
 fn default_kms_cache_seconds() -> u64 {
@@ -557,6 +574,7 @@ fn validate_upstreams(
             addressing_style: u.addressing_style,
             ca_bundle: u.ca_bundle.map(|p| base.join(p)),
             forward_checksum_trailers: u.forward_checksum_trailers,
+            required_for_readiness: u.readiness == Readiness::Required,
         };
         if upstreams.insert(u.name.clone(), upstream).is_some() {
             return Err(invalid(
@@ -805,6 +823,7 @@ impl RawKms {
             )?),
             cache_ttl: Duration::from_secs(self.cache_seconds),
             cache_max_uses: self.cache_max_uses,
+            required_for_readiness: self.readiness == Readiness::Required,
         };
         Ok(Kms::new(settings, tls))
     }

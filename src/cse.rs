@@ -333,12 +333,15 @@ impl EncryptionRules {
     }
 
     /// The distinct KMS endpoints the rules wrap keys with (for readiness probes).
-    pub fn kms_endpoints(&self) -> Vec<&http::Uri> {
-        let mut out: Vec<&http::Uri> = Vec::new();
-        let kms = self.0.values().flatten().filter_map(|r| r.keyring.kms());
-        for endpoint in kms.map(Kms::endpoint) {
-            if !out.contains(&endpoint) {
-                out.push(endpoint);
+    /// Each KMS endpoint once, and whether readiness requires it (when any rule using it
+    /// does).
+    pub fn kms_endpoints(&self) -> Vec<(&http::Uri, bool)> {
+        let mut out: Vec<(&http::Uri, bool)> = Vec::new();
+        for kms in self.0.values().flatten().filter_map(|r| r.keyring.kms()) {
+            let required = kms.required_for_readiness();
+            match out.iter_mut().find(|(e, _)| *e == kms.endpoint()) {
+                Some((_, r)) => *r |= required,
+                None => out.push((kms.endpoint(), required)),
             }
         }
         out

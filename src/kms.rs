@@ -80,6 +80,8 @@ pub struct KmsSettings {
     pub cache_ttl: Duration,
     /// How many objects one data key may serve before a new one is generated.
     pub cache_max_uses: u64,
+    /// Whether `/readyz` fails while this endpoint is unreachable (`readiness`).
+    pub required_for_readiness: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -261,6 +263,10 @@ impl Kms {
     /// Where KMS calls and cache hits are counted; set once per configuration generation.
     pub fn observe(&self, metrics: &Arc<Metrics>) {
         let _ = self.metrics.set(metrics.clone());
+    }
+
+    pub fn required_for_readiness(&self) -> bool {
+        self.settings.required_for_readiness
     }
 
     pub fn endpoint(&self) -> &http::Uri {

@@ -45,6 +45,8 @@ pub struct Metrics {
     kms_cache_hits: DashMap<&'static str, AtomicU64>,
     kms_refusals_remembered: DashMap<&'static str, AtomicU64>,
     crypto_failures: DashMap<&'static str, AtomicU64>,
+    /// `(kind, name)` → 1 when the last readiness probe reached it, 0 when not.
+    dependency_up: DashMap<(&'static str, String), AtomicU64>,
 }
 
 impl Metrics {
@@ -138,6 +140,23 @@ impl Metrics {
         }
     }
 
+    /// The outcome of the last readiness probe of an upstream or KMS endpoint.
+    pub fn set_dependency_up(&self, kind: &'static str, name: &str, up: bool) {
+        let key = (kind, name.to_owned());
+        let value = u64::from(up);
+        match self.dependency_up.get(&key) {
+            Some(v) => v.store(value, Ordering::Relaxed),
+            None => {
+                self.dependency_up.insert(key, AtomicU64::new(value));
+            }
+        }
+    }
+
+    /// Forgets every probe outcome (a reload changed what is probed).
+    pub fn forget_dependencies(&self) {
+        self.dependency_up.clear();
+    }
+
     pub fn plaintext_rejected(&self) {
         self.plaintext_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -158,6 +177,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_connections(&mut out);
         self.render_config(&mut out);
+        self.render_dependencies(&mut out);
         self.render_keys(&mut out);
         out.0
     }
@@ -281,6 +301,30 @@ impl Metrics {
             );
             let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             out.sample("s3seal_tls_certificate_expiry_timestamp_seconds", &[], secs);
+        }
+    }
+
+    fn render_dependencies(&self, out: &mut Exposition) {
+        if self.dependency_up.is_empty() {
+            return;
+        }
+        out.header(
+            "s3seal_dependency_up",
+            "gauge",
+            "1 when the last /readyz probe connected to the upstream or KMS endpoint, 0 when not (whatever its readiness setting).",
+        );
+        let mut rows: Vec<_> = self
+            .dependency_up
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        rows.sort();
+        for ((kind, name), up) in rows {
+            out.sample(
+                "s3seal_dependency_up",
+                &[("kind", kind), ("name", &name)],
+                up,
+            );
         }
     }
 

@@ -72,6 +72,8 @@ pub struct Upstream {
     pub addressing_style: AddressingStyle,
     pub ca_bundle: Option<std::path::PathBuf>,
     pub forward_checksum_trailers: bool,
+    /// Whether `/readyz` fails while this upstream is unreachable (`readiness`).
+    pub required_for_readiness: bool,
 }
 
 /// How the body of an outgoing request is described in its signature.

@@ -43,6 +43,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         addressing_style: AddressingStyle::Path,
         ca_bundle: None,
         forward_checksum_trailers: true,
+        required_for_readiness: true,
     };
     let client = ClientIdentity {
         access_key_id: access_key_id.clone(),
