@@ -167,8 +167,13 @@ struct ServeArgs {
 /// Exit code for an invalid configuration (`EX_USAGE` in `sysexits.h`), as linkerd does.
 const EXIT_CONFIG: u8 = 64;
 
+/// Set once `serve` has started its log subscriber: fatal errors are then logged through it,
+/// in the format the operator chose.
+static LOGGING: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli_format = cli.log_format;
     let result = match cli.command {
         Some(Command::Check { config }) => return check(&config),
         Some(Command::Certs { out, force }) => certs(&out, force),
@@ -203,13 +208,32 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("s3seal: {}", report(&e));
-            if config_caused(&e) {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            }
+            let code = if config_caused(&e) { EXIT_CONFIG } else { 1 };
+            fatal(&report(&e), code, cli_format);
+            ExitCode::from(code)
         }
+    }
+}
+
+/// Reports the error that ends the process: through the log subscriber when it runs (so a
+/// JSON log stays JSON), else on stderr, as one JSON object when `--log-format json` (or
+/// `S3SEAL_LOG_FORMAT=json`) asked for JSON.
+fn fatal(message: &str, exit_code: u8, format: Option<LogFormat>) {
+    if LOGGING.get().is_some() {
+        tracing::error!(exit_code, "s3seal: {message}");
+    } else if format == Some(LogFormat::Json) {
+        let line = serde_json::json!({
+            "timestamp": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "level": "ERROR",
+            "message": format!("s3seal: {message}"),
+            "exit_code": exit_code,
+            "target": "s3seal",
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!("s3seal: {message}");
     }
 }
 
@@ -453,6 +477,7 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         .or(config.as_ref().map(|c| c.server.log_format))
         .unwrap_or_default();
     s3seal::logging::init(format, log_filter().as_deref());
+    let _ = LOGGING.set(());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -122,7 +122,9 @@ impl Running {
             Err(e) => Err(ReloadError::Config(e)),
         };
         match &result {
-            Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),
+            Ok(changed) => {
+                tracing::info!(path = %path.display(), changed = %changed, "config reloaded");
+            }
             Err(e) => tracing::error!(
                 path = %path.display(),
                 error = %e,
@@ -130,7 +132,7 @@ impl Running {
             ),
         }
         self.admin.metrics.config_reload(result.is_ok());
-        result
+        result.map(drop)
     }
 
     /// The current generation's `[server]` settings.
@@ -145,9 +147,11 @@ impl Running {
     ///
     /// The settings [`restart_only_changes`] lists are fixed at start: a change to them is
     /// logged and takes effect on the next restart.
-    async fn apply(&self, config: Config) -> Result<(), ReloadError> {
+    /// Returns what changed, for the log line of the reload.
+    async fn apply(&self, config: Config) -> Result<String, ReloadError> {
         let probes = crate::admin::probes(&config);
         let next = build(config, &self.admin.metrics)?;
+        let changed = Generation::of(&self.live.load()).changes_to(&Generation::of(&next));
         let fixed = restart_only_changes(&self.live.load().settings, &next.settings);
         if !fixed.is_empty() {
             tracing::warn!(
@@ -160,7 +164,66 @@ impl Running {
             .set_tls_cert_not_after(next.cert_not_after);
         self.live.store(Arc::new(next));
         self.admin.set_probes(probes).await;
-        Ok(())
+        Ok(changed)
+    }
+}
+
+/// What a reload's log line compares between two generations: names, never secrets.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Generation {
+    clients: Vec<String>,
+    upstreams: Vec<String>,
+    cert_not_after: Option<std::time::SystemTime>,
+}
+
+impl Generation {
+    fn of(live: &Live) -> Self {
+        let mut upstreams: Vec<String> = live.state.upstreams.keys().cloned().collect();
+        upstreams.sort();
+        Generation {
+            clients: (live.state.clients.iter())
+                .map(|c| c.access_key_id.clone())
+                .collect(),
+            upstreams,
+            cert_not_after: live.cert_not_after,
+        }
+    }
+
+    /// `clients +NEW -OLD; upstreams +b; certificate now expires ...`, or that nothing of
+    /// these changed (rules and settings may still have).
+    fn changes_to(&self, next: &Generation) -> String {
+        fn delta(what: &str, old: &[String], new: &[String]) -> Option<String> {
+            let added: Vec<String> = new
+                .iter()
+                .filter(|n| !old.contains(n))
+                .map(|n| format!("+{n}"))
+                .collect();
+            let removed: Vec<String> = old
+                .iter()
+                .filter(|o| !new.contains(o))
+                .map(|o| format!("-{o}"))
+                .collect();
+            let all: Vec<String> = added.into_iter().chain(removed).collect();
+            (!all.is_empty()).then(|| format!("{what} {}", all.join(" ")))
+        }
+        let mut out: Vec<String> = [
+            delta("clients", &self.clients, &next.clients),
+            delta("upstreams", &self.upstreams, &next.upstreams),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if self.cert_not_after != next.cert_not_after {
+            out.push(match next.cert_not_after {
+                Some(at) => format!("certificate now expires {}", httpdate::fmt_http_date(at)),
+                None => "certificate replaced".to_owned(),
+            });
+        }
+        if out.is_empty() {
+            "no client keys, upstreams or certificate".to_owned()
+        } else {
+            out.join("; ")
+        }
     }
 }
 

@@ -75,3 +75,21 @@ fn trusted_proxies_match_by_address_including_mapped_ipv4() {
     }
     assert!(!is_trusted(&[], "10.1.2.3:1".parse().unwrap()));
 }
+
+#[test]
+fn a_reload_names_what_changed_by_name_only() {
+    let gen = |clients: &[&str], upstreams: &[&str], secs: u64| Generation {
+        clients: clients.iter().map(|s| (*s).to_owned()).collect(),
+        upstreams: upstreams.iter().map(|s| (*s).to_owned()).collect(),
+        cert_not_after: Some(std::time::UNIX_EPOCH + Duration::from_secs(secs)),
+    };
+    let old = gen(&["APP1", "APP2"], &["aws"], 1_800_000_000);
+    assert_eq!(
+        old.changes_to(&gen(&["APP1", "APP2"], &["aws"], 1_800_000_000)),
+        "no client keys, upstreams or certificate"
+    );
+    assert_eq!(
+        old.changes_to(&gen(&["APP1", "APP3"], &["aws", "minio"], 1_900_000_000)),
+        "clients +APP3 -APP2; upstreams +minio; certificate now expires Sun, 17 Mar 2030 17:46:40 GMT"
+    );
+}

@@ -831,4 +831,27 @@ upstream = "u"
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
+
+    // Under --log-format json the fatal error is a JSON line too, after logging started (a
+    // TLS file) and before (a config file that cannot be read).
+    for config in [path.clone(), dir.path().join("absent.toml")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3seal"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&config)
+            .env("S3SEAL_LOG", "error")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<serde_json::Value> = err
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["level"] == "ERROR" && l["exit_code"] == 64),
+            "{err}"
+        );
+    }
 }
