@@ -62,27 +62,72 @@ fn toml_port(config: &toml::Table, key: &str) -> u16 {
     addr.port()
 }
 
-/// Every file path the config names: TLS material and `{ file = ... }` secrets.
+/// Every file path the config names: TLS material and `{ file = ... }` secrets, the
+/// client-side encryption keys and KMS credentials of `[[bucket]]` tables included.
 fn config_files(config: &toml::Table) -> Vec<String> {
     let mut files = vec![
         config["server"]["tls_cert"].as_str().unwrap().to_owned(),
         config["server"]["tls_key"].as_str().unwrap().to_owned(),
     ];
-    for table in ["upstream", "client"] {
-        for entry in config
-            .get(table)
+    let mut secret_files = |entry: &toml::Value, names: &[&str]| {
+        for secret in names {
+            if let Some(file) = entry.get(*secret).and_then(|v| v.get("file")) {
+                files.push(file.as_str().unwrap().to_owned());
+            }
+        }
+    };
+    let tables = |name: &str| {
+        config
+            .get(name)
             .and_then(|t| t.as_array())
-            .into_iter()
-            .flatten()
-        {
-            for secret in ["access_key_id", "secret_access_key"] {
-                if let Some(file) = entry.get(secret).and_then(|v| v.get("file")) {
-                    files.push(file.as_str().unwrap().to_owned());
-                }
+            .cloned()
+            .unwrap_or_default()
+    };
+    for entry in tables("upstream").iter().chain(&tables("client")) {
+        secret_files(entry, &["access_key_id", "secret_access_key"]);
+    }
+    for bucket in tables("bucket") {
+        if let Some(encryption) = bucket.get("encryption") {
+            secret_files(encryption, &["key"]);
+            if let Some(kms) = encryption.get("kms") {
+                secret_files(kms, &["access_key_id", "secret_access_key"]);
             }
         }
     }
     files
+}
+
+/// Every example deployment encrypts: some `[[bucket]]` has a client-side encryption rule.
+fn assert_encrypts(config: &toml::Table) {
+    let encrypted = config
+        .get("bucket")
+        .and_then(|b| b.as_array())
+        .into_iter()
+        .flatten()
+        .any(|b| {
+            b.get("encryption")
+                .and_then(|e| e.get("mode"))
+                .and_then(|m| m.as_str())
+                == Some("client-side")
+        });
+    assert!(encrypted, "no client-side encryption rule in {config}");
+}
+
+/// A deployment's environment with each `${NAME:?how to set it}` (a value the user must
+/// provide) replaced by a valid example: every such value is a client-side encryption key.
+fn with_required_values(env: HashMap<String, String>) -> HashMap<String, String> {
+    env.into_iter()
+        .map(|(k, v)| {
+            if v.starts_with("${") {
+                (
+                    k,
+                    s3seal::crypto::format::Kek::generate_base64().to_string(),
+                )
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
 }
 
 /// The Dockerfile's instructions in order, continuation lines joined.
@@ -176,12 +221,14 @@ fn compose_file_has_the_expected_shape_and_a_valid_config() {
     // The unauthenticated admin listener is published on the host's loopback only.
     assert!(ports.contains(&"127.0.0.1:9090:9090"), "{ports:?}");
 
-    let env: HashMap<String, String> = proxy["environment"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), s(v).to_owned()))
-        .collect();
+    let env: HashMap<String, String> = with_required_values(
+        proxy["environment"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), s(v).to_owned()))
+            .collect(),
+    );
     let mounts: HashMap<&str, &str> = proxy["volumes"]
         .as_array()
         .unwrap()
@@ -200,6 +247,7 @@ fn compose_file_has_the_expected_shape_and_a_valid_config() {
     let sample = repo_path(mounts["/etc/s3seal/s3seal.toml"]);
     let text = std::fs::read_to_string(&sample).unwrap();
     let config: toml::Table = text.parse().unwrap();
+    assert_encrypts(&config);
     assert_eq!(toml_port(&config, "listen"), 8443);
     assert_eq!(toml_port(&config, "admin_listen"), 9090);
     // The upstream is the `s3` service, on the port it listens on.
@@ -292,6 +340,7 @@ fn check_s3seal_deployment(docs: &[Value], deployment: &str) {
     let cm_name = s(&volumes[config_volume]["configMap"]["name"]);
     let text = configmap_toml(docs, cm_name);
     let config: toml::Table = text.parse().unwrap();
+    assert_encrypts(&config);
 
     // Probes hit the admin listener the config opens, on all interfaces (the kubelet is not
     // on the pod's loopback).
@@ -329,6 +378,10 @@ fn check_s3seal_deployment(docs: &[Value], deployment: &str) {
         let content = match Path::new(&file).extension().and_then(|e| e.to_str()) {
             Some("crt") => std::fs::read(repo_path("certs/server.pem")).unwrap(),
             Some("key") => std::fs::read(repo_path("certs/server-key.pem")).unwrap(),
+            // A client-side encryption key, as `s3seal keygen` prints it.
+            Some("b64") => {
+                format!("{}\n", *s3seal::crypto::format::Kek::generate_base64()).into_bytes()
+            }
             _ => b"placeholder-secret\n".to_vec(),
         };
         std::fs::write(local, content).unwrap();
