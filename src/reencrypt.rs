@@ -101,12 +101,20 @@ async fn reencrypt_one(
     dry_run: bool,
 ) -> Result<Outcome, String> {
     let head = plan(rule, Operation::HeadObject)?;
-    if send(client, Method::HEAD, target, &head, None)
-        .await?
-        .status()
-        .is_success()
-    {
-        return Ok(Outcome::Current);
+    let found = send(client, Method::HEAD, target, &head, None).await?;
+    if found.status().is_success() {
+        // A backend that does not enforce SSE-C (or an object stored without it) answers
+        // a HEAD with any key: only an answer that names the current key's MD5 proves the
+        // object is encrypted under it.
+        return if confirms_key(&head, found.headers()) {
+            Ok(Outcome::Current)
+        } else {
+            Err(
+                "the backend answered with the current key but does not confirm the object is \
+                 SSE-C encrypted under it (stored without SSE-C, or a backend that ignores it)"
+                    .to_owned(),
+            )
+        };
     }
     for retry in policy::rotation_retries(&head, Operation::HeadObject, rule, None) {
         let found = send(client, Method::HEAD, target, &retry.plan, None).await?;
@@ -147,6 +155,13 @@ async fn reencrypt_one(
         return Ok(Outcome::Reencrypted(retry.key_id));
     }
     Err("no configured key opens it (or it is not an SSE-C object)".to_owned())
+}
+
+/// Whether `answer` names the SSE-C key the request carried, as AWS S3 and Ceph RGW do for
+/// objects encrypted with it (`x-amz-server-side-encryption-customer-key-MD5`).
+fn confirms_key(request: &SsePlan, answer: &HeaderMap) -> bool {
+    let sent = request.set_request.get(policy::SSE_C_KEY_MD5);
+    sent.is_some() && answer.get(policy::SSE_C_KEY_MD5) == sent
 }
 
 fn plan(rule: &SseRule, op: Operation) -> Result<SsePlan, String> {

@@ -1181,6 +1181,58 @@ pattern = "reenc-*"
     rgw.check_alive().unwrap();
 }
 
+/// On a backend that ignores SSE-C (moto), an object stored without encryption answers a
+/// HEAD carrying the current key: `reencrypt` must count it as a failure, not as "already
+/// under the current key".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_reencrypt_does_not_take_an_unencrypted_object_for_a_current_one() {
+    let moto = backends::shared_moto();
+    let rule = "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }\nold_keys = [{ id = \"2025\", env = \"OLD\" }]";
+    let h = Harness::with_backend_policies(moto, policies(&[("reenc-*", rule)])).await;
+    let b = support::bucket("reenc");
+    let direct = h.direct();
+    direct.create_bucket().bucket(&b).send().await.unwrap();
+    put(&direct, &b, "plain", b"stored without SSE-C").await;
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "server.pem"
+tls_key = "server-key.pem"
+[[upstream]]
+name = "moto"
+endpoint = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+allow_plaintext = true
+[[client]]
+access_key_id = "UNUSED"
+secret_access_key = "unused"
+upstream = "moto"
+[[bucket]]
+pattern = "reenc-*"
+[bucket.sse]
+{rule}
+"#,
+        moto.endpoint, moto.access_key, moto.secret_key
+    );
+    let env: std::collections::HashMap<String, String> = [
+        ("NEW".to_owned(), b64(&KEY_NEW)),
+        ("OLD".to_owned(), b64(&KEY_OLD)),
+    ]
+    .into();
+    let config = s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap();
+    let report = s3seal::reencrypt::run(config, &b, "", None, true)
+        .await
+        .unwrap();
+    assert!(report.current.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(
+        report.failed[0].1.contains("does not confirm"),
+        "{report:?}"
+    );
+}
+
 // === Upstream refusals of requests that carried a key ===
 
 /// A backend that refuses every request the way AWS refuses a signature it cannot verify:
