@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth", "policy", "cors", "accept"],
     &["authz", "kms"],
     &["upstream"],
-    &["sse", "cse"],
+    &["sse", "cse", "bulk"],
     &["config"],
     &["admin", "proxy", "reencrypt"],
     &["rewrap", "server"],

@@ -33,6 +33,7 @@ pub mod s3;
 pub(crate) mod accept;
 pub(crate) mod admin;
 pub(crate) mod body;
+pub mod bulk;
 pub mod certs;
 pub mod config;
 pub mod cors;

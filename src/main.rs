@@ -89,43 +89,10 @@ enum Command {
     },
     /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
     /// current key (see docs/policy.md, "Key rotation").
-    Reencrypt {
-        /// The config file (TOML) whose rules and upstreams the command uses.
-        #[arg(long, short, env = "S3SEAL_CONFIG")]
-        config: PathBuf,
-        /// The bucket to work through (as the backend names it).
-        #[arg(long)]
-        bucket: String,
-        /// Only keys that start with this.
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// The upstream holding the bucket (needed when the config has several).
-        #[arg(long)]
-        upstream: Option<String>,
-        /// List what would be rewritten; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Reencrypt(BulkArgs),
     /// Rewrap the data keys of a bucket's client-side encrypted objects under its current key
     /// (local or KMS), without copying their data (see docs/format.md §5.4).
-    Rewrap {
-        /// The config file (TOML) whose rules and upstreams the command uses.
-        #[arg(long, short, env = "S3SEAL_CONFIG")]
-        config: PathBuf,
-        /// The bucket to work through (as the backend names it).
-        #[arg(long)]
-        bucket: String,
-        /// Only keys that start with this.
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// The upstream holding the bucket (needed when the config has several).
-        #[arg(long)]
-        upstream: Option<String>,
-        /// List what would be rewrapped; write nothing (the old keys are still unwrapped,
-        /// so a KMS is still called).
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Rewrap(BulkArgs),
     /// Print a new random key-encryption key (32 bytes, base64) for a client-side encryption
     /// rule's `key`.
     #[command(
@@ -149,6 +116,48 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// The arguments of the bulk commands (`reencrypt`, `rewrap`).
+#[derive(clap::Args)]
+struct BulkArgs {
+    /// The config file (TOML) whose rules and upstreams the command uses.
+    #[arg(long, short, env = "S3SEAL_CONFIG")]
+    config: PathBuf,
+    /// The bucket to work through (as the backend names it).
+    #[arg(long)]
+    bucket: String,
+    /// Only keys that start with this.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Only keys after this one: resumes a run that stopped (its progress line names the key).
+    #[arg(long)]
+    start_after: Option<String>,
+    /// The upstream holding the bucket (needed when the config has several).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Objects worked on at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// List what would change; write nothing (for rewrap, the old keys are still unwrapped,
+    /// so a KMS is still called).
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BulkArgs {
+    fn options(&self) -> s3seal::bulk::Options {
+        s3seal::bulk::Options {
+            prefix: self.prefix.clone(),
+            start_after: self.start_after.clone(),
+            concurrency: usize::from(self.concurrency),
+            dry_run: self.dry_run,
+            progress: true,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -188,20 +197,8 @@ fn main() -> ExitCode {
             keys,
             seal,
         }) => decrypt(&input, &out, &metadata, &keys, seal.as_deref()),
-        Some(Command::Reencrypt {
-            config,
-            bucket,
-            prefix,
-            upstream,
-            dry_run,
-        }) => reencrypt(&config, &bucket, &prefix, upstream.as_deref(), dry_run),
-        Some(Command::Rewrap {
-            config,
-            bucket,
-            prefix,
-            upstream,
-            dry_run,
-        }) => rewrap(&config, &bucket, &prefix, upstream.as_deref(), dry_run),
+        Some(Command::Reencrypt(args)) => reencrypt(&args),
+        Some(Command::Rewrap(args)) => rewrap(&args),
         Some(Command::Serve(args)) => serve(args, cli.log_format),
         None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
@@ -395,67 +392,95 @@ fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     Ok(runtime.block_on(f))
 }
 
-fn reencrypt(
-    config: &Path,
-    bucket: &str,
-    prefix: &str,
-    upstream: Option<&str>,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    let config = Config::load(config, &ProcessEnv)?;
+fn reencrypt(args: &BulkArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config, &ProcessEnv)?;
     let report = block_on(s3seal::reencrypt::run(
-        config, bucket, prefix, upstream, dry_run,
+        config,
+        &args.bucket,
+        args.upstream.as_deref(),
+        &args.options(),
     ))??;
-    let verb = if dry_run {
-        "would re-encrypt"
-    } else {
-        "re-encrypted"
-    };
-    for (key, old) in &report.reencrypted {
-        println!("{verb} {key} (was key {old})");
-    }
-    for (key, why) in &report.failed {
-        println!("failed {key}: {why}");
-    }
-    println!(
-        "{} already under the current key, {} {verb}, {} failed",
-        report.current.len(),
-        report.reencrypted.len(),
-        report.failed.len()
-    );
-    anyhow::ensure!(
-        report.failed.is_empty(),
-        "some objects were not re-encrypted"
-    );
-    Ok(())
+    let counts = [
+        ("current", report.current.len()),
+        ("reencrypted", report.reencrypted.len()),
+    ];
+    summarize(
+        args,
+        "reencrypt",
+        &report.reencrypted,
+        &counts,
+        &report.failed,
+    )
 }
 
-fn rewrap(
-    config: &Path,
-    bucket: &str,
-    prefix: &str,
-    upstream: Option<&str>,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    let config = Config::load(config, &ProcessEnv)?;
+fn rewrap(args: &BulkArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config, &ProcessEnv)?;
     let report = block_on(s3seal::rewrap::run(
-        config, bucket, prefix, upstream, dry_run,
+        config,
+        &args.bucket,
+        args.upstream.as_deref(),
+        &args.options(),
     ))??;
-    let verb = if dry_run { "would rewrap" } else { "rewrapped" };
-    for (key, old) in &report.rewrapped {
-        println!("{verb} {key} (was key {old})");
+    let counts = [
+        ("current", report.current.len()),
+        ("unencrypted", report.unencrypted.len()),
+        ("rewrapped", report.rewrapped.len()),
+    ];
+    summarize(args, "rewrap", &report.rewrapped, &counts, &report.failed)
+}
+
+/// The end of a bulk command: in a dry run, each object that would change (with its old
+/// key); every failure with its reason; the counts; as text, or as one JSON object with
+/// `--json`. Fails (exit 1) when any object failed.
+fn summarize(
+    args: &BulkArgs,
+    command: &str,
+    changed: &[(String, String)],
+    counts: &[(&str, usize)],
+    failed: &[(String, String)],
+) -> anyhow::Result<()> {
+    if args.json {
+        let mut summary = serde_json::json!({
+            "command": command,
+            "bucket": args.bucket,
+            "dry_run": args.dry_run,
+            "failed": failed.iter().map(|(k, why)| serde_json::json!({"key": k, "reason": why})).collect::<Vec<_>>(),
+        });
+        for (name, n) in counts {
+            summary[*name] = serde_json::json!(n);
+        }
+        if args.dry_run {
+            summary["would_change"] = changed
+                .iter()
+                .map(|(k, old)| serde_json::json!({"key": k, "old_key": old}))
+                .collect();
+        }
+        println!("{summary}");
+    } else {
+        if args.dry_run {
+            for (key, old) in changed {
+                println!("would change {key} (key {old})");
+            }
+        }
+        for (key, why) in failed {
+            println!("failed {key}: {why}");
+        }
+        let counts: Vec<String> = counts
+            .iter()
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect();
+        println!("{}, {} failed", counts.join(", "), failed.len());
     }
-    for (key, why) in &report.failed {
-        println!("failed {key}: {why}");
-    }
-    println!(
-        "{} already under the current key, {} unencrypted, {} {verb}, {} failed",
-        report.current.len(),
-        report.unencrypted.len(),
-        report.rewrapped.len(),
-        report.failed.len()
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} objects failed: {}",
+        failed.len(),
+        failed
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    anyhow::ensure!(report.failed.is_empty(), "some objects were not rewrapped");
     Ok(())
 }
 

@@ -11,22 +11,16 @@
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use http::{header, HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{self, Body, BoxError};
+use crate::bulk::{self, Options};
 use crate::config::Config;
 use crate::policy::{self, Encryption, SsePlan, SseRule};
 use crate::s3::route::{Operation, Target};
 use crate::upstream::{Outgoing, Payload, Sender};
-
-/// Objects listed per ListObjectsV2 page.
-const PAGE_KEYS: &str = "1000";
-
-/// The largest listing page read into memory (1000 keys of 1024 bytes, with XML around them).
-const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReencryptError {
@@ -49,14 +43,13 @@ pub struct Report {
     pub failed: Vec<(String, String)>,
 }
 
-/// Re-encrypts every object of `bucket` under `prefix` that uses an old key. `upstream` names
-/// the upstream when the config has more than one.
+/// Re-encrypts every object of `bucket` that `opts` selects and that uses an old key.
+/// `upstream` names the upstream when the config has more than one.
 pub async fn run(
     config: Config,
     bucket: &str,
-    prefix: &str,
     upstream: Option<&str>,
-    dry_run: bool,
+    opts: &Options,
 ) -> Result<Report, ReencryptError> {
     let rule = config
         .sse
@@ -67,26 +60,32 @@ pub async fn run(
     let upstream = crate::upstream::client_for(config.upstreams, upstream)?;
     // The operator's own command: it acts with the upstream's credentials and serves no client.
     let client = upstream.operator();
-    let mut report = Report::default();
-    let mut token = None;
-    loop {
-        let (keys, next) = list_page(&client, bucket, prefix, token.as_deref()).await?;
-        for key in keys {
+    let (client, rule) = (&client, &rule);
+    let outcomes = bulk::for_each(
+        client,
+        bucket,
+        opts,
+        "reencrypt",
+        |_| true,
+        |key| async move {
             let target = Target::Object {
                 bucket: bucket.to_owned(),
-                key: key.clone(),
+                key,
             };
-            match reencrypt_one(&client, &rule, &target, dry_run).await {
-                Ok(Outcome::Current) => report.current.push(key),
-                Ok(Outcome::Reencrypted(id)) => report.reencrypted.push((key, id)),
-                Err(why) => report.failed.push((key, why)),
-            }
-        }
-        match next {
-            Some(t) => token = Some(t),
-            None => return Ok(report),
+            reencrypt_one(client, rule, &target, opts.dry_run).await
+        },
+    )
+    .await
+    .map_err(ReencryptError::List)?;
+    let mut report = Report::default();
+    for (key, outcome) in outcomes {
+        match outcome {
+            Ok(Outcome::Current) => report.current.push(key),
+            Ok(Outcome::Reencrypted(id)) => report.reencrypted.push((key, id)),
+            Err(why) => report.failed.push((key, why)),
         }
     }
+    Ok(report)
 }
 
 enum Outcome {
@@ -191,97 +190,3 @@ async fn send(
     .map_err(|e| e.to_string())?;
     client.send(signed).await.map_err(|e| e.to_string())
 }
-
-/// One ListObjectsV2 page: its keys and the continuation token, if there is more.
-pub(crate) async fn list_page(
-    client: &Sender<'_>,
-    bucket: &str,
-    prefix: &str,
-    token: Option<&str>,
-) -> Result<(Vec<String>, Option<String>), ReencryptError> {
-    let target = Target::Bucket(bucket.to_owned());
-    let mut query = vec![
-        ("list-type".to_owned(), "2".to_owned()),
-        ("max-keys".to_owned(), PAGE_KEYS.to_owned()),
-        ("prefix".to_owned(), prefix.to_owned()),
-    ];
-    if let Some(t) = token {
-        query.push(("continuation-token".to_owned(), t.to_owned()));
-    }
-    let out = Outgoing {
-        method: Method::GET,
-        target: &target,
-        query,
-        headers: HeaderMap::new(),
-        content_length: None,
-    };
-    let fail = |e: String| ReencryptError::List(e);
-    let signed = client
-        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
-        .map_err(|e| fail(e.to_string()))?;
-    let resp = client.send(signed).await.map_err(|e| fail(e.to_string()))?;
-    let status = resp.status();
-    let doc = read_limited(resp.into_body()).await.map_err(fail)?;
-    if !status.is_success() {
-        return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&doc))));
-    }
-    parse_listing(&doc).map_err(fail)
-}
-
-async fn read_limited(mut body: Incoming) -> Result<Bytes, String> {
-    let mut doc = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
-            if doc.len() + data.len() > MAX_LISTING_BYTES {
-                return Err(format!(
-                    "a listing page is larger than {MAX_LISTING_BYTES} bytes"
-                ));
-            }
-            doc.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(doc))
-}
-
-/// The `Contents/Key` values and the `NextContinuationToken` (when `IsTruncated`).
-fn parse_listing(doc: &[u8]) -> Result<(Vec<String>, Option<String>), String> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_reader(doc);
-    let mut path: Vec<Vec<u8>> = Vec::new();
-    let mut text = String::new();
-    let (mut keys, mut token, mut truncated) = (Vec::new(), None, false);
-    loop {
-        match reader.read_event().map_err(|e| e.to_string())? {
-            Event::Start(e) => {
-                path.push(e.local_name().as_ref().to_vec());
-                text.clear();
-            }
-            Event::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
-            Event::GeneralRef(r) => text.push(match &*r {
-                b"lt" => '<',
-                b"gt" => '>',
-                b"amp" => '&',
-                b"apos" => '\'',
-                b"quot" => '"',
-                other => return Err(format!("unknown entity {}", String::from_utf8_lossy(other))),
-            }),
-            Event::End(_) => {
-                let inner: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
-                match inner.as_slice() {
-                    [_, b"Contents", b"Key"] => keys.push(std::mem::take(&mut text)),
-                    [_, b"NextContinuationToken"] => token = Some(std::mem::take(&mut text)),
-                    [_, b"IsTruncated"] => truncated = text == "true",
-                    _ => {}
-                }
-                path.pop();
-                text.clear();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok((keys, token.filter(|_| truncated)))
-}
-
-#[cfg(test)]
-mod tests;

@@ -17,6 +17,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::body;
+use crate::bulk::{self, Options};
 use crate::config::Config;
 use crate::crypto::format::{ObjectMetadata, META_PREFIX};
 use crate::cse::Rule;
@@ -52,14 +53,13 @@ pub struct Report {
     pub failed: Vec<(String, String)>,
 }
 
-/// Rewraps every object of `bucket` under `prefix` whose record names another key than the
-/// current one. `upstream` names the upstream when the config has more than one.
+/// Rewraps every object of `bucket` that `opts` selects and whose record names another key
+/// than the current one. `upstream` names the upstream when the config has more than one.
 pub async fn run(
     config: Config,
     bucket: &str,
-    prefix: &str,
     upstream: Option<&str>,
-    dry_run: bool,
+    opts: &Options,
 ) -> Result<Report, RewrapError> {
     let rule = config
         .encryption
@@ -68,37 +68,25 @@ pub async fn run(
         .clone();
     let upstream = crate::upstream::client_for(config.upstreams, upstream)?;
     // The operator's own command: it acts with the upstream's credentials and serves no client.
-    rewrap_bucket(&upstream.operator(), &rule, bucket, prefix, dry_run).await
-}
-
-/// [`run`] with the upstream client and the bucket's rule at hand.
-async fn rewrap_bucket(
-    client: &Sender<'_>,
-    rule: &Rule,
-    bucket: &str,
-    prefix: &str,
-    dry_run: bool,
-) -> Result<Report, RewrapError> {
+    let client = upstream.operator();
+    let (client, rule) = (&client, &*rule);
+    // The multipart seals are the proxy's own and carry no wrapped key.
+    let visit = |key: &str| !key.starts_with(crate::s3::route::RESERVED_PREFIX);
+    let outcomes = bulk::for_each(client, bucket, opts, "rewrap", visit, |key| async move {
+        rewrap_one(client, rule, bucket, &key, opts.dry_run).await
+    })
+    .await
+    .map_err(RewrapError::List)?;
     let mut report = Report::default();
-    let mut token = None;
-    loop {
-        let (keys, next) = crate::reencrypt::list_page(client, bucket, prefix, token.as_deref())
-            .await
-            .map_err(|e| RewrapError::List(e.to_string()))?;
-        // The multipart seals are the proxy's own and carry no wrapped key.
-        for key in keys.into_iter().filter(|k| !k.starts_with(".s3seal/")) {
-            match rewrap_one(client, rule, bucket, &key, dry_run).await {
-                Ok(Outcome::Current) => report.current.push(key),
-                Ok(Outcome::Unencrypted) => report.unencrypted.push(key),
-                Ok(Outcome::Rewrapped(id)) => report.rewrapped.push((key, id)),
-                Err(why) => report.failed.push((key, why)),
-            }
-        }
-        match next {
-            Some(t) => token = Some(t),
-            None => return Ok(report),
+    for (key, outcome) in outcomes {
+        match outcome {
+            Ok(Outcome::Current) => report.current.push(key),
+            Ok(Outcome::Unencrypted) => report.unencrypted.push(key),
+            Ok(Outcome::Rewrapped(id)) => report.rewrapped.push((key, id)),
+            Err(why) => report.failed.push((key, why)),
         }
     }
+    Ok(report)
 }
 
 enum Outcome {

@@ -327,14 +327,47 @@ async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
         STANDARD.encode([9u8; 32])
     );
     let config = || rotated_config(moto, &key_id, "", &old);
-    let dry = s3seal::rewrap::run(config(), &b, "", None, true)
-        .await
-        .unwrap();
+    let dry = s3seal::rewrap::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(dry.rewrapped.len(), 2, "{dry:?}");
     assert_eq!(head("a").await.e_tag(), Some(etag_before.as_str()));
-    let report = s3seal::rewrap::run(config(), &b, "", None, false)
-        .await
-        .unwrap();
+    // Resuming after "a" (one object at a time) visits only what sorts after it.
+    let resumed = s3seal::rewrap::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: true,
+            start_after: Some("a".into()),
+            concurrency: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let keys: Vec<&str> = resumed.rewrapped.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["dir/b"], "{resumed:?}");
+    assert_eq!(resumed.unencrypted, ["legacy"], "{resumed:?}");
+    let report = s3seal::rewrap::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
     let mut rewrapped: Vec<_> = report
         .rewrapped
@@ -376,9 +409,18 @@ async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
         let bytes = got.body.collect().await.unwrap().into_bytes();
         assert!(bytes.as_ref() == data.as_slice(), "{key} differs");
     }
-    let again = s3seal::rewrap::run(config(), &b, "dir/", None, false)
-        .await
-        .unwrap();
+    let again = s3seal::rewrap::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            prefix: "dir/".into(),
+            dry_run: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (again.current.len(), again.rewrapped.len()),
         (1, 0),
@@ -608,9 +650,17 @@ async fn rewrap_from_one_kms_key_to_another() {
 
     let key_b = create_key(moto).await;
     let old = format!(r#", old_key_ids = ["{key_a}"]"#);
-    let report = s3seal::rewrap::run(rotated_config(moto, &key_b, &old, ""), &b, "", None, false)
-        .await
-        .unwrap();
+    let report = s3seal::rewrap::run(
+        rotated_config(moto, &key_b, &old, ""),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         report.rewrapped,
         [("x".to_owned(), format!("kms:{key_a}"))],

@@ -1122,9 +1122,17 @@ pattern = "reenc-*"
         v
     };
 
-    let dry = s3seal::reencrypt::run(config(), &b, "", None, true)
-        .await
-        .unwrap();
+    let dry = s3seal::reencrypt::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let dry_keys = sorted(dry.reencrypted.iter().map(|(k, _)| k.clone()).collect());
     assert_eq!(dry_keys, ["a & b", "dir/old"]);
     assert!(dry.reencrypted.iter().all(|(_, id)| id == "2025"));
@@ -1133,9 +1141,17 @@ pattern = "reenc-*"
         .await
         .is_ok());
 
-    let done = s3seal::reencrypt::run(config(), &b, "", None, false)
-        .await
-        .unwrap();
+    let done = s3seal::reencrypt::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(done.reencrypted.len(), 2, "{done:?}");
     assert!(done.failed.is_empty(), "{done:?}");
     let direct = after.direct();
@@ -1170,9 +1186,18 @@ pattern = "reenc-*"
         Some("blue")
     );
 
-    let again = s3seal::reencrypt::run(config(), &b, "dir/", None, false)
-        .await
-        .unwrap();
+    let again = s3seal::reencrypt::run(
+        config(),
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            prefix: "dir/".into(),
+            dry_run: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         again.reencrypted.is_empty() && again.failed.is_empty(),
         "{again:?}"
@@ -1222,15 +1247,53 @@ pattern = "reenc-*"
     ]
     .into();
     let config = s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap();
-    let report = s3seal::reencrypt::run(config, &b, "", None, true)
-        .await
-        .unwrap();
+    let report = s3seal::reencrypt::run(
+        config,
+        &b,
+        None,
+        &s3seal::bulk::Options {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(report.current.is_empty(), "{report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert!(
         report.failed[0].1.contains("does not confirm"),
         "{report:?}"
     );
+
+    // The command: a JSON summary naming the failure, a progress line on stderr, exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s3seal.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3seal"))
+        .args([
+            "reencrypt",
+            "--json",
+            "--concurrency",
+            "4",
+            "--bucket",
+            &b,
+            "--config",
+        ])
+        .arg(&path)
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["command"], "reencrypt");
+    assert_eq!(summary["current"], 0);
+    assert_eq!(summary["failed"][0]["key"], "plain", "{summary}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reencrypt: 1 objects, 1 failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 objects failed: plain"), "{stderr}");
 }
 
 // === Upstream refusals of requests that carried a key ===
