@@ -21,5 +21,6 @@ mod negative;
 mod ops;
 mod sdk;
 mod server;
+mod shield;
 mod sse;
 mod streaming;

@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod raw;
+pub mod tap;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
