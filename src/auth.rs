@@ -127,6 +127,17 @@ impl Claim {
             AuthError::MalformedAuthorization(reason)
         }
     }
+
+    /// A wrong credential scope, worded as S3 words it for each mechanism.
+    fn malformed_credential(&self, reason: String) -> AuthError {
+        if self.presigned {
+            AuthError::MalformedQueryAuthentication(format!(
+                "Error parsing the X-Amz-Credential parameter; {reason}"
+            ))
+        } else {
+            AuthError::MalformedAuthorization(reason)
+        }
+    }
 }
 
 struct Authenticated {
@@ -280,7 +291,6 @@ fn header_claim(
         .map_err(|_| AuthError::MalformedAuthorization("the header is not ASCII".into()))?;
     let parsed = sigv4::parse_authorization(value).map_err(|e| match e {
         E::UnsupportedScheme => AuthError::UnsupportedAlgorithm,
-        E::NotImplemented => AuthError::AlgorithmNotImplemented(sigv4::ALGORITHM_SIGV4A),
         E::Malformed(reason) => AuthError::MalformedAuthorization(reason.into()),
     })?;
     let (amz_date, date) = request_date(headers)?;
@@ -329,26 +339,26 @@ fn check_scope(claim: &Claim, region: &str) -> Result<(), AuthError> {
     let c = &claim.credential;
     let day = &claim.amz_date[..8];
     if c.date != day {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "Invalid credential date \"{}\". This date is not the same as X-Amz-Date: \"{day}\".",
             c.date
         )));
     }
     if c.region != region {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "the region '{}' is wrong; expecting '{region}'",
             c.region
         )));
     }
     if c.service != sigv4::SERVICE {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "incorrect service \"{}\". This endpoint belongs to \"{}\".",
             c.service,
             sigv4::SERVICE
         )));
     }
     if c.terminator != sigv4::TERMINATOR {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "incorrect terminal \"{}\". This endpoint uses \"{}\".",
             c.terminator,
             sigv4::TERMINATOR
@@ -412,15 +422,11 @@ impl Payload {
                 signed: false,
                 trailer: true,
             },
-            "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD" => {
-                return Err(AuthError::ContentSha256NotImplemented(
-                    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
-                ))
-            }
-            "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER" => {
-                return Err(AuthError::ContentSha256NotImplemented(
-                    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
-                ))
+            // Chunks signed with SigV4a: a mechanism S3 takes only at multi-region access
+            // points, refused as the SigV4a header is.
+            "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"
+            | "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER" => {
+                return Err(AuthError::UnsupportedAlgorithm)
             }
             _ => {
                 let mut digest = [0u8; 32];

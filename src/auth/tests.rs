@@ -425,8 +425,28 @@ fn aws_example_presigned_url() {
 
 #[test]
 fn presigned_parameter_errors() {
+    // X-Amz-Expires, worded as S3 words each case; zero seconds is valid, and long expired.
+    for (expires, message) in [
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("soon", "X-Amz-Expires should be a number"),
+        ("", "X-Amz-Expires should be a number"),
+        ("604801", "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"),
+        ("99999999999999999999999", "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"),
+    ] {
+        let uri = PRESIGNED.replace("X-Amz-Expires=86400", &format!("X-Amz-Expires={expires}"));
+        let err = run(presigned(&uri)).unwrap_err();
+        assert_eq!(
+            (err.code(), err.to_string().as_str()),
+            (S3Code::AuthorizationQueryParametersError, message),
+            "{uri}"
+        );
+    }
+    let zero = PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=0");
+    assert_eq!(
+        run(presigned(&zero)).unwrap_err(),
+        AuthError::RequestExpired
+    );
     for (from, to) in [
-        ("X-Amz-Expires=86400", "X-Amz-Expires=0"),
         ("X-Amz-Expires=86400", "X-Amz-Expires=604801"),
         ("X-Amz-Expires=86400", "X-Amz-Expires=-1"),
         ("X-Amz-Expires=86400&", ""),
@@ -454,7 +474,8 @@ fn presigned_parameter_errors() {
         "X-Amz-Algorithm=AWS4-HMAC-SHA256",
         "X-Amz-Algorithm=AWS4-ECDSA-P256-SHA256",
     );
-    assert_eq!(code_of(presigned(&sigv4a)), S3Code::NotImplemented);
+    // S3 takes SigV4a only at multi-region access points: 400 InvalidRequest elsewhere.
+    assert_eq!(code_of(presigned(&sigv4a)), S3Code::InvalidRequest);
     // An unsigned x-amz-* header cannot ride along with a presigned URL.
     let mut req = presigned(PRESIGNED);
     req.headers_mut()
@@ -921,7 +942,14 @@ fn content_sha256_mismatch_and_truncation() {
     assert_eq!(e.code(), S3Code::IncompleteBody);
     assert!(std::error::Error::source(&e).is_some());
     assert!(out.data.len() < 7);
-    assert!(slot.get().is_none());
+    // Recorded, so that the client hears 400 IncompleteBody and not the upstream's abort.
+    assert!(
+        matches!(
+            slot.get(),
+            Some(AuthError::IncompleteBody { expected: 7, .. })
+        ),
+        "{slot:?}"
+    );
 }
 
 #[test]
@@ -1131,7 +1159,7 @@ fn signature_and_key_errors() {
         code_of(with_authorization(
             &good.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")
         )),
-        S3Code::NotImplemented
+        S3Code::InvalidRequest
     );
     assert_eq!(
         code_of(with_authorization("AWS AKIAIOSFODNN7EXAMPLE:c2lnbmF0dXJl")),
@@ -1259,11 +1287,11 @@ fn content_sha256_values() {
     };
     assert_eq!(
         code_of(with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD")),
-        S3Code::NotImplemented
+        S3Code::InvalidRequest
     );
     assert_eq!(
         code_of(with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER")),
-        S3Code::NotImplemented
+        S3Code::InvalidRequest
     );
     for bad in [
         "",
