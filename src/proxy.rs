@@ -49,6 +49,7 @@ use crate::upstream::{self, Outgoing, Payload, Sender, UpstreamClient};
 mod deny_model;
 mod linger;
 mod listing;
+mod uploads;
 
 use linger::ClientBody;
 
@@ -220,6 +221,9 @@ async fn pipeline(
     let authorized =
         authz::authorize(routed, verified.identity.clone()).map_err(ProxyError::downstream)?;
     let routed = authorized.routed();
+    routed
+        .check_declared_length(verified.content_length)
+        .map_err(ProxyError::downstream)?;
     if let Some(answer) = cors.bucket_api(routed.op) {
         return answer.map_err(ProxyError::downstream);
     }
@@ -245,6 +249,9 @@ async fn pipeline(
         }
         BodyKind::Xml | BodyKind::Json => {
             let doc = read_document(routed, body).await?;
+            if routed.op == Operation::CompleteMultipartUpload {
+                uploads::check_exists(&upstream, routed).await?;
+            }
             let doc = transform.document(&upstream, &out, doc).await?;
             sign_document(&upstream, out, &doc, sse.wants_replay())?
         }
@@ -409,6 +416,9 @@ async fn read_document(
     }
     if routed.op == Operation::DeleteObjects {
         check_delete_keys(&doc)?;
+    }
+    if routed.op == Operation::CompleteMultipartUpload {
+        xml::check_part_order(&doc).map_err(ProxyError::downstream)?;
     }
     Ok(doc)
 }
