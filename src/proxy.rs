@@ -250,7 +250,7 @@ async fn pipeline(
         BodyKind::Xml | BodyKind::Json => {
             let doc = read_document(routed, body).await?;
             if routed.op == Operation::CompleteMultipartUpload {
-                uploads::check_exists(&upstream, routed).await?;
+                uploads::check_exists(&upstream, &out).await?;
             }
             let doc = transform.document(&upstream, &out, doc).await?;
             sign_document(&upstream, out, &doc, sse.wants_replay())?

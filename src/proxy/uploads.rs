@@ -13,7 +13,6 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::body;
 use crate::error::{ProxyError, S3Code, S3Error};
-use crate::s3::route::Routed;
 use crate::s3::xml;
 use crate::upstream::{Outgoing, Payload, Sender, UpstreamError};
 
@@ -31,9 +30,13 @@ impl S3Error for NoSuchUpload {
 }
 
 /// Refuses with [`NoSuchUpload`] when the backend says it has no such upload; any other
-/// answer lets the completion go on, for the backend to judge.
-pub(super) async fn check_exists(upstream: &Sender<'_>, routed: &Routed) -> Result<(), ProxyError> {
-    let upload_id = routed
+/// answer lets the completion go on, for the backend to judge. `out` is the completion as it
+/// will go upstream: for an encrypted bucket, the backend's upload id, not the client's.
+pub(super) async fn check_exists(
+    upstream: &Sender<'_>,
+    out: &Outgoing<'_>,
+) -> Result<(), ProxyError> {
+    let upload_id = out
         .query
         .iter()
         .find(|(k, _)| k == "uploadId")
@@ -41,7 +44,7 @@ pub(super) async fn check_exists(upstream: &Sender<'_>, routed: &Routed) -> Resu
         .unwrap_or_default();
     let list = Outgoing {
         method: Method::GET,
-        target: &routed.target,
+        target: out.target,
         query: vec![
             ("uploadId".to_owned(), upload_id),
             ("max-parts".to_owned(), "1".to_owned()),
