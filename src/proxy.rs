@@ -59,6 +59,8 @@ pub struct State {
     pub domain: Option<String>,
     /// Accept legacy bucket names (`[server] legacy_bucket_names`).
     pub legacy_bucket_names: bool,
+    /// Accept Signature Version 2 (`[server] sigv2`).
+    pub sigv2: bool,
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
@@ -213,6 +215,12 @@ async fn pipeline(
     let cx = AuthContext {
         region: &state.region,
         now: SystemTime::now(),
+        sigv2: state.sigv2,
+        virtual_host_bucket: head
+            .as_ref()
+            .ok()
+            .filter(|r| r.virtual_host)
+            .and_then(|r| r.target.bucket()),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
     *client = Some(verified.identity.clone());

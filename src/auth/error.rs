@@ -24,6 +24,10 @@ pub enum AuthError {
     // --- parsing the credentials ---
     #[error("The authorization header is malformed; {0}")]
     MalformedAuthorization(String),
+    /// SigV2 query authentication that S3 refuses with `AccessDenied` (a missing parameter,
+    /// an `Expires` that is no time), in S3's words.
+    #[error("{0}")]
+    SigV2Query(String),
     /// Worded as S3 words each case (`X-Amz-Expires must be non-negative`, ...).
     #[error("{0}")]
     MalformedQueryAuthentication(String),
@@ -110,6 +114,7 @@ impl S3Error for AuthError {
     fn code(&self) -> S3Code {
         match self {
             AuthError::MissingAuthentication
+            | AuthError::SigV2Query(_)
             | AuthError::RequestExpired
             | AuthError::RequestNotYetValid
             | AuthError::MissingDate

@@ -210,10 +210,11 @@ pub struct Routed {
 }
 
 /// Parameters no operation forwards: SigV4 query authentication (checked by `auth`, and
-/// headers an SDK hoisted into a presigned URL's query, which it signed), and the SDKs'
-/// `x-id=<Operation>` marker, which S3 ignores.
+/// headers an SDK hoisted into a presigned URL's query, which it signed), SigV2 query
+/// authentication (checked by `auth` too), and the SDKs' `x-id=<Operation>` marker, which S3
+/// ignores.
 fn is_dropped_param(name: &str) -> bool {
-    name == "x-id"
+    matches!(name, "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
         || name
             .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))

@@ -22,5 +22,6 @@ mod ops;
 mod sdk;
 mod server;
 mod shield;
+mod sigv2;
 mod sse;
 mod streaming;
