@@ -1,4 +1,5 @@
-//! Authentication of client requests (`SigV4`), and the body that proves itself as it streams.
+//! Authentication of client requests (`SigV4`, and `SigV2` unless switched off), and the body
+//! that proves itself as it streams.
 //!
 //! `verify` turns a raw request into a [`Verified`] one. It checks everything that can be checked
 //! from the head (signature, scope, time, signed headers); the body's own proofs (payload hash,
@@ -8,7 +9,8 @@
 //!
 //! Pure: no I/O, no clock (the caller passes `now`), no logging of secrets.
 //!
-//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>,
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTAuthentication.html> (`SigV2`)
 
 mod budget;
 pub mod checksum;
@@ -87,7 +89,7 @@ impl<B> std::fmt::Debug for Verified<B> {
     }
 }
 
-/// Authenticates a request with `SigV4` (header or presigned URL) and wraps its body. The
+/// Authenticates a request with `SigV4` or `SigV2` (header or presigned URL) and wraps its body. The
 /// body's buffered bytes are charged to the [`BufferBudget`] in the request's extensions, if
 /// any (the server puts its connection's there).
 pub fn verify<B: Body>(
