@@ -89,9 +89,9 @@ impl<B> std::fmt::Debug for Verified<B> {
     }
 }
 
-/// Authenticates a request with `SigV4` or `SigV2` (header or presigned URL) and wraps its body. The
-/// body's buffered bytes are charged to the [`BufferBudget`] in the request's extensions, if
-/// any (the server puts its connection's there).
+/// Authenticates a request with `SigV4` or `SigV2` (header or presigned URL) and wraps its
+/// body. The body's buffered bytes are charged to the [`BufferBudget`] in the request's
+/// extensions, if any (the server puts its connection's there).
 pub fn verify<B: Body>(
     req: http::Request<B>,
     keys: &ClientKeys,

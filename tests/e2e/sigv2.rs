@@ -87,6 +87,13 @@ async fn hand_signed(h: &Harness, b: &str, key: &str) -> [(u16, String); 2] {
     let url = format!("{}{resource}", h.endpoint());
     let (put, _, put_body) = raw::send("PUT", &url, &headers, b"v2 body".to_vec()).await;
 
+    let url = format!("{url}?{}", v2_query(&resource));
+    let (get, _, get_body) = raw::send("GET", &url, &[], Vec::new()).await;
+    [(put, put_body), (get, get_body)]
+}
+
+/// The query of a SigV2 presigned GET of `resource`, valid for five minutes.
+fn v2_query(resource: &str) -> String {
     let expires = (SystemTime::now() + Duration::from_secs(300))
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -94,9 +101,7 @@ async fn hand_signed(h: &Harness, b: &str, key: &str) -> [(u16, String); 2] {
     let signature = sign_v2(&format!("GET\n\n\n{expires}\n{resource}"));
     let signature =
         percent_encoding::utf8_percent_encode(&signature, percent_encoding::NON_ALPHANUMERIC);
-    let url = format!("{url}?AWSAccessKeyId={CLIENT_AK}&Expires={expires}&Signature={signature}");
-    let (get, _, get_body) = raw::send("GET", &url, &[], Vec::new()).await;
-    [(put, put_body), (get, get_body)]
+    format!("AWSAccessKeyId={CLIENT_AK}&Expires={expires}&Signature={signature}")
 }
 
 /// With `sigv2 = false`, both forms are refused as S3 refuses them where it takes SigV4 only,
@@ -108,6 +113,12 @@ async fn the_switch_refuses_sigv2(upstream: UpstreamInfo) {
     let [(put, put_body), (get, get_body)] = hand_signed(&on, &b, "on").await;
     assert_eq!(put, 200, "{put_body}");
     assert_eq!((get, get_body.as_str()), (200, "v2 body"));
+    // Virtual-hosted style: the bucket, only in the Host header, is the resource's first
+    // segment.
+    let host = format!("{b}.s3.localhost:{}", on.proxy.addr.port());
+    let url = format!("{}/on?{}", on.endpoint(), v2_query(&format!("/{b}/on")));
+    let (status, _, body) = raw::send("GET", &url, &[("host".into(), host)], Vec::new()).await;
+    assert_eq!((status, body.as_str()), (200, "v2 body"));
 
     let off = Harness::start_with(upstream, |s| s.sigv2 = false).await;
     for (status, body) in hand_signed(&off, &b, "off").await {
