@@ -1,4 +1,5 @@
-//! Authentication of client requests (`SigV4`), and the body that proves itself as it streams.
+//! Authentication of client requests (`SigV4`, and `SigV2` unless switched off), and the body
+//! that proves itself as it streams.
 //!
 //! `verify` turns a raw request into a [`Verified`] one. It checks everything that can be checked
 //! from the head (signature, scope, time, signed headers); the body's own proofs (payload hash,
@@ -8,7 +9,8 @@
 //!
 //! Pure: no I/O, no clock (the caller passes `now`), no logging of secrets.
 //!
-//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>,
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTAuthentication.html> (`SigV2`)
 
 mod budget;
 pub mod checksum;
@@ -16,6 +18,7 @@ pub mod chunked;
 pub mod credentials;
 mod error;
 pub mod presigned;
+pub mod sigv2;
 pub mod sigv4;
 mod verified_body;
 
@@ -55,6 +58,11 @@ pub struct AuthContext<'a> {
     /// The region clients must sign for.
     pub region: &'a str,
     pub now: SystemTime,
+    /// Accept Signature Version 2 (`[server] sigv2`).
+    pub sigv2: bool,
+    /// The bucket named by the host (virtual-hosted style), which SigV2 signs as the first
+    /// segment of its resource.
+    pub virtual_host_bucket: Option<&'a str>,
 }
 
 /// A request whose head is authenticated, and whose body verifies itself as it is read.
@@ -81,9 +89,9 @@ impl<B> std::fmt::Debug for Verified<B> {
     }
 }
 
-/// Authenticates a request with `SigV4` (header or presigned URL) and wraps its body. The
-/// body's buffered bytes are charged to the [`BufferBudget`] in the request's extensions, if
-/// any (the server puts its connection's there).
+/// Authenticates a request with `SigV4` or `SigV2` (header or presigned URL) and wraps its
+/// body. The body's buffered bytes are charged to the [`BufferBudget`] in the request's
+/// extensions, if any (the server puts its connection's there).
 pub fn verify<B: Body>(
     req: http::Request<B>,
     keys: &ClientKeys,
@@ -127,6 +135,17 @@ impl Claim {
             AuthError::MalformedAuthorization(reason)
         }
     }
+
+    /// A wrong credential scope, worded as S3 words it for each mechanism.
+    fn malformed_credential(&self, reason: String) -> AuthError {
+        if self.presigned {
+            AuthError::MalformedQueryAuthentication(format!(
+                "Error parsing the X-Amz-Credential parameter; {reason}"
+            ))
+        } else {
+            AuthError::MalformedAuthorization(reason)
+        }
+    }
 }
 
 struct Authenticated {
@@ -165,8 +184,11 @@ fn authenticate(
             return Err(AuthError::ConflictingAuthentication)
         }
         // Signature Version 2 query authentication (botocore's default for presigned URLs).
-        (None, false, true) => return Err(AuthError::UnsupportedAlgorithm),
+        (None, false, true) => return authenticate_v2(parts, &pairs, keys, cx, None),
         (None, false, false) => return Err(AuthError::MissingAuthentication),
+        (Some(value), false, false) if is_sigv2_header(value) => {
+            return authenticate_v2(parts, &pairs, keys, cx, Some(value));
+        }
         (Some(value), false, false) => header_claim(value, &parts.headers, cx.now)?,
         (None, true, false) => query_claim(&pairs, cx.now)?,
     };
@@ -240,6 +262,144 @@ fn authenticate(
     })
 }
 
+// === Signature Version 2 ===
+
+/// `Authorization: AWS ...`.
+fn is_sigv2_header(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .strip_prefix(sigv2::SCHEME.as_bytes())
+        .is_some_and(|rest| rest.first() == Some(&b' '))
+}
+
+/// Authenticates a SigV2 request: by its `Authorization` header when `header` is given, else
+/// by its query. SigV2 signs no payload: the body is taken as unsigned (a Content-MD5, or an
+/// `x-amz-content-sha256` digest, is still verified as it streams), and the request goes
+/// upstream re-signed with SigV4 like every other.
+fn authenticate_v2(
+    parts: &Parts,
+    pairs: &sigv4::QueryPairs,
+    keys: &ClientKeys,
+    cx: &AuthContext<'_>,
+    header: Option<&HeaderValue>,
+) -> Result<Authenticated, AuthError> {
+    if !cx.sigv2 {
+        return Err(AuthError::UnsupportedAlgorithm);
+    }
+    if carries_security_token(&parts.headers, pairs) {
+        return Err(AuthError::InvalidToken);
+    }
+    let (key_id, signature, date_line) = if let Some(value) = header {
+        let (key_id, signature) = value
+            .to_str()
+            .ok()
+            .and_then(sigv2::parse_authorization)
+            .ok_or_else(|| {
+                AuthError::MalformedAuthorization(
+                    "expecting \"AWS <AccessKeyId>:<Signature>\"".into(),
+                )
+            })?;
+        // A signature that is no HMAC-SHA1 in Base64 matches nothing.
+        let signature =
+            sigv2::decode_signature(signature).ok_or(AuthError::SignatureDoesNotMatch)?;
+        let date = sigv2_request_time(&parts.headers)?;
+        if date > cx.now + MAX_CLOCK_SKEW || cx.now > date + MAX_CLOCK_SKEW {
+            return Err(AuthError::RequestTimeTooSkewed);
+        }
+        let date_line = sigv2::date_line(&parts.headers).to_owned();
+        (key_id.to_owned(), signature, date_line)
+    } else {
+        let get = |name: &str| -> Result<String, AuthError> {
+            let mut values = pairs.iter().filter(|(n, _)| n == name.as_bytes());
+            match (values.next(), values.next()) {
+                (Some((_, v)), None) => String::from_utf8(v.clone())
+                    .map_err(|_| AuthError::SigV2Query(SIGV2_QUERY_PARAMETERS_MISSING.into())),
+                _ => Err(AuthError::SigV2Query(SIGV2_QUERY_PARAMETERS_MISSING.into())),
+            }
+        };
+        let key_id = get(sigv2::ACCESS_KEY_ID)?;
+        let expires = get(sigv2::EXPIRES)?;
+        let signature = get(sigv2::SIGNATURE)?;
+        let at = expires.parse::<u64>().map_err(|_| {
+            AuthError::SigV2Query(format!(
+                "Invalid date (should be seconds since epoch): {expires}"
+            ))
+        })?;
+        // A time past what the clock can hold is in the future (no panic on overflow).
+        let deadline = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(at));
+        if deadline.is_some_and(|t| cx.now > t) {
+            return Err(AuthError::RequestExpired);
+        }
+        let signature =
+            sigv2::decode_signature(&signature).ok_or(AuthError::SignatureDoesNotMatch)?;
+        (key_id, signature, expires)
+    };
+    let identity = keys.get(&key_id).ok_or(AuthError::InvalidAccessKeyId)?;
+    let path = parts.uri.path();
+    let mut paths = vec![path.to_owned()];
+    // A path-style request for a bucket (`/bucket`) is signed as the reference writes a
+    // bucket's resource, `/bucket/` (botocore does so).
+    if cx.virtual_host_bucket.is_none() && path.len() > 1 && !path[1..].contains('/') {
+        paths.push(format!("{path}/"));
+    }
+    let matches = |path: &str| -> Result<bool, AuthError> {
+        let resource = sigv2::canonical_resource(
+            cx.virtual_host_bucket,
+            path,
+            parts.uri.query().unwrap_or(""),
+        )
+        .map_err(|_| AuthError::InvalidUri)?;
+        let string_to_sign =
+            sigv2::string_to_sign(parts.method.as_str(), &parts.headers, &date_line, &resource);
+        let computed = sigv2::sign(identity.secret.expose(), &string_to_sign);
+        Ok(bool::from(computed.ct_eq(&signature)))
+    };
+    let mut verified = false;
+    for path in &paths {
+        verified |= matches(path)?;
+    }
+    if !verified {
+        return Err(AuthError::SignatureDoesNotMatch);
+    }
+    let payload = match parts.headers.get(X_AMZ_CONTENT_SHA256) {
+        None => Payload::Unsigned,
+        Some(v) => {
+            match Payload::parse(v.to_str().map_err(|_| AuthError::InvalidContentSha256)?)? {
+                // Signed chunks chain from a SigV4 seed signature, which SigV2 has not.
+                Payload::Streaming { signed: true, .. } => {
+                    return Err(AuthError::InvalidContentSha256)
+                }
+                other => other,
+            }
+        }
+    };
+    Ok(Authenticated {
+        identity: Arc::clone(identity),
+        presigned: header.is_none(),
+        payload,
+        signing: None,
+    })
+}
+
+/// S3's answer to SigV2 query authentication without one of its parameters.
+const SIGV2_QUERY_PARAMETERS_MISSING: &str =
+    "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters";
+
+/// The time of a SigV2 header-signed request: `x-amz-date`, else `Date`, both in the HTTP
+/// date format (RFC 7231 §7.1.1.1); AWS's examples write the zone `+0000`, as RFC 1123 allows.
+fn sigv2_request_time(headers: &HeaderMap) -> Result<SystemTime, AuthError> {
+    let value = headers
+        .get(X_AMZ_DATE)
+        .or_else(|| headers.get(DATE))
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthError::MissingDate)?
+        .trim();
+    let gmt = value
+        .strip_suffix(" +0000")
+        .map_or_else(|| value.to_owned(), |v| format!("{v} GMT"));
+    httpdate::parse_http_date(&gmt).map_err(|_| AuthError::MissingDate)
+}
+
 /// The query parameters of Signature Version 2 query-string authentication.
 ///
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/RESTAuthentication.html#RESTAuthenticationQueryStringAuth>
@@ -280,7 +440,6 @@ fn header_claim(
         .map_err(|_| AuthError::MalformedAuthorization("the header is not ASCII".into()))?;
     let parsed = sigv4::parse_authorization(value).map_err(|e| match e {
         E::UnsupportedScheme => AuthError::UnsupportedAlgorithm,
-        E::NotImplemented => AuthError::AlgorithmNotImplemented(sigv4::ALGORITHM_SIGV4A),
         E::Malformed(reason) => AuthError::MalformedAuthorization(reason.into()),
     })?;
     let (amz_date, date) = request_date(headers)?;
@@ -329,26 +488,26 @@ fn check_scope(claim: &Claim, region: &str) -> Result<(), AuthError> {
     let c = &claim.credential;
     let day = &claim.amz_date[..8];
     if c.date != day {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "Invalid credential date \"{}\". This date is not the same as X-Amz-Date: \"{day}\".",
             c.date
         )));
     }
     if c.region != region {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "the region '{}' is wrong; expecting '{region}'",
             c.region
         )));
     }
     if c.service != sigv4::SERVICE {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "incorrect service \"{}\". This endpoint belongs to \"{}\".",
             c.service,
             sigv4::SERVICE
         )));
     }
     if c.terminator != sigv4::TERMINATOR {
-        return Err(claim.malformed(format!(
+        return Err(claim.malformed_credential(format!(
             "incorrect terminal \"{}\". This endpoint uses \"{}\".",
             c.terminator,
             sigv4::TERMINATOR
@@ -412,15 +571,11 @@ impl Payload {
                 signed: false,
                 trailer: true,
             },
-            "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD" => {
-                return Err(AuthError::ContentSha256NotImplemented(
-                    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
-                ))
-            }
-            "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER" => {
-                return Err(AuthError::ContentSha256NotImplemented(
-                    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
-                ))
+            // Chunks signed with SigV4a: a mechanism S3 takes only at multi-region access
+            // points, refused as the SigV4a header is.
+            "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"
+            | "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER" => {
+                return Err(AuthError::UnsupportedAlgorithm)
             }
             _ => {
                 let mut digest = [0u8; 32];

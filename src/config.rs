@@ -102,6 +102,12 @@ pub struct RawServer {
     /// naming rules, and anything else is refused with `InvalidBucketName`.
     #[serde(default)]
     pub legacy_bucket_names: bool,
+    /// Accept Signature Version 2 (`Authorization: AWS ...`, and presigned URLs with
+    /// `AWSAccessKeyId`/`Signature`/`Expires`), which aws cli v1 and boto3 still produce for
+    /// presigned URLs. Off: refused with `400 InvalidRequest`, as S3 refuses it in regions
+    /// that only take SigV4.
+    #[serde(default = "default_sigv2")]
+    pub sigv2: bool,
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
     #[serde(default = "default_header_timeout")]
@@ -132,6 +138,10 @@ pub struct RawServer {
     /// When set, the config file and the TLS certificate and key are checked this often and
     /// reloaded when their content changes, as on SIGHUP.
     pub watch_interval_secs: Option<u64>,
+}
+
+fn default_sigv2() -> bool {
+    true
 }
 
 fn default_region() -> String {
@@ -357,6 +367,7 @@ pub struct Server {
     pub region: String,
     pub domain: Option<String>,
     pub legacy_bucket_names: bool,
+    pub sigv2: bool,
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -497,6 +508,7 @@ impl RawServer {
             region: s.region,
             domain: s.domain.map(|d| d.to_ascii_lowercase()),
             legacy_bucket_names: s.legacy_bucket_names,
+            sigv2: s.sigv2,
             handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),

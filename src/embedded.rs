@@ -5,6 +5,9 @@
 //! behind s3seal like any other upstream. It is a demo store, not production storage: s3s-fs
 //! maps keys to file paths, so this module refuses keys whose path segments are empty, `.` or
 //! `..` (they could escape their bucket or collide), and bucket deletion of non-empty buckets.
+//! It also answers as S3 does where s3s-fs does not: an object request in a bucket that does
+//! not exist gets `NoSuchBucket` (s3s-fs stored a PUT there), and an unknown upload id gets
+//! `NoSuchUpload` (s3s-fs listed no parts, or refused it as `InvalidRequest`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,8 +43,38 @@ pub fn key_is_storable(key: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
-/// Access guard placed in front of s3s-fs.
-struct KeyGuard;
+/// Access guard placed in front of s3s-fs, which keeps its data under `root`.
+struct KeyGuard {
+    root: PathBuf,
+}
+
+impl KeyGuard {
+    /// s3s-fs 0.14.1 keeps a bucket as a folder of its root.
+    async fn bucket_exists(&self, bucket: &str) -> bool {
+        tokio::fs::metadata(self.root.join(bucket))
+            .await
+            .is_ok_and(|m| m.is_dir())
+    }
+
+    /// s3s-fs 0.14.1 names its upload ids by UUID and records each one in
+    /// `<root>/.upload-<id>.json` until it is completed or aborted.
+    async fn check_upload(&self, upload_id: &str) -> S3Result<()> {
+        let known = match uuid::Uuid::parse_str(upload_id) {
+            Ok(id) => tokio::fs::try_exists(self.root.join(format!(".upload-{id}.json")))
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(s3_error!(
+                NoSuchUpload,
+                "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+            ))
+        }
+    }
+}
 
 fn refuse(key: &str) -> s3s::S3Error {
     s3_error!(
@@ -58,8 +91,34 @@ impl S3Access for KeyGuard {
         }
         match cx.s3_path() {
             S3Path::Object { key, .. } if !key_is_storable(key) => Err(refuse(key)),
+            S3Path::Object { bucket, .. } if !self.bucket_exists(bucket).await => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            )),
             _ => Ok(()),
         }
+    }
+
+    async fn list_parts(&self, req: &mut S3Request<s3s::dto::ListPartsInput>) -> S3Result<()> {
+        self.check_upload(&req.input.upload_id).await
+    }
+
+    async fn upload_part(&self, req: &mut S3Request<s3s::dto::UploadPartInput>) -> S3Result<()> {
+        self.check_upload(&req.input.upload_id).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: &mut S3Request<s3s::dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<()> {
+        self.check_upload(&req.input.upload_id).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: &mut S3Request<s3s::dto::AbortMultipartUploadInput>,
+    ) -> S3Result<()> {
+        self.check_upload(&req.input.upload_id).await
     }
 
     // s3s-fs echoes `encoding-type=url` without encoding the keys, so clients that asked for
@@ -86,7 +145,8 @@ impl S3Access for KeyGuard {
         &self,
         req: &mut S3Request<s3s::dto::UploadPartCopyInput>,
     ) -> S3Result<()> {
-        check_copy_source(&req.input.copy_source)
+        check_copy_source(&req.input.copy_source)?;
+        self.check_upload(&req.input.upload_id).await
     }
 }
 
@@ -122,7 +182,9 @@ pub async fn start_store(root: &Path) -> Result<Store, EmbeddedError> {
         access_key_id.clone(),
         secret_access_key.clone(),
     ));
-    builder.set_access(KeyGuard);
+    builder.set_access(KeyGuard {
+        root: root.to_owned(),
+    });
     let service = builder.build();
 
     let listener = TcpListener::bind(("127.0.0.1", 0))

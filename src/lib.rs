@@ -5,7 +5,8 @@
 //! A request flows through [`proxy::handle`]:
 //! 1. [`accept`] terminates TLS and refuses plain HTTP with an S3 error;
 //! 2. framing checks refuse request-smuggling forms;
-//! 3. [`auth::verify`] checks the SigV4 signature and wraps the body so it verifies itself;
+//! 3. [`auth::verify`] checks the SigV4 (or SigV2) signature and wraps the body so it verifies
+//!    itself;
 //! 4. [`s3::route`] finds bucket, key and operation, and the client's bucket rights are checked;
 //! 5. XML bodies are buffered and checked, data bodies stream;
 //! 6. [`upstream`] re-signs and sends the request;

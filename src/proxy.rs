@@ -49,6 +49,7 @@ use crate::upstream::{self, Outgoing, Payload, Sender, UpstreamClient};
 mod deny_model;
 mod linger;
 mod listing;
+mod uploads;
 
 use linger::ClientBody;
 
@@ -58,6 +59,8 @@ pub struct State {
     pub domain: Option<String>,
     /// Accept legacy bucket names (`[server] legacy_bucket_names`).
     pub legacy_bucket_names: bool,
+    /// Accept Signature Version 2 (`[server] sigv2`).
+    pub sigv2: bool,
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
@@ -212,6 +215,12 @@ async fn pipeline(
     let cx = AuthContext {
         region: &state.region,
         now: SystemTime::now(),
+        sigv2: state.sigv2,
+        virtual_host_bucket: head
+            .as_ref()
+            .ok()
+            .filter(|r| r.virtual_host)
+            .and_then(|r| r.target.bucket()),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
     *client = Some(verified.identity.clone());
@@ -220,6 +229,9 @@ async fn pipeline(
     let authorized =
         authz::authorize(routed, verified.identity.clone()).map_err(ProxyError::downstream)?;
     let routed = authorized.routed();
+    routed
+        .check_declared_length(verified.content_length)
+        .map_err(ProxyError::downstream)?;
     if let Some(answer) = cors.bucket_api(routed.op) {
         return answer.map_err(ProxyError::downstream);
     }
@@ -245,6 +257,9 @@ async fn pipeline(
         }
         BodyKind::Xml | BodyKind::Json => {
             let doc = read_document(routed, body).await?;
+            if routed.op == Operation::CompleteMultipartUpload {
+                uploads::check_exists(&upstream, &out).await?;
+            }
             let doc = transform.document(&upstream, &out, doc).await?;
             sign_document(&upstream, out, &doc, sse.wants_replay())?
         }
@@ -409,6 +424,9 @@ async fn read_document(
     }
     if routed.op == Operation::DeleteObjects {
         check_delete_keys(&doc)?;
+    }
+    if routed.op == Operation::CompleteMultipartUpload {
+        xml::check_part_order(&doc).map_err(ProxyError::downstream)?;
     }
     Ok(doc)
 }

@@ -77,6 +77,7 @@ fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> 
         region: config.server.region.clone(),
         domain: config.server.domain.clone(),
         legacy_bucket_names: config.server.legacy_bucket_names,
+        sigv2: config.server.sigv2,
         clients: config.clients,
         upstreams,
         buckets: config.buckets,

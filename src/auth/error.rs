@@ -17,15 +17,19 @@ pub enum AuthError {
     MissingAuthentication,
     #[error("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified.")]
     ConflictingAuthentication,
-    #[error("The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256 (Signature Version 4).")]
+    /// SigV4a (header, presigned or chunk signatures), or a scheme S3 never took.
+    #[error("The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.")]
     UnsupportedAlgorithm,
-    #[error("{0} (SigV4a) is not implemented by this proxy; sign with AWS4-HMAC-SHA256.")]
-    AlgorithmNotImplemented(&'static str),
 
     // --- parsing the credentials ---
     #[error("The authorization header is malformed; {0}")]
     MalformedAuthorization(String),
-    #[error("The presigned URL's authentication parameters are invalid: {0}")]
+    /// SigV2 query authentication that S3 refuses with `AccessDenied` (a missing parameter,
+    /// an `Expires` that is no time), in S3's words.
+    #[error("{0}")]
+    SigV2Query(String),
+    /// Worded as S3 words each case (`X-Amz-Expires must be non-negative`, ...).
+    #[error("{0}")]
     MalformedQueryAuthentication(String),
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
     InvalidAccessKeyId,
@@ -66,8 +70,6 @@ pub enum AuthError {
     // --- the payload ---
     #[error("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-UNSIGNED-PAYLOAD-TRAILER or a hex SHA-256 digest.")]
     InvalidContentSha256,
-    #[error("x-amz-content-sha256 {0} (SigV4a) is not implemented by this proxy; sign with AWS4-HMAC-SHA256.")]
-    ContentSha256NotImplemented(&'static str),
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     ContentSha256Mismatch,
     #[error("Invalid value for header {name}: {reason}")]
@@ -77,7 +79,10 @@ pub enum AuthError {
     },
     #[error("aws-chunked uploads require the x-amz-decoded-content-length header.")]
     MissingDecodedContentLength,
-    #[error("You did not provide the number of bytes specified by the Content-Length HTTP header ({expected} declared, {received} received).")]
+    /// S3's words; the counts are for the log (`Debug`).
+    #[error(
+        "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    )]
     IncompleteBody { expected: u64, received: u64 },
     #[error("The request body is longer than the {expected} bytes declared.")]
     BodyTooLong { expected: u64 },
@@ -109,6 +114,7 @@ impl S3Error for AuthError {
     fn code(&self) -> S3Code {
         match self {
             AuthError::MissingAuthentication
+            | AuthError::SigV2Query(_)
             | AuthError::RequestExpired
             | AuthError::RequestNotYetValid
             | AuthError::MissingDate
@@ -123,9 +129,6 @@ impl S3Error for AuthError {
             | AuthError::MultipleChecksums
             | AuthError::InvalidTrailerDeclaration
             | AuthError::UndeclaredTrailer(_) => S3Code::InvalidRequest,
-            AuthError::AlgorithmNotImplemented(_) | AuthError::ContentSha256NotImplemented(_) => {
-                S3Code::NotImplemented
-            }
             AuthError::MalformedAuthorization(_) => S3Code::AuthorizationHeaderMalformed,
             AuthError::MalformedQueryAuthentication(_) => S3Code::AuthorizationQueryParametersError,
             AuthError::InvalidAccessKeyId => S3Code::InvalidAccessKeyId,

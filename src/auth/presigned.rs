@@ -43,9 +43,7 @@ pub fn parse(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<QueryAuth, AuthError> {
     let malformed = |what: &str| AuthError::MalformedQueryAuthentication(what.to_owned());
     let get = |name: &str| -> Result<&str, AuthError> {
         let mut values = pairs.iter().filter(|(n, _)| n == name.as_bytes());
-        let (_, value) = values
-            .next()
-            .ok_or_else(|| malformed(&format!("{name} is missing")))?;
+        let (_, value) = values.next().ok_or_else(|| malformed(MISSING_PARAMETERS))?;
         if values.next().is_some() {
             return Err(malformed(&format!("{name} appears more than once")));
         }
@@ -53,9 +51,8 @@ pub fn parse(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<QueryAuth, AuthError> {
     };
     match get(X_AMZ_ALGORITHM)? {
         sigv4::ALGORITHM => {}
-        sigv4::ALGORITHM_SIGV4A => {
-            return Err(AuthError::AlgorithmNotImplemented(sigv4::ALGORITHM_SIGV4A))
-        }
+        // SigV4a: S3 takes it only at multi-region access points.
+        sigv4::ALGORITHM_SIGV4A => return Err(AuthError::UnsupportedAlgorithm),
         _ => {
             return Err(malformed(
                 "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"",
@@ -69,14 +66,7 @@ pub fn parse(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<QueryAuth, AuthError> {
     let date = sigv4::parse_amz_date(amz_date).ok_or_else(|| {
         malformed("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     })?;
-    let expires = get(X_AMZ_EXPIRES)?;
-    let expires = (!expires.is_empty() && expires.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| expires.parse::<u64>().ok())
-        .flatten()
-        .filter(|e| (1..=MAX_EXPIRES_SECS).contains(e))
-        .ok_or_else(|| {
-            malformed("X-Amz-Expires must be a number of seconds from 1 to 604800 (seven days)")
-        })?;
+    let expires = parse_expires(get(X_AMZ_EXPIRES)?)?;
     let signature = sigv4::parse_signature(get(X_AMZ_SIGNATURE)?)
         .ok_or_else(|| malformed("X-Amz-Signature must be 64 lowercase hexadecimal characters"))?;
     Ok(QueryAuth {
@@ -89,13 +79,39 @@ pub fn parse(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<QueryAuth, AuthError> {
     })
 }
 
+/// S3's answer to a presigned URL without one of its parameters.
+const MISSING_PARAMETERS: &str = "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.";
+
+/// `X-Amz-Expires`, refused with S3's code and words: a number (a sign allowed), not negative,
+/// at most [`MAX_EXPIRES_SECS`]. Zero is a valid number, of a URL that has already expired.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
+fn parse_expires(value: &str) -> Result<u64, AuthError> {
+    let malformed = |what: &str| AuthError::MalformedQueryAuthentication(what.to_owned());
+    let (negative, digits) = match value.as_bytes().first() {
+        Some(b'-') => (true, &value[1..]),
+        Some(b'+') => (false, &value[1..]),
+        _ => (false, value),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed("X-Amz-Expires should be a number"));
+    }
+    if negative && digits.bytes().any(|b| b != b'0') {
+        return Err(malformed("X-Amz-Expires must be non-negative"));
+    }
+    // Digits beyond u64 are over a week too.
+    match digits.parse::<u64>() {
+        Ok(secs) if secs <= MAX_EXPIRES_SECS => Ok(secs),
+        _ => Err(malformed("X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds")),
+    }
+}
+
 /// A presigned URL is valid from `date` (with `skew` of tolerance for the signer's clock)
-/// to `date + expires`.
+/// to `date + expires`; one that expires after zero seconds never is.
 pub fn check_validity(auth: &QueryAuth, now: SystemTime, skew: Duration) -> Result<(), AuthError> {
     if auth.date > now + skew {
         return Err(AuthError::RequestNotYetValid);
     }
-    if now > auth.date + auth.expires {
+    if auth.expires.is_zero() || now > auth.date + auth.expires {
         return Err(AuthError::RequestExpired);
     }
     Ok(())

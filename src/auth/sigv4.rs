@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 
 /// The only signing algorithm we accept (`SigV4a`, `AWS4-ECDSA-P256-SHA256`, is not implemented).
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-/// The `SigV4a` algorithm name, recognised so that it can be answered with `NotImplemented`.
+/// The `SigV4a` algorithm name, recognised so that it is refused as S3 refuses it outside
+/// multi-region access points: 400 `InvalidRequest`, as any scheme it does not take.
 pub const ALGORITHM_SIGV4A: &str = "AWS4-ECDSA-P256-SHA256";
 pub const SERVICE: &str = "s3";
 pub const TERMINATOR: &str = "aws4_request";
@@ -386,10 +387,8 @@ pub struct AuthorizationHeader<'a> {
 /// Why an `Authorization` header was refused before any key was looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthorizationParseError {
-    /// `AWS AKID:sig` (`SigV2`) or another scheme we do not speak.
+    /// `AWS AKID:sig` (`SigV2`), `SigV4a`, or another scheme we do not speak.
     UnsupportedScheme,
-    /// `SigV4a`.
-    NotImplemented,
     Malformed(&'static str),
 }
 
@@ -400,15 +399,14 @@ pub enum AuthorizationParseError {
 pub fn parse_authorization(
     value: &str,
 ) -> Result<AuthorizationHeader<'_>, AuthorizationParseError> {
-    use AuthorizationParseError::{Malformed, NotImplemented, UnsupportedScheme};
+    use AuthorizationParseError::{Malformed, UnsupportedScheme};
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
     let (scheme, rest) = value.split_once([' ', '\t']).ok_or(Malformed(
         "expected 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'",
     ))?;
     match scheme {
         ALGORITHM => {}
-        ALGORITHM_SIGV4A => return Err(NotImplemented),
-        "AWS" => return Err(UnsupportedScheme),
+        ALGORITHM_SIGV4A | "AWS" => return Err(UnsupportedScheme),
         _ => {
             return Err(Malformed(
                 "the authorization scheme must be AWS4-HMAC-SHA256",

@@ -6,6 +6,7 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, UNIX_EPOCH};
@@ -43,6 +44,8 @@ fn cx_at(now: SystemTime) -> AuthContext<'static> {
     AuthContext {
         region: "us-east-1",
         now,
+        sigv2: true,
+        virtual_host_bucket: None,
     }
 }
 
@@ -425,8 +428,28 @@ fn aws_example_presigned_url() {
 
 #[test]
 fn presigned_parameter_errors() {
+    // X-Amz-Expires, worded as S3 words each case; zero seconds is valid, and long expired.
+    for (expires, message) in [
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("soon", "X-Amz-Expires should be a number"),
+        ("", "X-Amz-Expires should be a number"),
+        ("604801", "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"),
+        ("99999999999999999999999", "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"),
+    ] {
+        let uri = PRESIGNED.replace("X-Amz-Expires=86400", &format!("X-Amz-Expires={expires}"));
+        let err = run(presigned(&uri)).unwrap_err();
+        assert_eq!(
+            (err.code(), err.to_string().as_str()),
+            (S3Code::AuthorizationQueryParametersError, message),
+            "{uri}"
+        );
+    }
+    let zero = PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=0");
+    assert_eq!(
+        run(presigned(&zero)).unwrap_err(),
+        AuthError::RequestExpired
+    );
     for (from, to) in [
-        ("X-Amz-Expires=86400", "X-Amz-Expires=0"),
         ("X-Amz-Expires=86400", "X-Amz-Expires=604801"),
         ("X-Amz-Expires=86400", "X-Amz-Expires=-1"),
         ("X-Amz-Expires=86400&", ""),
@@ -454,7 +477,8 @@ fn presigned_parameter_errors() {
         "X-Amz-Algorithm=AWS4-HMAC-SHA256",
         "X-Amz-Algorithm=AWS4-ECDSA-P256-SHA256",
     );
-    assert_eq!(code_of(presigned(&sigv4a)), S3Code::NotImplemented);
+    // S3 takes SigV4a only at multi-region access points: 400 InvalidRequest elsewhere.
+    assert_eq!(code_of(presigned(&sigv4a)), S3Code::InvalidRequest);
     // An unsigned x-amz-* header cannot ride along with a presigned URL.
     let mut req = presigned(PRESIGNED);
     req.headers_mut()
@@ -921,7 +945,14 @@ fn content_sha256_mismatch_and_truncation() {
     assert_eq!(e.code(), S3Code::IncompleteBody);
     assert!(std::error::Error::source(&e).is_some());
     assert!(out.data.len() < 7);
-    assert!(slot.get().is_none());
+    // Recorded, so that the client hears 400 IncompleteBody and not the upstream's abort.
+    assert!(
+        matches!(
+            slot.get(),
+            Some(AuthError::IncompleteBody { expected: 7, .. })
+        ),
+        "{slot:?}"
+    );
 }
 
 #[test]
@@ -1131,11 +1162,12 @@ fn signature_and_key_errors() {
         code_of(with_authorization(
             &good.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")
         )),
-        S3Code::NotImplemented
+        S3Code::InvalidRequest
     );
+    // SigV2: a signature that is no HMAC-SHA1 matches nothing.
     assert_eq!(
         code_of(with_authorization("AWS AKIAIOSFODNN7EXAMPLE:c2lnbmF0dXJl")),
-        S3Code::InvalidRequest
+        S3Code::SignatureDoesNotMatch
     );
     assert_eq!(
         code_of(with_authorization("Bearer x")),
@@ -1259,11 +1291,11 @@ fn content_sha256_values() {
     };
     assert_eq!(
         code_of(with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD")),
-        S3Code::NotImplemented
+        S3Code::InvalidRequest
     );
     assert_eq!(
         code_of(with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER")),
-        S3Code::NotImplemented
+        S3Code::InvalidRequest
     );
     for bad in [
         "",
@@ -1412,15 +1444,134 @@ fn a_path_signed_exactly_as_sent_is_accepted() {
     assert!(run(sign(req, None).0).is_ok());
 }
 
+// === Signature Version 2 ===
+
+/// `Base64(HMAC-SHA1(SECRET, string_to_sign))`, built here from the crates directly.
+fn v2_signature(string_to_sign: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(string_to_sign.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn v2_header_get(
+    path_and_query: &str,
+    resource: &str,
+    extra: &[(&str, &str)],
+) -> Request<Empty<Bytes>> {
+    let date = httpdate::fmt_http_date(t0());
+    let mut amz = String::new();
+    for (k, v) in extra {
+        let _ = writeln!(amz, "{k}:{v}");
+    }
+    let sts = format!("GET\n\n\n{date}\n{amz}{resource}");
+    let mut req = Request::get(path_and_query)
+        .header("host", "h")
+        .header("date", &date)
+        .header(AUTHORIZATION, format!("AWS {AK}:{}", v2_signature(&sts)));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    req.body(Empty::<Bytes>::new()).unwrap()
+}
+
+fn v2_presigned_get(path: &str, expires: u64) -> Request<Empty<Bytes>> {
+    let sig = v2_signature(&format!("GET\n\n\n{expires}\n{path}"));
+    let sig = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC);
+    Request::get(format!(
+        "{path}?AWSAccessKeyId={AK}&Expires={expires}&Signature={sig}"
+    ))
+    .header("host", "h")
+    .body(Empty::<Bytes>::new())
+    .unwrap()
+}
+
 #[test]
-fn signature_version_2_is_refused_with_a_pointer_to_sigv4() {
-    let req = Request::get("/k?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=abc%3D&Expires=1")
-        .header("host", "examplebucket.s3.amazonaws.com")
+fn signature_version_2_headers_authenticate() {
+    let v = run(v2_header_get("/bkt/k", "/bkt/k", &[])).unwrap();
+    assert!(!v.presigned);
+    // x-amz-* headers and sub-resources are signed; other parameters are not.
+    let meta = [("x-amz-meta-a", "1")];
+    assert!(run(v2_header_get(
+        "/bkt/k?acl&x-id=GetObjectAcl",
+        "/bkt/k?acl",
+        &meta
+    ))
+    .is_ok());
+    let mut req = v2_header_get("/bkt/k", "/bkt/k", &[]);
+    req.headers_mut()
+        .insert("x-amz-meta-injected", "1".parse().unwrap());
+    assert_eq!(code_of(req), S3Code::SignatureDoesNotMatch);
+    assert_eq!(
+        code_of(v2_header_get("/bkt/other", "/bkt/k", &[])),
+        S3Code::SignatureDoesNotMatch
+    );
+    // The clock, the key, the token.
+    let late = verify(
+        v2_header_get("/bkt/k", "/bkt/k", &[]),
+        &keys(),
+        &cx_at(t0() + Duration::from_secs(16 * 60)),
+    );
+    assert_eq!(late.unwrap_err().code(), S3Code::RequestTimeTooSkewed);
+    let mut req = v2_header_get("/bkt/k", "/bkt/k", &[]);
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        format!("AWS NOSUCHKEY:{}", v2_signature("x"))
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(code_of(req), S3Code::InvalidAccessKeyId);
+    let token = [("x-amz-security-token", "t")];
+    assert_eq!(
+        code_of(v2_header_get("/bkt/k", "/bkt/k", &token)),
+        S3Code::InvalidToken
+    );
+}
+
+#[test]
+fn signature_version_2_presigned_urls_authenticate_until_they_expire() {
+    let expires = 1_369_353_600 + 60;
+    let v = run(v2_presigned_get("/bkt/k", expires)).unwrap();
+    assert!(v.presigned);
+    // An Expires beyond what SystemTime holds is far in the future, not a panic.
+    assert!(run(v2_presigned_get("/bkt/k", u64::MAX)).is_ok());
+    let err = run(v2_presigned_get("/bkt/k", 1_369_353_600 - 1)).unwrap_err();
+    assert_eq!(
+        (err.code(), err.to_string().as_str()),
+        (S3Code::AccessDenied, "Request has expired")
+    );
+    let req = Request::get("/bkt/k?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1369353660")
+        .header("host", "h")
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let err = run(req).expect_err("SigV2 must be refused");
-    assert_eq!(err.code(), S3Code::InvalidRequest);
-    assert!(err.to_string().contains("AWS4-HMAC-SHA256"), "{err}");
+    let err = run(req).unwrap_err();
+    assert_eq!(
+        (err.code(), err.to_string().as_str()),
+        (
+            S3Code::AccessDenied,
+            "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
+        )
+    );
+}
+
+#[test]
+fn signature_version_2_can_be_refused() {
+    let off = AuthContext {
+        sigv2: false,
+        ..cx_at(t0())
+    };
+    for req in [
+        v2_header_get("/bkt/k", "/bkt/k", &[]),
+        v2_presigned_get("/bkt/k", 1_369_353_660),
+    ] {
+        let err = verify(req, &keys(), &off).unwrap_err();
+        assert_eq!(err.code(), S3Code::InvalidRequest);
+        assert_eq!(
+            err.to_string(),
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+        );
+    }
 }
 
 // === Deny by default: temporary credentials and mixed signature schemes ===

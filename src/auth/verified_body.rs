@@ -530,6 +530,13 @@ where
                     Err(_) => Ok(()),
                 },
                 Some(Err(e)) => {
+                    // The client stopped sending (a half-close before the declared length, a
+                    // reset): recorded like a failed proof, so the client hears S3's 400
+                    // IncompleteBody rather than the upstream request's abort as a 502.
+                    let _ = this.failure.set(AuthError::IncompleteBody {
+                        expected: this.machine.expected_len.unwrap_or(this.machine.received),
+                        received: this.machine.received,
+                    });
                     this.machine.fail();
                     return Poll::Ready(Some(Err(BodyError::Client(e.into()))));
                 }

@@ -50,6 +50,18 @@ fn parses_validates_and_resolves_secrets() {
 }
 
 #[test]
+fn sigv2_is_on_unless_switched_off() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert!(c.server.sigv2);
+    let text = GOOD.replace(
+        "domain = \"S3.Localhost\"",
+        "domain = \"S3.Localhost\"\nsigv2 = false",
+    );
+    let c = Config::from_toml(&text, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert!(!c.server.sigv2);
+}
+
+#[test]
 fn admin_listener_is_optional() {
     let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
     assert_eq!(c.server.admin_listen, None);

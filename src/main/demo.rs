@@ -85,6 +85,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             region: REGION.into(),
             domain: Some("s3.localhost".into()),
             legacy_bucket_names: false,
+            sigv2: true,
             handshake_timeout: std::time::Duration::from_secs(10),
             header_read_timeout: std::time::Duration::from_secs(30),
             idle_timeout: std::time::Duration::from_secs(120),

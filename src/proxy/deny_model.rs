@@ -362,6 +362,8 @@ fn run(c: &Case) -> Verdict {
     let cx = AuthContext {
         region: "us-east-1",
         now: UNIX_EPOCH + Duration::from_secs(1_767_323_045),
+        sigv2: true,
+        virtual_host_bucket: None,
     };
     let Ok(verified) = auth::verify(req, &keys, &cx) else {
         return Verdict::Refuse;

@@ -14,6 +14,8 @@ pub use crate::error::X_AMZ_REQUEST_ID;
 pub const X_AMZ_ID_2: HeaderName = HeaderName::from_static("x-amz-id-2");
 pub const X_AMZ_COPY_SOURCE: HeaderName = HeaderName::from_static("x-amz-copy-source");
 pub const X_AMZ_COPY_SOURCE_RANGE: HeaderName = HeaderName::from_static("x-amz-copy-source-range");
+pub const X_AMZ_METADATA_DIRECTIVE: HeaderName =
+    HeaderName::from_static("x-amz-metadata-directive");
 pub const X_AMZ_SDK_CHECKSUM_ALGORITHM: HeaderName =
     HeaderName::from_static("x-amz-sdk-checksum-algorithm");
 pub const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");

@@ -31,6 +31,19 @@ pub const RESERVED_PREFIX: &str = ".s3seal/";
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
+/// The most one PutObject or UploadPart may carry: 5 GiB.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>
+pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The most user-defined metadata (`x-amz-meta-*`) an object may have: the bytes of each
+/// name (without the prefix) and value, summed.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html#UserMetadata>
+pub const MAX_USER_METADATA_BYTES: usize = 2 * 1024;
+
+/// The largest value S3 takes for `max-keys`, `max-parts` and `max-uploads` (a signed 32-bit
+/// integer), as its error messages say.
+const MAX_LIST_LIMIT: u32 = 2_147_483_647;
+
 /// Bytes that S3's SigV4 canonical URI leaves unencoded: RFC 3986 unreserved, plus `/`.
 const S3_PATH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -68,10 +81,15 @@ pub enum RouteError {
     DuplicateParameter(String),
     #[error("This operation needs the query parameter '{0}'.")]
     MissingParameter(&'static str),
-    #[error("Part number must be an integer between 1 and 10000, inclusive.")]
+    #[error("Part number must be an integer between 1 and 10000, inclusive")]
     InvalidPartNumber,
-    #[error("The query parameter '{0}' must be a non-negative integer.")]
+    /// A listing limit out of range; S3 names `max-keys` `maxKeys` in its message.
+    #[error("Argument {} must be an integer between 0 and 2147483647", if *.0 == "max-keys" { "maxKeys" } else { .0 })]
     InvalidInteger(&'static str),
+    #[error("Your proposed upload exceeds the maximum allowed object size.")]
+    EntityTooLarge,
+    #[error("Your metadata headers exceed the maximum allowed metadata size.")]
+    MetadataTooLarge,
     #[error("The request names more than one x-amz-copy-source.")]
     DuplicateCopySource,
     #[error("The x-amz-copy-source header is not of the form bucket/key[?versionId=id].")]
@@ -98,6 +116,8 @@ impl S3Error for RouteError {
             | RouteError::DuplicateCopySource
             | RouteError::BadCopySource => S3Code::InvalidArgument,
             RouteError::ReservedKey => S3Code::AccessDenied,
+            RouteError::EntityTooLarge => S3Code::EntityTooLarge,
+            RouteError::MetadataTooLarge => S3Code::MetadataTooLarge,
         }
     }
 }
@@ -190,10 +210,11 @@ pub struct Routed {
 }
 
 /// Parameters no operation forwards: SigV4 query authentication (checked by `auth`, and
-/// headers an SDK hoisted into a presigned URL's query, which it signed), and the SDKs'
-/// `x-id=<Operation>` marker, which S3 ignores.
+/// headers an SDK hoisted into a presigned URL's query, which it signed), SigV2 query
+/// authentication (checked by `auth` too), and the SDKs' `x-id=<Operation>` marker, which S3
+/// ignores.
 fn is_dropped_param(name: &str) -> bool {
-    name == "x-id"
+    matches!(name, "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
         || name
             .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
@@ -305,6 +326,9 @@ pub fn route(
     if op != Operation::CorsPreflight {
         check_values(&value)?;
     }
+    if sets_user_metadata(op, h) && user_metadata_bytes(h) > MAX_USER_METADATA_BYTES {
+        return Err(RouteError::MetadataTooLarge);
+    }
     if copy_source.is_some() && !matches!(op, Operation::CopyObject | Operation::UploadPartCopy) {
         return Err(RouteError::UnknownParameter("x-amz-copy-source".into()));
     }
@@ -340,7 +364,7 @@ fn check_values<'q>(value: &dyn Fn(&str) -> Option<&'q str>) -> Result<(), Route
         "max-buckets",
         "part-number-marker",
     ] {
-        if value(name).is_some_and(|v| v.parse::<u32>().is_err()) {
+        if value(name).is_some_and(|v| v.parse::<u32>().map_or(true, |n| n > MAX_LIST_LIMIT)) {
             return Err(RouteError::InvalidInteger(name));
         }
     }
@@ -348,6 +372,41 @@ fn check_values<'q>(value: &dyn Fn(&str) -> Option<&'q str>) -> Result<(), Route
         return Err(RouteError::ReservedKey);
     }
     Ok(())
+}
+
+/// Whether the request gives the object the user metadata it carries: a CopyObject keeps the
+/// source's unless told to replace it.
+fn sets_user_metadata(op: Operation, h: &HeaderMap) -> bool {
+    match op {
+        Operation::PutObject | Operation::CreateMultipartUpload => true,
+        Operation::CopyObject => h
+            .get(headers::X_AMZ_METADATA_DIRECTIVE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE")),
+        _ => false,
+    }
+}
+
+/// The size S3 gives user metadata: the bytes of each name after `x-amz-meta-`, and of each
+/// value, summed.
+fn user_metadata_bytes(h: &HeaderMap) -> usize {
+    h.iter()
+        .filter_map(|(name, value)| {
+            let name = name.as_str().strip_prefix("x-amz-meta-")?;
+            Some(name.len() + value.as_bytes().len())
+        })
+        .sum()
+}
+
+impl Routed {
+    /// Refuses an upload that declares more than S3 takes in one request, before any of its
+    /// body is read or forwarded (a backend would otherwise receive it, or part of it, first).
+    pub fn check_declared_length(&self, declared: Option<u64>) -> Result<(), RouteError> {
+        let one_upload = matches!(self.op, Operation::PutObject | Operation::UploadPart);
+        if one_upload && declared.is_some_and(|n| n > MAX_UPLOAD_BYTES) {
+            return Err(RouteError::EntityTooLarge);
+        }
+        Ok(())
+    }
 }
 
 /// The one copy-source parser (see [`CopySource`]). More than one header is refused: which

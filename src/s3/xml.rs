@@ -15,7 +15,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum XmlError {
-    #[error("The XML you provided was not well-formed or did not validate against our published schema: {0}")]
+    /// S3's words; what was wrong is for the log (`Debug`).
+    #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
     Malformed(String),
     #[error("The XML you provided contains a document type declaration, which is not allowed.")]
     Doctype,
@@ -23,6 +24,8 @@ pub enum XmlError {
     Entity(String),
     #[error("Your request body is larger than the {MAX_DOCUMENT_BYTES} bytes allowed for this operation.")]
     TooLarge,
+    #[error("The list of parts was not in ascending order. The parts list must be specified in order by part number.")]
+    PartOrder,
 }
 
 impl S3Error for XmlError {
@@ -32,6 +35,7 @@ impl S3Error for XmlError {
                 S3Code::MalformedXML
             }
             XmlError::TooLarge => S3Code::MaxMessageLengthExceeded,
+            XmlError::PartOrder => S3Code::InvalidPartOrder,
         }
     }
 }
@@ -87,26 +91,55 @@ pub fn check_document(body: &[u8]) -> Result<(), XmlError> {
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html>
 pub const MAX_DELETE_KEYS: usize = 1000;
 
+/// The elements of a DeleteObjects body, by depth: `Delete`, then `Object` or `Quiet`, then
+/// an object's fields (which contain text only).
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html>
+fn is_delete_schema(path: &[Vec<u8>]) -> bool {
+    const FIELDS: [&[u8]; 5] = [b"Key", b"VersionId", b"ETag", b"LastModifiedTime", b"Size"];
+    match path {
+        [d] => d == b"Delete",
+        [_, c] => c == b"Object" || c == b"Quiet",
+        [_, o, f] => o == b"Object" && FIELDS.contains(&f.as_slice()),
+        _ => false,
+    }
+}
+
 /// The keys of a DeleteObjects body (`<Delete><Object><Key>`), unescaped. The body must
-/// name between one and [`MAX_DELETE_KEYS`] keys.
+/// follow S3's schema (no other elements, no deeper nesting, one key per object) and name
+/// between one and [`MAX_DELETE_KEYS`] keys: S3 refuses anything else as `MalformedXML`,
+/// and backends that do not would read such a body their own way.
 pub fn delete_keys(body: &[u8]) -> Result<Vec<String>, XmlError> {
     check_document(body)?;
     let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let outside_schema = || XmlError::Malformed("an element outside the Delete schema".into());
     let mut reader = Reader::from_reader(body);
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut keys = Vec::new();
+    let mut objects = 0usize;
     // The key being read: quick-xml hands text and entity references as separate events.
     let mut key: Option<String> = None;
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) => {
                 path.push(e.local_name().as_ref().to_vec());
+                if !is_delete_schema(&path) {
+                    return Err(outside_schema());
+                }
+                if path.len() == 2 && path[1] == b"Object" {
+                    objects += 1;
+                }
                 if is_delete_key(&path) {
                     key = Some(String::new());
                 }
             }
             Ok(Event::Empty(e)) => {
                 path.push(e.local_name().as_ref().to_vec());
+                if !is_delete_schema(&path) {
+                    return Err(outside_schema());
+                }
+                if path.len() == 2 && path[1] == b"Object" {
+                    objects += 1;
+                }
                 if is_delete_key(&path) {
                     keys.push(String::new());
                 }
@@ -153,7 +186,90 @@ pub fn delete_keys(body: &[u8]) -> Result<Vec<String>, XmlError> {
             "the Delete element names no key".into(),
         ));
     }
+    if keys.len() != objects {
+        return Err(XmlError::Malformed(
+            "each Object must name exactly one Key".into(),
+        ));
+    }
     Ok(keys)
+}
+
+/// A CompleteMultipartUpload body lists at least one part, in strictly ascending order of
+/// part number: S3 refuses any other order with `InvalidPartOrder` (and duplicates with it),
+/// where some backends (Ceph RGW) complete the upload in the order given.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html>
+pub fn check_part_order(body: &[u8]) -> Result<(), XmlError> {
+    check_document(body)?;
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let mut reader = Reader::from_reader(body);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut number: Option<String> = None;
+    let mut previous: Option<u32> = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                path.push(e.local_name().as_ref().to_vec());
+                if is_part_number(&path) {
+                    number = Some(String::new());
+                }
+            }
+            Ok(Event::Empty(e)) => {
+                path.push(e.local_name().as_ref().to_vec());
+                if is_part_number(&path) {
+                    return Err(XmlError::Malformed("an empty PartNumber".into()));
+                }
+                path.pop();
+            }
+            Ok(Event::Text(t)) => {
+                if let Some(n) = number.as_mut() {
+                    n.push_str(&t.decode().map_err(|e| malformed(&e))?);
+                }
+            }
+            Ok(Event::End(_)) => {
+                if let Some(n) = number.take() {
+                    let n: u32 = n
+                        .trim()
+                        .parse()
+                        .map_err(|_| XmlError::Malformed(format!("PartNumber '{n}'")))?;
+                    if previous.is_some_and(|p| n <= p) {
+                        return Err(XmlError::PartOrder);
+                    }
+                    previous = Some(n);
+                }
+                path.pop();
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(malformed(&e)),
+        }
+    }
+    if previous.is_none() {
+        return Err(XmlError::Malformed("no Part is listed".into()));
+    }
+    Ok(())
+}
+
+fn is_part_number(path: &[Vec<u8>]) -> bool {
+    matches!(path, [c, p, n] if c == b"CompleteMultipartUpload" && p == b"Part" && n == b"PartNumber")
+}
+
+/// The `<Code>` of an S3 error document (`<Error><Code>`), if it has one.
+pub fn error_code(doc: &[u8]) -> Option<String> {
+    let mut reader = Reader::from_reader(doc);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => path.push(e.local_name().as_ref().to_vec()),
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(t) if matches!(path.as_slice(), [e, c] if e == b"Error" && c == b"Code") => {
+                return t.decode().ok().map(|c| c.trim().to_owned());
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
 }
 
 fn is_listed_bucket(path: &[Vec<u8>]) -> bool {
@@ -273,6 +389,71 @@ mod tests {
             delete_keys(doc.as_bytes()),
             Err(XmlError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn delete_bodies_follow_the_schema() {
+        let ok = b"<Delete><Object><Key>a</Key><VersionId>v</VersionId><ETag>e</ETag></Object><Quiet>true</Quiet></Delete>";
+        assert_eq!(delete_keys(ok).unwrap(), vec!["a"]);
+        for bad in [
+            &b"<Delete><Object><Key>a</Key><Object><Key>b</Key></Object></Object></Delete>"[..],
+            b"<Delete><Object><Key>a</Key></Object><Extra/></Delete>",
+            b"<Other><Object><Key>a</Key></Object></Other>",
+            b"<Delete><Object><Key>a<b/></Key></Object></Delete>",
+            b"<Delete><Object><Key>a</Key></Object><Object><VersionId>v</VersionId></Object></Delete>",
+            b"<Delete><Object><Key>a</Key><Key>b</Key></Object></Delete>",
+        ] {
+            let err = delete_keys(bad).unwrap_err();
+            assert!(matches!(err, XmlError::Malformed(_)), "{bad:?}: {err:?}");
+        }
+        // S3's message, whatever was wrong.
+        assert_eq!(
+            XmlError::Malformed("detail".into()).to_string(),
+            "The XML you provided was not well-formed or did not validate against our published schema."
+        );
+    }
+
+    #[test]
+    fn completed_parts_must_ascend() {
+        let doc = |numbers: &[&str]| {
+            let mut parts = String::new();
+            for n in numbers {
+                parts.push_str("<Part><ETag>\"e\"</ETag><PartNumber>");
+                parts.push_str(n);
+                parts.push_str("</PartNumber></Part>");
+            }
+            format!("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{parts}</CompleteMultipartUpload>")
+        };
+        assert_eq!(check_part_order(doc(&["1", "2", "7"]).as_bytes()), Ok(()));
+        assert_eq!(
+            check_part_order(doc(&["2", "1"]).as_bytes()),
+            Err(XmlError::PartOrder)
+        );
+        assert_eq!(
+            check_part_order(doc(&["1", "1"]).as_bytes()),
+            Err(XmlError::PartOrder)
+        );
+        assert_eq!(XmlError::PartOrder.code(), S3Code::InvalidPartOrder);
+        for bad in [doc(&[]), doc(&["one"]), doc(&["-1"]), String::new()] {
+            assert!(
+                matches!(
+                    check_part_order(bad.as_bytes()),
+                    Err(XmlError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_are_read_from_error_documents() {
+        let doc = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code><Message>m</Message></Error>"#;
+        assert_eq!(error_code(doc).as_deref(), Some("NoSuchUpload"));
+        assert_eq!(
+            error_code(b"<ListPartsResult><Code>x</Code></ListPartsResult>"),
+            None
+        );
+        assert_eq!(error_code(b"not xml <"), None);
     }
 
     #[test]

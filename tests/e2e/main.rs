@@ -21,5 +21,7 @@ mod negative;
 mod ops;
 mod sdk;
 mod server;
+mod shield;
+mod sigv2;
 mod sse;
 mod streaming;

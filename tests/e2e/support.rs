@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod raw;
+pub mod tap;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -243,6 +244,7 @@ impl Harness {
                 region: REGION.into(),
                 domain: Some("s3.localhost".into()),
                 legacy_bucket_names: false,
+                sigv2: true,
                 handshake_timeout: Duration::from_secs(5),
                 header_read_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),

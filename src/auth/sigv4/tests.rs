@@ -258,7 +258,7 @@ fn authorization_header_variants() {
             "AWS4-ECDSA-P256-SHA256 Credential={cred}, SignedHeaders=host, Signature=00"
         ))
         .unwrap_err(),
-        AuthorizationParseError::NotImplemented
+        AuthorizationParseError::UnsupportedScheme
     );
 }
 

@@ -283,12 +283,6 @@ fn unknown_query_parameters_are_refused() {
         ("GET", "/?policy", "policy"),
         ("POST", "/enc?uploads", "uploads"),
         ("DELETE", "/enc/k?partNumber=1", "partNumber"),
-        // SigV2 query authentication is not SigV4's, and is no operation's parameter.
-        (
-            "GET",
-            "/enc/k?AWSAccessKeyId=a&Signature=s&Expires=1",
-            "AWSAccessKeyId",
-        ),
     ] {
         assert_eq!(
             r(m, u, "h"),
@@ -528,4 +522,107 @@ fn preflights_name_the_request_they_ask_about() {
         );
     }
     assert_eq!(r("OPTIONS", "/", "h"), Err(RouteError::MethodNotAllowed));
+}
+
+#[test]
+fn sigv2_query_authentication_is_never_forwarded() {
+    // Checked (or refused) by `auth`, like SigV4's `X-Amz-*`; names match exactly, as in S3.
+    let routed = r(
+        "GET",
+        "/enc/k?AWSAccessKeyId=a&Signature=s&Expires=1&response-content-type=t",
+        "h",
+    )
+    .unwrap();
+    assert_eq!(routed.op, Operation::GetObject);
+    assert_eq!(
+        routed.query,
+        vec![("response-content-type".to_owned(), "t".to_owned())]
+    );
+    assert_eq!(
+        r("GET", "/enc/k?signature=s", "h"),
+        Err(RouteError::UnknownParameter("signature".into()))
+    );
+}
+
+#[test]
+fn listing_limits_are_worded_as_s3_words_them() {
+    let err = r("GET", "/bkt?max-keys=-1", "h").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Argument maxKeys must be an integer between 0 and 2147483647"
+    );
+    assert_eq!(
+        r("GET", "/bkt?uploads&max-uploads=2147483648", "h"),
+        Err(RouteError::InvalidInteger("max-uploads"))
+    );
+    assert!(r("GET", "/bkt?max-keys=2147483647", "h").is_ok());
+    assert_eq!(
+        RouteError::InvalidPartNumber.to_string(),
+        "Part number must be an integer between 1 and 10000, inclusive"
+    );
+}
+
+#[test]
+fn user_metadata_is_at_most_2_kb() {
+    let at_limit = "v".repeat(MAX_USER_METADATA_BYTES - 1);
+    let over = "v".repeat(MAX_USER_METADATA_BYTES);
+    let put = |value: &str, extra: &[(&str, &str)]| {
+        let mut h = vec![("host", "h"), ("x-amz-meta-a", value)];
+        h.extend_from_slice(extra);
+        route_with("PUT", "/bkt/k", &h, ADDRESSING)
+    };
+    // One byte of name and 2047 of value: 2 KB exactly.
+    assert!(put(&at_limit, &[]).is_ok());
+    assert_eq!(put(&over, &[]), Err(RouteError::MetadataTooLarge));
+    assert_eq!(
+        RouteError::MetadataTooLarge.code(),
+        S3Code::MetadataTooLarge
+    );
+    let create = route_with(
+        "POST",
+        "/bkt/k?uploads",
+        &[("host", "h"), ("x-amz-meta-a", &over)],
+        ADDRESSING,
+    );
+    assert_eq!(create, Err(RouteError::MetadataTooLarge));
+    // A copy keeps its source's metadata unless told to replace it.
+    let copy_with = |directive: &str| {
+        route_with(
+            "PUT",
+            "/bkt/k",
+            &[
+                ("host", "h"),
+                ("x-amz-copy-source", "/src/k"),
+                ("x-amz-metadata-directive", directive),
+                ("x-amz-meta-a", &over),
+            ],
+            ADDRESSING,
+        )
+    };
+    assert!(copy_with("COPY").is_ok());
+    assert_eq!(copy_with("REPLACE"), Err(RouteError::MetadataTooLarge));
+    // Other operations do not set metadata.
+    assert!(route_with(
+        "GET",
+        "/bkt/k",
+        &[("host", "h"), ("x-amz-meta-a", &over)],
+        ADDRESSING
+    )
+    .is_ok());
+}
+
+#[test]
+fn uploads_over_5_gib_are_refused_from_their_declared_length() {
+    let put = r("PUT", "/bkt/k", "h").unwrap();
+    let part = r("PUT", "/bkt/k?partNumber=1&uploadId=u", "h").unwrap();
+    for routed in [&put, &part] {
+        assert_eq!(routed.check_declared_length(Some(MAX_UPLOAD_BYTES)), Ok(()));
+        assert_eq!(routed.check_declared_length(None), Ok(()));
+        assert_eq!(
+            routed.check_declared_length(Some(MAX_UPLOAD_BYTES + 1)),
+            Err(RouteError::EntityTooLarge)
+        );
+    }
+    let delete = r("POST", "/bkt?delete", "h").unwrap();
+    assert_eq!(delete.check_declared_length(Some(u64::MAX)), Ok(()));
 }

@@ -17,8 +17,8 @@ from botocore.config import Config
 
 endpoint, bucket = sys.argv[1], sys.argv[2]
 mode = sys.argv[3] if len(sys.argv) > 3 else "default"
-# botocore still presigns with Signature Version 2 unless told otherwise; s3seal speaks SigV4
-# only, so presigned URLs ask for s3v4 explicitly (every other call is SigV4 by default).
+# botocore still presigns with Signature Version 2 unless told otherwise; this suite asks for
+# s3v4 (every other call is SigV4 by default); sigv2.py covers SigV2.
 cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version="s3v4")
 if mode == "when_required":
     cfg = cfg.merge(Config(request_checksum_calculation="when_required",
