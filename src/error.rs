@@ -26,6 +26,7 @@ pub enum S3Code {
     /// S3's code for a CORS preflight without `Origin` or `Access-Control-Request-Method`.
     BadRequest,
     EntityTooLarge,
+    EntityTooSmall,
     ExpiredToken,
     IncompleteBody,
     InternalError,
@@ -36,6 +37,7 @@ pub enum S3Code {
     /// The object cannot serve the request as it is stored (403).
     InvalidObjectState,
     InvalidPart,
+    InvalidPartOrder,
     /// A `partNumber` the object does not have (416).
     InvalidPartNumber,
     /// A `Range` that starts at or beyond the end of the object (416).
@@ -54,6 +56,7 @@ pub enum S3Code {
     NoSuchCORSConfiguration,
     /// A copy source that does not exist (404).
     NoSuchKey,
+    NoSuchUpload,
     NotImplemented,
     /// A copy source's condition does not hold (412).
     PreconditionFailed,
@@ -79,6 +82,7 @@ impl S3Code {
             S3Code::BadDigest => "BadDigest",
             S3Code::BadRequest => "BadRequest",
             S3Code::EntityTooLarge => "EntityTooLarge",
+            S3Code::EntityTooSmall => "EntityTooSmall",
             S3Code::ExpiredToken => "ExpiredToken",
             S3Code::IncompleteBody => "IncompleteBody",
             S3Code::InternalError => "InternalError",
@@ -88,6 +92,7 @@ impl S3Code {
             S3Code::InvalidDigest => "InvalidDigest",
             S3Code::InvalidObjectState => "InvalidObjectState",
             S3Code::InvalidPart => "InvalidPart",
+            S3Code::InvalidPartOrder => "InvalidPartOrder",
             S3Code::InvalidPartNumber => "InvalidPartNumber",
             S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
@@ -102,6 +107,7 @@ impl S3Code {
             S3Code::MissingSecurityHeader => "MissingSecurityHeader",
             S3Code::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             S3Code::NoSuchKey => "NoSuchKey",
+            S3Code::NoSuchUpload => "NoSuchUpload",
             S3Code::NotImplemented => "NotImplemented",
             S3Code::PreconditionFailed => "PreconditionFailed",
             S3Code::RequestTimeTooSkewed => "RequestTimeTooSkewed",
@@ -132,6 +138,7 @@ impl S3Code {
             | S3Code::BadDigest
             | S3Code::BadRequest
             | S3Code::EntityTooLarge
+            | S3Code::EntityTooSmall
             | S3Code::IncompleteBody
             | S3Code::InternalError
             | S3Code::InvalidArgument
@@ -139,6 +146,7 @@ impl S3Code {
             | S3Code::InvalidDigest
             | S3Code::InvalidObjectState
             | S3Code::InvalidPart
+            | S3Code::InvalidPartOrder
             | S3Code::InvalidPartNumber
             | S3Code::InvalidRange
             | S3Code::InvalidRequest
@@ -152,6 +160,7 @@ impl S3Code {
             | S3Code::MissingSecurityHeader
             | S3Code::NoSuchCORSConfiguration
             | S3Code::NoSuchKey
+            | S3Code::NoSuchUpload
             | S3Code::NotImplemented
             | S3Code::PreconditionFailed
             | S3Code::RequestTimeout
@@ -176,12 +185,14 @@ impl S3Code {
             | S3Code::BadDigest
             | S3Code::BadRequest
             | S3Code::EntityTooLarge
+            | S3Code::EntityTooSmall
             | S3Code::ExpiredToken
             | S3Code::IncompleteBody
             | S3Code::InvalidArgument
             | S3Code::InvalidBucketName
             | S3Code::InvalidDigest
             | S3Code::InvalidPart
+            | S3Code::InvalidPartOrder
             | S3Code::InvalidRequest
             | S3Code::InvalidToken
             | S3Code::InvalidURI
@@ -195,7 +206,9 @@ impl S3Code {
             | S3Code::TlsRequired => StatusCode::BAD_REQUEST,
             S3Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             S3Code::InvalidRange | S3Code::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
-            S3Code::NoSuchCORSConfiguration | S3Code::NoSuchKey => StatusCode::NOT_FOUND,
+            S3Code::NoSuchCORSConfiguration | S3Code::NoSuchKey | S3Code::NoSuchUpload => {
+                StatusCode::NOT_FOUND
+            }
             S3Code::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             S3Code::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
