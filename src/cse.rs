@@ -1040,8 +1040,8 @@ impl Transform {
     }
 }
 
-/// The answer of a write that made an object from stored ones (a copy, a completion): its
-/// `ETag` marked, no ciphertext checksums.
+/// The answer of a copy the backend made: the new object's `ETag` marked, no ciphertext
+/// checksums.
 async fn new_object(resp: Response<Body>) -> Result<Response<Body>, CseError> {
     let (mut parts, body) = resp.into_parts();
     strip_checksums(&mut parts.headers);
