@@ -108,6 +108,16 @@ pub(super) fn rewrite_doc(doc: &[u8], kind: &Kind<'_>) -> Result<Vec<u8>, CseErr
                 path.pop();
                 events.push(Event::End(e));
             }
+            Event::Text(t) if matches!((kind, path.as_slice()), (Kind::Objects, [_, n]) if n == b"KeyCount") =>
+            {
+                // ListObjectsV2 counts the entries it lists, the proxy's hidden ones included.
+                let listed: u64 = std::str::from_utf8(&t)
+                    .ok()
+                    .and_then(|n| n.trim().parse().ok())
+                    .ok_or_else(|| CseError::Answer("a <KeyCount> that is not a number".into()))?;
+                let shown = listed.saturating_sub(hidden_entries(doc)?).to_string();
+                events.push(Event::Text(BytesText::new(&shown).into_owned()));
+            }
             Event::Text(t) => events.push(text(kind, &path, held.as_mut(), t)?),
             other => events.push(other),
         }
@@ -170,10 +180,7 @@ fn text<'e>(
                     || entry == b"DeleteMarker"
                     || entry == b"CommonPrefixes") =>
         {
-            // Keys may be URL-encoded (`encoding-type=url`).
-            let reserved =
-                raw.starts_with(SEAL_PREFIX) || raw.to_ascii_lowercase().starts_with(".s3seal%2f");
-            if let (true, Some(h)) = (reserved, held) {
+            if let (true, Some(h)) = (reserved(&raw), held) {
                 h.hide = true;
             }
             Event::Text(t)
@@ -236,6 +243,41 @@ struct HeldPart {
     number: Option<u32>,
     /// Plaintext bytes.
     len: Option<u64>,
+}
+
+/// A key (or common prefix) of the proxy's own: hidden from listings.
+fn reserved(key: &str) -> bool {
+    // Keys may be URL-encoded (`encoding-type=url`).
+    key.starts_with(SEAL_PREFIX) || key.to_ascii_lowercase().starts_with(".s3seal%2f")
+}
+
+/// How many entries of an object listing are hidden: its `KeyCount` must not count them.
+fn hidden_entries(doc: &[u8]) -> Result<u64, CseError> {
+    let mut reader = Reader::from_reader(doc);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut hidden = 0;
+    loop {
+        match reader
+            .read_event()
+            .map_err(|e| CseError::Answer(e.to_string()))?
+        {
+            Event::Eof => return Ok(hidden),
+            Event::Start(e) => path.push(e.local_name().as_ref().to_vec()),
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(t) => {
+                if let [_, entry, name] = path.as_slice() {
+                    let counted = matches!(entry.as_slice(), b"Contents" | b"CommonPrefixes");
+                    let key = matches!(name.as_slice(), b"Key" | b"Prefix");
+                    if counted && key && reserved(&String::from_utf8_lossy(&t)) {
+                        hidden += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A stored size as the client's (unchanged when it is no ciphertext length).

@@ -211,6 +211,17 @@ fn etags_of_encrypted_objects_are_marked_and_conditions_unmarked() {
 }
 
 #[test]
+fn listings_count_only_what_they_show() {
+    let doc = b"<ListBucketResult><KeyCount>3</KeyCount><Contents><Key>.s3seal/seal/abc</Key><Size>1</Size></Contents><Contents><Key>a</Key><Size>1</Size></Contents><CommonPrefixes><Prefix>.s3seal/</Prefix></CommonPrefixes></ListBucketResult>";
+    let out =
+        String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        "<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a</Key><Size>1</Size></Contents></ListBucketResult>"
+    );
+}
+
+#[test]
 fn backend_etags_of_shown_ones() {
     assert_eq!(backend_etag("\"abc-s3seal\""), "\"abc\"");
     assert_eq!(backend_etag("abc-s3seal"), "\"abc\"");
