@@ -7,12 +7,13 @@
 #
 # Debian packages: Ceph RGW (radosgw + one mon + one memstore OSD, see
 #   tests/e2e/support/backends.rs), the s3cmd and rclone clients, and chromium for the
-#   browser tests; python3-yaml and systemd (systemd-analyze) for the deployment-file checks
+#   browser tests; curl as a slow HTTP/1.1 and HTTP/2 reader (tests/e2e/ops.rs); python3-yaml
+#   and systemd (systemd-analyze) for the deployment-file checks
 #   (tests/e2e/deploy.rs).
 # Python packages: boto3 and awscli as clients, moto's standalone server as a backend.
 set -euo pipefail
 
-DEBIAN_PACKAGES=(radosgw ceph-mon ceph-osd ceph-common s3cmd rclone chromium python3-yaml systemd)
+DEBIAN_PACKAGES=(radosgw ceph-mon ceph-osd ceph-common s3cmd rclone chromium python3-yaml systemd curl)
 
 # pip package spec -> check that succeeds when it is already usable.
 PYTHON_PACKAGES=(boto3 awscli 'moto[server]')

@@ -172,9 +172,18 @@ async fn read_head(stream: &mut TcpStream, deadline: Instant) -> Vec<u8> {
 /// answer, and some stacks discard received data on a RST. So read what the client still sends
 /// until it closes, bounded in bytes and time, as nginx's `lingering_close` does.
 async fn drain(stream: &mut TcpStream) {
+    discard(stream, MAX_DRAIN, LINGER).await;
+}
+
+/// Reads and throws away what the peer still sends until it closes, at most `max` bytes for
+/// at most `time` (see [`drain`] for why).
+pub(crate) async fn discard<S>(stream: &mut S, max: usize, time: Duration)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     let mut sink = [0u8; 4096];
-    let mut left = MAX_DRAIN;
-    let _ = timeout(LINGER, async {
+    let mut left = max;
+    let _ = timeout(time, async {
         while left > 0 {
             match stream.read(&mut sink).await {
                 Ok(0) | Err(_) => break,

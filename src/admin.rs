@@ -42,15 +42,25 @@ pub struct Admin {
     probes: ArcSwap<Vec<Probe>>,
     /// The last readiness answer and when it was computed. A tokio mutex, held across the
     /// probes, so that concurrent `/readyz` calls share one round of connections.
-    ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    ready: Mutex<Option<(Instant, Readiness)>>,
 }
+
+/// A readiness answer: `Ok` with the unreachable services readiness ignores (one line each,
+/// possibly none), or `Err` with every unreachable service, one line each.
+pub type Readiness = Result<String, String>;
 
 /// One service to connect to for readiness.
 pub struct Probe {
+    /// What it is, for `/metrics`: `upstream` or `kms`.
+    kind: &'static str,
+    /// Its name, for `/metrics`: the upstream's name, or the KMS endpoint.
+    name: String,
     /// How `/readyz` names it: `upstream 'name'` or `KMS`.
     label: String,
     host: String,
     port: u16,
+    /// Whether `/readyz` fails while it is unreachable (`readiness = "required"`).
+    required: bool,
 }
 
 impl Admin {
@@ -66,12 +76,14 @@ impl Admin {
     pub async fn set_probes(&self, probes: Vec<Probe>) {
         let mut cached = self.ready.lock().await;
         self.probes.store(Arc::new(probes));
+        self.metrics.forget_dependencies();
         *cached = None;
     }
 
-    /// `Ok` when every upstream accepted a connection within [`PROBE_TIMEOUT`], else the
-    /// reasons, one line per upstream that did not. Cached for [`READY_CACHE`].
-    pub async fn readiness(&self) -> Result<(), String> {
+    /// `Ok` when every required upstream and KMS endpoint accepted a connection within
+    /// [`PROBE_TIMEOUT`], else the reasons, one line per service that did not. Cached for
+    /// [`READY_CACHE`]. Every probe's outcome is also set in `s3seal_dependency_up`.
+    pub async fn readiness(&self) -> Readiness {
         let mut cached = self.ready.lock().await;
         if let Some((at, answer)) = cached.as_ref() {
             if at.elapsed() < READY_CACHE {
@@ -83,23 +95,40 @@ impl Admin {
         answer
     }
 
-    async fn probe(&self) -> Result<(), String> {
+    async fn probe(&self) -> Readiness {
         let mut probes = JoinSet::new();
-        for p in self.probes.load().iter() {
+        for (i, p) in self.probes.load().iter().enumerate() {
             let (label, host, port) = (p.label.clone(), p.host.clone(), p.port);
             probes.spawn(async move {
                 let target = format!("{host}:{port}");
-                match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(format!("{label} ({target}) unreachable: {e}")),
-                    Err(_) => Some(format!(
-                        "{label} ({target}) did not accept a connection within {}s",
-                        PROBE_TIMEOUT.as_secs()
-                    )),
-                }
+                let failure =
+                    match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port)))
+                        .await
+                    {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(format!("{label} ({target}) unreachable: {e}")),
+                        Err(_) => Some(format!(
+                            "{label} ({target}) did not accept a connection within {}s",
+                            PROBE_TIMEOUT.as_secs()
+                        )),
+                    };
+                (i, failure)
             });
         }
-        let mut failures: Vec<String> = probes.join_all().await.into_iter().flatten().collect();
+        let outcomes = probes.join_all().await;
+        let probes = self.probes.load();
+        let mut failures = Vec::new();
+        let mut ignored = Vec::new();
+        for (i, failure) in outcomes {
+            let Some(p) = probes.get(i) else { continue };
+            self.metrics
+                .set_dependency_up(p.kind, &p.name, failure.is_none());
+            match failure {
+                Some(f) if p.required => failures.push(f),
+                Some(f) => ignored.push(format!("{f} (readiness = \"ignored\")")),
+                None => {}
+            }
+        }
         if let Some(at) = self.metrics.tls_cert_not_after() {
             if at <= SystemTime::now() {
                 failures.push(format!(
@@ -109,7 +138,8 @@ impl Admin {
             }
         }
         if failures.is_empty() {
-            return Ok(());
+            ignored.sort();
+            return Ok(ignored.join("\n"));
         }
         failures.sort();
         Err(failures.join("\n"))
@@ -119,22 +149,33 @@ impl Admin {
 /// Every upstream, and every KMS endpoint that client-side encryption wraps keys with: a
 /// replica that cannot reach its KMS cannot write to, or read from, those buckets.
 pub fn probes(config: &Config) -> Vec<Probe> {
-    let upstreams = config
-        .upstreams
-        .values()
-        .map(|u| (format!("upstream '{}'", u.name), &u.endpoint));
+    let upstreams = config.upstreams.values().map(|u| {
+        let (host, port) = probe_target(&u.endpoint);
+        Probe {
+            kind: "upstream",
+            name: u.name.clone(),
+            label: format!("upstream '{}'", u.name),
+            host,
+            port,
+            required: u.required_for_readiness,
+        }
+    });
     let kms = config
         .encryption
         .kms_endpoints()
         .into_iter()
-        .map(|e| ("KMS".to_owned(), e));
-    upstreams
-        .chain(kms)
-        .map(|(label, endpoint)| {
+        .map(|(endpoint, required)| {
             let (host, port) = probe_target(endpoint);
-            Probe { label, host, port }
-        })
-        .collect()
+            Probe {
+                kind: "kms",
+                name: endpoint.to_string(),
+                label: "KMS".to_owned(),
+                host,
+                port,
+                required,
+            }
+        });
+    upstreams.chain(kms).collect()
 }
 
 /// The host and port to connect to for an upstream endpoint: the scheme's default port when
@@ -197,7 +238,8 @@ async fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match admin.readiness().await {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Ok(ignored) if ignored.is_empty() => text(StatusCode::OK, "ready\n".into()),
+            Ok(ignored) => text(StatusCode::OK, format!("ready\n{ignored}\n")),
             Err(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reasons}\n")),
         },
         "/metrics" => {

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use ipnet::IpNet;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -15,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::auth::chunked::MAX_SIGNED_CHUNK_SIZE;
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use crate::cors::{self, BucketRules};
-use crate::crypto::format::{Kek, KeyId, KEY_LEN};
+use crate::crypto::format::{Kek, KeyId};
 use crate::cse::{self, EncryptionRules};
 use crate::kms::{self, Kms, KmsSettings};
 use crate::logging::LogFormat;
@@ -192,6 +190,20 @@ pub struct RawUpstream {
     /// Turn off for backends that refuse aws-chunked trailers (Ceph before Reef).
     #[serde(default = "yes")]
     pub forward_checksum_trailers: bool,
+    /// Whether `/readyz` fails while this upstream is unreachable.
+    #[serde(default)]
+    pub readiness: Readiness,
+}
+
+/// `readiness = "required" | "ignored"` of an upstream or KMS endpoint: whether `/readyz`
+/// fails while it is unreachable. An egress gateway in front of many tenants' backends
+/// should not leave service because one of them is down; its state is still on `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    #[default]
+    Required,
+    Ignored,
 }
 
 fn yes() -> bool {
@@ -275,6 +287,9 @@ pub struct RawKms {
     /// How many new objects one data key may serve.
     #[serde(default = "default_kms_cache_uses")]
     pub cache_max_uses: u64,
+    /// Whether `/readyz` fails while this KMS endpoint is unreachable.
+    #[serde(default)]
+    pub readiness: Readiness,
 }
 
 fn default_kms_cache_seconds() -> u64 {
@@ -410,8 +425,10 @@ impl RawConfig {
         let upstreams = validate_upstreams(self.upstreams, base, env)?;
         let clients = validate_clients(self.clients, &upstreams, base, env)?;
         let mut raw_buckets = self.buckets;
+        let patterns: Vec<String> = raw_buckets.iter().map(|b| b.pattern.clone()).collect();
         let sse = validate_sse(&mut raw_buckets, base, env)?;
         let encryption = validate_encryption(&mut raw_buckets, base, env)?;
+        refuse_unsupported_combinations(&patterns, &sse, &encryption)?;
         let buckets = validate_buckets(raw_buckets)?;
         Ok(Config {
             server,
@@ -557,6 +574,7 @@ fn validate_upstreams(
             addressing_style: u.addressing_style,
             ca_bundle: u.ca_bundle.map(|p| base.join(p)),
             forward_checksum_trailers: u.forward_checksum_trailers,
+            required_for_readiness: u.readiness == Readiness::Required,
         };
         if upstreams.insert(u.name.clone(), upstream).is_some() {
             return Err(invalid(
@@ -805,9 +823,39 @@ impl RawKms {
             )?),
             cache_ttl: Duration::from_secs(self.cache_seconds),
             cache_max_uses: self.cache_max_uses,
+            required_for_readiness: self.readiness == Readiness::Required,
         };
         Ok(Kms::new(settings, tls))
     }
+}
+
+/// Client-side encryption and an `sse-c` rule on one bucket cannot work: the proxy's own
+/// requests for client-side encryption (HEADs of the object's size and keys, seals, part
+/// lists) carry no SSE-C key. Such a config is refused at load (so `s3seal check` says so)
+/// rather than answering every request to those buckets with an error.
+fn refuse_unsupported_combinations(
+    patterns: &[String],
+    sse: &SsePolicies,
+    encryption: &EncryptionRules,
+) -> Result<(), ConfigError> {
+    for (i, pattern) in patterns.iter().enumerate() {
+        for bucket in crate::rules::examples(pattern) {
+            let sse_c = sse
+                .for_bucket(&bucket)
+                .is_some_and(|r| r.kind.kind() == crate::policy::RuleKind::SseC);
+            if sse_c && encryption.for_bucket(&bucket).is_some() {
+                return Err(invalid(
+                    format!("bucket[{i}]"),
+                    format!(
+                        "bucket \"{bucket}\" (pattern \"{pattern}\") would get both client-side \
+                         encryption and an sse-c rule, which cannot be combined; give it \
+                         encryption = {{ mode = \"none\" }} or another sse rule"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A key-encryption key from its id and its secret (32 bytes, base64).
@@ -826,18 +874,7 @@ fn kek(
         ));
     }
     let text = Zeroizing::new(secret.resolve(key, base, env)?);
-    let bytes = Zeroizing::new(
-        STANDARD
-            .decode(text.trim())
-            .map_err(|_| invalid(key, "is not base64"))?,
-    );
-    let raw: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-        bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| invalid(key, format!("must decode to {KEY_LEN} bytes")))?,
-    );
-    Ok(Kek::new(id, &raw))
+    Kek::from_base64(id, &text).map_err(|e| invalid(key, e.to_string()))
 }
 
 /// The `sse` rules of the `[[bucket]]` tables, in order. SSE-C keys are read here, from the
@@ -850,17 +887,12 @@ fn validate_sse(
     base: &Path,
     env: &dyn Env,
 ) -> Result<SsePolicies, ConfigError> {
-    let load = |src: &KeySource| match src {
-        KeySource::Env { env: name } => env
-            .var(name)
-            .map(zeroize::Zeroizing::new)
-            .ok_or_else(|| format!("environment variable {name} is not set")),
-        KeySource::File { file } => {
-            let path = base.join(file);
-            std::fs::read_to_string(&path)
-                .map(zeroize::Zeroizing::new)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        }
+    let load = |src: &KeySource| {
+        let secret = match src {
+            KeySource::Env { env } => Secret::Env { env: env.clone() },
+            KeySource::File { file } => Secret::File { file: file.clone() },
+        };
+        secret.read(base, env).map(Zeroizing::new)
     };
     let mut rules: Vec<(String, crate::policy::SseRule)> = Vec::new();
     for (i, b) in raw.iter_mut().enumerate() {
@@ -885,22 +917,31 @@ fn validate_sse(
 }
 
 impl Secret {
+    /// The secret for config key `key` (named in the error).
     fn resolve(&self, key: &str, base: &Path, env: &dyn Env) -> Result<String, ConfigError> {
+        self.read(base, env).map_err(|e| invalid(key, e))
+    }
+
+    /// The one place a secret of the config is read, whatever it is for (credentials,
+    /// key-encryption keys, SSE-C keys): a file's trailing line break is not part of it, and
+    /// an empty secret is refused rather than used.
+    fn read(&self, base: &Path, env: &dyn Env) -> Result<String, String> {
         let value = match self {
             Secret::Inline(v) => v.clone(),
             Secret::Env { env: name } => env
                 .var(name)
-                .ok_or_else(|| invalid(key, format!("environment variable {name} is not set")))?,
+                .ok_or_else(|| format!("environment variable {name} is not set"))?,
             Secret::File { file } => {
                 let path = base.join(file);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned()
+                let mut text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let kept = text.trim_end_matches(['\n', '\r']).len();
+                text.truncate(kept);
+                text
             }
         };
         if value.is_empty() {
-            return Err(invalid(key, "is empty"));
+            return Err("is empty".to_owned());
         }
         Ok(value)
     }

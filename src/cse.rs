@@ -331,12 +331,15 @@ impl EncryptionRules {
     }
 
     /// The distinct KMS endpoints the rules wrap keys with (for readiness probes).
-    pub fn kms_endpoints(&self) -> Vec<&http::Uri> {
-        let mut out: Vec<&http::Uri> = Vec::new();
-        let kms = self.0.values().flatten().filter_map(|r| r.keyring.kms());
-        for endpoint in kms.map(Kms::endpoint) {
-            if !out.contains(&endpoint) {
-                out.push(endpoint);
+    /// Each KMS endpoint once, and whether readiness requires it (when any rule using it
+    /// does).
+    pub fn kms_endpoints(&self) -> Vec<(&http::Uri, bool)> {
+        let mut out: Vec<(&http::Uri, bool)> = Vec::new();
+        for kms in self.0.values().flatten().filter_map(|r| r.keyring.kms()) {
+            let required = kms.required_for_readiness();
+            match out.iter_mut().find(|(e, _)| *e == kms.endpoint()) {
+                Some((_, r)) => *r |= required,
+                None => out.push((kms.endpoint(), required)),
             }
         }
         out
@@ -515,9 +518,21 @@ pub enum Transform {
     Attributes(attributes::Attributes),
 }
 
-/// Decides what the request needs. May ask the upstream first: a HEAD for a ranged GET (the
-/// object's size and keys), the seal of a multipart object, or a copy source's keys.
-pub async fn plan(
+/// Decides what the request needs, and returns the upstream request rewritten for it with the
+/// [`Transform`] of its body and answer. May ask the upstream first: a HEAD for a ranged GET
+/// (the object's size and keys), the seal of a multipart object, or a copy source's keys.
+pub async fn plan<'o>(
+    rules: &EncryptionRules,
+    routed: &Routed,
+    upstream: &Sender<'_>,
+    mut out: Outgoing<'o>,
+) -> Result<(Outgoing<'o>, Transform), ProxyError> {
+    let transform = plan_for(rules, routed, upstream, &mut out).await?;
+    Ok((out, transform))
+}
+
+/// [`plan`] on the upstream request it owns.
+async fn plan_for(
     rules: &EncryptionRules,
     routed: &Routed,
     upstream: &Sender<'_>,
@@ -944,28 +959,30 @@ impl Transform {
         }
     }
 
-    /// The body to send upstream, and whether the client's trailing checksum goes with it
-    /// (never over ciphertext: it describes the plaintext).
-    pub fn seal_body<T>(
+    /// The body to send upstream with the request that declares its length, and whether the
+    /// client's trailing checksum goes with it (never over ciphertext: it describes the
+    /// plaintext).
+    pub fn seal_body<'o, T>(
         &mut self,
-        out: &mut Outgoing<'_>,
+        mut out: Outgoing<'o>,
         body: Body,
         trailer: Option<T>,
-    ) -> Result<(Body, Option<T>), ProxyError> {
+    ) -> Result<(Outgoing<'o>, Body, Option<T>), ProxyError> {
         let twice = || ProxyError::Internal("the request body was sealed twice".to_owned());
         match self {
             Transform::Seal { key, .. } => {
                 let key = key.take().ok_or_else(twice)?;
-                Ok((encrypt(out, body, key)?, None))
+                let body = encrypt(&mut out, body, key)?;
+                Ok((out, body, None))
             }
             // The client's body is empty: the part is the source's plaintext.
             Transform::CopyPart(part) => {
                 let source = part.source.take().ok_or_else(twice)?;
                 let body = match part.key.take() {
-                    Some(key) => encrypt(out, source, key)?,
+                    Some(key) => encrypt(&mut out, source, key)?,
                     None => source,
                 };
-                Ok((body, None))
+                Ok((out, body, None))
             }
             Transform::Pass
             | Transform::Open(_)
@@ -974,13 +991,13 @@ impl Transform {
             | Transform::Created { .. }
             | Transform::Complete(_)
             | Transform::Copy
-            | Transform::Attributes(_) => Ok((body, trailer)),
+            | Transform::Attributes(_) => Ok((out, body, trailer)),
         }
     }
 
     /// Sees a buffered request document before it is sent: a completion's part list. (`&mut`:
     /// a copied part's source body is `Send` but not `Sync`.)
-    /// Returns the document to send: a completion's part `ETag`s become the backend's again.
+    /// Returns the document to send: a completion names the backend's part `ETag`s.
     pub async fn document(
         &mut self,
         upstream: &Sender<'_>,

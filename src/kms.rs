@@ -18,18 +18,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use aws_sigv4::http_request::SignableBody;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
@@ -39,6 +33,7 @@ use crate::body::{self, Body};
 use crate::crypto::format::{DataKey, KEY_LEN, MAX_WRAPPED_DEK_LEN};
 use crate::error::{S3Code, S3Error};
 use crate::metrics::Metrics;
+use crate::outbound::{self, HttpsClient, Service, Signer};
 
 /// Object key ids of KMS-wrapped data keys start with this (`docs/format.md` §5.3).
 pub const KEY_ID_PREFIX: &str = "kms:";
@@ -85,6 +80,8 @@ pub struct KmsSettings {
     pub cache_ttl: Duration,
     /// How many objects one data key may serve before a new one is generated.
     pub cache_max_uses: u64,
+    /// Whether `/readyz` fails while this endpoint is unreachable (`readiness`).
+    pub required_for_readiness: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -226,8 +223,8 @@ struct Refusal {
 /// One KMS key with its connection pool and caches.
 pub struct Kms {
     settings: KmsSettings,
-    identity: Identity,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    signer: Signer,
+    client: HttpsClient,
     metrics: OnceLock<Arc<Metrics>>,
     writers: Mutex<HashMap<String, Arc<WriteSlot>>>,
     readers: Mutex<HashMap<[u8; 32], Arc<ReadSlot>>>,
@@ -245,26 +242,16 @@ impl std::fmt::Debug for Kms {
 
 impl Kms {
     pub fn new(settings: KmsSettings, tls: rustls::ClientConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CALL_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
-        let identity = Credentials::new(
+        let client = outbound::https_client(tls, CALL_TIMEOUT, None);
+        let signer = Signer::new(
             &settings.access_key_id,
             settings.secret_access_key.expose(),
-            None,
-            None,
-            "s3seal-config",
-        )
-        .into();
+            &settings.region,
+            Service::Kms,
+        );
         Kms {
             settings,
-            identity,
+            signer,
             client,
             metrics: OnceLock::new(),
             writers: Mutex::new(HashMap::new()),
@@ -276,6 +263,10 @@ impl Kms {
     /// Where KMS calls and cache hits are counted; set once per configuration generation.
     pub fn observe(&self, metrics: &Arc<Metrics>) {
         let _ = self.metrics.set(metrics.clone());
+    }
+
+    pub fn required_for_readiness(&self) -> bool {
+        self.settings.required_for_readiness
     }
 
     pub fn endpoint(&self) -> &http::Uri {
@@ -544,31 +535,9 @@ impl Kms {
             .header(header::CONTENT_LENGTH, body.len())
             .body(())
             .map_err(|e| KmsError::Signing(e.to_string()))?;
-        let params = v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(&self.settings.region)
-            .name("kms")
-            .time(now)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| KmsError::Signing(e.to_string()))?
-            .into();
-        let headers: Vec<(&str, &str)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
-            .collect();
-        let signable = SignableRequest::new(
-            "POST",
-            uri.as_str(),
-            headers.into_iter(),
-            SignableBody::Bytes(&body),
-        )
-        .map_err(|e| KmsError::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| KmsError::Signing(e.to_string()))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut req);
+        self.signer
+            .sign(&mut req, SignableBody::Bytes(&body), now)
+            .map_err(|e| KmsError::Signing(e.to_string()))?;
         let (parts, ()) = req.into_parts();
         Ok(Request::from_parts(parts, body::full(Bytes::from(body))))
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["body", "rules", "metrics", "tls", "certs", "embedded"],
     &["error", "logging"],
-    &["s3", "crypto", "forwarded"],
+    &["s3", "crypto", "forwarded", "outbound"],
     &["auth", "policy", "cors", "accept"],
     &["authz", "kms"],
     &["upstream"],
@@ -73,7 +73,11 @@ fn imports(text: &str) -> Vec<String> {
 fn modules(src: &Path) -> Vec<String> {
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     lib.lines()
-        .filter_map(|l| l.trim().strip_prefix("pub mod "))
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("pub(crate) mod "))
+        })
         .map(|m| m.trim_end_matches(';').to_owned())
         .collect()
 }

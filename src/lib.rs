@@ -27,12 +27,12 @@
 //! terminators (see `docs/deploy.md`).
 
 pub mod auth;
-pub mod authz;
+pub(crate) mod authz;
 pub mod s3;
 
-pub mod accept;
-pub mod admin;
-pub mod body;
+pub(crate) mod accept;
+pub(crate) mod admin;
+pub(crate) mod body;
 pub mod certs;
 pub mod config;
 pub mod cors;
@@ -40,20 +40,21 @@ pub mod crypto;
 pub mod cse;
 #[cfg(feature = "embedded")]
 pub mod embedded;
-pub mod error;
-pub mod forwarded;
+pub(crate) mod error;
+pub(crate) mod forwarded;
 pub mod kms;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
+pub(crate) mod outbound;
 pub mod policy;
-pub mod proxy;
+pub(crate) mod proxy;
 pub mod reencrypt;
 pub mod rewrap;
-pub mod rules;
+pub(crate) mod rules;
 pub mod server;
-pub mod sse;
+pub(crate) mod sse;
 pub mod tls;
-pub mod upstream;
+pub(crate) mod upstream;
 
 #[cfg(test)]
 mod layering;

@@ -161,7 +161,8 @@ pub struct AccessRecord {
     /// The S3 error code when the proxy refused the request itself.
     pub error_code: Option<&'static str>,
     /// The request body length as declared (`Content-Length`; aws-chunked framing included).
-    pub bytes_in: Option<u64>,
+    /// Body bytes received from the client (as sent: aws-chunked framing included).
+    pub bytes_in: u64,
     pub started: Instant,
 }
 
@@ -201,6 +202,8 @@ pin_project_lite::pin_project! {
         inner: B,
         record: Option<AccessRecord>,
         bytes_out: u64,
+        // The body's declared length, when it has one.
+        declared: Option<u64>,
         ended: bool,
     }
 
@@ -219,10 +222,12 @@ impl<B: HttpBody> AccessLogged<B> {
         // A body that is already at its end (HEAD, 204, an empty object) is complete even if
         // hyper never polls it.
         let ended = inner.is_end_stream();
+        let declared = inner.size_hint().exact();
         AccessLogged {
             inner,
             record: Some(record),
             bytes_out: 0,
+            declared,
             ended,
         }
     }
@@ -247,8 +252,9 @@ where
                     *this.bytes_out += data.len() as u64;
                 }
                 // hyper stops polling a body of known length once its last byte is out, so
-                // the end is seen here, not as a `None`.
-                if this.inner.is_end_stream() {
+                // the end is seen here, not as a `None`; and not every body knows it is at
+                // its end after its last frame, so the declared length decides too.
+                if this.inner.is_end_stream() || Some(*this.bytes_out) == *this.declared {
                     *this.ended = true;
                     if let Some(record) = this.record.take() {
                         record.write(*this.bytes_out, true);

@@ -90,8 +90,10 @@ enum Command {
     /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
     /// current key (see docs/policy.md, "Key rotation").
     Reencrypt {
+        /// The config file (TOML) whose rules and upstreams the command uses.
         #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
+        /// The bucket to work through (as the backend names it).
         #[arg(long)]
         bucket: String,
         /// Only keys that start with this.
@@ -107,8 +109,10 @@ enum Command {
     /// Rewrap the data keys of a bucket's client-side encrypted objects under its current key
     /// (local or KMS), without copying their data (see docs/format.md §5.4).
     Rewrap {
+        /// The config file (TOML) whose rules and upstreams the command uses.
         #[arg(long, short, env = "S3SEAL_CONFIG")]
         config: PathBuf,
+        /// The bucket to work through (as the backend names it).
         #[arg(long)]
         bucket: String,
         /// Only keys that start with this.
@@ -122,6 +126,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a new random key-encryption key (32 bytes, base64) for a client-side encryption
+    /// rule's `key`.
+    #[command(
+        long_about = "Print a new random key-encryption key: 32 bytes from the system's \
+        random generator, in base64, the form `key = { file = ... }` and `decrypt --key` read. \
+        Store it as a secret and back it up: objects written under it cannot be read without it."
+    )]
+    Keygen,
     /// Write a development CA and a localhost server certificate signed by it.
     #[command(
         long_about = "Write a development CA and a server certificate for localhost, \
@@ -158,31 +170,12 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Check { config }) => match Config::load(&config, &ProcessEnv) {
-            Ok(loaded) => {
-                println!("{}: valid", config.display());
-                for id in loaded.clients.iter() {
-                    let classes: Vec<&str> = id
-                        .operations
-                        .iter()
-                        .map(s3seal::s3::operation::Access::as_str)
-                        .collect();
-                    println!(
-                        "client {} (upstream {}): buckets {}; operations {}",
-                        id.access_key_id,
-                        id.upstream,
-                        id.buckets.patterns().join(", "),
-                        classes.join(", "),
-                    );
-                }
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", config.display());
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
+        Some(Command::Check { config }) => return check(&config),
         Some(Command::Certs { out, force }) => certs(&out, force),
+        Some(Command::Keygen) => {
+            println!("{}", *s3seal::crypto::format::Kek::generate_base64());
+            Ok(())
+        }
         Some(Command::Decrypt {
             input,
             out,
@@ -210,14 +203,84 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("s3seal: {e:#}");
-            if e.downcast_ref::<s3seal::config::ConfigError>().is_some() {
+            eprintln!("s3seal: {}", report(&e));
+            if config_caused(&e) {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE
             }
         }
     }
+}
+
+/// `s3seal check`: the config loaded, then everything `serve` checks before it binds (see
+/// `server::check`); exit 0 with what each client key may do, or 64 with the reason.
+fn check(path: &Path) -> ExitCode {
+    let loaded = match Config::load(path, &ProcessEnv) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{}: {}", path.display(), report(&e.into()));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let clients: Vec<String> = loaded
+        .clients
+        .iter()
+        .map(|id| {
+            let classes: Vec<&str> = id
+                .operations
+                .iter()
+                .map(s3seal::s3::operation::Access::as_str)
+                .collect();
+            format!(
+                "client {} (upstream {}): buckets {}; operations {}",
+                id.access_key_id,
+                id.upstream,
+                id.buckets.patterns().join(", "),
+                classes.join(", "),
+            )
+        })
+        .collect();
+    if let Err(e) = s3seal::server::check(loaded) {
+        eprintln!("{}: {}", path.display(), report(&e.into()));
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}: valid", path.display());
+    for line in clients {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether a failure is the config's (exit 64, so that a supervisor does not restart a
+/// process that cannot start): the file itself, or TLS material it names.
+fn config_caused(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<s3seal::config::ConfigError>()
+            || cause.is::<s3seal::tls::TlsError>()
+            || matches!(
+                cause.downcast_ref::<s3seal::server::StartError>(),
+                Some(s3seal::server::StartError::Tls(_))
+            )
+    })
+}
+
+/// An error and its causes on one line, each cause once: many errors already name their
+/// cause in their own message (`cannot read x: No such file`), and printing the chain
+/// after them would repeat it.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 impl ServeArgs {
@@ -246,7 +309,6 @@ fn decrypt(
     keys: &[String],
     seal: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use base64::Engine as _;
     use s3seal::crypto::format::{Kek, KeyId};
     use s3seal::crypto::offline;
 
@@ -258,16 +320,9 @@ fn decrypt(
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
         );
-        let raw = zeroize::Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .with_context(|| format!("{file}: not base64"))?,
-        );
-        let key: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("{file}: a key is 32 bytes"))?;
-        wrapping_keys.push(Kek::new(KeyId::new(id)?, &key));
+        let kek = Kek::from_base64(KeyId::new(id)?, &text)
+            .with_context(|| format!("the key in {file}"))?;
+        wrapping_keys.push(kek);
     }
     let meta = std::fs::read_to_string(metadata)
         .with_context(|| format!("reading {}", metadata.display()))?;
@@ -513,5 +568,26 @@ mod demo;
 mod demo {
     pub async fn config(_: &super::ServeArgs) -> anyhow::Result<s3seal::config::Config> {
         anyhow::bail!("this build has no embedded demo store: pass --config FILE")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every flag of every command says what it is for in `--help`.
+    #[test]
+    fn every_flag_has_help() {
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }

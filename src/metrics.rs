@@ -45,26 +45,27 @@ pub struct Metrics {
     kms_cache_hits: DashMap<&'static str, AtomicU64>,
     kms_refusals_remembered: DashMap<&'static str, AtomicU64>,
     crypto_failures: DashMap<&'static str, AtomicU64>,
+    /// `(kind, name)` → 1 when the last readiness probe reached it, 0 when not.
+    dependency_up: DashMap<(&'static str, String), AtomicU64>,
 }
 
 impl Metrics {
     /// One answered request. `rule` names the encryption rules of the addressed bucket
-    /// (see `proxy::rule_label`); `request_bytes`/`response_bytes` are the declared body
-    /// lengths, when known.
+    /// (see `proxy::rule_label`); `request_bytes` are the body bytes received from the client,
+    /// `response_bytes` the answer's declared body length, when known.
     pub fn answered(
         &self,
         operation: &'static str,
         rule: &'static str,
         status: u16,
         elapsed: Duration,
-        request_bytes: Option<u64>,
+        request_bytes: u64,
         response_bytes: Option<u64>,
     ) {
         inc(&self.requests, (operation, rule, status));
         self.duration.observe(elapsed);
-        if let Some(n) = request_bytes {
-            self.request_bytes.fetch_add(n, Ordering::Relaxed);
-        }
+        self.request_bytes
+            .fetch_add(request_bytes, Ordering::Relaxed);
         if let Some(n) = response_bytes {
             self.response_bytes.fetch_add(n, Ordering::Relaxed);
         }
@@ -139,6 +140,23 @@ impl Metrics {
         }
     }
 
+    /// The outcome of the last readiness probe of an upstream or KMS endpoint.
+    pub fn set_dependency_up(&self, kind: &'static str, name: &str, up: bool) {
+        let key = (kind, name.to_owned());
+        let value = u64::from(up);
+        match self.dependency_up.get(&key) {
+            Some(v) => v.store(value, Ordering::Relaxed),
+            None => {
+                self.dependency_up.insert(key, AtomicU64::new(value));
+            }
+        }
+    }
+
+    /// Forgets every probe outcome (a reload changed what is probed).
+    pub fn forget_dependencies(&self) {
+        self.dependency_up.clear();
+    }
+
     pub fn plaintext_rejected(&self) {
         self.plaintext_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -159,6 +177,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_connections(&mut out);
         self.render_config(&mut out);
+        self.render_dependencies(&mut out);
         self.render_keys(&mut out);
         out.0
     }
@@ -282,6 +301,30 @@ impl Metrics {
             );
             let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             out.sample("s3seal_tls_certificate_expiry_timestamp_seconds", &[], secs);
+        }
+    }
+
+    fn render_dependencies(&self, out: &mut Exposition) {
+        if self.dependency_up.is_empty() {
+            return;
+        }
+        out.header(
+            "s3seal_dependency_up",
+            "gauge",
+            "1 when the last /readyz probe connected to the upstream or KMS endpoint, 0 when not (whatever its readiness setting).",
+        );
+        let mut rows: Vec<_> = self
+            .dependency_up
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        rows.sort();
+        for ((kind, name), up) in rows {
+            out.sample(
+                "s3seal_dependency_up",
+                &[("kind", kind), ("name", &name)],
+                up,
+            );
         }
     }
 

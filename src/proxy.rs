@@ -102,6 +102,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             err.into_response(&resource, &request_id)
         }
     };
+    // Counted as received, not as declared: an aws-chunked or `Transfer-Encoding: chunked`
+    // body declares no length, and a refused one may stop early.
+    record.bytes_in = remainder.received();
     cors.decorate(resp.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_S3SEAL_REQUEST_ID, v);
@@ -172,7 +175,7 @@ fn access_record(
         operation: "unknown",
         status: 0,
         error_code: None,
-        bytes_in: req.body().size_hint().exact(),
+        bytes_in: 0,
         started,
     }
 }
@@ -220,6 +223,7 @@ async fn pipeline(
     if let Some(answer) = cors.bucket_api(routed.op) {
         return answer.map_err(ProxyError::downstream);
     }
+    refuse_unsupported_rules(state, routed)?;
     let upstream = upstream_of(state, authorized.identity())?.authorized(&authorized);
     let Verified {
         parts,
@@ -229,22 +233,15 @@ async fn pipeline(
     } = verified;
     let failure = body.failure();
 
-    let mut out = outgoing(routed, &parts, content_length)?;
-    let sse = sse::Stage::prepare(&state.sse, routed, &parts.headers, &mut out)?;
-    if bucket_rules(state, routed) == (true, Some(RuleKind::SseC)) {
-        // The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry
-        // no SSE-C key, so such a bucket would fail in confusing ways: refuse it plainly.
-        return Err(CseError::Unsupported("An sse-c rule").into());
-    }
-    let mut transform = cse::plan(&state.encryption, routed, &upstream, &mut out).await?;
+    let out = outgoing(routed, &parts, content_length)?;
+    let (out, sse) = sse::Stage::prepare(&state.sse, routed, &parts.headers, out)?;
+    let (out, mut transform) = cse::plan(&state.encryption, routed, &upstream, out).await?;
     let (signed, replay) = match transform.body_kind(routed.body) {
         BodyKind::Data => {
             let trailer = trailer_checksum(&parts.headers);
             let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            (
-                sign_data(&upstream, &mut transform, out, body, trailer)?,
-                None,
-            )
+            let signed = sign_data(&upstream, &mut transform, out, body, trailer)?;
+            (signed, None)
         }
         BodyKind::Xml | BodyKind::Json => {
             let doc = read_document(routed, body).await?;
@@ -261,6 +258,15 @@ async fn pipeline(
         resp = listing::visible_buckets(resp, authorized.identity().clone()).await?;
     }
     Ok(resp)
+}
+
+/// The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry no SSE-C
+/// key, so a bucket with both rules would fail in confusing ways: it is refused plainly.
+fn refuse_unsupported_rules(state: &State, routed: &Routed) -> Result<(), ProxyError> {
+    if bucket_rules(state, routed) == (true, Some(RuleKind::SseC)) {
+        return Err(CseError::Unsupported("An sse-c rule").into());
+    }
+    Ok(())
 }
 
 /// What is refused before anything else looks at the request: plain HTTP from a trusted
@@ -302,14 +308,14 @@ fn outgoing<'r>(
 fn sign_data(
     upstream: &Sender<'_>,
     transform: &mut cse::Transform,
-    mut out: Outgoing<'_>,
+    out: Outgoing<'_>,
     body: Body,
     trailer: Option<ChecksumAlgorithm>,
 ) -> Result<Request<Body>, ProxyError> {
     if out.content_length.is_none() {
         return Err(ProxyError::downstream(FramingError::MissingLength));
     }
-    let (body, trailer) = transform.seal_body(&mut out, body, trailer)?;
+    let (out, body, trailer) = transform.seal_body(out, body, trailer)?;
     upstream
         .sign_stream(out, body, trailer, SystemTime::now())
         .map_err(ProxyError::upstream)
@@ -458,8 +464,6 @@ pub enum FramingError {
     TransferEncoding(String),
     #[error("You must provide the Content-Length HTTP header.")]
     MissingLength,
-    #[error("The x-amz-copy-source header is not of the form bucket/key.")]
-    BadCopySource,
     #[error("The request body could not be read: {0}")]
     Incomplete(String),
 }
@@ -469,7 +473,6 @@ impl S3Error for FramingError {
         match self {
             FramingError::Ambiguous | FramingError::TransferEncoding(_) => S3Code::InvalidRequest,
             FramingError::MissingLength => S3Code::MissingContentLength,
-            FramingError::BadCopySource => S3Code::InvalidArgument,
             FramingError::Incomplete(_) => S3Code::IncompleteBody,
         }
     }

@@ -79,9 +79,75 @@ pub fn specificity(pattern: &str) -> (bool, usize) {
     (exact, literal)
 }
 
+/// Bucket names that `pattern` matches, for checks of a whole config that must find a bucket
+/// two rules would both apply to: each wildcard taken empty and as one character, a class as
+/// its first member, alternatives as their first choice. Not every such bucket: a check that
+/// uses them finds the usual overlaps (`*` with `vault`, `vault-*` with `*`) and never one
+/// that does not exist.
+pub fn examples(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for filler in ["", "0"] {
+        let mut name = String::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' => name.push_str(filler),
+                '?' => name.push('0'),
+                '[' => {
+                    if matches!(chars.peek(), Some('!' | '^')) {
+                        chars.next();
+                        name.push('\u{1}');
+                    } else if let Some(&first) = chars.peek() {
+                        name.push(first);
+                    }
+                    for c in chars.by_ref() {
+                        if c == ']' {
+                            break;
+                        }
+                    }
+                }
+                '{' => {
+                    let mut depth = 1;
+                    let mut first = true;
+                    for c in chars.by_ref() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            ',' if depth == 1 => first = false,
+                            _ if first => name.push(c),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => name.push(c),
+            }
+        }
+        out.push(name);
+    }
+    out.dedup();
+    out.retain(|name| glob(pattern).is_ok_and(|g| g.compile_matcher().is_match(name)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn examples_match_their_pattern() {
+        assert_eq!(examples("*"), ["", "0"]);
+        assert_eq!(examples("vault"), ["vault"]);
+        assert_eq!(examples("vault-*"), ["vault-", "vault-0"]);
+        assert_eq!(examples("a?c"), ["a0c"]);
+        assert_eq!(examples("log-[xy]-{eu,us}*"), ["log-x-eu", "log-x-eu0"]);
+        // A negated class is represented by a character no bucket name has.
+        assert_eq!(examples("[!a]b"), ["\u{1}b"]);
+    }
 
     #[test]
     fn the_most_specific_pattern_decides_in_any_case() {

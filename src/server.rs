@@ -21,6 +21,7 @@ use crate::auth::BufferBudget;
 use idle::{Activity, Progress};
 use peers::{PeerConnections, PeerSlot};
 
+mod close;
 mod file_watch;
 mod idle;
 mod peers;
@@ -198,6 +199,15 @@ fn restart_only_changes(old: &config::Server, new: &config::Server) -> Vec<&'sta
     changed
 }
 
+/// What `serve` would refuse before binding anything, checked without binding: the TLS files
+/// read and parsed, the key matching its certificate, the upstreams' CA bundles. `s3seal
+/// check` runs this after loading the config, so that "valid" means `serve` starts.
+pub fn check(config: Config) -> Result<(), StartError> {
+    tls::install_crypto_provider();
+    build(config, &Arc::new(Metrics::default()))?;
+    Ok(())
+}
+
 /// Binds the listeners and starts serving. The config is already valid; nothing is bound
 /// before the TLS material and the upstream clients have been built.
 pub async fn start(config: Config) -> Result<Running, StartError> {
@@ -276,6 +286,9 @@ async fn serve_tls(
     mut stopped: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    // Every connection task holds a clone; the drain waits until all are gone, so that a
+    // connection's closing (see `close`) is part of it, not cut by the process exit.
+    let (connections, all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let limits = Limits {
         total: Arc::new(Semaphore::new(settings.max_connections)),
         per_peer: PeerConnections::default(),
@@ -323,8 +336,9 @@ async fn serve_tls(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let open = metrics.connection_opened();
+        let connection = connections.clone();
         tokio::spawn(async move {
-            let _admission = admission;
+            let _connection = connection;
             let _open = open;
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
@@ -337,6 +351,7 @@ async fn serve_tls(
                     .map(|tls| Accepted::Tls(Box::new(tls)))
             };
             let conn = Conn {
+                admission,
                 peer,
                 live,
                 builder,
@@ -367,11 +382,23 @@ async fn serve_tls(
         });
     }
     drop(listener);
-    let deadline = live.load().settings.drain_timeout;
-    if tokio::time::timeout(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(connections);
+    drain(graceful, all_closed, live.load().settings.drain_timeout).await;
+}
+
+/// Waits until every connection has finished its requests and closed (each connection task
+/// holds a sender of `all_closed`), for at most `deadline`.
+async fn drain(
+    graceful: GracefulShutdown,
+    mut all_closed: tokio::sync::mpsc::Receiver<()>,
+    deadline: Duration,
+) {
+    let drained = async {
+        graceful.shutdown().await;
+        // `None` once every connection task has ended.
+        let _ = all_closed.recv().await;
+    };
+    if tokio::time::timeout(deadline, drained).await.is_err() {
         tracing::warn!(
             deadline_secs = deadline.as_secs(),
             "drain deadline passed; closing remaining connections"
@@ -427,6 +454,8 @@ fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
 
 /// What serving one accepted connection needs.
 struct Conn {
+    /// Its place under the connection limits, given up once it is closing.
+    admission: Admission,
     peer: SocketAddr,
     live: Arc<ArcSwap<Live>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -447,6 +476,7 @@ impl Conn {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let Conn {
+            admission,
             peer,
             live,
             builder,
@@ -472,6 +502,7 @@ impl Conn {
                 Ok::<_, std::convert::Infallible>(resp.map(|body| Progress::new(body, progress)))
             }
         });
+        let (stream, returned) = close::hand_back(stream);
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         // Dropping the connection closes it, as a client that vanished would: nothing is in
         // flight, and an HTTP/2 client waiting on a stalled response sees its streams reset.
@@ -484,6 +515,12 @@ impl Conn {
             () = activity.idle(idle_timeout) => {
                 tracing::debug!(%peer, "closing idle connection");
             }
+        }
+        // hyper has dropped the stream: close it so the client gets its last bytes. A
+        // closing connection serves nothing more, so it no longer counts under the limits.
+        drop(admission);
+        if let Ok(stream) = returned.await {
+            close::linger(stream).await;
         }
     }
 }

@@ -87,13 +87,14 @@ pub struct Replay<'a> {
 
 impl<'a> Stage<'a> {
     /// Plans the request under its bucket's rule (and, for copies, the source bucket's) and
-    /// rewrites `out`'s SSE headers accordingly. Must run before `out` is signed.
-    pub fn prepare(
+    /// returns `out` with its SSE headers rewritten accordingly, with the stage that settles
+    /// the answer.
+    pub fn prepare<'o>(
         policies: &'a SsePolicies,
         routed: &'a Routed,
         client_headers: &HeaderMap,
-        out: &mut Outgoing<'_>,
-    ) -> Result<Self, ProxyError> {
+        mut out: Outgoing<'o>,
+    ) -> Result<(Outgoing<'o>, Self), ProxyError> {
         let source_rule = (routed.copy_source.as_ref())
             .and_then(|src| policies.for_bucket(&src.bucket))
             .map(AsRef::as_ref);
@@ -104,10 +105,14 @@ impl<'a> Stage<'a> {
             // its key, the destination's headers pass as the client sent them.
             (None, Some(_)) => &PASS_THROUGH,
             (None, None) => {
-                return Ok(Stage {
-                    active: None,
-                    carries_key: carries_key(&out.headers),
-                })
+                let carries_key = carries_key(&out.headers);
+                return Ok((
+                    out,
+                    Stage {
+                        active: None,
+                        carries_key,
+                    },
+                ));
             }
         };
         let mut plan = policy::plan(rule, routed.op, client_headers, source_rule)
@@ -118,7 +123,7 @@ impl<'a> Stage<'a> {
         }
         apply(&plan, &mut out.headers);
         let retries = policy::rotation_retries(&plan, routed.op, rule, source_rule);
-        Ok(Stage {
+        let stage = Stage {
             active: Some(Active {
                 rule,
                 plan,
@@ -130,7 +135,8 @@ impl<'a> Stage<'a> {
                     .map(|s| (s.bucket.clone(), s.key.clone())),
             }),
             carries_key: carries_key(&out.headers),
-        })
+        };
+        Ok((out, stage))
     }
 
     /// Whether [`Stage::settle`] may need to send the request again (old SSE-C keys).

@@ -2,22 +2,12 @@
 //! credentials. `upstream` never sees client credentials.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use aws_sigv4::http_request::SignableBody;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use http_body_util::BodyExt;
@@ -27,19 +17,22 @@ use crate::auth::SecretKey;
 use crate::authz::Authorized;
 use crate::body::Body;
 use crate::error::{S3Code, S3Error};
+use crate::outbound::{self, HttpsClient, Service, SignError, Signer};
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
 
 pub mod chunked;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an unused pooled connection to the upstream is kept.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("The upstream could not be reached or did not answer: {0}")]
     Unreachable(#[source] hyper_util::client::legacy::Error),
     #[error("The request could not be signed for the upstream: {0}")]
-    Signing(String),
+    Signing(#[from] SignError),
     #[error("The request could not be built for the upstream: {0}")]
     Build(#[from] http::Error),
     #[error("The upstream TLS configuration is invalid: {0}")]
@@ -79,6 +72,8 @@ pub struct Upstream {
     pub addressing_style: AddressingStyle,
     pub ca_bundle: Option<std::path::PathBuf>,
     pub forward_checksum_trailers: bool,
+    /// Whether `/readyz` fails while this upstream is unreachable (`readiness`).
+    pub required_for_readiness: bool,
 }
 
 /// How the body of an outgoing request is described in its signature.
@@ -137,36 +132,22 @@ pub fn client_for<S: std::hash::BuildHasher>(
 /// One configured upstream with its connection pool.
 pub struct UpstreamClient {
     cfg: Upstream,
-    /// The upstream credentials in the signer's form, built once rather than per request.
-    identity: Identity,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    signer: Signer,
+    client: HttpsClient,
 }
 
 impl UpstreamClient {
     pub fn new(cfg: Upstream, tls: rustls::ClientConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
-        let identity = Credentials::new(
+        let client = outbound::https_client(tls, CONNECT_TIMEOUT, Some(POOL_IDLE));
+        let signer = Signer::new(
             &cfg.access_key_id,
             cfg.secret_access_key.expose(),
-            None,
-            None,
-            "s3seal-config",
-        )
-        .into();
+            &cfg.region,
+            Service::S3,
+        );
         UpstreamClient {
             cfg,
-            identity,
+            signer,
             client,
         }
     }
@@ -227,41 +208,12 @@ impl Sender<'_> {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
 
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        // S3 canonical URIs are encoded once, and never normalised (keys may contain `..`).
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&self.client.identity)
-            .region(&self.client.cfg.region)
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()
-            .map_err(|e| UpstreamError::Signing(e.to_string()))?
-            .into();
-        let signable_headers: Vec<(&str, &str)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
-            .collect();
         let signable_body = match payload {
             Payload::Known(bytes) => SignableBody::Bytes(bytes),
             Payload::Streamed => SignableBody::UnsignedPayload,
             Payload::StreamedWithTrailer => SignableBody::StreamingUnsignedPayloadTrailer,
         };
-        let signable = SignableRequest::new(
-            req.method().as_str(),
-            uri.as_str(),
-            signable_headers.into_iter(),
-            signable_body,
-        )
-        .map_err(|e| UpstreamError::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| UpstreamError::Signing(e.to_string()))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut req);
+        self.client.signer.sign(&mut req, signable_body, now)?;
         Ok(req)
     }
 
@@ -438,9 +390,6 @@ fn strip_aws_chunked(v: &HeaderValue) -> Option<HeaderValue> {
         HeaderValue::from_str(&kept.join(", ")).ok()
     }
 }
-
-/// Shared handle to all upstreams, by name.
-pub type Upstreams = Arc<std::collections::HashMap<String, UpstreamClient>>;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 use super::*;
 
 use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 
 const GOOD: &str = r#"
 [server]
@@ -560,4 +561,38 @@ cors = []
         "[[bucket]]\npattern = \"a-*\"\nencryption = { mode = \"client-side\", key_id = \"k\" }\n",
         "needs either key_id and key",
     );
+}
+
+#[test]
+fn client_side_encryption_and_sse_c_on_one_bucket_are_refused_at_load() {
+    let k = STANDARD.encode([1u8; 32]);
+    let mut env = env();
+    env.insert("VAULT_KEY".into(), KEY_A.into());
+    let cse = format!(
+        "[[bucket]]\npattern = \"*\"\nencryption = {{ mode = \"client-side\", key_id = \"k\", key = \"{k}\" }}\n"
+    );
+    let sse_c = "[[bucket]]\npattern = \"vault\"\nsse = { rule = \"sse-c\", key = { id = \"1\", env = \"VAULT_KEY\" } }\n";
+    let err = Config::from_toml(
+        &with_buckets(&format!("{cse}{sse_c}")),
+        Path::new("."),
+        &env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bucket[1]") && err.contains("cannot be combined"),
+        "{err}"
+    );
+    // The same rule in one table, and a glob on both sides.
+    let both = format!(
+        "[[bucket]]\npattern = \"vault-*\"\nencryption = {{ mode = \"client-side\", key_id = \"k\", key = \"{k}\" }}\nsse = {{ rule = \"sse-c\", key = {{ id = \"1\", env = \"VAULT_KEY\" }} }}\n"
+    );
+    assert!(Config::from_toml(&with_buckets(&both), Path::new("."), &env).is_err());
+
+    // Exempting the SSE-C bucket from client-side encryption makes the config valid.
+    let exempt = "encryption = { mode = \"none\" }\n";
+    let text = with_buckets(&format!("{cse}{sse_c}{exempt}"));
+    let c = Config::from_toml(&text, Path::new("."), &env).unwrap();
+    assert!(c.encryption.for_bucket("vault").is_none());
+    assert!(c.encryption.for_bucket("other").is_some());
 }

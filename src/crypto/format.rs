@@ -100,6 +100,15 @@ pub enum FormatError {
     SealMismatch,
 }
 
+/// Why the text of a key-encryption key is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyTextError {
+    #[error("is not base64")]
+    NotBase64,
+    #[error("must decode to {KEY_LEN} bytes")]
+    Length,
+}
+
 // === Lengths and ranges (§4) ===
 
 /// Number of chunks in a segment of `plain_len` bytes: an empty segment has one empty chunk.
@@ -564,6 +573,30 @@ impl Kek {
             id,
             key: LessSafeKey::new(key),
         }
+    }
+
+    /// A key from its text form (32 bytes in base64, surrounding white space ignored): the
+    /// form of config files, of `s3seal keygen` and of the demo's key file.
+    pub fn from_base64(id: KeyId, text: &str) -> Result<Self, KeyTextError> {
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| KeyTextError::NotBase64)?,
+        );
+        let raw: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyTextError::Length)?,
+        );
+        Ok(Kek::new(id, &raw))
+    }
+
+    /// A new random key in its text form.
+    pub fn generate_base64() -> Zeroizing<String> {
+        let mut raw = Zeroizing::new([0; KEY_LEN]);
+        fill_random(&mut raw[..]);
+        Zeroizing::new(STANDARD.encode(&raw[..]))
     }
 
     pub fn id(&self) -> &KeyId {

@@ -11,6 +11,7 @@ fn kms(endpoint: &str) -> Kms {
             secret_access_key: SecretKey::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             cache_ttl: Duration::from_secs(60),
             cache_max_uses: 3,
+            required_for_readiness: true,
         },
         crate::tls::client_config(None).unwrap(),
     )

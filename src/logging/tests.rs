@@ -51,7 +51,7 @@ fn record() -> AccessRecord {
         operation: "GetObject",
         status: 200,
         error_code: None,
-        bytes_in: Some(0),
+        bytes_in: 0,
         started: Instant::now(),
     }
 }
@@ -207,6 +207,7 @@ fn sign_with_customer_key() {
         addressing_style: AddressingStyle::Path,
         ca_bundle: None,
         forward_checksum_trailers: true,
+        required_for_readiness: true,
     };
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(rustls::RootCertStore::empty())

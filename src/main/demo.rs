@@ -1,5 +1,7 @@
 //! The embedded demo setup: s3seal in front of a local s3s-fs store, dev certificates, and
-//! client credentials kept in the data folder so they survive restarts.
+//! client credentials kept in the data folder so they survive restarts. Every bucket has a
+//! client-side encryption rule under a key generated on first start, so the first thing a
+//! newcomer stores is already ciphertext in the store's folder.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,12 +9,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
 use s3seal::config::{AddressingStyle, Config, Server, Upstream};
+use s3seal::crypto::format::{Kek, KeyId};
+use s3seal::cse::{EncryptionRules, Keyring, Rule, Unencrypted};
 use s3seal::embedded;
 use s3seal::s3::operation::Access;
 
 use super::ServeArgs;
 
 const REGION: &str = "us-east-1";
+/// The id the demo's key is recorded under in each object's metadata.
+const DEMO_KEY_ID: &str = "demo";
 
 pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let data = absolute(&args.data_dir)?;
@@ -20,6 +26,13 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let store = embedded::start_store(&data.join("store")).await?;
     let (access_key_id, secret) = client_credentials(&data.join("client-credentials"))?;
     let certs = dev_certs(&data)?;
+    let key_file = data.join("demo-encryption.key");
+    let kek = demo_key(&key_file)?;
+    let keyring = Keyring::new(kek, Vec::new()).map_err(anyhow::Error::msg)?;
+    let encryption = EncryptionRules::new([(
+        "*".to_owned(),
+        Some(Rule::new(keyring, Unencrypted::PassThrough)),
+    )])?;
 
     let upstream = Upstream {
         name: "embedded".into(),
@@ -30,6 +43,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         addressing_style: AddressingStyle::Path,
         ca_bundle: None,
         forward_checksum_trailers: true,
+        required_for_readiness: true,
     };
     let client = ClientIdentity {
         access_key_id: access_key_id.clone(),
@@ -49,10 +63,17 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
          export AWS_DEFAULT_REGION={REGION}\n\n\
          Then try:\n\n  \
          aws s3 mb s3://demo && echo hello > hello.txt && aws s3 cp hello.txt s3://demo/ && aws s3 cp s3://demo/hello.txt -\n\n\
+         Every object is encrypted by s3seal (AES-256-GCM, client-side) before it reaches the store.\n\
+         See what the store holds (ciphertext, not 'hello'):\n\n  \
+         od -c {store}/demo/hello.txt | head\n\n\
+         The encryption key is {key} (created on first start, mode 0600).\n\
+         Losing it loses the data: every object in the store is unreadable without it.\n\n\
          Ctrl-C stops it.",
         listen = args.listen,
         data = data.display(),
         ca = certs.join("ca.pem").display(),
+        store = data.join("store").display(),
+        key = key_file.display(),
     );
     Ok(Config {
         server: Server {
@@ -80,7 +101,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         clients: ClientKeys::new([client]),
         buckets: s3seal::cors::BucketRules::none(),
         sse: s3seal::policy::SsePolicies::default(),
-        encryption: s3seal::cse::EncryptionRules::none(),
+        encryption,
     })
 }
 
@@ -100,6 +121,20 @@ fn client_credentials(path: &Path) -> anyhow::Result<(String, String)> {
     let sk = embedded::random_token(40);
     write_private(path, format!("{ak}:{sk}\n").as_bytes())?;
     Ok((ak, sk))
+}
+
+/// The demo's key-encryption key from `path` (base64, as `s3seal keygen` prints it), created
+/// (mode 0600) on first start.
+fn demo_key(path: &Path) -> anyhow::Result<Kek> {
+    if !path.exists() {
+        let text = Kek::generate_base64();
+        write_private(path, format!("{}\n", *text).as_bytes())?;
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Kek::from_base64(KeyId::new(DEMO_KEY_ID)?, &text)
+        .with_context(|| format!("the demo key in {}", path.display()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -47,6 +47,9 @@ struct Inner {
     /// Whether anything asked for the body: until then hyper has not sent `100 Continue`,
     /// and a client that asked for it must not be invited to send a body only to discard it.
     polled: bool,
+    /// Body bytes received from the client so far, as sent (an aws-chunked body with its
+    /// chunk signatures), whether the pipeline read them or a drain discarded them.
+    received: u64,
 }
 
 /// Splits the client's request into the one the pipeline reads and the remainder `handle`
@@ -60,6 +63,7 @@ pub fn split(req: Request<Incoming>) -> (Request<ClientBody>, Remainder) {
     let shared = Arc::new(Mutex::new(Inner {
         body: Some(body),
         polled: false,
+        received: 0,
     }));
     let body = ClientBody {
         shared: Arc::clone(&shared),
@@ -83,10 +87,14 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut inner = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         inner.polled = true;
-        match inner.body.as_mut() {
+        let polled = match inner.body.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
+            None => return Poll::Ready(None),
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            inner.received += frame.data_ref().map_or(0, |d| d.len() as u64);
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -109,9 +117,18 @@ impl Body for ClientBody {
 }
 
 impl Remainder {
+    /// Body bytes received from the client so far (for metrics and the access log: what
+    /// the client sent, in every body form, not what it declared).
+    pub fn received(&self) -> u64 {
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .received
+    }
+
     /// Reads and discards the rest of the body, within the limits above. Returns the number
     /// of bytes discarded.
-    pub async fn drain(self) -> u64 {
+    pub async fn drain(&self) -> u64 {
         let Some(body) = self.take() else {
             return 0;
         };
@@ -129,11 +146,15 @@ impl Remainder {
         };
         // Running out of time is the expected end for a client that keeps sending.
         let _ = tokio::time::timeout(LINGER_TIME, read).await;
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .received += discarded;
         discarded
     }
 
     /// The body, if there is anything to drain.
-    fn take(self) -> Option<Incoming> {
+    fn take(&self) -> Option<Incoming> {
         let mut inner = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         if self.awaits_continue && !inner.polled {
             return None;

@@ -93,8 +93,8 @@ fn a_copy_out_of_a_ruled_bucket_gets_the_source_key_even_without_a_destination_r
     let mut client = HeaderMap::new();
     client.insert(policy::SSE, http::HeaderValue::from_static("AES256"));
     let routed = copy_into("plain", "sealed-1");
-    let mut out = outgoing(&routed.target, &client);
-    let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
+    let out = outgoing(&routed.target, &client);
+    let (out, stage) = Stage::prepare(&policies, &routed, &client, out).unwrap();
     assert_eq!(out.headers[policy::COPY_SOURCE_SSE_C_KEY], KEY_B64);
     // The destination has no rule: the client's own choice passes, and nothing is verified.
     assert_eq!(out.headers[policy::SSE], "AES256");
@@ -104,15 +104,15 @@ fn a_copy_out_of_a_ruled_bucket_gets_the_source_key_even_without_a_destination_r
 
     // Neither bucket has a rule: the stage does nothing at all.
     let routed = copy_into("plain", "other");
-    let mut out = outgoing(&routed.target, &client);
-    let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
+    let out = outgoing(&routed.target, &client);
+    let (out, stage) = Stage::prepare(&policies, &routed, &client, out).unwrap();
     assert!(stage.active.is_none());
     assert_eq!(out.headers, client);
 
     // Into a ruled bucket: both triples, and the write is verified.
     let routed = copy_into("sealed-2", "sealed-1");
-    let mut out = outgoing(&routed.target, &client);
-    let stage = Stage::prepare(&policies, &routed, &client, &mut out).unwrap();
+    let out = outgoing(&routed.target, &client);
+    let (out, stage) = Stage::prepare(&policies, &routed, &client, out).unwrap();
     assert_eq!(out.headers[policy::SSE_C_KEY], KEY_B64);
     assert_eq!(out.headers[policy::COPY_SOURCE_SSE_C_KEY], KEY_B64);
     assert!(!out.headers.contains_key(policy::SSE));

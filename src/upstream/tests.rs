@@ -12,6 +12,7 @@ fn upstream(style: AddressingStyle) -> UpstreamClient {
         addressing_style: style,
         ca_bundle: None,
         forward_checksum_trailers: true,
+        required_for_readiness: true,
     };
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(rustls::RootCertStore::empty())

@@ -249,3 +249,50 @@ async fn readiness_and_metrics_follow_the_certificate_expiry() {
         1_609_459_200
     );
 }
+
+/// boto3's default upload over HTTPS is aws-chunked with a trailing checksum and
+/// `Transfer-Encoding: chunked`: it declares no length, and its bytes must still be counted
+/// in `s3seal_request_bytes_total` (and the access log's `bytes_in`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_of_undeclared_length_bodies_are_counted() {
+    const LEN: usize = 300_000;
+    let h = Harness::s3s_rules_with(EncryptionRules::none(), with_admin).await;
+    let bucket = support::bucket("counted");
+    h.sdk()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let before = scrape(&h).await;
+    let script = format!(
+        "import boto3\n\
+         s3 = boto3.client('s3', endpoint_url='{endpoint}')\n\
+         s3.put_object(Bucket='{bucket}', Key='k', Body=b'x' * {LEN})\n",
+        endpoint = h.endpoint(),
+    );
+    let mut cmd = std::process::Command::new("python3");
+    support::backends::client_env(&mut cmd, Some(&support::ca_pem()));
+    cmd.env("AWS_ACCESS_KEY_ID", support::CLIENT_AK)
+        .env("AWS_SECRET_ACCESS_KEY", support::CLIENT_SK)
+        .env("AWS_DEFAULT_REGION", support::REGION)
+        .args(["-c", &script]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = scrape(&h).await;
+    let moved = sample(&after, "s3seal_request_bytes_total")
+        - sample(&before, "s3seal_request_bytes_total");
+    // The body and its aws-chunked framing (chunk sizes, the trailer), not more than a few
+    // hundred bytes of it.
+    assert!(
+        (LEN as u64..LEN as u64 + 1024).contains(&moved),
+        "counted {moved} bytes for a {LEN}-byte upload"
+    );
+}

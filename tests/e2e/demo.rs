@@ -1,5 +1,6 @@
 //! The README's first command: `s3seal` with no arguments serves real S3 requests in front of
-//! its embedded store, prints settings a shell can paste, and stops cleanly on Ctrl-C.
+//! its embedded store, encrypts what it stores, prints settings a shell can paste, and stops
+//! cleanly on Ctrl-C.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -19,6 +20,7 @@ fn no_arguments_serves_the_embedded_demo() {
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut exports = Vec::new();
+    let mut banner = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut line = String::new();
     while Instant::now() < deadline && !line.contains("Ctrl-C") {
@@ -26,6 +28,7 @@ fn no_arguments_serves_the_embedded_demo() {
         if stdout.read_line(&mut line).unwrap() == 0 {
             break;
         }
+        banner.push_str(&line);
         if let Some(rest) = line.trim().strip_prefix("export ") {
             let (k, v) = rest.split_once('=').unwrap();
             exports.push((k.to_owned(), v.to_owned()));
@@ -64,8 +67,27 @@ fn no_arguments_serves_the_embedded_demo() {
     aws(&["s3", "cp", "up.bin", "s3://demo/up.bin"]);
     aws(&["s3", "cp", "s3://demo/up.bin", "down.bin"]);
     assert!(std::fs::read(cwd.path().join("down.bin")).unwrap() == data);
-    // The object really is in the local store folder.
-    assert!(cwd.path().join("s3seal-data/store/demo/up.bin").is_file());
+    // The object really is in the local store folder, and what is there is ciphertext.
+    let stored = std::fs::read(cwd.path().join("s3seal-data/store/demo/up.bin")).unwrap();
+    assert_eq!(
+        stored.len() as u64,
+        s3seal::crypto::format::ciphertext_len(data.len() as u64).unwrap()
+    );
+    assert!(
+        !stored.windows(64).any(|w| data.starts_with(w)),
+        "plaintext found in the store"
+    );
+    // The banner names the key file, warns about losing it, and shows how to look at the
+    // stored bytes; the key file is private.
+    let key_file = cwd.path().join("s3seal-data/demo-encryption.key");
+    assert!(banner.contains(&key_file.display().to_string()), "{banner}");
+    assert!(banner.contains("Losing it loses the data"), "{banner}");
+    assert!(banner.contains("od -c "), "{banner}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     // Ctrl-C stops it cleanly.
     let status = Command::new("kill")
@@ -85,4 +107,22 @@ fn no_arguments_serves_the_embedded_demo() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `s3seal keygen` prints a fresh key in the form a config's `key = { file = ... }` reads.
+#[test]
+fn keygen_prints_a_new_key_each_time() {
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_s3seal"))
+            .arg("keygen")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b);
+    let id = s3seal::crypto::format::KeyId::new("k").unwrap();
+    s3seal::crypto::format::Kek::from_base64(id, &a).unwrap();
+    assert_eq!(a.trim().len(), 44, "{a}");
 }

@@ -77,6 +77,7 @@ fn rules(endpoint: &str, key_id: &str, moto: &backends::Backend) -> EncryptionRu
             secret_access_key: SecretKey::new(moto.secret_key.clone()),
             cache_ttl: Duration::from_secs(300),
             cache_max_uses: 100_000,
+            required_for_readiness: true,
         },
         s3seal::tls::client_config(None).unwrap(),
     );

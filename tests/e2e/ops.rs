@@ -524,6 +524,118 @@ async fn sigterm_drains_in_flight_transfers_and_exits_zero() {
     );
 }
 
+/// SIGTERM during slow downloads, over HTTP/2 and HTTP/1.1: each client receives every byte
+/// (an HTTP/2 client used to lose the tail to a reset when the process closed the socket with
+/// its `WINDOW_UPDATE`s unread), the access log says `complete` for each, and the process
+/// exits 0 once they are done, before the drain deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_slow_downloads_finish_over_both_protocols() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    const LEN: usize = 20_000_000;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = s3seal::embedded::start_store(store_dir.path())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_fresh_certs(dir.path());
+    std::fs::write(dir.path().join("ca.pem"), &ca).unwrap();
+    let (addr, admin) = (free_addr(), free_addr());
+    let conf = dir.path().join("s3seal.toml");
+    // Encrypted, as the demo is: the answer is the proxy's own stream, not the upstream's.
+    let key = s3seal::crypto::format::Kek::generate_base64();
+    let mut text = config(addr, admin, &store, (CLIENT_AK, CLIENT_SK), 20);
+    write!(
+        text,
+        "\n[[bucket]]\npattern = \"*\"\nencryption = {{ mode = \"client-side\", key_id = \"k\", key = \"{}\" }}\n",
+        *key
+    )
+    .unwrap();
+    std::fs::write(&conf, text).unwrap();
+    let mut proxy = Proxy::start(&conf, addr, admin).await;
+    let s3 =
+        support::sdk_client_trusting(&proxy.endpoint(), CLIENT_AK, CLIENT_SK, REGION, ca.clone());
+    s3.create_bucket().bucket("slow").send().await.unwrap();
+    let data = support::payload(LEN, 3);
+    s3.put_object()
+        .bucket("slow")
+        .key("big")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let url = s3
+        .get_object()
+        .bucket("slow")
+        .key("big")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_owned();
+
+    // Two readers at 4 MB/s each: about 5 s per download.
+    let readers: Vec<_> = ["--http2", "--http1.1"]
+        .into_iter()
+        .map(|proto| {
+            let out = dir.path().join(format!("out{proto}"));
+            let child = Command::new("curl")
+                .args(["-sS", proto, "--limit-rate", "4M", "--max-time", "60"])
+                .arg("--cacert")
+                .arg(dir.path().join("ca.pem"))
+                .arg("-o")
+                .arg(&out)
+                .args(["-w", "%{http_version} %{http_code}"])
+                .arg(&url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("curl (installed by scripts/install-test-deps.sh)");
+            (proto, out, child)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let asked = Instant::now();
+    proxy.signal("TERM");
+
+    for (proto, out, child) in readers {
+        let done = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let said = String::from_utf8_lossy(&done.stdout);
+        assert!(
+            done.status.success(),
+            "curl {proto}: {said} {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert!(said.ends_with(" 200"), "curl {proto}: {said}");
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(got.len(), LEN, "curl {proto} got {} bytes", got.len());
+        assert!(got == data, "curl {proto}: other bytes");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "s3seal did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "log:\n{}", proxy.log());
+    assert!(asked.elapsed() < Duration::from_secs(15));
+    let log = proxy.log();
+    let complete = log
+        .lines()
+        .filter(|l| {
+            l.contains(r#""target":"s3seal::access""#)
+                && l.contains(r#""operation":"GetObject""#)
+                && l.contains(&format!(r#""bytes_out":{LEN}"#))
+                && l.contains(r#""complete":true"#)
+        })
+        .count();
+    assert_eq!(complete, 2, "{log}");
+}
+
 /// Replaces `path` in one step, as editors and config-management tools do, so that the
 /// watcher never reads a half-written file.
 fn write_atomic(path: &Path, content: &str) {

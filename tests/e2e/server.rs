@@ -775,4 +775,60 @@ upstream = "u"
     let (code, out) = run(&good.replace("tls_key", "tls_kee"), Some("s"));
     assert_eq!(code, Some(64), "{out}");
     assert!(out.contains("tls_kee"), "{out}");
+
+    // What `serve` would refuse, `check` refuses: a missing certificate file (named once,
+    // with its OS error once), and a file that is not PEM.
+    let cert = support::repo_path("certs/server.pem").display().to_string();
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let (code, out) = run(&good.replace(&cert, &missing), Some("s"));
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("missing.pem"), "{out}");
+    assert_eq!(out.matches("No such file").count(), 1, "{out}");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let (code, out) = run(
+        &good.replace(&cert, &garbage.display().to_string()),
+        Some("s"),
+    );
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("garbage.pem"), "{out}");
+}
+
+/// `serve` exits 64 (not 1, which a supervisor retries) when the config names TLS files it
+/// cannot use, and prints the reason once.
+#[test]
+fn serve_exits_64_on_unusable_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "{missing}"
+tls_key = "{key}"
+
+[[upstream]]
+name = "u"
+endpoint = "https://s3.example.test"
+access_key_id = "AK"
+secret_access_key = "SK"
+
+[[client]]
+access_key_id = "APP"
+secret_access_key = "app-secret"
+upstream = "u"
+"#,
+        missing = dir.path().join("missing.pem").display(),
+        key = support::repo_path("certs/server-key.pem").display(),
+    );
+    let path = dir.path().join("s3seal.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3seal"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("S3SEAL_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }

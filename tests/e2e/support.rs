@@ -207,6 +207,7 @@ impl Harness {
             addressing_style: AddressingStyle::Path,
             ca_bundle: upstream.ca_bundle.clone(),
             forward_checksum_trailers: upstream.checksum_trailers,
+            required_for_readiness: true,
         };
         let clients = ClientKeys::new([
             ClientIdentity {
