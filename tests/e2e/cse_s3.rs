@@ -411,6 +411,20 @@ async fn completion_semantics(h: &Harness) {
     s3.create_bucket().bucket(&b).send().await.unwrap();
     let (big, small) = (payload(5 * MIB + 1, 1600), payload(1000, 1601));
     let (id, parts) = start_upload(&s3, &b, "k", &[&big[..], &small[..]]).await;
+    // ListParts shows the ETags UploadPart answered (s3s-fs lists none).
+    let listed = s3
+        .list_parts()
+        .bucket(&b)
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    for (part, uploaded) in listed.parts().iter().zip(&parts) {
+        if let Some(etag) = part.e_tag() {
+            assert_eq!(Some(etag), uploaded.e_tag(), "UploadPart and ListParts");
+        }
+    }
     let complete = |parts: Vec<CompletedPart>| {
         s3.complete_multipart_upload()
             .bucket(&b)
@@ -658,7 +672,19 @@ async fn copy_source_ranges(h: &Harness) {
             assert_eq!(status(&err), Some(400), "{source} {range}");
         }
         let ok = copy("bytes=99990-99999").send().await.unwrap();
-        assert!(ok.copy_part_result().unwrap().e_tag().is_some());
+        let copied = ok.copy_part_result().unwrap().e_tag().unwrap();
+        // The part's ETag is the same in ListParts (s3s-fs lists none).
+        let listed = s3
+            .list_parts()
+            .bucket(&b)
+            .key("dest")
+            .upload_id(&id)
+            .send()
+            .await
+            .unwrap();
+        if let Some(etag) = listed.parts()[0].e_tag() {
+            assert_eq!(etag, copied, "UploadPartCopy and ListParts");
+        }
     }
 }
 
