@@ -694,10 +694,23 @@ async fn plan_copy(
     let query = version
         .map(|v| vec![("versionId".to_owned(), v)])
         .unwrap_or_default();
-    let head = head(upstream, &source, query, HeaderMap::new()).await?;
-    if head.status() != StatusCode::OK {
+    // The source's conditions are evaluated here too: RGW 16 ignores them on CopyObject.
+    let mut conditions = HeaderMap::new();
+    for (from, to) in copy::SOURCE_CONDITIONS {
+        for v in out.headers.get_all(from) {
+            conditions.append(to.clone(), v.clone());
+        }
+    }
+    let head = head(upstream, &source, query, conditions).await?;
+    match head.status() {
+        StatusCode::OK => {}
+        // S3 answers any failed copy-source condition with 412.
+        // Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
+        StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
+            return Err(CseError::Read(StatusCode::PRECONDITION_FAILED).into());
+        }
         // The copy itself answers with the backend's error.
-        return Ok(Transform::Copy);
+        _ => return Ok(Transform::Copy),
     }
     let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
         if dest.unencrypted == Unencrypted::Refuse {

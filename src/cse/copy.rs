@@ -28,7 +28,7 @@ use super::{
 };
 
 /// `x-amz-copy-source-if-*` → the source read's own conditions.
-const SOURCE_CONDITIONS: [(&str, HeaderName); 4] = [
+pub(super) const SOURCE_CONDITIONS: [(&str, HeaderName); 4] = [
     ("x-amz-copy-source-if-match", header::IF_MATCH),
     ("x-amz-copy-source-if-none-match", header::IF_NONE_MATCH),
     (

@@ -24,8 +24,6 @@ enum Gap {
     Conditions,
     /// Ignores `If-Match` on DELETE (RGW 16).
     DeleteConditions,
-    /// Ignores `x-amz-copy-source-if-none-match` on `CopyObject` (RGW 16 reads other names).
-    CopyConditions,
     /// Answers `CompleteMultipartUpload` with a root the SDK refuses (moto 5.2).
     MultipartAnswer,
     /// Has no `ListObjectVersions` (s3s-fs).
@@ -39,12 +37,11 @@ type Backend = &'static [Gap];
 const S3S_FS: Backend = &[
     Gap::Conditions,
     Gap::DeleteConditions,
-    Gap::CopyConditions,
     Gap::Versions,
     Gap::ListedEtags,
 ];
 const MOTO: Backend = &[Gap::MultipartAnswer];
-const RGW: Backend = &[Gap::DeleteConditions, Gap::CopyConditions];
+const RGW: Backend = &[Gap::DeleteConditions];
 
 /// Creates an upload of `key` and uploads `parts` in order; the parts as the completion
 /// names them, and the upload id.
@@ -337,15 +334,20 @@ async fn conditions(
             .key("copy2")
             .copy_source(format!("{b}/o"))
     };
+    // The proxy evaluates them as well: RGW 16 ignores them on CopyObject.
     copy().copy_source_if_match(&second).send().await.unwrap();
-    if !backend.contains(&Gap::CopyConditions) {
-        let err = copy()
-            .copy_source_if_none_match(&second)
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Some("PreconditionFailed"), "{err:?}");
-    }
+    let err = copy()
+        .copy_source_if_none_match(&second)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("PreconditionFailed"), "{err:?}");
+    let err = copy().copy_source_if_match(etag).send().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("PreconditionFailed"),
+        "a stale ETag: {err:?}"
+    );
 
     if !backend.contains(&Gap::DeleteConditions) {
         let err = s3
