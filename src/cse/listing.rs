@@ -60,8 +60,9 @@ pub(super) fn rewrite_doc(doc: &[u8], kind: &Kind<'_>) -> Result<Vec<u8>, CseErr
     // An entry of an object listing is held until its end: its key decides whether it shows.
     // So is a part of a part listing: its number and size decide its `ETag`.
     let mut held: Option<Held> = None;
-    // An `ETag`'s text, unescaped: entities split it into several events.
-    let mut etag: Option<String> = None;
+    // The text of an `ETag`, `Key` or `Prefix`, unescaped: entities split it into several
+    // events, and only the whole value says what it is.
+    let mut leaf: Option<String> = None;
     let xml_error = |e: &dyn std::fmt::Display| CseError::Answer(e.to_string());
     loop {
         let mut events = Vec::with_capacity(2);
@@ -69,8 +70,8 @@ pub(super) fn rewrite_doc(doc: &[u8], kind: &Kind<'_>) -> Result<Vec<u8>, CseErr
             Event::Eof => break,
             Event::Start(e) => {
                 path.push(e.local_name().as_ref().to_vec());
-                if e.local_name().as_ref() == b"ETag" {
-                    etag = Some(String::new());
+                if matches!(e.local_name().as_ref(), b"ETag" | b"Key" | b"Prefix") {
+                    leaf = Some(String::new());
                 }
                 let entry = match kind {
                     Kind::Objects => matches!(
@@ -90,20 +91,25 @@ pub(super) fn rewrite_doc(doc: &[u8], kind: &Kind<'_>) -> Result<Vec<u8>, CseErr
                 }
                 events.push(Event::Start(e));
             }
-            Event::Text(t) if etag.is_some() => {
+            Event::Text(t) if leaf.is_some() => {
                 let t = t.decode().map_err(|e| xml_error(&e))?;
-                etag.get_or_insert_default().push_str(&t);
+                leaf.get_or_insert_default().push_str(&t);
             }
-            Event::GeneralRef(r) if etag.is_some() => {
+            Event::GeneralRef(r) if leaf.is_some() => {
                 let reference = format!("&{};", String::from_utf8_lossy(&r));
                 let resolved =
                     quick_xml::escape::unescape(&reference).map_err(|e| xml_error(&e))?;
-                etag.get_or_insert_default().push_str(&resolved);
+                leaf.get_or_insert_default().push_str(&resolved);
             }
             Event::End(e) => {
-                if let Some(value) = etag.take() {
-                    let shown = shown_etag(kind, &path, held.as_mut(), value);
-                    events.push(Event::Text(BytesText::new(&shown).into_owned()));
+                if let Some(value) = leaf.take() {
+                    let text = if e.local_name().as_ref() == b"ETag" {
+                        let shown = shown_etag(kind, &path, held.as_mut(), value);
+                        Event::Text(BytesText::new(&shown).into_owned())
+                    } else {
+                        text(kind, &path, held.as_mut(), BytesText::new(&value))?.into_owned()
+                    };
+                    events.push(text);
                 }
                 path.pop();
                 events.push(Event::End(e));
@@ -256,24 +262,33 @@ fn hidden_entries(doc: &[u8]) -> Result<u64, CseError> {
     let mut reader = Reader::from_reader(doc);
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut hidden = 0;
+    // The element's text as written (escaped): only its start matters.
+    let mut text = String::new();
     loop {
         match reader
             .read_event()
             .map_err(|e| CseError::Answer(e.to_string()))?
         {
             Event::Eof => return Ok(hidden),
-            Event::Start(e) => path.push(e.local_name().as_ref().to_vec()),
-            Event::End(_) => {
-                path.pop();
+            Event::Start(e) => {
+                path.push(e.local_name().as_ref().to_vec());
+                text.clear();
             }
-            Event::Text(t) => {
+            Event::Text(t) => text.push_str(&String::from_utf8_lossy(&t)),
+            Event::GeneralRef(r) => {
+                text.push('&');
+                text.push_str(&String::from_utf8_lossy(&r));
+                text.push(';');
+            }
+            Event::End(_) => {
                 if let [_, entry, name] = path.as_slice() {
                     let counted = matches!(entry.as_slice(), b"Contents" | b"CommonPrefixes");
                     let key = matches!(name.as_slice(), b"Key" | b"Prefix");
-                    if counted && key && reserved(&String::from_utf8_lossy(&t)) {
+                    if counted && key && reserved(&text) {
                         hidden += 1;
                     }
                 }
+                path.pop();
             }
             _ => {}
         }

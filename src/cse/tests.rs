@@ -219,6 +219,14 @@ fn listings_count_only_what_they_show() {
         out,
         "<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a</Key><Size>1</Size></Contents></ListBucketResult>"
     );
+    // A key is judged whole: one that has `.s3seal/` after an entity is the client's.
+    let doc = b"<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a&amp;.s3seal/b</Key><Size>1</Size></Contents></ListBucketResult>";
+    let out =
+        String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        "<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a&amp;.s3seal/b</Key><Size>1</Size></Contents></ListBucketResult>"
+    );
 }
 
 #[test]
