@@ -22,17 +22,13 @@ mod read;
 
 pub use read::RangeSpec;
 
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::Body as _;
 use http_body_util::BodyExt;
-use md5::{Digest, Md5};
-use pin_project_lite::pin_project;
 use serde::Deserialize;
 
 use crate::body::{self, Body, BoxError};
@@ -61,14 +57,16 @@ pub const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
 const USER_META_PREFIX: &str = "x-amz-meta-";
 const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
 const CHECKSUM_PREFIX: &str = "x-amz-checksum-";
-/// Appended to the backend's `ETag` of an encrypted object (`docs/config.md`, "ETags"): that
-/// `ETag` is the ciphertext's MD5, and a client that reads a 32-hex-digit `ETag` as the MD5 of
-/// the content (rclone) would refuse the plaintext.
+/// Appended to the backend's `ETag` of every object in an encrypted bucket: the one `ETag` of an
+/// object version, on every answer (docs/format.md §6.1).
 const ETAG_SUFFIX: &str = "-s3seal";
-/// Request headers that carry `ETag`s the client got from the proxy.
-const ETAG_CONDITIONS: [&str; 4] = [
-    "if-match",
-    "if-none-match",
+/// Sent instead of a condition's `ETag` that no object of an encrypted bucket can have (one
+/// without the suffix): not hex, so no backend's `ETag` equals it either.
+const NO_ETAG: &str = "\"s3seal-no-such-etag\"";
+/// Conditions on the addressed object's `ETag`.
+const ETAG_CONDITIONS: [&str; 2] = ["if-match", "if-none-match"];
+/// Conditions on a copy source's `ETag`.
+const SOURCE_ETAG_CONDITIONS: [&str; 2] = [
     "x-amz-copy-source-if-match",
     "x-amz-copy-source-if-none-match",
 ];
@@ -364,8 +362,21 @@ pub enum CseError {
     ReservedKey,
     #[error("The upload id does not carry the keys of an upload started through this proxy.")]
     UploadId,
-    #[error("The multipart object's parts cannot be sealed: {0}")]
-    Parts(String),
+    /// S3's words.
+    #[error("One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag (part {0}).")]
+    InvalidPart(u32),
+    #[error("The list of parts was not in ascending order. The parts list must be specified in order by part number.")]
+    PartOrder,
+    #[error("Your proposed upload is smaller than the minimum allowed size (part {0}).")]
+    PartTooSmall(u32),
+    #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
+    CompletionXml,
+    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    NoSuchUpload,
+    #[error("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")]
+    CopyRange,
+    #[error("Range specified is not valid for source object{}", .0.map(|n| format!(" of size: {n}")).unwrap_or_default())]
+    CopyRangeSize(Option<u64>),
     #[error("Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_METADATA_BYTES} bytes, including the proxy's {0} bytes).")]
     MetadataTooLarge(usize),
     #[error("Part number must be an integer between 1 and 10000, inclusive.")]
@@ -409,10 +420,16 @@ impl S3Error for CseError {
             CseError::ReservedMetadata
             | CseError::BadCopySource
             | CseError::UploadId
-            | CseError::PartNumber => S3Code::InvalidArgument,
+            | CseError::PartNumber
+            | CseError::CopyRange
+            | CseError::CopyRangeSize(_) => S3Code::InvalidArgument,
             CseError::NoSuchPart(_) => S3Code::InvalidPartNumber,
             CseError::ReservedKey => S3Code::AccessDenied,
-            CseError::Parts(_) => S3Code::InvalidPart,
+            CseError::InvalidPart(_) => S3Code::InvalidPart,
+            CseError::PartOrder => S3Code::InvalidPartOrder,
+            CseError::PartTooSmall(_) => S3Code::EntityTooSmall,
+            CseError::CompletionXml => S3Code::MalformedXML,
+            CseError::NoSuchUpload => S3Code::NoSuchUpload,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
             CseError::Unencrypted => S3Code::InvalidObjectState,
@@ -450,7 +467,13 @@ impl From<CseError> for ProxyError {
             | CseError::ReservedMetadata
             | CseError::ReservedKey
             | CseError::UploadId
-            | CseError::Parts(_)
+            | CseError::InvalidPart(_)
+            | CseError::PartOrder
+            | CseError::PartTooSmall(_)
+            | CseError::CompletionXml
+            | CseError::NoSuchUpload
+            | CseError::CopyRange
+            | CseError::CopyRangeSize(_)
             | CseError::MetadataTooLarge(_)
             | CseError::PartNumber
             | CseError::NoSuchPart(_)
@@ -471,18 +494,16 @@ impl From<CseError> for ProxyError {
 pub enum Transform {
     /// Not an encrypted bucket, or an operation the stage leaves alone.
     Pass,
-    /// `PutObject` or `UploadPart`: the body is encrypted under `key`. For a `PutObject`, `md5`
-    /// collects the plaintext's MD5 for the answer's `ETag`.
-    Seal {
-        key: Option<PartKey>,
-        md5: Option<Arc<OnceLock<[u8; 16]>>>,
-    },
+    /// `PutObject` or `UploadPart`: the body is encrypted under `key`; the answer's `ETag`
+    /// gets `mark` (an object's, or the part's).
+    Seal { key: Option<PartKey>, mark: String },
     /// `GetObject` or `HeadObject`: plaintext sizes, and a decrypted body.
     Open(read::Open),
     /// A listing: plaintext sizes, the proxy's seals hidden.
     List,
-    /// `ListParts`: plaintext part sizes, and the upload id as the client knows it.
-    ListParts { token: String },
+    /// `ListParts`: plaintext part sizes, part `ETag`s as UploadPart showed them, and the
+    /// upload id as the client knows it.
+    ListParts { token: String, key: ObjectKey },
     /// `CreateMultipartUpload`: the answer's upload id carries the upload's keys.
     Created { token: String },
     /// `CompleteMultipartUpload`: the seal is written once the client's part list is known.
@@ -519,8 +540,18 @@ async fn plan_for(
 ) -> Result<Transform, ProxyError> {
     let rule = routed.target.bucket().and_then(|b| rules.for_bucket(b));
     let copy = matches!(routed.op, Operation::CopyObject | Operation::UploadPartCopy);
-    if rule.is_some() || copy {
-        backend_etags(&mut out.headers);
+    if rule.is_some() {
+        // RGW 16 compares the conditions of writes with its `ETag` unquoted; reads unquote
+        // them, and moto compares a HEAD's with the quoted one. S3 takes both.
+        let quoted = matches!(out.method, Method::GET | Method::HEAD);
+        backend_conditions(&mut out.headers, ETAG_CONDITIONS, quoted);
+    }
+    let encrypted_source = routed
+        .copy_source
+        .as_ref()
+        .is_some_and(|s| rules.for_bucket(&s.bucket).is_some());
+    if copy && encrypted_source {
+        backend_conditions(&mut out.headers, SOURCE_ETAG_CONDITIONS, true);
     }
     let Some(rule) = rule else {
         // A copy out of an encrypted bucket matters even when the destination has no rule.
@@ -579,7 +610,7 @@ async fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseE
     let (key, _) = write_metadata(rule, Layout::Single, out).await?;
     Ok(Transform::Seal {
         key: Some(key.part_key(PartNumber::SINGLE)),
-        md5: Some(Arc::new(OnceLock::new())),
+        mark: ETAG_SUFFIX.to_owned(),
     })
 }
 
@@ -663,10 +694,23 @@ async fn plan_copy(
     let query = version
         .map(|v| vec![("versionId".to_owned(), v)])
         .unwrap_or_default();
-    let head = head(upstream, &source, query, HeaderMap::new()).await?;
-    if head.status() != StatusCode::OK {
+    // The source's conditions are evaluated here too: RGW 16 ignores them on CopyObject.
+    let mut conditions = HeaderMap::new();
+    for (from, to) in copy::SOURCE_CONDITIONS {
+        for v in out.headers.get_all(from) {
+            conditions.append(to.clone(), v.clone());
+        }
+    }
+    let head = head(upstream, &source, query, conditions).await?;
+    match head.status() {
+        StatusCode::OK => {}
+        // S3 answers any failed copy-source condition with 412.
+        // Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
+        StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
+            return Err(CseError::Read(StatusCode::PRECONDITION_FAILED).into());
+        }
         // The copy itself answers with the backend's error.
-        return Ok(Transform::Copy);
+        _ => return Ok(Transform::Copy),
     }
     let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
         if dest.unencrypted == Unencrypted::Refuse {
@@ -781,54 +825,76 @@ fn strip_checksums(h: &mut HeaderMap) {
     }
 }
 
-/// An encrypted object's `ETag` as the client sees it; `raw` may be quoted, also as `&quot;`.
-fn client_etag(raw: &str) -> String {
-    for quote in ["\"", "&quot;"] {
-        if let Some(inner) = raw.strip_suffix(quote) {
-            if !inner.is_empty() {
-                return format!("{inner}{ETAG_SUFFIX}{quote}");
-            }
-        }
-    }
-    format!("{raw}{ETAG_SUFFIX}")
+/// An encrypted bucket's object `ETag` as the client sees it, from the backend's (quoted or
+/// not, as RGW writes some).
+fn client_etag(backend: &str) -> String {
+    marked(backend, ETAG_SUFFIX)
 }
 
-/// The backend's `ETag` for one the proxy showed (`raw` may be quoted, also as `&quot;`); others
-/// are returned as they are.
-fn backend_etag(raw: &str) -> String {
-    for quote in ["\"", "&quot;"] {
-        if let Some(inner) = raw
-            .strip_suffix(quote)
-            .and_then(|t| t.strip_suffix(ETAG_SUFFIX))
-        {
-            return format!("{inner}{quote}");
-        }
-    }
-    raw.strip_suffix(ETAG_SUFFIX).unwrap_or(raw).to_owned()
+/// What the `ETag`s of part `n` of `len` plaintext bytes carry in an upload:
+/// `-<hex tag>-s3seal` (docs/format.md §6.1).
+fn part_mark(key: &ObjectKey, n: PartNumber, len: u64) -> String {
+    format!("-{}{ETAG_SUFFIX}", hex(&key.part_etag_tag(n, len)))
 }
 
-/// Conditions on `ETag`s the proxy showed go to the backend with the backend's `ETag`s.
-fn backend_etags(h: &mut HeaderMap) {
-    for name in ETAG_CONDITIONS {
+/// `etag` with `mark` appended, quoted as S3 quotes every `ETag`.
+fn marked(etag: &str, mark: &str) -> String {
+    format!("\"{}{mark}\"", unquoted(etag))
+}
+
+fn unquoted(etag: &str) -> &str {
+    let etag = etag.trim();
+    etag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(etag)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The backend's `ETag` for an object `ETag` the proxy showed, quoted; others are returned
+/// as they are.
+fn backend_etag(shown: &str) -> String {
+    match unquoted(shown).strip_suffix(ETAG_SUFFIX) {
+        Some(inner) => format!("\"{inner}\""),
+        None => shown.to_owned(),
+    }
+}
+
+/// Shows the backend's `ETag` header with `mark` (an object's, or a part's).
+fn mark_etag(h: &mut HeaderMap, mark: &str) -> Result<(), CseError> {
+    if let Some(etag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
+        let shown = HeaderValue::try_from(marked(etag, mark))
+            .map_err(|e| CseError::Inconsistent(format!("the upstream's ETag: {e}")))?;
+        h.insert(header::ETAG, shown);
+    }
+    Ok(())
+}
+
+/// Conditions on the `ETag`s of an encrypted bucket's objects go to the backend with the
+/// backend's `ETag`s, so they hold exactly when they would on S3 given the `ETag`s the proxy
+/// shows: a marked `ETag` becomes the backend's; any other (not `*`) is no object's `ETag` here.
+/// Reference: <https://www.rfc-editor.org/rfc/rfc9110#section-13.1.1> (lists, weak tags).
+fn backend_conditions(h: &mut HeaderMap, names: [&'static str; 2], quoted: bool) {
+    for name in names {
         let values: Vec<HeaderValue> = h
             .get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter(|v| v.contains(ETAG_SUFFIX))
-            .filter_map(|v| {
-                let tags: Vec<String> = v
+            .map(|v| {
+                let Ok(text) = v.to_str() else {
+                    // Not ASCII: no backend's ETag either.
+                    return HeaderValue::from_static(NO_ETAG);
+                };
+                let tags: Vec<String> = text
                     .split(',')
-                    .map(|t| {
-                        let t = t.trim();
-                        let quoted = t.strip_suffix('"').unwrap_or(t);
-                        match quoted.strip_suffix(ETAG_SUFFIX) {
-                            Some(inner) if quoted.len() < t.len() => format!("{inner}\""),
-                            Some(inner) => inner.to_owned(),
-                            None => t.to_owned(),
-                        }
-                    })
+                    .map(|t| condition_tag(t.trim(), quoted))
                     .collect();
-                HeaderValue::try_from(tags.join(", ")).ok()
+                HeaderValue::try_from(tags.join(", ")).unwrap_or(HeaderValue::from_static(NO_ETAG))
             })
             .collect();
         if values.is_empty() {
@@ -838,6 +904,24 @@ fn backend_etags(h: &mut HeaderMap) {
         for v in values {
             h.append(name, v);
         }
+    }
+}
+
+/// One entity tag of a condition, as the backend knows it.
+fn condition_tag(tag: &str, quoted: bool) -> String {
+    if tag == "*" {
+        return tag.to_owned();
+    }
+    let (weak, opaque) = match tag.strip_prefix("W/") {
+        Some(rest) => ("W/", rest),
+        None => ("", tag),
+    };
+    match unquoted(opaque).strip_suffix(ETAG_SUFFIX) {
+        Some(backend) if !backend.is_empty() && (quoted || !weak.is_empty()) => {
+            format!("{weak}\"{backend}\"")
+        }
+        Some(backend) if !backend.is_empty() => backend.to_owned(),
+        _ => NO_ETAG.to_owned(),
     }
 }
 
@@ -899,16 +983,16 @@ impl Transform {
     ) -> Result<(Outgoing<'o>, Body, Option<T>), ProxyError> {
         let twice = || ProxyError::Internal("the request body was sealed twice".to_owned());
         match self {
-            Transform::Seal { key, md5 } => {
+            Transform::Seal { key, .. } => {
                 let key = key.take().ok_or_else(twice)?;
-                let body = encrypt(&mut out, body, key, md5.clone())?;
+                let body = encrypt(&mut out, body, key)?;
                 Ok((out, body, None))
             }
             // The client's body is empty: the part is the source's plaintext.
             Transform::CopyPart(part) => {
                 let source = part.source.take().ok_or_else(twice)?;
                 let body = match part.key.take() {
-                    Some(key) => encrypt(&mut out, source, key, None)?,
+                    Some(key) => encrypt(&mut out, source, key)?,
                     None => source,
                 };
                 Ok((out, body, None))
@@ -926,7 +1010,7 @@ impl Transform {
 
     /// Sees a buffered request document before it is sent: a completion's part list. (`&mut`:
     /// a copied part's source body is `Send` but not `Sync`.)
-    /// Returns the document to send: a completion's part `ETag`s become the backend's again.
+    /// Returns the document to send: a completion names the backend's part `ETag`s.
     pub async fn document(
         &mut self,
         upstream: &Sender<'_>,
@@ -934,11 +1018,7 @@ impl Transform {
         doc: Bytes,
     ) -> Result<Bytes, ProxyError> {
         match self {
-            Transform::Complete(complete) => {
-                complete.write_seal(upstream, out, &doc).await?;
-                let doc = listing::rewrite_doc(&doc, &listing::Kind::Completion)?;
-                Ok(Bytes::from(doc))
-            }
+            Transform::Complete(complete) => complete.prepare(upstream, out, &doc).await,
             Transform::Pass
             | Transform::Seal { .. }
             | Transform::Open(_)
@@ -959,135 +1039,56 @@ impl Transform {
     ) -> Result<Response<Body>, ProxyError> {
         match self {
             Transform::Pass => Ok(resp),
-            Transform::Seal { md5, .. } => {
+            Transform::Seal { mark, .. } => {
                 let (mut parts, body) = resp.into_parts();
                 if parts.status.is_success() {
                     strip_checksums(&mut parts.headers);
-                    // The stored ETag is the ciphertext's MD5; an uploader that checks the ETag
-                    // (rclone) compares it with the MD5 of what it sent.
-                    if let Some(digest) = md5.as_ref().and_then(|m| m.get()) {
-                        let etag = format!("\"{}\"", hex(digest));
-                        parts.headers.insert(
-                            header::ETAG,
-                            HeaderValue::try_from(etag).expect("hex digits and quotes"),
-                        );
-                    } else if let Some(etag) = parts
-                        .headers
-                        .get(header::ETAG)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        // An UploadPart: the part's ETag is the ciphertext's MD5, which an
-                        // uploader that checks it (s3cmd) would refuse. The completion removes
-                        // the mark again.
-                        let shown = HeaderValue::try_from(client_etag(etag)).map_err(|e| {
-                            CseError::Inconsistent(format!("the upstream's ETag: {e}"))
-                        })?;
-                        parts.headers.insert(header::ETAG, shown);
-                    }
                 }
+                mark_etag(&mut parts.headers, &mark)?;
                 Ok(Response::from_parts(parts, body))
             }
             Transform::Open(open) => open.reply(upstream, resp).await,
             Transform::List => Ok(listing::rewrite(resp, listing::Kind::Objects).await?),
-            Transform::ListParts { token } => {
-                Ok(listing::rewrite(resp, listing::Kind::Parts { token: &token }).await?)
+            Transform::ListParts { token, key } => {
+                let kind = listing::Kind::Parts {
+                    token: &token,
+                    key: &key,
+                };
+                Ok(listing::rewrite(resp, kind).await?)
             }
             Transform::Created { token } => {
                 Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
             }
             Transform::CopyPart(part) => Ok(part.reply(resp)),
             Transform::Attributes(attributes) => attributes.reply(upstream, resp).await,
-            Transform::Complete(_) | Transform::Copy => {
-                let (mut parts, body) = resp.into_parts();
-                strip_checksums(&mut parts.headers);
-                let resp = Response::from_parts(parts, body);
-                Ok(listing::rewrite(resp, listing::Kind::Result).await?)
-            }
+            Transform::Complete(complete) => match complete.answer() {
+                Some(done) => Ok(done),
+                None => complete.finish(upstream, resp).await,
+            },
+            Transform::Copy => Ok(new_object(resp).await?),
         }
     }
 }
 
-/// `body` encrypted under `key`, with the upstream's `Content-Length` set to the ciphertext's;
-/// `md5` collects the plaintext's MD5 (a `PutObject`'s `ETag`).
-fn encrypt(
-    out: &mut Outgoing<'_>,
-    body: Body,
-    key: PartKey,
-    md5: Option<Arc<OnceLock<[u8; 16]>>>,
-) -> Result<Body, ProxyError> {
+/// The answer of a copy the backend made: the new object's `ETag` marked, no ciphertext
+/// checksums.
+async fn new_object(resp: Response<Body>) -> Result<Response<Body>, CseError> {
+    let (mut parts, body) = resp.into_parts();
+    strip_checksums(&mut parts.headers);
+    let resp = Response::from_parts(parts, body);
+    listing::rewrite(resp, listing::Kind::Result { fallback: None }).await
+}
+
+/// `body` encrypted under `key`, with the upstream's `Content-Length` set to the ciphertext's.
+fn encrypt(out: &mut Outgoing<'_>, body: Body, key: PartKey) -> Result<Body, ProxyError> {
     let declared = out
         .content_length
         .ok_or_else(|| ProxyError::Internal("a data body without a declared length".to_owned()))?;
-    let body = match md5 {
-        Some(md5) => Md5Tap {
-            inner: body,
-            md5: Some(Md5::new()),
-            out: md5,
-        }
-        .boxed_unsync(),
-        None => body,
-    };
     let sealed = EncryptBody::new(body, key, declared).map_err(CseError::TooLarge)?;
     out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
     Ok(sealed
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed_unsync())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-pin_project! {
-    /// Passes a body through and records the MD5 of its data once it has ended without error.
-    struct Md5Tap<B> {
-        #[pin]
-        inner: B,
-        md5: Option<Md5>,
-        out: Arc<OnceLock<[u8; 16]>>,
-    }
-}
-
-impl<B> http_body::Body for Md5Tap<B>
-where
-    B: http_body::Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(f)) => {
-                if let (Some(data), Some(md5)) = (f.data_ref(), this.md5.as_mut()) {
-                    md5.update(data);
-                }
-            }
-            Some(Err(_)) => *this.md5 = None,
-            None => {
-                if let Some(md5) = this.md5.take() {
-                    let _ = this.out.set(md5.finalize().into());
-                }
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// Collects a bounded upstream body (listings).

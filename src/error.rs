@@ -26,6 +26,7 @@ pub enum S3Code {
     /// S3's code for a CORS preflight without `Origin` or `Access-Control-Request-Method`.
     BadRequest,
     EntityTooLarge,
+    EntityTooSmall,
     ExpiredToken,
     IncompleteBody,
     InternalError,
@@ -83,6 +84,7 @@ impl S3Code {
             S3Code::BadDigest => "BadDigest",
             S3Code::BadRequest => "BadRequest",
             S3Code::EntityTooLarge => "EntityTooLarge",
+            S3Code::EntityTooSmall => "EntityTooSmall",
             S3Code::ExpiredToken => "ExpiredToken",
             S3Code::IncompleteBody => "IncompleteBody",
             S3Code::InternalError => "InternalError",
@@ -138,6 +140,7 @@ impl S3Code {
             | S3Code::BadDigest
             | S3Code::BadRequest
             | S3Code::EntityTooLarge
+            | S3Code::EntityTooSmall
             | S3Code::IncompleteBody
             | S3Code::InternalError
             | S3Code::InvalidArgument
@@ -184,6 +187,7 @@ impl S3Code {
             | S3Code::BadDigest
             | S3Code::BadRequest
             | S3Code::EntityTooLarge
+            | S3Code::EntityTooSmall
             | S3Code::ExpiredToken
             | S3Code::IncompleteBody
             | S3Code::InvalidArgument

@@ -248,6 +248,7 @@ async fn pipeline(
     let out = outgoing(routed, &parts, content_length)?;
     let (out, sse) = sse::Stage::prepare(&state.sse, routed, &parts.headers, out)?;
     let (out, mut transform) = cse::plan(&state.encryption, routed, &upstream, out).await?;
+    let mut upload_listed = true;
     let (signed, replay) = match transform.body_kind(routed.body) {
         BodyKind::Data => {
             let trailer = trailer_checksum(&parts.headers);
@@ -257,8 +258,10 @@ async fn pipeline(
         }
         BodyKind::Xml | BodyKind::Json => {
             let doc = read_document(routed, body).await?;
-            if routed.op == Operation::CompleteMultipartUpload {
-                uploads::check_exists(&upstream, &out).await?;
+            if routed.op == Operation::CompleteMultipartUpload
+                && matches!(transform, cse::Transform::Pass)
+            {
+                upload_listed = uploads::listed(&upstream, &out).await?;
             }
             let doc = transform.document(&upstream, &out, doc).await?;
             sign_document(&upstream, out, &doc, sse.wants_replay())?
@@ -266,6 +269,11 @@ async fn pipeline(
     };
 
     let resp = send_verified(&upstream, signed, &failure).await?;
+    let resp = if upload_listed {
+        resp
+    } else {
+        uploads::judge(resp)?
+    };
     let resp = sse.settle(&upstream, resp, replay).await?;
     let mut resp = transform.reply(&upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());

@@ -59,6 +59,11 @@ const LABEL_WRAP: &[u8] = b"s3seal/v1/wrap";
 const LABEL_SEAL: &[u8] = b"s3seal/v1/seal";
 /// The first bytes of a multipart seal (§7).
 const SEAL_MAGIC: &[u8] = b"s3seal-seal-1";
+/// What the tag of a part `ETag` authenticates starts with: apart from a seal's body, which
+/// is authenticated under the same key.
+const PART_ETAG_MAGIC: &[u8] = b"s3seal-part-etag-1";
+/// Bytes of the tag in the part `ETag`s the proxy shows (`docs/format.md` §6.1).
+pub const PART_ETAG_TAG_LEN: usize = 8;
 /// Bytes per part in a seal: part number and plaintext length.
 const SEAL_ENTRY_LEN: usize = 4 + 8;
 /// HMAC-SHA256 at the end of a seal.
@@ -317,6 +322,18 @@ impl ObjectKey {
             .and_then(|okm| okm.fill(&mut key[..]))
             .expect("32 bytes is within HKDF-SHA256's output limit");
         hmac::Key::new(hmac::HMAC_SHA256, &key[..])
+    }
+
+    /// The tag of the `ETag`s of part `n` holding `len` plaintext bytes in this object's upload
+    /// (`docs/format.md` §6.1): the first 8 bytes of
+    /// `HMAC-SHA256(seal key, "s3seal-part-etag-1" || u32be(n) || u64be(len))`. Shown to the
+    /// client, never stored.
+    pub fn part_etag_tag(&self, part: PartNumber, len: u64) -> [u8; PART_ETAG_TAG_LEN] {
+        let msg = [PART_ETAG_MAGIC, &part.0.to_be_bytes(), &len.to_be_bytes()].concat();
+        let tag = hmac::sign(&self.seal_key(), &msg);
+        let mut out = [0; PART_ETAG_TAG_LEN];
+        out.copy_from_slice(&tag.as_ref()[..PART_ETAG_TAG_LEN]);
+        out
     }
 
     /// `HKDF-Expand(PRK, "s3seal/v1/part" || u32be(n), 32)`.

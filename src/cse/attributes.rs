@@ -111,20 +111,21 @@ impl Attributes {
         }
         let h = &head.headers;
         let stored = content_length(h)?;
+        // Every object of an encrypted bucket shows its `ETag` marked (docs/format.md §6.1).
         let etag = h
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+            .map(|e| client_etag(e).trim_matches('"').to_owned())
+            .unwrap_or_default();
         let (size, etag, parts) = match ObjectMetadata::from_headers(h).map_err(CseError::Stored)? {
             None if self.rule.unencrypted == Unencrypted::Refuse => {
                 return Err(CseError::Unencrypted.into())
             }
-            None => (stored, etag.trim_matches('"').to_owned(), None),
+            None => (stored, etag, None),
             Some(meta) => {
                 let key = self.rule.open(&meta, &self.bucket, &self.object).await?;
                 let parts = read::object_parts(upstream, &self.bucket, &meta, &key, stored).await?;
                 let size = parts.iter().map(|(_, len)| len).sum();
-                let etag = client_etag(etag).trim_matches('"').to_owned();
                 let parts = (meta.layout == Layout::Multipart).then_some(parts);
                 (size, etag, parts)
             }

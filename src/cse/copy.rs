@@ -21,13 +21,14 @@ use crate::s3::headers;
 use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Payload, Sender};
 
+use super::read::RangeSpec;
 use super::{
-    client_etag, content_length, multipart, read, strip_checksums, write_metadata, CseError, Rule,
-    Transform, METADATA_DIRECTIVE, USER_META_PREFIX,
+    content_length, marked, multipart, part_mark, read, strip_checksums, write_metadata, CseError,
+    Rule, Transform, ETAG_SUFFIX, METADATA_DIRECTIVE, USER_META_PREFIX,
 };
 
 /// `x-amz-copy-source-if-*` → the source read's own conditions.
-const SOURCE_CONDITIONS: [(&str, HeaderName); 4] = [
+pub(super) const SOURCE_CONDITIONS: [(&str, HeaderName); 4] = [
     ("x-amz-copy-source-if-match", header::IF_MATCH),
     ("x-amz-copy-source-if-none-match", header::IF_NONE_MATCH),
     (
@@ -47,8 +48,9 @@ pub struct CopyPart {
     pub(super) key: Option<PartKey>,
     /// The answer's root element: `CopyPartResult` or `CopyObjectResult`.
     result: &'static str,
-    /// The destination is encrypted: its `ETag` is shown as an encrypted object's.
-    encrypted: bool,
+    /// The destination is encrypted: what its `ETag` is shown with (an object's, or the
+    /// part's: docs/format.md §6.1).
+    mark: Option<String>,
 }
 
 /// Source headers a `CopyObject` copies with `x-amz-metadata-directive: COPY` (the default).
@@ -76,20 +78,48 @@ pub(super) async fn plan_part(
     upstream: &Sender<'_>,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, ProxyError> {
-    let key = match dest_rule {
+    let dest = match dest_rule {
         Some(rule) => {
             let (object, _) = multipart::take_token(rule, out).await?;
-            Some(object.part_key(multipart::part_number(out)?))
+            Some((object, multipart::part_number(out)?))
         }
         None => None,
     };
-    let range = out.headers.get(headers::X_AMZ_COPY_SOURCE_RANGE).cloned();
-    let (body, len, _) = read_source(src_rule, source, range, upstream, out).await?;
+    // S3 takes one closed range here, nothing else (not even what a GET would ignore).
+    // Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html>
+    let range = match out.headers.get(headers::X_AMZ_COPY_SOURCE_RANGE) {
+        None => None,
+        Some(v) => match RangeSpec::parse(v.as_bytes()) {
+            Some(RangeSpec::From {
+                first,
+                last: Some(last),
+            }) => Some(first..=last),
+            Some(RangeSpec::From { last: None, .. } | RangeSpec::Suffix(_)) | None => {
+                return Err(CseError::CopyRange.into())
+            }
+        },
+    };
+    let header = range.as_ref().map(|r| {
+        HeaderValue::try_from(format!("bytes={}-{}", r.start(), r.end())).expect("digits and '-'")
+    });
+    let (body, len, source_headers) = read_source(src_rule, source, header, upstream, out)
+        .await
+        .map_err(|e| match (beyond_source(&e), &range) {
+            (Some(refused), Some(_)) => refused.into(),
+            (Some(_) | None, None) | (None, Some(_)) => e,
+        })?;
+    if let Some(range) = &range {
+        // A range ending past the source's end is refused, not shortened.
+        if range.end() - range.start() + 1 != len {
+            let size = read::content_range_total(&source_headers);
+            return Err(CseError::CopyRangeSize(size).into());
+        }
+    }
     out.content_length = Some(len);
     Ok(Transform::CopyPart(CopyPart {
         source: Some(body),
-        encrypted: key.is_some(),
-        key,
+        mark: dest.as_ref().map(|(object, n)| part_mark(object, *n, len)),
+        key: dest.map(|(object, n)| object.part_key(n)),
         result: "CopyPartResult",
     }))
 }
@@ -143,10 +173,25 @@ pub(super) async fn plan_object(
     };
     Ok(Transform::CopyPart(CopyPart {
         source: Some(body),
-        encrypted: key.is_some(),
+        mark: key.is_some().then(|| ETAG_SUFFIX.to_owned()),
         key,
         result: "CopyObjectResult",
     }))
+}
+
+/// S3's refusal of a copy range when the source read failed for a range that starts past its
+/// end: the proxy's own refusal (with an encrypted source's plaintext size), or the backend's
+/// `416`.
+fn beyond_source(e: &ProxyError) -> Option<CseError> {
+    let ProxyError::Downstream(inner) = e else {
+        return None;
+    };
+    let inner: &(dyn std::error::Error + 'static) = inner.as_ref();
+    match inner.downcast_ref::<CseError>()? {
+        CseError::InvalidRange(size) => Some(CseError::CopyRangeSize(Some(*size))),
+        CseError::Read(StatusCode::RANGE_NOT_SATISFIABLE) => Some(CseError::CopyRangeSize(None)),
+        _ => None,
+    }
 }
 
 /// Reads the source's plaintext (`range` of it, if given) with the copy's source conditions;
@@ -226,13 +271,16 @@ impl CopyPart {
         if parts.status != StatusCode::OK {
             return Response::from_parts(parts, body);
         }
-        // An encrypted destination's `ETag` is marked as an UploadPart's (the completion removes
-        // the mark) or an encrypted object's.
+        // An encrypted destination's `ETag` is marked as an UploadPart's or an encrypted
+        // object's.
         let etag = parts
             .headers
             .remove(header::ETAG)
             .and_then(|v| v.to_str().ok().map(str::to_owned))
-            .map(|e| if self.encrypted { client_etag(&e) } else { e })
+            .map(|e| match &self.mark {
+                Some(mark) => marked(&e, mark),
+                None => e,
+            })
             .unwrap_or_default();
         strip_checksums(&mut parts.headers);
         let modified = time::OffsetDateTime::now_utc()

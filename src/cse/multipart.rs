@@ -11,23 +11,33 @@
 //! - A read loads and verifies the seal before it releases any plaintext.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use quick_xml::escape::escape;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::body::{self, Body};
 use crate::crypto::format::{
-    plaintext_len, Layout, ObjectKey, PartNumber, Salt, Seal, MAX_SEAL_LEN, SALT_LEN,
+    plaintext_len, Layout, ObjectKey, ObjectMetadata, PartNumber, Salt, Seal, MAX_SEAL_LEN,
+    PART_ETAG_TAG_LEN, SALT_LEN,
 };
 use crate::error::ProxyError;
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
 use crate::upstream::{Outgoing, Sender};
 
-use super::{call, strip_checksums, write_metadata, CseError, Rule, Transform, MAX_LISTING_BYTES};
+use super::{
+    backend_etag, call, client_etag, collect_bounded, head, listing, part_mark, strip_checksums,
+    write_metadata, CseError, Rule, Transform, ETAG_SUFFIX, MAX_LISTING_BYTES,
+};
+
+/// The version a write made, in a versioned bucket.
+const X_AMZ_VERSION_ID: HeaderName = HeaderName::from_static("x-amz-version-id");
 
 /// Object keys the proxy keeps for itself in an encrypted bucket.
 pub const SEAL_PREFIX: &str = ".s3seal/";
@@ -58,9 +68,11 @@ pub(super) async fn plan_part(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Tra
     // As for a PutObject: the checksums describe the plaintext and were checked by the proxy.
     strip_checksums(&mut out.headers);
     out.headers.remove(headers::CONTENT_MD5);
+    // A part without a length is refused before it is sent (`MissingContentLength`).
+    let len = out.content_length.unwrap_or_default();
     Ok(Transform::Seal {
         key: Some(key.part_key(number)),
-        md5: None,
+        mark: part_mark(&key, number, len),
     })
 }
 
@@ -69,15 +81,19 @@ pub(super) async fn plan_complete(
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, CseError> {
     let (key, _) = take_token(rule, out).await?;
-    Ok(Transform::Complete(Complete { key }))
+    Ok(Transform::Complete(Complete {
+        key,
+        target: out.target.clone(),
+        done: None,
+    }))
 }
 
 pub(super) async fn plan_list_parts(
     rule: &Rule,
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, CseError> {
-    let (_, token) = take_token(rule, out).await?;
-    Ok(Transform::ListParts { token })
+    let (key, token) = take_token(rule, out).await?;
+    Ok(Transform::ListParts { token, key })
 }
 
 /// An abort needs no keys: an upload the proxy did not start can be aborted too.
@@ -98,7 +114,7 @@ pub(super) fn part_number(out: &Outgoing<'_>) -> Result<PartNumber, CseError> {
         .find(|(k, _)| k == "partNumber")
         .and_then(|(_, v)| v.parse().ok())
         .and_then(PartNumber::multipart)
-        .ok_or_else(|| CseError::Parts("partNumber must be 1 to 10000".into()))
+        .ok_or(CseError::PartNumber)
 }
 
 /// The upload's keys from the client's upload id, which becomes the backend's again.
@@ -134,38 +150,91 @@ pub(super) fn client_upload_id(backend: &str, token: &str) -> String {
     format!("{backend}{TOKEN_MARK}{token}")
 }
 
-/// A completion: the keys of its object.
+/// S3's smallest part, the last excepted. Checked on the plaintext the client sent: the
+/// ciphertext the backend checks is larger.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// A completion: the keys of its object, and what the backend's part list showed.
 pub struct Complete {
     key: ObjectKey,
+    target: Target,
+    /// The upload was completed before: the answer is the object's, as S3 gives it again.
+    done: Option<Completed>,
+}
+
+/// The object an earlier completion of the same upload made.
+struct Completed {
+    bucket: String,
+    key: String,
+    etag: String,
+    version: Option<HeaderValue>,
+}
+
+/// A part the backend holds.
+struct StoredPart {
+    size: u64,
+    /// Not every backend lists it (s3s-fs does not).
+    etag: Option<String>,
 }
 
 impl Complete {
-    /// Writes the seal of the parts the client completes with. A completion that then fails
-    /// leaves a seal nobody reads; a retried one overwrites it with the same parts.
-    pub(super) async fn write_seal(
-        &self,
+    /// Checks the client's part list as S3 does, against the backend's, and only then writes
+    /// the seal of the listed parts: a completion the proxy refuses writes nothing. Returns
+    /// the completion to forward: the listed parts with the `ETag`s the backend holds. An
+    /// upload the backend no longer has was completed into the object (it carries the upload's
+    /// salt: the answer is that object's) or aborted (`NoSuchUpload`).
+    /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html>
+    /// ("Special errors").
+    pub(super) async fn prepare(
+        &mut self,
         upstream: &Sender<'_>,
         out: &Outgoing<'_>,
         doc: &[u8],
-    ) -> Result<(), ProxyError> {
-        let numbers = completed_parts(doc)?;
-        let sizes = list_parts(upstream, out).await?;
-        let mut parts = Vec::with_capacity(numbers.len());
-        for number in numbers {
-            let stored = sizes
-                .get(&number)
-                .ok_or_else(|| CseError::Parts(format!("part {number} was not uploaded")))?;
-            let len = plaintext_len(*stored).ok_or_else(|| {
-                CseError::Parts(format!(
-                    "part {number} holds {stored} bytes, which is no ciphertext length"
+    ) -> Result<Bytes, ProxyError> {
+        let listed = completed_parts(doc)?;
+        if listed.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(CseError::PartOrder.into());
+        }
+        let stored = list_parts(upstream, out).await?;
+        let Some(stored) = stored.filter(|parts| !parts.is_empty()) else {
+            // No such upload (any more), or (s3s-fs) one without parts: S3 answers a second
+            // completion with the object; a part list naming parts that were never uploaded
+            // is then `NoSuchUpload` too, not `InvalidPart`.
+            let done = self.completed(upstream).await?;
+            self.done = Some(done.ok_or(CseError::NoSuchUpload)?);
+            return Ok(Bytes::copy_from_slice(doc));
+        };
+        let mut parts = Vec::with_capacity(listed.len());
+        let mut forwarded = String::from(
+            "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+        );
+        for (i, (number, etag)) in listed.iter().enumerate() {
+            let n = PartNumber::multipart(*number).ok_or(CseError::InvalidPart(*number))?;
+            let part = stored.get(number).ok_or(CseError::InvalidPart(*number))?;
+            let len = plaintext_len(part.size).ok_or_else(|| {
+                CseError::Inconsistent(format!(
+                    "part {number} holds {} bytes, which is no ciphertext length",
+                    part.size
                 ))
             })?;
-            let number = PartNumber::multipart(number)
-                .ok_or_else(|| CseError::Parts(format!("part number {number}")))?;
-            parts.push((number, len));
+            if !self.names(etag, n, len, part) {
+                return Err(CseError::InvalidPart(*number).into());
+            }
+            if i + 1 < listed.len() && len < MIN_PART_SIZE {
+                return Err(CseError::PartTooSmall(*number).into());
+            }
+            parts.push((n, len));
+            let stored_etag = part.etag.clone().unwrap_or_else(|| backend_part_etag(etag));
+            let _ = write!(
+                forwarded,
+                "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+                escape(&stored_etag)
+            );
         }
+        forwarded.push_str("</CompleteMultipartUpload>");
         let seal = Seal::new(parts)
-            .map_err(|_| CseError::Parts("part numbers must be increasing".into()))?
+            .map_err(|_| CseError::PartOrder)?
             .encode(&self.key);
         let bucket = out.target.bucket().unwrap_or_default().to_owned();
         let target = Target::Object {
@@ -181,33 +250,181 @@ impl Complete {
         };
         let (status, _) = call(upstream, put, Bytes::from(seal), MAX_LISTING_BYTES).await?;
         if !status.is_success() {
-            return Err(CseError::Parts(format!("the seal was refused with {status}")).into());
+            return Err(
+                CseError::Inconsistent(format!("the seal was refused with {status}")).into(),
+            );
         }
-        Ok(())
+        Ok(Bytes::from(forwarded))
+    }
+
+    /// Whether the client's `etag` names the stored part `n` of `len` plaintext bytes: it is
+    /// the stored part's own, or one the proxy showed for an upload of part `n` with as many
+    /// bytes (docs/format.md §6.1). On S3 a part sent twice with the same bytes has one
+    /// `ETag`, so a completion naming either upload gets the last to finish; here every
+    /// upload is encrypted under fresh nonces, and the tag stands in for the content.
+    /// A backend that does not list part `ETag`s gets what the client named.
+    fn names(&self, etag: &str, n: PartNumber, len: u64, stored: &StoredPart) -> bool {
+        let inner = etag.trim().trim_matches('"');
+        inner.ends_with(&part_mark(&self.key, n, len))
+            || stored
+                .etag
+                .as_deref()
+                .is_some_and(|s| same_etag(&backend_etag(etag), s))
+    }
+
+    /// The object an earlier completion of this upload made, found by the salt in its record.
+    async fn completed(&self, upstream: &Sender<'_>) -> Result<Option<Completed>, ProxyError> {
+        let head = head(upstream, &self.target, Vec::new(), HeaderMap::new()).await?;
+        let ours = head.status() == StatusCode::OK
+            && ObjectMetadata::from_headers(head.headers())
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.layout == Layout::Multipart && m.salt == self.key.salt());
+        let etag = head
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok());
+        Ok(match (ours, etag, &self.target) {
+            (true, Some(etag), Target::Object { bucket, key }) => Some(Completed {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                etag: client_etag(etag),
+                version: head.headers().get(X_AMZ_VERSION_ID).cloned(),
+            }),
+            _ => None,
+        })
+    }
+
+    /// The backend's answer to the completion, with the new object's `ETag` (HEAD's when the
+    /// answer has none: RGW 16 answers `<ETag></ETag>`).
+    pub(super) async fn finish(
+        &self,
+        upstream: &Sender<'_>,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut parts, body) = resp.into_parts();
+        strip_checksums(&mut parts.headers);
+        if parts.status != StatusCode::OK {
+            return Ok(Response::from_parts(parts, body));
+        }
+        let doc = collect_bounded(body, MAX_LISTING_BYTES).await?;
+        let mut etag = None;
+        for_each_element(&doc, |path, text| {
+            if let ([_, name], Some(t)) = (path, text) {
+                if name == b"ETag" {
+                    etag = Some(t.trim().to_owned());
+                }
+            }
+            Ok(())
+        })?;
+        let fallback = match etag {
+            Some(etag) if !etag.is_empty() => None,
+            Some(_) | None => {
+                let version = parts.headers.get(X_AMZ_VERSION_ID);
+                let query = version
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| vec![("versionId".to_owned(), v.to_owned())])
+                    .unwrap_or_default();
+                let head = head(upstream, &self.target, query, HeaderMap::new()).await?;
+                let etag = head.headers().get(header::ETAG);
+                etag.and_then(|v| v.to_str().ok()).map(str::to_owned)
+            }
+        };
+        let resp = Response::from_parts(parts, body::full(doc));
+        let kind = listing::Kind::Result {
+            fallback: fallback.as_deref(),
+        };
+        Ok(listing::rewrite(resp, kind).await?)
+    }
+
+    /// The answer when the upload was completed before: that completion's object, whatever
+    /// the backend answered this time.
+    pub(super) fn answer(&self) -> Option<Response<Body>> {
+        let done = self.done.as_ref()?;
+        let doc = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+            escape(&done.bucket),
+            escape(&done.key),
+            escape(&done.etag),
+        );
+        let len = doc.len();
+        let mut resp = Response::new(body::full(Bytes::from(doc)));
+        let h = resp.headers_mut();
+        if let Some(version) = &done.version {
+            h.insert(X_AMZ_VERSION_ID, version.clone());
+        }
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        Some(resp)
     }
 }
 
-/// The part numbers of a `CompleteMultipartUpload` document, in order.
-fn completed_parts(doc: &[u8]) -> Result<Vec<u32>, CseError> {
-    let mut numbers = Vec::new();
-    for_each_text(doc, |path, text| {
-        if matches!(path, [.., p, n] if p == b"Part" && n == b"PartNumber") {
-            let n = text
-                .trim()
-                .parse()
-                .map_err(|_| CseError::Parts(format!("part number {text:?}")))?;
-            numbers.push(n);
+/// The backend's `ETag` in a part `ETag` the proxy showed (docs/format.md §6.1), quoted.
+fn backend_part_etag(shown: &str) -> String {
+    let inner = shown.trim().trim_matches('"');
+    let inner = inner.strip_suffix(ETAG_SUFFIX).unwrap_or(inner);
+    let inner = match inner.rsplit_once('-') {
+        Some((backend, tag))
+            if tag.len() == 2 * PART_ETAG_TAG_LEN && tag.bytes().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            backend
         }
-        Ok(())
-    })?;
-    Ok(numbers)
+        Some(_) | None => inner,
+    };
+    format!("\"{inner}\"")
 }
 
-/// Every part the backend holds for the upload: number → stored size.
+/// Part `ETag`s compare without their quotes, as S3 compares them.
+fn same_etag(a: &str, b: &str) -> bool {
+    a.trim().trim_matches('"') == b.trim().trim_matches('"')
+}
+
+/// The parts of a `CompleteMultipartUpload` document, in order: number and `ETag`. Anything
+/// but a `CompleteMultipartUpload` of at least one `Part`, each with one `PartNumber` and one
+/// `ETag`, is `MalformedXML`, as on S3.
+pub(super) fn completed_parts(doc: &[u8]) -> Result<Vec<(u32, String)>, CseError> {
+    let mut parts = Vec::new();
+    let mut number: Option<u32> = None;
+    let mut etag: Option<String> = None;
+    let mut root = None;
+    for_each_element(doc, |path, text| {
+        match (path, text) {
+            ([r], None) => root = Some(r.clone()),
+            ([_, p], None) if p == b"Part" => {
+                let part = number.take().zip(etag.take());
+                parts.push(part.ok_or(CseError::CompletionXml)?);
+            }
+            ([_, p, n], Some(t)) if p == b"Part" && n == b"PartNumber" => {
+                let n = t.trim().parse().map_err(|_| CseError::CompletionXml)?;
+                if number.replace(n).is_some() {
+                    return Err(CseError::CompletionXml);
+                }
+            }
+            ([_, p, e], Some(t)) if p == b"Part" && e == b"ETag" => {
+                // One `ETag` per part.
+                etag.replace(t.trim().to_owned())
+                    .map_or(Ok(()), |_| Err(CseError::CompletionXml))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .map_err(|_| CseError::CompletionXml)?;
+    if root.as_deref() != Some(b"CompleteMultipartUpload".as_slice()) || parts.is_empty() {
+        return Err(CseError::CompletionXml);
+    }
+    Ok(parts)
+}
+
+/// Every part the backend holds for the upload, by number; `None` when the backend has no
+/// such upload (any more).
 async fn list_parts(
     upstream: &Sender<'_>,
     out: &Outgoing<'_>,
-) -> Result<HashMap<u32, u64>, ProxyError> {
+) -> Result<Option<HashMap<u32, StoredPart>>, ProxyError> {
     let upload_id = out
         .query
         .iter()
@@ -232,21 +449,24 @@ async fn list_parts(
             content_length: None,
         };
         let (status, doc) = call(upstream, list, Bytes::new(), MAX_LISTING_BYTES).await?;
+        if status == StatusCode::NOT_FOUND && sizes.is_empty() {
+            return Ok(None);
+        }
         if status != StatusCode::OK {
-            return Err(CseError::Parts(format!("ListParts answered {status}")).into());
+            return Err(CseError::Inconsistent(format!("ListParts answered {status}")).into());
         }
         let page = PartsPage::parse(&doc)?;
         sizes.extend(page.parts);
         match page.next {
             Some(next) if page.truncated => marker = Some(next),
-            _ => return Ok(sizes),
+            _ => return Ok(Some(sizes)),
         }
     }
 }
 
 #[derive(Default)]
 struct PartsPage {
-    parts: Vec<(u32, u64)>,
+    parts: Vec<(u32, StoredPart)>,
     truncated: bool,
     next: Option<String>,
 }
@@ -254,20 +474,29 @@ struct PartsPage {
 impl PartsPage {
     fn parse(doc: &[u8]) -> Result<Self, CseError> {
         let mut page = PartsPage::default();
-        let mut number = None;
-        let bad = |what: &str| CseError::Parts(format!("ListParts: bad {what}"));
-        for_each_text(doc, |path, text| {
-            match path {
-                [.., p, n] if p == b"Part" && n == b"PartNumber" => {
-                    number = Some(text.trim().parse::<u32>().map_err(|_| bad("PartNumber"))?);
+        let (mut number, mut size, mut etag) = (None, None, None);
+        let bad = |what: &str| CseError::Answer(format!("ListParts: bad {what}"));
+        for_each_element(doc, |path, text| {
+            match (path, text) {
+                ([.., p, n], Some(t)) if p == b"Part" && n == b"PartNumber" => {
+                    number = Some(t.trim().parse::<u32>().map_err(|_| bad("PartNumber"))?);
                 }
-                [.., p, n] if p == b"Part" && n == b"Size" => {
-                    let size = text.trim().parse::<u64>().map_err(|_| bad("Size"))?;
-                    page.parts
-                        .push((number.take().ok_or_else(|| bad("Part"))?, size));
+                ([.., p, n], Some(t)) if p == b"Part" && n == b"Size" => {
+                    size = Some(t.trim().parse::<u64>().map_err(|_| bad("Size"))?);
                 }
-                [_, n] if n == b"IsTruncated" => page.truncated = text.trim() == "true",
-                [_, n] if n == b"NextPartNumberMarker" => page.next = Some(text.trim().to_owned()),
+                ([.., p, n], Some(t)) if p == b"Part" && n == b"ETag" => {
+                    etag = Some(t.trim().to_owned());
+                }
+                ([.., p], None) if p == b"Part" => {
+                    let part = number.take().zip(size.take()).ok_or_else(|| bad("Part"))?;
+                    let (number, size) = part;
+                    let etag = etag.take();
+                    page.parts.push((number, StoredPart { size, etag }));
+                }
+                ([_, n], Some(t)) if n == b"IsTruncated" => page.truncated = t.trim() == "true",
+                ([_, n], Some(t)) if n == b"NextPartNumberMarker" => {
+                    page.next = Some(t.trim().to_owned());
+                }
                 _ => {}
             }
             Ok(())
@@ -276,26 +505,43 @@ impl PartsPage {
     }
 }
 
-/// Calls `f(element path, unescaped text)` for every text node of a document.
-fn for_each_text(
+/// Calls `f(element path, Some(text))` with the unescaped text of every element that has some,
+/// then `f(element path, None)`, at the end of every element (still on the path).
+fn for_each_element(
     doc: &[u8],
-    mut f: impl FnMut(&[Vec<u8>], &str) -> Result<(), CseError>,
+    mut f: impl FnMut(&[Vec<u8>], Option<&str>) -> Result<(), CseError>,
 ) -> Result<(), CseError> {
     let mut reader = Reader::from_reader(doc);
     let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let bad = |e: &dyn std::fmt::Display| CseError::Answer(e.to_string());
     loop {
-        match reader
-            .read_event()
-            .map_err(|e| CseError::Answer(e.to_string()))?
-        {
+        match reader.read_event().map_err(|e| bad(&e))? {
             Event::Eof => return Ok(()),
-            Event::Start(e) => path.push(e.local_name().as_ref().to_vec()),
-            Event::End(_) => {
+            Event::Start(e) => {
+                path.push(e.local_name().as_ref().to_vec());
+                text.clear();
+            }
+            Event::Empty(e) => {
+                path.push(e.local_name().as_ref().to_vec());
+                f(&path, None)?;
                 path.pop();
             }
-            Event::Text(t) => {
-                let text = t.decode().map_err(|e| CseError::Answer(e.to_string()))?;
-                f(&path, &text)?;
+            Event::End(_) => {
+                if !text.is_empty() {
+                    f(&path, Some(&text))?;
+                    text.clear();
+                }
+                f(&path, None)?;
+                path.pop();
+            }
+            Event::Text(t) => text.push_str(&t.decode().map_err(|e| bad(&e))?),
+            Event::CData(t) => text.push_str(&t.decode().map_err(|e| bad(&e))?),
+            // Entities are split off the text around them (predefined and character
+            // references only: `s3::xml::check_document` refuses DTDs).
+            Event::GeneralRef(r) => {
+                let reference = format!("&{};", String::from_utf8_lossy(&r));
+                text.push_str(&quick_xml::escape::unescape(&reference).map_err(|e| bad(&e))?);
             }
             _ => {}
         }
@@ -356,7 +602,9 @@ pub(super) async fn copy_seal(
     };
     let (status, _) = call(upstream, copy, Bytes::new(), MAX_LISTING_BYTES).await?;
     if !status.is_success() {
-        return Err(CseError::Parts(format!("the seal could not be copied ({status})")).into());
+        return Err(
+            CseError::Inconsistent(format!("the seal could not be copied ({status})")).into(),
+        );
     }
     Ok(())
 }

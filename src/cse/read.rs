@@ -17,8 +17,8 @@ use crate::error::ProxyError;
 use crate::upstream::{Outgoing, Sender};
 
 use super::{
-    client_etag, content_length, head, multipart, object_plaintext_len, strip_stored_headers,
-    version_query, CseError, Rule, Transform, Unencrypted,
+    content_length, head, mark_etag, multipart, object_plaintext_len, strip_stored_headers,
+    version_query, CseError, Rule, Transform, Unencrypted, ETAG_SUFFIX,
 };
 
 /// The number of parts of a multipart object, in a `partNumber` read's answer.
@@ -317,6 +317,9 @@ impl Open {
         resp: Response<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = resp.into_parts();
+        // Every object of an encrypted bucket shows its `ETag` marked, in a `304` too
+        // (docs/format.md §6.1).
+        mark_etag(&mut parts.headers, ETAG_SUFFIX)?;
         if !matches!(parts.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
             return Ok(Response::from_parts(parts, body));
         }
@@ -337,11 +340,6 @@ impl Open {
             return Ok(Response::from_parts(parts, body));
         };
         let h = &mut parts.headers;
-        if let Some(etag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-            let shown = HeaderValue::try_from(client_etag(etag))
-                .map_err(|e| CseError::Inconsistent(format!("the upstream's ETag: {e}")))?;
-            h.insert(header::ETAG, shown);
-        }
         h.remove(header::TRANSFER_ENCODING);
         h.remove(crate::s3::headers::CONTENT_MD5);
         let planned_status = if self.head {
@@ -422,7 +420,7 @@ impl Open {
 }
 
 /// The total of `Content-Range: bytes a-b/total`.
-fn content_range_total(h: &HeaderMap) -> Option<u64> {
+pub(super) fn content_range_total(h: &HeaderMap) -> Option<u64> {
     let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
     v.rsplit_once('/')?.1.trim().parse().ok()
 }

@@ -145,23 +145,41 @@ fn segments_cover_ranges_across_parts() {
 #[test]
 fn etags_of_encrypted_objects_are_marked_and_conditions_unmarked() {
     assert_eq!(client_etag("\"abc\""), "\"abc-s3seal\"");
-    assert_eq!(client_etag("&quot;abc-2&quot;"), "&quot;abc-2-s3seal&quot;");
-    assert_eq!(client_etag("abc"), "abc-s3seal");
+    // RGW writes some ETags without quotes; S3 quotes every one.
+    assert_eq!(client_etag("abc-2"), "\"abc-2-s3seal\"");
     let mut h = HeaderMap::new();
     h.insert(
         "if-match",
-        HeaderValue::from_static("\"abc-s3seal\", \"def\""),
+        HeaderValue::from_static("\"abc-s3seal\", W/\"def-s3seal\""),
     );
     h.insert("if-none-match", HeaderValue::from_static("*"));
     h.insert(
         "x-amz-copy-source-if-match",
         HeaderValue::from_static("abc-2-s3seal"),
     );
-    backend_etags(&mut h);
-    assert_eq!(h["if-match"], "\"abc\", \"def\"");
+    backend_conditions(&mut h, ETAG_CONDITIONS, true);
+    assert_eq!(h["if-match"], "\"abc\", W/\"def\"");
     assert_eq!(h["if-none-match"], "*");
-    assert_eq!(h["x-amz-copy-source-if-match"], "abc-2");
-    // A listing entry shows the marked ETag only when its size is a ciphertext length.
+    // Only the conditions asked for: the copy source may be in another bucket.
+    assert_eq!(h["x-amz-copy-source-if-match"], "abc-2-s3seal");
+    backend_conditions(&mut h, SOURCE_ETAG_CONDITIONS, true);
+    assert_eq!(h["x-amz-copy-source-if-match"], "\"abc-2\"");
+    // Unquoted for writes (RGW 16 compares those with its unquoted ETag).
+    let mut h = HeaderMap::new();
+    h.insert("if-match", HeaderValue::from_static("\"abc-s3seal\""));
+    backend_conditions(&mut h, ETAG_CONDITIONS, false);
+    assert_eq!(h["if-match"], "abc");
+    // An ETag without the mark is no object's in an encrypted bucket, even if it is the
+    // backend's (which the client never sees): it must not match there.
+    let mut h = HeaderMap::new();
+    h.insert(
+        "if-none-match",
+        HeaderValue::from_static("\"abc\", \"-s3seal\""),
+    );
+    backend_conditions(&mut h, ETAG_CONDITIONS, false);
+    assert_eq!(h["if-none-match"], format!("{NO_ETAG}, {NO_ETAG}"));
+    // Every listing entry shows the marked ETag, whatever its size (a legacy object's too),
+    // as HEAD does.
     let doc = br"<L><Contents><Key>e</Key><ETag>&quot;x&quot;</ETag><Size>24</Size></Contents><Contents><Key>p</Key><ETag>&quot;y&quot;</ETag><Size>5</Size></Contents></L>";
     let out =
         String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
@@ -170,35 +188,105 @@ fn etags_of_encrypted_objects_are_marked_and_conditions_unmarked() {
         "{out}"
     );
     assert!(
-        out.contains("<ETag>&quot;y&quot;</ETag><Size>5</Size>"),
+        out.contains("<ETag>&quot;y-s3seal&quot;</ETag><Size>5</Size>"),
         "{out}"
     );
-    let copied = br#"<CopyObjectResult><ETag>"z"</ETag></CopyObjectResult>"#;
+    let result = listing::Kind::Result { fallback: None };
+    for copied in [
+        br#"<CopyObjectResult><ETag>"z"</ETag></CopyObjectResult>"#.as_slice(),
+        b"<CopyObjectResult><ETag>&quot;z&quot;</ETag></CopyObjectResult>",
+        b"<CopyObjectResult><ETag>z</ETag></CopyObjectResult>",
+    ] {
+        let out = String::from_utf8(listing::rewrite_doc(copied, &result).unwrap()).unwrap();
+        assert!(out.contains("<ETag>&quot;z-s3seal&quot;</ETag>"), "{out}");
+    }
+    // RGW 16 completes with an empty ETag: the object's (from HEAD) stands in.
+    let done =
+        b"<CompleteMultipartUploadResult><Key>k</Key><ETag></ETag></CompleteMultipartUploadResult>";
+    let result = listing::Kind::Result {
+        fallback: Some("\"y-2\""),
+    };
+    let out = String::from_utf8(listing::rewrite_doc(done, &result).unwrap()).unwrap();
+    assert!(out.contains("<ETag>&quot;y-2-s3seal&quot;</ETag>"), "{out}");
+}
+
+#[test]
+fn listings_count_only_what_they_show() {
+    let doc = b"<ListBucketResult><KeyCount>3</KeyCount><Contents><Key>.s3seal/seal/abc</Key><Size>1</Size></Contents><Contents><Key>a</Key><Size>1</Size></Contents><CommonPrefixes><Prefix>.s3seal/</Prefix></CommonPrefixes></ListBucketResult>";
     let out =
-        String::from_utf8(listing::rewrite_doc(copied, &listing::Kind::Result).unwrap()).unwrap();
-    assert!(out.contains(r#"<ETag>"z-s3seal"</ETag>"#), "{out}");
+        String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        "<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a</Key><Size>1</Size></Contents></ListBucketResult>"
+    );
+    // A key is judged whole: one that has `.s3seal/` after an entity is the client's.
+    let doc = b"<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a&amp;.s3seal/b</Key><Size>1</Size></Contents></ListBucketResult>";
+    let out =
+        String::from_utf8(listing::rewrite_doc(doc, &listing::Kind::Objects).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        "<ListBucketResult><KeyCount>1</KeyCount><Contents><Key>a&amp;.s3seal/b</Key><Size>1</Size></Contents></ListBucketResult>"
+    );
 }
 
 #[test]
-fn completion_documents_get_the_backends_part_etags() {
+fn backend_etags_of_shown_ones() {
     assert_eq!(backend_etag("\"abc-s3seal\""), "\"abc\"");
-    assert_eq!(backend_etag("&quot;abc-s3seal&quot;"), "&quot;abc&quot;");
-    assert_eq!(backend_etag("abc-s3seal"), "abc");
+    assert_eq!(backend_etag("abc-s3seal"), "\"abc\"");
     assert_eq!(backend_etag("\"abc\""), "\"abc\"");
-    let doc = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&quot;aa-s3seal&quot;</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"bb\"</ETag></Part></CompleteMultipartUpload>";
-    let out = listing::rewrite_doc(doc, &listing::Kind::Completion).unwrap();
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&quot;aa&quot;</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"bb\"</ETag></Part></CompleteMultipartUpload>"
-    );
 }
 
 #[test]
-fn list_parts_shows_plaintext_sizes_and_marked_etags() {
+fn completion_documents_are_checked_as_s3_checks_them() {
+    let parts = |doc: &str| multipart::completed_parts(doc.as_bytes());
+    assert_eq!(
+        parts("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Part><ETag>\"a\"</ETag><PartNumber>2</PartNumber></Part><Part><PartNumber>1</PartNumber><ETag>b</ETag><ChecksumCRC32>x</ChecksumCRC32></Part></CompleteMultipartUpload>").unwrap(),
+        [(2, "\"a\"".to_owned()), (1, "b".to_owned())]
+    );
+    // Entities are part of the text (the SDKs escape an ETag's quotes).
+    assert_eq!(
+        parts("<CompleteMultipartUpload><Part><PartNumber>3</PartNumber><ETag>&quot;c-d&quot;</ETag></Part></CompleteMultipartUpload>").unwrap(),
+        [(3, "\"c-d\"".to_owned())]
+    );
+    for bad in [
+        "",
+        "<CompleteMultipartUpload/>",
+        "<CompleteMultipartUpload></CompleteMultipartUpload>",
+        "<Other><Part><PartNumber>1</PartNumber><ETag>a</ETag></Part></Other>",
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>a</ETag></Part></CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><PartNumber>2</PartNumber><ETag>a</ETag></Part></CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>a</ETag>",
+    ] {
+        assert!(
+            matches!(parts(bad), Err(CseError::CompletionXml)),
+            "{bad}: {:?}",
+            parts(bad)
+        );
+    }
+}
+
+#[test]
+fn list_parts_shows_plaintext_sizes_and_the_etags_upload_part_showed() {
+    let key = ObjectKey::derive(&DataKey::from_bytes([7; 32]), Salt([9; 32]));
+    let one = PartNumber::multipart(1).unwrap();
+    let mark = part_mark(&key, one, 65536);
+    assert_eq!(mark.len(), "-0123456789abcdef-s3seal".len(), "{mark}");
     let doc = b"<ListPartsResult><UploadId>up</UploadId><Part><PartNumber>1</PartNumber><ETag>&quot;aa&quot;</ETag><Size>65559</Size></Part></ListPartsResult>";
-    let out = listing::rewrite_doc(doc, &listing::Kind::Parts { token: "t" }).unwrap();
+    let kind = listing::Kind::Parts {
+        token: "t",
+        key: &key,
+    };
+    let out = listing::rewrite_doc(doc, &kind).unwrap();
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "<ListPartsResult><UploadId>up~s3seal~t</UploadId><Part><PartNumber>1</PartNumber><ETag>&quot;aa-s3seal&quot;</ETag><Size>65536</Size></Part></ListPartsResult>"
+        format!("<ListPartsResult><UploadId>up~s3seal~t</UploadId><Part><PartNumber>1</PartNumber><ETag>&quot;aa{mark}&quot;</ETag><Size>65536</Size></Part></ListPartsResult>")
     );
+    // Another part number, size or upload: another tag, so a completion tells them apart.
+    let two = PartNumber::multipart(2).unwrap();
+    assert_ne!(mark, part_mark(&key, two, 65536));
+    assert_ne!(mark, part_mark(&key, one, 65535));
+    let other = ObjectKey::derive(&DataKey::from_bytes([7; 32]), Salt([8; 32]));
+    assert_ne!(mark, part_mark(&other, one, 65536));
 }

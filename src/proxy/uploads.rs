@@ -1,17 +1,20 @@
 //! A CompleteMultipartUpload names an upload the backend may not know. S3 answers 404
 //! `NoSuchUpload`; Ceph RGW 16 answers 500 (and moto 500). So the proxy asks the backend first
-//! (ListParts, one part), once the client's document has passed its own checks, and when the
-//! backend says the upload does not exist, answers S3's error itself: the completion is never
-//! sent.
+//! (ListParts, one part), once the client's document has passed its own checks. The
+//! completion still goes to the backend: an upload that was just completed is no longer
+//! listed either, and completing it again is answered 200 with the object by S3 and RGW.
+//! Only when the backend then fails with a server error does the proxy answer S3's 404
+//! `NoSuchUpload` in its place ([`judge`]). Encrypted buckets check their completions in the
+//! client-side encryption stage instead.
 //! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html>
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use crate::body;
+use crate::body::{self, Body};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::s3::xml;
 use crate::upstream::{Outgoing, Payload, Sender, UpstreamError};
@@ -29,13 +32,9 @@ impl S3Error for NoSuchUpload {
     }
 }
 
-/// Refuses with [`NoSuchUpload`] when the backend says it has no such upload; any other
-/// answer lets the completion go on, for the backend to judge. `out` is the completion as it
-/// will go upstream: for an encrypted bucket, the backend's upload id, not the client's.
-pub(super) async fn check_exists(
-    upstream: &Sender<'_>,
-    out: &Outgoing<'_>,
-) -> Result<(), ProxyError> {
+/// Whether the backend lists the upload the completion `out` names: `false` only when it
+/// says there is no such upload.
+pub(super) async fn listed(upstream: &Sender<'_>, out: &Outgoing<'_>) -> Result<bool, ProxyError> {
     let upload_id = out
         .query
         .iter()
@@ -57,17 +56,23 @@ pub(super) async fn check_exists(
         .map_err(ProxyError::upstream)?;
     let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
     if resp.status() != StatusCode::NOT_FOUND {
-        return Ok(());
+        return Ok(true);
     }
     let doc = Limited::new(resp.into_body(), MAX_REFUSAL_BYTES)
         .collect()
         .await
         .map_err(|e| ProxyError::upstream(UpstreamError::Answer(e.to_string())))?
         .to_bytes();
-    if is_no_such_upload(&doc) {
+    Ok(!is_no_such_upload(&doc))
+}
+
+/// The completion's answer for an upload the backend did not list: a server error there
+/// means it did not know the upload either, which S3 answers with 404 `NoSuchUpload`.
+pub(super) fn judge(resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    if resp.status().is_server_error() {
         return Err(ProxyError::downstream(NoSuchUpload));
     }
-    Ok(())
+    Ok(resp)
 }
 
 /// A ListParts refusal that says the upload does not exist: `NoSuchUpload` as S3 says it, or

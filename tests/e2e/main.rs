@@ -12,6 +12,7 @@ mod admin;
 mod clients;
 mod cors;
 mod cse;
+mod cse_s3;
 mod demo;
 mod deny;
 mod deploy;
