@@ -1054,6 +1054,43 @@ async fn moto_sse_s3_client_header_modes() {
     moto.check_alive().unwrap();
 }
 
+/// The config `s3seal reencrypt` runs with: `backend` as the one upstream, `rule` as the
+/// `[bucket.sse]` of `reenc-*` buckets, keys from [`reencrypt_env`].
+fn reencrypt_config(backend: &backends::Backend, rule: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "server.pem"
+tls_key = "server-key.pem"
+[[upstream]]
+name = "backend"
+endpoint = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+allow_plaintext = true
+[[client]]
+access_key_id = "UNUSED"
+secret_access_key = "unused"
+upstream = "backend"
+[[bucket]]
+pattern = "reenc-*"
+[bucket.sse]
+{rule}
+"#,
+        backend.endpoint, backend.access_key, backend.secret_key
+    )
+}
+
+/// The SSE-C keys [`reencrypt_config`] names: `NEW` (the current one) and `OLD`.
+fn reencrypt_env() -> std::collections::HashMap<String, String> {
+    [
+        ("NEW".to_owned(), b64(&KEY_NEW)),
+        ("OLD".to_owned(), b64(&KEY_OLD)),
+    ]
+    .into()
+}
+
 /// `s3seal reencrypt` (its library entry point): finds the objects still under an old key,
 /// rewrites them under the current key with their metadata, and leaves the others alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1087,35 +1124,9 @@ async fn rgw_reencrypt_command() {
     put(&after.sdk(), &b, "dir/new", b"new").await;
 
     let config = || {
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = "server.pem"
-tls_key = "server-key.pem"
-[[upstream]]
-name = "rgw"
-endpoint = "{}"
-access_key_id = "{}"
-secret_access_key = "{}"
-allow_plaintext = true
-[[client]]
-access_key_id = "UNUSED"
-secret_access_key = "unused"
-upstream = "rgw"
-[[bucket]]
-pattern = "reenc-*"
-[bucket.sse]
-{new_rule}
-"#,
-            rgw.endpoint, rgw.access_key, rgw.secret_key
-        );
-        let env: std::collections::HashMap<String, String> = [
-            ("NEW".to_owned(), b64(&KEY_NEW)),
-            ("OLD".to_owned(), b64(&KEY_OLD)),
-        ]
-        .into();
-        s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap()
+        let text = reencrypt_config(rgw, new_rule);
+        s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &reencrypt_env())
+            .unwrap()
     };
     let sorted = |mut v: Vec<String>| {
         v.sort();
@@ -1218,34 +1229,8 @@ async fn moto_reencrypt_does_not_take_an_unencrypted_object_for_a_current_one() 
     let direct = h.direct();
     direct.create_bucket().bucket(&b).send().await.unwrap();
     put(&direct, &b, "plain", b"stored without SSE-C").await;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = "server.pem"
-tls_key = "server-key.pem"
-[[upstream]]
-name = "moto"
-endpoint = "{}"
-access_key_id = "{}"
-secret_access_key = "{}"
-allow_plaintext = true
-[[client]]
-access_key_id = "UNUSED"
-secret_access_key = "unused"
-upstream = "moto"
-[[bucket]]
-pattern = "reenc-*"
-[bucket.sse]
-{rule}
-"#,
-        moto.endpoint, moto.access_key, moto.secret_key
-    );
-    let env: std::collections::HashMap<String, String> = [
-        ("NEW".to_owned(), b64(&KEY_NEW)),
-        ("OLD".to_owned(), b64(&KEY_OLD)),
-    ]
-    .into();
+    let text = reencrypt_config(moto, rule);
+    let env = reencrypt_env();
     let config = s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap();
     let report = s3seal::reencrypt::run(
         config,
