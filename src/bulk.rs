@@ -137,17 +137,16 @@ async fn list_page(
         headers: HeaderMap::new(),
         content_length: None,
     };
-    let fail = |e: String| e;
     let signed = client
         .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
-        .map_err(|e| fail(e.to_string()))?;
-    let resp = client.send(signed).await.map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
+    let resp = client.send(signed).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    let doc = read_limited(resp.into_body()).await.map_err(fail)?;
+    let doc = read_limited(resp.into_body()).await?;
     if !status.is_success() {
-        return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&doc))));
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&doc)));
     }
-    parse_listing(&doc).map_err(fail)
+    parse_listing(&doc)
 }
 
 async fn read_limited(mut body: Incoming) -> Result<Bytes, String> {

@@ -55,7 +55,6 @@ pub const MAX_USER_METADATA_BYTES: usize = 2 * 1024;
 pub const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
 
 const USER_META_PREFIX: &str = "x-amz-meta-";
-const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
 const CHECKSUM_PREFIX: &str = "x-amz-checksum-";
 /// Appended to the backend's `ETag` of every object in an encrypted bucket: the one `ETag` of an
 /// object version, on every answer (docs/format.md §6.1).
@@ -723,7 +722,7 @@ async fn plan_copy(
     }
     let replace = out
         .headers
-        .get(METADATA_DIRECTIVE)
+        .get(headers::X_AMZ_METADATA_DIRECTIVE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
     if replace {
         // The client's new metadata replaces the stored record; the ciphertext still needs it.

@@ -25,7 +25,6 @@ use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
 use crate::upstream::{Outgoing, Payload, Sender};
 
-const METADATA_DIRECTIVE: HeaderName = HeaderName::from_static("x-amz-metadata-directive");
 const COPY_SOURCE_IF_MATCH: HeaderName = HeaderName::from_static("x-amz-copy-source-if-match");
 /// A CopyObject answer is a small XML document (or an error in a 200).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -134,7 +133,10 @@ async fn rewrap_one(
         headers::X_AMZ_COPY_SOURCE,
         HeaderValue::try_from(source).map_err(|e| e.to_string())?,
     );
-    h.insert(METADATA_DIRECTIVE, HeaderValue::from_static("REPLACE"));
+    h.insert(
+        headers::X_AMZ_METADATA_DIRECTIVE,
+        HeaderValue::from_static("REPLACE"),
+    );
     if let Some(etag) = head.get(header::ETAG) {
         h.insert(COPY_SOURCE_IF_MATCH, etag.clone());
     }

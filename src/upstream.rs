@@ -99,6 +99,16 @@ pub struct Outgoing<'a> {
     pub content_length: Option<u64>,
 }
 
+impl Outgoing<'_> {
+    /// The `uploadId` the request names (routing guarantees one for the multipart operations).
+    pub fn upload_id(&self) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == "uploadId")
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Which upstream a command-line tool works on.
 #[derive(Debug, thiserror::Error)]
 pub enum ChooseError {

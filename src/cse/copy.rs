@@ -24,7 +24,7 @@ use crate::upstream::{Outgoing, Payload, Sender};
 use super::read::RangeSpec;
 use super::{
     content_length, marked, multipart, part_mark, read, strip_checksums, write_metadata, CseError,
-    Rule, Transform, ETAG_SUFFIX, METADATA_DIRECTIVE, USER_META_PREFIX,
+    Rule, Transform, ETAG_SUFFIX, USER_META_PREFIX,
 };
 
 /// `x-amz-copy-source-if-*` → the source read's own conditions.
@@ -135,10 +135,10 @@ pub(super) async fn plan_object(
 ) -> Result<Transform, ProxyError> {
     let replace = out
         .headers
-        .get(METADATA_DIRECTIVE)
+        .get(headers::X_AMZ_METADATA_DIRECTIVE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
     let (body, len, source_headers) = read_source(src_rule, source, None, upstream, out).await?;
-    out.headers.remove(METADATA_DIRECTIVE);
+    out.headers.remove(headers::X_AMZ_METADATA_DIRECTIVE);
     // A PutObject takes tags from `x-amz-tagging` only; the source's are not copied.
     out.headers.remove("x-amz-tagging-directive");
     if !replace {

@@ -426,11 +426,9 @@ async fn list_parts(
     out: &Outgoing<'_>,
 ) -> Result<Option<HashMap<u32, StoredPart>>, ProxyError> {
     let upload_id = out
-        .query
-        .iter()
-        .find(|(k, _)| k == "uploadId")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+        .upload_id()
+        .ok_or_else(|| ProxyError::Internal("a completion without an uploadId".to_owned()))?
+        .to_owned();
     let mut sizes = HashMap::new();
     let mut marker = None;
     loop {

@@ -36,11 +36,9 @@ impl S3Error for NoSuchUpload {
 /// says there is no such upload.
 pub(super) async fn listed(upstream: &Sender<'_>, out: &Outgoing<'_>) -> Result<bool, ProxyError> {
     let upload_id = out
-        .query
-        .iter()
-        .find(|(k, _)| k == "uploadId")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+        .upload_id()
+        .ok_or_else(|| ProxyError::Internal("a completion without an uploadId".to_owned()))?
+        .to_owned();
     let list = Outgoing {
         method: Method::GET,
         target: out.target,

@@ -23,7 +23,7 @@ use crate::accept;
 /// The most a client may still send while its connection closes.
 const LINGER_BYTES: usize = 1024 * 1024;
 /// How long a closing connection waits for the client to read the end and close.
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// A connection's stream, handed back to its owner when hyper drops it.
 pub struct HandBack<S> {
