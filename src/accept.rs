@@ -1,9 +1,13 @@
 //! The first stage of every connection: a TLS handshake under one deadline, or, for a client
 //! that spoke plain HTTP to the TLS port, an S3 error telling it to use `https://`.
 //!
-//! The first byte decides. Every TLS connection starts with a handshake record, content type
-//! 22 (RFC 8446 §5.1, RFC 5246 §6.2.1), while an HTTP/1 request starts with a method token.
-//! The byte is peeked, not read, so the TLS acceptor still sees the whole `ClientHello`.
+//! The first byte decides. An HTTP/1 request starts with a method token (RFC 9110 §9.1, a
+//! `tchar` of §5.6.2), or an empty line a server should skip (RFC 9112 §2.2); every TLS
+//! connection starts with a handshake record, content type 22 (RFC 8446 §5.1, RFC 5246
+//! §6.2.1). Anything else (an SSLv2-style `ClientHello`, whose first byte has its high bit set,
+//! or noise) goes to the TLS acceptor too, which answers it at once with a fatal alert instead
+//! of waiting for an HTTP head that will never come. The byte is peeked, not read, so the TLS
+//! acceptor still sees the whole `ClientHello`.
 //!
 //! Answering plain HTTP (rather than dropping it, which is what a bare TLS acceptor does) turns
 //! "connection reset" or "wrong version number" into a message a person can act on. tokio-rustls
@@ -20,9 +24,6 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::{error_xml, S3Code};
-
-/// TLS record content type `handshake(22)` (RFC 8446 §5.1, RFC 5246 §6.2.1).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// The most of a plain-HTTP request head that is read before answering. The head is only read
 /// to find `Host`; a client sending more is answered all the same.
@@ -56,15 +57,14 @@ pub enum AcceptError {
 
 /// Completes the TLS handshake on `stream`, or answers plain HTTP and closes.
 ///
-/// `handshake_timeout` bounds everything up to the finished handshake, starting with the wait
-/// for the first byte; a plain-HTTP client gets the same bound to send its request head.
+/// `deadline` bounds everything up to the finished handshake, starting with the wait for the
+/// first byte; a plain-HTTP client gets the same bound to send its request head.
 pub async fn accept(
     stream: TcpStream,
     acceptor: &TlsAcceptor,
-    handshake_timeout: Duration,
+    deadline: Instant,
 ) -> Result<TlsStream<TcpStream>, AcceptError> {
-    let deadline = Instant::now() + handshake_timeout;
-    if !starts_with_tls(&stream, deadline).await? {
+    if starts_with_http(&stream, deadline).await? {
         // On this listener the port the client dialed is the HTTPS port, so the `Host` port
         // is kept in the suggested URL.
         answer_plaintext(stream, None, deadline).await;
@@ -85,26 +85,32 @@ pub enum Accepted {
 pub async fn accept_trusted(
     stream: TcpStream,
     acceptor: &TlsAcceptor,
-    handshake_timeout: Duration,
+    deadline: Instant,
 ) -> Result<Accepted, AcceptError> {
-    let deadline = Instant::now() + handshake_timeout;
-    if starts_with_tls(&stream, deadline).await? {
+    if starts_with_http(&stream, deadline).await? {
+        Ok(Accepted::Forwarded(stream))
+    } else {
         let tls = handshake(stream, acceptor, deadline).await?;
         Ok(Accepted::Tls(Box::new(tls)))
-    } else {
-        Ok(Accepted::Forwarded(stream))
     }
 }
 
-/// Waits for the first byte and tells whether it opens a TLS handshake record.
-async fn starts_with_tls(stream: &TcpStream, deadline: Instant) -> Result<bool, AcceptError> {
+/// Waits for the first byte and tells whether it starts an HTTP/1 request; if not, it is
+/// for the TLS acceptor (see the module docs).
+async fn starts_with_http(stream: &TcpStream, deadline: Instant) -> Result<bool, AcceptError> {
     let mut first = [0u8; 1];
     match timeout_at(deadline, stream.peek(&mut first)).await {
         Err(_elapsed) => Err(AcceptError::Timeout),
         Ok(Err(e)) => Err(AcceptError::Handshake(e)),
         Ok(Ok(0)) => Err(AcceptError::Closed),
-        Ok(Ok(_)) => Ok(first[0] == TLS_HANDSHAKE_RECORD),
+        Ok(Ok(_)) => Ok(opens_http_request(first[0])),
     }
+}
+
+/// Whether `byte` can open an HTTP/1 request: a method's first `tchar` (RFC 9110 §5.6.2), or
+/// the CR or LF of an empty line before the request line (RFC 9112 §2.2).
+fn opens_http_request(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~\r\n".contains(&byte)
 }
 
 async fn handshake(

@@ -114,6 +114,9 @@ pub struct RawServer {
     pub header_read_timeout_secs: u64,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// The longest gap between two reads of a request body.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Connections one client address may hold open; see `server::peers`.
@@ -155,6 +158,10 @@ fn default_header_timeout() -> u64 {
 }
 fn default_idle_timeout() -> u64 {
     120
+}
+/// nginx's `client_body_timeout` default.
+fn default_body_timeout() -> u64 {
+    60
 }
 fn default_max_connections() -> usize {
     4096
@@ -371,6 +378,7 @@ pub struct Server {
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub body_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_peer: usize,
     pub max_header_bytes: usize,
@@ -461,6 +469,7 @@ impl RawServer {
         if s.handshake_timeout_secs == 0
             || s.header_read_timeout_secs == 0
             || s.idle_timeout_secs == 0
+            || s.body_timeout_secs == 0
         {
             return Err(invalid(
                 "server.*_timeout_secs",
@@ -512,6 +521,7 @@ impl RawServer {
             handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            body_timeout: Duration::from_secs(s.body_timeout_secs),
             max_connections: s.max_connections,
             max_connections_per_peer: s.max_connections_per_peer,
             max_header_bytes: s.max_header_bytes,

@@ -41,6 +41,7 @@ pub struct Metrics {
     tls_cert_not_after: AtomicU64,
     open_connections: AtomicU64,
     connections_refused: DashMap<&'static str, AtomicU64>,
+    client_timeouts: DashMap<&'static str, AtomicU64>,
     kms_requests: DashMap<&'static str, AtomicU64>,
     kms_cache_hits: DashMap<&'static str, AtomicU64>,
     kms_refusals_remembered: DashMap<&'static str, AtomicU64>,
@@ -123,6 +124,13 @@ impl Metrics {
     /// A connection closed at accept because `limit` (the config key) was reached.
     pub fn connection_refused(&self, limit: &'static str) {
         inc(&self.connections_refused, limit);
+    }
+
+    /// A client too slow for a deadline: `first_request` (no request head by the handshake
+    /// deadline, connection closed) or `body` (`body_timeout_secs` between two reads of a
+    /// request body, answered `400 RequestTimeout`).
+    pub fn client_timeout(&self, kind: &'static str) {
+        inc(&self.client_timeouts, kind);
     }
 
     /// The serving certificate's expiry (at start and after each reload).
@@ -282,6 +290,14 @@ impl Metrics {
         );
         for (limit, n) in sorted(&self.connections_refused) {
             out.sample("s3seal_connections_refused_total", &[("limit", limit)], n);
+        }
+        out.header(
+            "s3seal_client_timeouts_total",
+            "counter",
+            "Clients cut off by a deadline after the handshake: no first request head by the handshake deadline (first_request), or a request body that stalled for body_timeout_secs (body).",
+        );
+        for (kind, n) in sorted(&self.client_timeouts) {
+            out.sample("s3seal_client_timeouts_total", &[("kind", kind)], n);
         }
         out.counter(
             "s3seal_tls_handshake_failures_total",

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
@@ -67,6 +67,8 @@ pub struct State {
     pub sse: SsePolicies,
     pub encryption: EncryptionRules,
     pub metrics: Arc<Metrics>,
+    /// `[server] body_timeout_secs`: the longest a request body may stall while it is read.
+    pub body_timeout: Duration,
 }
 
 /// The response header that carries the proxy's own request id (also in error bodies).
@@ -87,7 +89,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let mut record = access_record(&req, head.as_ref().ok(), &request_id, started);
     record.operation = operation;
     let cors = cors_scope(&state, head.as_ref().ok(), &req);
-    let (req, remainder) = linger::split(req);
+    let (req, remainder) = linger::split(req, state.body_timeout);
     // Lines logged while the request is served (refusals, key use) carry its id.
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut client = None;
@@ -187,12 +189,15 @@ fn access_record(
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
-/// Auth failures by S3 code, and upstream failures; every other refusal is visible in
-/// `s3seal_requests_total` by its status alone.
+/// Auth failures by S3 code, stalled bodies and upstream failures; every other refusal is
+/// visible in `s3seal_requests_total` by its status alone.
 fn count_refusal(metrics: &Metrics, err: &ProxyError) {
     match err {
         ProxyError::Downstream(e) if e.code().is_auth_failure() => {
             metrics.auth_failure(e.code().as_str());
+        }
+        ProxyError::Downstream(e) if e.code() == S3Code::RequestTimeout => {
+            metrics.client_timeout("body");
         }
         ProxyError::Upstream(_) => metrics.upstream_error(),
         ProxyError::Downstream(_) | ProxyError::Internal(_) => {}

@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::accept::{self, AcceptError, Accepted};
 use crate::admin::{self, Admin};
@@ -84,6 +85,7 @@ fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> 
         sse: config.sse,
         encryption: config.encryption,
         metrics: metrics.clone(),
+        body_timeout: config.server.body_timeout,
     });
     Ok(Live {
         state,
@@ -406,11 +408,13 @@ async fn serve_tls(
             let _open = open;
             let settings = &generation.settings;
             let metrics = &generation.state.metrics;
-            let timeout = settings.handshake_timeout;
+            // One deadline for the handshake and the first request's head: a client that
+            // completes the handshake and then sends nothing holds no slot for longer.
+            let deadline = Instant::now() + settings.handshake_timeout;
             let accepted = if trusted {
-                accept::accept_trusted(tcp, &generation.acceptor, timeout).await
+                accept::accept_trusted(tcp, &generation.acceptor, deadline).await
             } else {
-                accept::accept(tcp, &generation.acceptor, timeout)
+                accept::accept(tcp, &generation.acceptor, deadline)
                     .await
                     .map(|tls| Accepted::Tls(Box::new(tls)))
             };
@@ -419,6 +423,7 @@ async fn serve_tls(
                 peer,
                 live,
                 builder,
+                first_request_by: deadline,
                 idle_timeout: settings.idle_timeout,
                 buffer_budget: BufferBudget::new(settings.max_connection_buffer_bytes),
             };
@@ -523,6 +528,8 @@ struct Conn {
     peer: SocketAddr,
     live: Arc<ArcSwap<Live>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    /// The handshake deadline, which the first request's head must also meet.
+    first_request_by: Instant,
     idle_timeout: Duration,
     /// Shared by the connection's requests: HTTP/2 multiplexes many on one connection.
     buffer_budget: BufferBudget,
@@ -544,9 +551,11 @@ impl Conn {
             peer,
             live,
             builder,
+            first_request_by,
             idle_timeout,
             buffer_budget,
         } = self;
+        let metrics = live.load().state.metrics.clone();
         let activity = Activity::new();
         let progress = activity.clone();
         let service = service_fn(move |mut req: hyper::Request<_>| {
@@ -578,6 +587,12 @@ impl Conn {
             }
             () = activity.idle(idle_timeout) => {
                 tracing::debug!(%peer, "closing idle connection");
+            }
+            // hyper's own header timeout cannot cover this: the HTTP/1-or-2 detection of
+            // `auto` waits for the first bytes without one, and HTTP/2 has none at all.
+            () = activity.no_request_by(first_request_by) => {
+                tracing::debug!(%peer, "no request before the handshake deadline; closing");
+                metrics.client_timeout("first_request");
             }
         }
         // hyper has dropped the stream: close it so the client gets its last bytes. A

@@ -13,6 +13,9 @@ use crate::{certs, tls};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// TLS record content type `handshake(22)` (RFC 8446 §5.1, RFC 5246 §6.2.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 struct Server {
     addr: SocketAddr,
     result: JoinHandle<Result<TlsStream<TcpStream>, AcceptError>>,
@@ -31,7 +34,7 @@ async fn serve_once(handshake_timeout: Duration) -> Server {
     let addr = listener.local_addr().unwrap();
     let result = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        accept(stream, &acceptor, handshake_timeout).await
+        accept(stream, &acceptor, Instant::now() + handshake_timeout).await
     });
     let mut roots = RootCertStore::empty();
     roots
@@ -310,6 +313,48 @@ async fn tls11_clients_are_refused() {
     // A real TLS 1.1 stack sends no `signature_algorithms` (it is TLS 1.2's, RFC 5246 §7.4.1.4.1),
     // and rustls refuses that even earlier, with handshake_failure(40).
     assert_eq!(alert_for(&tls11_client_hello(&[])).await, 40);
+}
+
+/// An SSLv2-compatible `ClientHello` (RFC 5246 Appendix E.2, "Compatibility with SSL 2.0"):
+/// a two-byte record header with the high bit set, then `msg_type` 1, version 3.1, one
+/// cipher spec and a 16-byte challenge. Old scanners and stacks still send it.
+fn sslv2_client_hello() -> Vec<u8> {
+    let mut body = vec![1, 3, 1, 0, 3, 0, 0, 0, 16]; // type, version, spec/session/challenge lengths
+    body.extend_from_slice(&[0, 0, 0x2f]); // TLS_RSA_WITH_AES_128_CBC_SHA
+    body.extend_from_slice(&[0x5a; 16]);
+    let mut record = vec![0x80, u8::try_from(body.len()).unwrap()];
+    record.extend_from_slice(&body);
+    record
+}
+
+/// Neither TLS nor HTTP is answered by the TLS stack at once, with a fatal alert, not left
+/// waiting for a request head until the deadline.
+#[tokio::test]
+async fn sslv2_hello_and_noise_get_an_alert_at_once() {
+    for hello in [sslv2_client_hello(), vec![0; 16], vec![0xff; 3]] {
+        let started = Instant::now();
+        let alert = tokio::time::timeout(Duration::from_secs(2), alert_for(&hello))
+            .await
+            .expect("no prompt answer");
+        // decode_error(50) (RFC 8446 §6.2): not a TLS record.
+        assert_eq!(alert, 50, "{hello:02x?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn first_byte_tells_http_from_tls() {
+    for request in [
+        "GET / HTTP/1.1",
+        "PUT /b/k HTTP/1.1",
+        "PRI * HTTP/2.0",
+        "\r\nGET /",
+    ] {
+        assert!(opens_http_request(request.as_bytes()[0]), "{request:?}");
+    }
+    for first in [TLS_HANDSHAKE_RECORD, 0x80, 0x00, 0xff, b' ', b'/'] {
+        assert!(!opens_http_request(first), "{first:#x}");
+    }
 }
 
 #[tokio::test]

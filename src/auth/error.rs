@@ -84,6 +84,9 @@ pub enum AuthError {
         "You did not provide the number of bytes specified by the Content-Length HTTP header."
     )]
     IncompleteBody { expected: u64, received: u64 },
+    /// The client stopped sending its body (`[server] body_timeout_secs`); S3's words.
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    RequestTimeout,
     #[error("The request body is longer than the {expected} bytes declared.")]
     BodyTooLong { expected: u64 },
     #[error("Please reduce your request rate: this connection's requests already hold {limit} bytes of aws-chunked data awaiting chunk signatures. Send fewer uploads at once on one connection, or smaller chunks.")]
@@ -155,6 +158,7 @@ impl S3Error for AuthError {
                 | ChunkedError::TrailingData => S3Code::InvalidRequest,
             },
             AuthError::BufferBudgetExhausted { .. } => S3Code::SlowDown,
+            AuthError::RequestTimeout => S3Code::RequestTimeout,
             AuthError::InvalidContentMd5 => S3Code::InvalidDigest,
             AuthError::ContentMd5Mismatch | AuthError::ChecksumMismatch(_) => S3Code::BadDigest,
         }
@@ -167,7 +171,7 @@ pub enum BodyError {
     /// A proof failed; the same error is in [`super::VerifiedBody::failure`].
     #[error(transparent)]
     Verification(AuthError),
-    /// Reading the client's body failed (disconnect, protocol error).
+    /// Reading the client's body failed (disconnect, protocol error, a stall).
     #[error("reading the request body from the client failed")]
     Client(#[source] BoxError),
 }
@@ -176,6 +180,7 @@ impl S3Error for BodyError {
     fn code(&self) -> S3Code {
         match self {
             BodyError::Verification(e) => e.code(),
+            BodyError::Client(e) if crate::body::is_stalled(e.as_ref()) => S3Code::RequestTimeout,
             // The client stopped sending: what S3 answers to a body cut short.
             BodyError::Client(_) => S3Code::IncompleteBody,
         }

@@ -59,10 +59,11 @@ fn code_of<B: Body>(req: Request<B>) -> S3Code {
 
 // === Test bodies ===
 
-/// A body delivered in the given frames, then optionally a client I/O error.
+/// A body delivered in the given frames, then optionally a client I/O error or a stall.
 struct Pieces {
     frames: VecDeque<Bytes>,
     fail_at_end: bool,
+    stall_at_end: bool,
 }
 
 impl Pieces {
@@ -70,6 +71,7 @@ impl Pieces {
         Pieces {
             frames: frames.into_iter().filter(|f| !f.is_empty()).collect(),
             fail_at_end: false,
+            stall_at_end: false,
         }
     }
 
@@ -80,23 +82,27 @@ impl Pieces {
 
 impl Body for Pieces {
     type Data = Bytes;
-    type Error = std::io::Error;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         if let Some(f) = self.frames.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(f))));
         }
         if std::mem::take(&mut self.fail_at_end) {
-            return Poll::Ready(Some(Err(std::io::Error::other("connection reset"))));
+            return Poll::Ready(Some(Err(std::io::Error::other("connection reset").into())));
+        }
+        if std::mem::take(&mut self.stall_at_end) {
+            let after = std::time::Duration::from_secs(60);
+            return Poll::Ready(Some(Err(Box::new(crate::body::Stalled { after }))));
         }
         Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && !self.fail_at_end
+        self.frames.is_empty() && !self.fail_at_end && !self.stall_at_end
     }
 }
 
@@ -953,6 +959,26 @@ fn content_sha256_mismatch_and_truncation() {
         ),
         "{slot:?}"
     );
+}
+
+/// A client that stops sending mid-body hears S3's `RequestTimeout`, and nothing of the body
+/// is released as complete.
+#[test]
+fn a_stalled_body_is_a_request_timeout() {
+    let mut req = signed_put(b"payload", &[]);
+    let body = req.body_mut();
+    body.frames.truncate(3);
+    body.stall_at_end = true;
+    let v = run(req).unwrap();
+    let slot = v.body.failure();
+    let out = drain(v.body);
+    let Some(e @ BodyError::Client(_)) = out.error else {
+        panic!("{:?}", out.error)
+    };
+    assert_eq!(e.code(), S3Code::RequestTimeout);
+    assert!(out.data.len() < 3);
+    assert_eq!(slot.get(), Some(&AuthError::RequestTimeout));
+    assert_eq!(AuthError::RequestTimeout.code().status(), 400);
 }
 
 #[test]

@@ -531,14 +531,20 @@ where
                 },
                 Some(Err(e)) => {
                     // The client stopped sending (a half-close before the declared length, a
-                    // reset): recorded like a failed proof, so the client hears S3's 400
-                    // IncompleteBody rather than the upstream request's abort as a 502.
-                    let _ = this.failure.set(AuthError::IncompleteBody {
-                        expected: this.machine.expected_len.unwrap_or(this.machine.received),
-                        received: this.machine.received,
-                    });
+                    // reset, a stall): recorded like a failed proof, so the client hears S3's
+                    // 400 rather than the upstream request's abort as a 502.
+                    let e: BoxError = e.into();
+                    let failure = if crate::body::is_stalled(e.as_ref()) {
+                        AuthError::RequestTimeout
+                    } else {
+                        AuthError::IncompleteBody {
+                            expected: this.machine.expected_len.unwrap_or(this.machine.received),
+                            received: this.machine.received,
+                        }
+                    };
+                    let _ = this.failure.set(failure);
                     this.machine.fail();
-                    return Poll::Ready(Some(Err(BodyError::Client(e.into()))));
+                    return Poll::Ready(Some(Err(BodyError::Client(e))));
                 }
                 None => this.machine.end_of_input(),
             };

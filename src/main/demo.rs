@@ -89,6 +89,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             handshake_timeout: std::time::Duration::from_secs(10),
             header_read_timeout: std::time::Duration::from_secs(30),
             idle_timeout: std::time::Duration::from_secs(120),
+            body_timeout: std::time::Duration::from_secs(60),
             max_connections: 1024,
             max_connections_per_peer: 1024,
             max_header_bytes: 64 * 1024,

@@ -20,6 +20,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::body::{BoxError, ReadTimeout};
+
 /// The most a refused request may still send before the connection is cut.
 pub const LINGER_BYTES: u64 = 8 * 1024 * 1024;
 /// The longest the proxy waits for it.
@@ -42,8 +44,10 @@ pub struct Remainder {
 #[derive(Debug)]
 struct Inner {
     /// Taken by [`Remainder::drain`]; whatever might still hold a [`ClientBody`] then (an
-    /// upstream connection task winding down) only sees the end of the stream.
-    body: Option<Incoming>,
+    /// upstream connection task winding down) only sees the end of the stream. Dropped as
+    /// soon as reading it fails, so hyper closes the connection after the answer instead of
+    /// waiting for the rest.
+    body: Option<ReadTimeout<Incoming>>,
     /// Whether anything asked for the body: until then hyper has not sent `100 Continue`,
     /// and a client that asked for it must not be invited to send a body only to discard it.
     polled: bool,
@@ -53,15 +57,16 @@ struct Inner {
 }
 
 /// Splits the client's request into the one the pipeline reads and the remainder `handle`
-/// keeps.
-pub fn split(req: Request<Incoming>) -> (Request<ClientBody>, Remainder) {
+/// keeps. The body fails with [`crate::body::Stalled`] when the client sends nothing of it
+/// for `body_timeout` while it is being read.
+pub fn split(req: Request<Incoming>, body_timeout: Duration) -> (Request<ClientBody>, Remainder) {
     let awaits_continue = req
         .headers()
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, body) = req.into_parts();
     let shared = Arc::new(Mutex::new(Inner {
-        body: Some(body),
+        body: Some(ReadTimeout::new(body, body_timeout)),
         polled: false,
         received: 0,
     }));
@@ -79,20 +84,24 @@ pub fn split(req: Request<Incoming>) -> (Request<ClientBody>, Remainder) {
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut inner = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         inner.polled = true;
         let polled = match inner.body.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => return Poll::Ready(None),
         };
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            inner.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                inner.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Poll::Ready(Some(Err(_))) => inner.body = None,
+            _ => {}
         }
         polled
     }
@@ -154,7 +163,7 @@ impl Remainder {
     }
 
     /// The body, if there is anything to drain.
-    fn take(&self) -> Option<Incoming> {
+    fn take(&self) -> Option<ReadTimeout<Incoming>> {
         let mut inner = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         if self.awaits_continue && !inner.polled {
             return None;

@@ -8,9 +8,12 @@
 //! `WINDOW_UPDATE` (§6.9) frames are answered by the h2 layer and never reach the service, so
 //! they do not count. TCP keep-alive probes (RFC 1122 §4.2.3.6) carry no data and never reach
 //! the process at all.
+//!
+//! The first request is held to a shorter deadline, the handshake's ([`Activity::no_request_by`]):
+//! a connection that never asks for anything is not a keep-alive connection between requests.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -30,6 +33,8 @@ struct Shared {
     /// Milliseconds from `origin` to the last progress.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether a request has reached the service (its head was read whole).
+    requested: AtomicBool,
 }
 
 impl Activity {
@@ -38,6 +43,7 @@ impl Activity {
             origin: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            requested: AtomicBool::new(false),
         }))
     }
 
@@ -52,7 +58,16 @@ impl Activity {
     pub fn enter(&self) -> Busy {
         self.touch();
         self.0.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.0.requested.store(true, Ordering::Release);
         Busy(self.clone())
+    }
+
+    /// Resolves at `deadline` if no request has arrived by then; never resolves otherwise.
+    pub async fn no_request_by(&self, deadline: Instant) {
+        tokio::time::sleep_until(deadline).await;
+        if self.0.requested.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn last(&self) -> Instant {
@@ -172,6 +187,23 @@ mod tests {
         // Its end is progress: a full timeout from there.
         assert!(!idles_within(&activity, JUST_BEFORE).await);
         assert!(idles_within(&activity, Duration::from_millis(20)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_ends_at_the_deadline() {
+        let activity = Activity::new();
+        let deadline = Instant::now() + TIMEOUT;
+        let silent = tokio::time::timeout(TIMEOUT * 2, activity.no_request_by(deadline));
+        assert!(silent.await.is_ok());
+        assert!(Instant::now() >= deadline);
+
+        let activity = Activity::new();
+        drop(activity.enter());
+        let served = tokio::time::timeout(TIMEOUT * 2, activity.no_request_by(deadline));
+        assert!(
+            served.await.is_err(),
+            "a connection that was asked something was cut"
+        );
     }
 
     #[tokio::test(start_paused = true)]

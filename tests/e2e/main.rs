@@ -25,4 +25,5 @@ mod server;
 mod shield;
 mod sigv2;
 mod sse;
+mod stall;
 mod streaming;

@@ -248,6 +248,7 @@ impl Harness {
                 handshake_timeout: Duration::from_secs(5),
                 header_read_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),
+                body_timeout: Duration::from_secs(60),
                 max_connections: 256,
                 max_connections_per_peer: 256,
                 max_header_bytes: 64 * 1024,
