@@ -451,6 +451,25 @@ fn sse_c_keys_go_over_plain_http_only_with_explicit_consent() {
 }
 
 #[test]
+fn body_timeout_defaults_to_nginx_and_must_be_set_to_a_second_or_more() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(c.server.body_timeout, Duration::from_secs(60));
+    let set = |v: &str| {
+        let text = GOOD.replace(
+            "domain = \"S3.Localhost\"",
+            &format!("domain = \"S3.Localhost\"\nbody_timeout_secs = {v}"),
+        );
+        Config::from_toml(&text, Path::new("/etc/s3seal"), &env())
+    };
+    assert_eq!(
+        set("5").unwrap().server.body_timeout,
+        Duration::from_secs(5)
+    );
+    let err = set("0").unwrap_err().to_string();
+    assert!(err.contains("timeouts must be at least 1 second"), "{err}");
+}
+
+#[test]
 fn operations_settings_have_defaults_and_are_checked() {
     let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
     assert_eq!(c.server.log_format, LogFormat::Text);
