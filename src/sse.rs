@@ -79,6 +79,14 @@ struct Active<'a> {
     copy_source: Option<(String, String)>,
 }
 
+/// What becomes of a copy the backend was asked to make ([`Stage::judge_copy`]).
+pub enum CopyVerdict {
+    /// Its answer, for [`Stage::settle`].
+    Kept(Response<Body>),
+    /// Nothing of it is kept: the proxy makes the copy.
+    ThroughProxy,
+}
+
 /// A bodiless or buffered request as it was signed, so it can be signed again with an old key.
 pub struct Replay<'a> {
     pub out: Outgoing<'a>,
@@ -137,6 +145,59 @@ impl<'a> Stage<'a> {
             carries_key: carries_key(&out.headers),
         };
         Ok((out, stage))
+    }
+
+    /// Whether the request is a copy under a rule (the destination's or the source's): one
+    /// the proxy makes itself when the backend cannot ([`Stage::judge_copy`]).
+    pub fn copies_under_rule(&self) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|a| matches!(a.op, Operation::CopyObject | Operation::UploadPartCopy))
+    }
+
+    /// The backend's answer to a copy made server-side: kept, or to be made again through
+    /// the proxy, because the backend did not make it (`501 NotImplemented`: Ceph RGW 16 for
+    /// any encrypted source) or cannot prove that it encrypted it as the rule says (RGW drops
+    /// a `CopyObject`'s SSE headers, and echoes none on `UploadPartCopy`). An unproven
+    /// object is removed first; an unproven part is replaced, as an `UploadPart` of the same
+    /// number replaces it. Under `on_unverified = "warn"` an unproven copy is kept, as any
+    /// other write ([`Stage::settle`] warns).
+    pub async fn judge_copy(
+        &self,
+        upstream: &Sender<'_>,
+        resp: Response<Body>,
+    ) -> Result<CopyVerdict, ProxyError> {
+        let Some(a) = self.active.as_ref().filter(|_| self.copies_under_rule()) else {
+            return Ok(CopyVerdict::Kept(resp));
+        };
+        let unproven = match policy::verify_response(&a.plan, resp.headers()) {
+            Err(e) if resp.status().is_success() && a.plan.verify == Verify::Enforce => Some(e),
+            Ok(()) | Err(_) => None,
+        };
+        if resp.status() != StatusCode::NOT_IMPLEMENTED && unproven.is_none() {
+            return Ok(CopyVerdict::Kept(resp));
+        }
+        match unproven {
+            Some(policy) if a.op == Operation::CopyObject => {
+                if let Err(why) = a.remove_written(upstream, resp).await {
+                    tracing::error!(
+                        bucket = a.target.bucket().unwrap_or(""),
+                        key = a.target.key().unwrap_or(""),
+                        error = %why,
+                        "sse: removing a copy the backend did not encrypt failed"
+                    );
+                    return Err(ProxyError::upstream(SseError::NotApplied {
+                        policy,
+                        removed: false,
+                    }));
+                }
+            }
+            Some(_) | None => {
+                // Read to the end so the connection returns to the pool.
+                let _ = resp.into_body().collect().await;
+            }
+        }
+        Ok(CopyVerdict::ThroughProxy)
     }
 
     /// Whether [`Stage::settle`] may need to send the request again (old SSE-C keys).
