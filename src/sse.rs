@@ -83,8 +83,9 @@ struct Active<'a> {
 pub enum CopyVerdict {
     /// Its answer, for [`Stage::settle`].
     Kept(Response<Body>),
-    /// Nothing of it is kept: the proxy makes the copy.
-    ThroughProxy,
+    /// Nothing of it is kept: the proxy makes the copy. A part the backend wrote without
+    /// proving the rule is still in the upload until the proxy's own part replaces it.
+    ThroughProxy { unproven_part: Option<PolicyError> },
 }
 
 /// A bodiless or buffered request as it was signed, so it can be signed again with an old key.
@@ -177,6 +178,7 @@ impl<'a> Stage<'a> {
         if resp.status() != StatusCode::NOT_IMPLEMENTED && unproven.is_none() {
             return Ok(CopyVerdict::Kept(resp));
         }
+        let mut unproven_part = None;
         match unproven {
             Some(policy) if a.op == Operation::CopyObject => {
                 if let Err(why) = a.remove_written(upstream, resp).await {
@@ -193,11 +195,32 @@ impl<'a> Stage<'a> {
                 }
             }
             Some(_) | None => {
+                unproven_part = unproven;
                 // Read to the end so the connection returns to the pool.
                 let _ = resp.into_body().collect().await;
             }
         }
-        Ok(CopyVerdict::ThroughProxy)
+        Ok(CopyVerdict::ThroughProxy { unproven_part })
+    }
+
+    /// The fail-closed end of a part copy whose answer did not prove the rule and that the
+    /// proxy could not make again: the upload is aborted, as for any unproven part.
+    pub async fn refuse_unproven_part(
+        &self,
+        upstream: &Sender<'_>,
+        policy: PolicyError,
+    ) -> ProxyError {
+        match &self.active {
+            // The abort needs only the request's `uploadId`, not the answer.
+            Some(a) => {
+                a.refuse(upstream, Response::new(body::empty()), policy)
+                    .await
+            }
+            None => ProxyError::upstream(SseError::NotApplied {
+                policy,
+                removed: false,
+            }),
+        }
     }
 
     /// Whether [`Stage::settle`] may need to send the request again (old SSE-C keys).

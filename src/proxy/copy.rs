@@ -9,7 +9,7 @@
 //! The backend is asked first, as AWS makes these copies itself without moving the data; once
 //! it has failed one, the upstream remembers it and later copies skip the try.
 
-use http::{Response, StatusCode};
+use http::Response;
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
@@ -58,18 +58,43 @@ impl Fallback<'_> {
         transform: Transform,
     ) -> Result<(Response<Body>, Transform), ProxyError> {
         let status = resp.status();
-        match sse.judge_copy(upstream, resp).await? {
+        let unproven_part = match sse.judge_copy(upstream, resp).await? {
             CopyVerdict::Kept(resp) => return Ok((resp, transform)),
-            CopyVerdict::ThroughProxy => {}
-        }
+            CopyVerdict::ThroughProxy { unproven_part } => unproven_part,
+        };
         upstream.learn_copies_through_proxy();
         tracing::info!(
             upstream = upstream.name(),
             operation = routed.op.as_str(),
             backend_status = status.as_u16(),
-            not_implemented = status == StatusCode::NOT_IMPLEMENTED,
             "sse: the backend cannot make copies under the SSE rules; the proxy makes them"
         );
+        let made = self.copy(routed, upstream).await;
+        match (made, unproven_part) {
+            (Ok(made), Some(_)) if made.0.status().is_success() => Ok(made),
+            (made, None) => made,
+            (made, Some(policy)) => {
+                let why = match &made {
+                    Ok((resp, _)) => format!("the backend answered {}", resp.status()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(
+                    operation = routed.op.as_str(),
+                    error = %why,
+                    "sse: the proxy could not make an unproven part again"
+                );
+                Err(sse.refuse_unproven_part(upstream, policy).await)
+            }
+        }
+    }
+
+    /// The copy made by the proxy: the source's GET streamed into a `PutObject` or
+    /// `UploadPart`.
+    async fn copy(
+        self,
+        routed: &Routed,
+        upstream: &Sender<'_>,
+    ) -> Result<(Response<Body>, Transform), ProxyError> {
         let (out, mut transform) = cse::copy_through_proxy(routed, upstream, self.out).await?;
         let signed = sign_data(upstream, &mut transform, out, body::empty(), None)?;
         let resp = upstream.send(signed).await.map_err(ProxyError::upstream)?;
