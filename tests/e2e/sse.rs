@@ -19,6 +19,7 @@ use s3seal::policy::{KeySource, RawSseRule, SsePolicies, SseRule};
 use zeroize::Zeroizing;
 
 use crate::support::backends::{self, RGW_KMS_KEY_IDS};
+use crate::support::tap::Tap;
 use crate::support::{self, payload, raw, Harness};
 
 /// The proxy's current SSE-C key, its previous one, and a key only a client knows.
@@ -1508,4 +1509,43 @@ async fn moto_sse_c_copies() {
     .await;
     boto3_copy_suite(&h, moto, "mcpc", "none", "parts-first").await;
     moto.check_alive().unwrap();
+}
+
+/// The first copy finds out that RGW cannot make it (501) and the proxy makes it; the upstream
+/// remembers, so the next copy is not offered to RGW at all: one request with
+/// `x-amz-copy-source` reaches it, for two copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_remembers_that_it_cannot_copy() {
+    let rgw = backends::shared_rgw();
+    let upstream = support::UpstreamInfo::of(rgw);
+    let tap = Tap::start(&upstream.endpoint).await;
+    let mut via_tap = upstream.clone();
+    via_tap.endpoint.clone_from(&tap.endpoint);
+    let h = Harness::start_with_policies(
+        via_tap,
+        s3seal::cors::BucketRules::none(),
+        policies(&[(
+            "cpym-*",
+            "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }",
+        )]),
+        |_| {},
+    )
+    .await;
+    let s3 = h.sdk();
+    let b = support::bucket("cpym");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let data = payload(100_000, 12);
+    put(&s3, &b, "src", &data).await;
+    for key in ["one", "two"] {
+        s3.copy_object()
+            .bucket(&b)
+            .key(key)
+            .copy_source(format!("{b}/src"))
+            .send()
+            .await
+            .unwrap();
+        assert!(get_bytes(&s3, &b, key, None).await.unwrap() == data);
+    }
+    assert_eq!(tap.requests_with("x-amz-copy-source").await, 1);
+    rgw.check_alive().unwrap();
 }
