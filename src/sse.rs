@@ -2,7 +2,9 @@
 //! the decision: it rewrites the upstream request's SSE headers before signing, tries a
 //! bucket's old SSE-C keys when the backend refuses the current one, checks the backend's
 //! answer to a write, and removes what a backend wrote without the encryption the rule asked
-//! for ("fail closed"). The rules themselves are in `docs/policy.md`.
+//! for ("fail closed"). It also judges a copy's answer: kept, or made again by the proxy when
+//! the backend cannot copy under the rule ([`Stage::judge_copy`]). The rules themselves are in
+//! `docs/policy.md`.
 
 use std::time::SystemTime;
 
