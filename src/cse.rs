@@ -740,10 +740,10 @@ async fn plan_copy(
 }
 
 /// `CopyObject` or `UploadPartCopy` made by the proxy whatever the buckets' client-side
-/// rules: the backend cannot copy what the SSE rules ask for (`docs/policy.md`, "Copies the backend cannot make").
-/// The source is read with the copy's conditions, version, range and SSE-C key, and written
-/// with the request's remaining headers (the destination's SSE headers among them) as a
-/// `PutObject` or `UploadPart`, streaming.
+/// rules: the backend cannot copy what the SSE rules ask for (`docs/policy.md`, "Copies the
+/// backend cannot make"). The source is read with the copy's conditions, version, range and
+/// SSE-C key, and written with the request's remaining headers (the destination's SSE headers
+/// among them) as a `PutObject` or `UploadPart`, streaming.
 pub async fn copy_through_proxy<'o>(
     routed: &Routed,
     upstream: &Sender<'_>,

@@ -1,10 +1,11 @@
 //! Copies under an SSE rule that the backend cannot make itself. Ceph RGW 16 answers
 //! `501 NotImplemented` to any `CopyObject` of an SSE-C or SSE-KMS object, stores a copy of
 //! an unencrypted one without the SSE headers the rule adds, and answers `UploadPartCopy`
-//! without echoing them (`docs/policy.md`, "Copies the backend cannot make"). Such a copy is made by the proxy
-//! instead, as client-side encryption makes its copies (`cse::copy_through_proxy`): the
-//! source streamed from a GET (with its SSE-C key) into a `PutObject` or `UploadPart` that
-//! carries the destination's SSE headers, whose answer the SSE stage verifies as any write.
+//! without echoing them (`docs/policy.md`, "Copies the backend cannot make"). Such a copy is
+//! made by the proxy instead, as client-side encryption makes its copies
+//! (`cse::copy_through_proxy`): the source streamed from a GET (with its SSE-C key) into a
+//! `PutObject` or `UploadPart` that carries the destination's SSE headers, whose answer the
+//! SSE stage verifies as any write.
 //!
 //! The backend is asked first, as AWS makes these copies itself without moving the data; once
 //! it has failed one, the upstream remembers it and later copies skip the try.
