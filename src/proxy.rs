@@ -273,12 +273,12 @@ async fn pipeline(
     };
 
     let resp = send_verified(&upstream, signed, &failure).await?;
-    let (resp, transform) = match fallback {
+    let (resp, transform, replay) = match fallback {
         Some(copy) => {
-            copy.settle(routed, &sse, &upstream, resp, transform)
+            copy.settle(routed, &sse, &upstream, resp, transform, replay)
                 .await?
         }
-        None => (resp, transform),
+        None => (resp, transform, replay),
     };
     let resp = if upload_listed {
         resp

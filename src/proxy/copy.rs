@@ -17,7 +17,7 @@ use crate::body::{self, Body, BoxError};
 use crate::cse::{self, Transform};
 use crate::error::ProxyError;
 use crate::s3::route::Routed;
-use crate::sse::{self, CopyVerdict};
+use crate::sse::{self, CopyVerdict, Replay};
 use crate::upstream::{Outgoing, Sender};
 
 use super::sign_data;
@@ -47,20 +47,26 @@ pub(super) async fn plan<'o>(
     Ok((out, transform, Some(fallback)))
 }
 
+/// An answer, the [`Transform`] of it, and the request to send again with old SSE-C keys.
+type Settled<'r> = (Response<Body>, Transform, Option<Replay<'r>>);
+
 impl Fallback<'_> {
     /// The backend's answer to the copy, or, when the SSE stage does not keep it, the answer
     /// to the proxy's own copy with the [`Transform`] that turns it into the copy's result.
-    pub(super) async fn settle(
+    /// The proxy's copy has no replay: `replay` is the backend's copy, sent with old keys
+    /// when the backend refuses a source key.
+    pub(super) async fn settle<'r>(
         self,
         routed: &Routed,
         sse: &sse::Stage<'_>,
         upstream: &Sender<'_>,
         resp: Response<Body>,
         transform: Transform,
-    ) -> Result<(Response<Body>, Transform), ProxyError> {
+        replay: Option<Replay<'r>>,
+    ) -> Result<Settled<'r>, ProxyError> {
         let status = resp.status();
         let unproven_part = match sse.judge_copy(upstream, resp).await? {
-            CopyVerdict::Kept(resp) => return Ok((resp, transform)),
+            CopyVerdict::Kept(resp) => return Ok((resp, transform, replay)),
             CopyVerdict::ThroughProxy { unproven_part } => unproven_part,
         };
         upstream.learn_copies_through_proxy();
@@ -72,8 +78,10 @@ impl Fallback<'_> {
         );
         let made = self.copy(routed, upstream).await;
         match (made, unproven_part) {
-            (Ok(made), Some(_)) if made.0.status().is_success() => Ok(made),
-            (made, None) => made,
+            (Ok((resp, transform)), Some(_)) if resp.status().is_success() => {
+                Ok((resp, transform, None))
+            }
+            (made, None) => made.map(|(resp, transform)| (resp, transform, None)),
             (made, Some(policy)) => {
                 let why = match &made {
                     Ok((resp, _)) => format!("the backend answered {}", resp.status()),
