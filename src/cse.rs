@@ -739,6 +739,35 @@ async fn plan_copy(
     Ok(Transform::Copy)
 }
 
+/// `CopyObject` or `UploadPartCopy` made by the proxy whatever the buckets' client-side
+/// rules: the backend cannot copy what the SSE rules ask for (`docs/policy.md`, "Copies the
+/// backend cannot make"). The source is read with the copy's conditions, version, range and
+/// SSE-C key, and written with the request's remaining headers (the destination's SSE headers
+/// among them) as a `PutObject` or `UploadPart`, streaming.
+pub async fn copy_through_proxy<'o>(
+    routed: &Routed,
+    upstream: &Sender<'_>,
+    mut out: Outgoing<'o>,
+) -> Result<(Outgoing<'o>, Transform), ProxyError> {
+    let CopySource {
+        bucket,
+        key,
+        version_id: version,
+    } = routed.copy_source.clone().ok_or(CseError::BadCopySource)?;
+    let source = copy::Source {
+        bucket,
+        key,
+        version,
+    };
+    // As in `plan_copy`: the upload id is what makes a copy a part's.
+    let transform = if out.upload_id().is_some() {
+        copy::plan_part(None, None, source, upstream, &mut out).await
+    } else {
+        copy::plan_object(None, None, source, upstream, &mut out).await
+    }?;
+    Ok((out, transform))
+}
+
 /// Only `versionId` selects what a GET reads; `response-*` overrides mean nothing to a HEAD.
 fn version_query(query: &[(String, String)]) -> Vec<(String, String)> {
     query
@@ -954,6 +983,11 @@ fn object_plaintext_len(stored: u64) -> Result<u64, CseError> {
 // === Bodies and answers ===
 
 impl Transform {
+    /// Whether the stage leaves the request and its answer alone.
+    pub fn is_pass(&self) -> bool {
+        matches!(self, Transform::Pass)
+    }
+
     /// How the pipeline reads the request body: an `UploadPartCopy` planned as a copied part
     /// sends a data body (the source's), whatever the operation's own body is.
     pub fn body_kind(&self, routed: BodyKind) -> BodyKind {

@@ -19,7 +19,8 @@
 //! [`policy`] decides the server-side encryption headers of each request and checks the
 //! backend's answer (`docs/policy.md`); it is pure. [`sse`] is its stage in the pipeline: it
 //! rewrites the upstream request's SSE headers before signing and acts on the answer (old
-//! SSE-C keys on reads, fail-closed removal of unencrypted writes).
+//! SSE-C keys on reads, fail-closed removal of unencrypted writes, copies the backend cannot
+//! make under the rule handed to the proxy, which makes them as [`cse`] makes its own).
 //!
 //! [`metrics`] counts what [`proxy::handle`] and the accept loop see; [`admin`] serves the counts,
 //! liveness and readiness on a separate plain-HTTP listener; [`logging`] writes the access log

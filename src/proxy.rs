@@ -8,7 +8,8 @@
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
 //! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
 //! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
-//! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`,
+//! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`; a
+//!    copy under an SSE rule that the backend cannot make is made by the proxy (`copy`),
 //! 7. `sse::Stage::settle`: old SSE-C keys on refused reads, the write's encryption checked
 //!    (fail closed), key fingerprints removed, the refusal of a request that carried a key
 //!    answered without the backend's document,
@@ -45,6 +46,7 @@ use crate::s3::xml::{self, XmlError};
 use crate::sse;
 use crate::upstream::{self, Outgoing, Payload, Sender, UpstreamClient};
 
+mod copy;
 #[cfg(test)]
 mod deny_model;
 mod linger;
@@ -252,7 +254,9 @@ async fn pipeline(
 
     let out = outgoing(routed, &parts, content_length)?;
     let (out, sse) = sse::Stage::prepare(&state.sse, routed, &parts.headers, out)?;
-    let (out, mut transform) = cse::plan(&state.encryption, routed, &upstream, out).await?;
+    let (out, transform) = cse::plan(&state.encryption, routed, &upstream, out).await?;
+    let (out, mut transform, fallback) =
+        copy::plan(routed, &sse, &upstream, out, transform).await?;
     let mut upload_listed = true;
     let (signed, replay) = match transform.body_kind(routed.body) {
         BodyKind::Data => {
@@ -274,6 +278,13 @@ async fn pipeline(
     };
 
     let resp = send_verified(&upstream, signed, &failure).await?;
+    let (resp, transform, replay) = match fallback {
+        Some(copy) => {
+            copy.settle(routed, &sse, &upstream, resp, transform, replay)
+                .await?
+        }
+        None => (resp, transform, replay),
+    };
     let resp = if upload_listed {
         resp
     } else {

@@ -2,7 +2,9 @@
 //! the decision: it rewrites the upstream request's SSE headers before signing, tries a
 //! bucket's old SSE-C keys when the backend refuses the current one, checks the backend's
 //! answer to a write, and removes what a backend wrote without the encryption the rule asked
-//! for ("fail closed"). The rules themselves are in `docs/policy.md`.
+//! for ("fail closed"). It also judges a copy's answer: kept, or made again by the proxy when
+//! the backend cannot copy under the rule ([`Stage::judge_copy`]). The rules themselves are in
+//! `docs/policy.md`.
 
 use std::time::SystemTime;
 
@@ -79,6 +81,15 @@ struct Active<'a> {
     copy_source: Option<(String, String)>,
 }
 
+/// What becomes of a copy the backend was asked to make ([`Stage::judge_copy`]).
+pub enum CopyVerdict {
+    /// Its answer, for [`Stage::settle`].
+    Kept(Response<Body>),
+    /// Nothing of it is kept: the proxy makes the copy. A part the backend wrote without
+    /// proving the rule is still in the upload until the proxy's own part replaces it.
+    ThroughProxy { unproven_part: Option<PolicyError> },
+}
+
 /// A bodiless or buffered request as it was signed, so it can be signed again with an old key.
 pub struct Replay<'a> {
     pub out: Outgoing<'a>,
@@ -137,6 +148,81 @@ impl<'a> Stage<'a> {
             carries_key: carries_key(&out.headers),
         };
         Ok((out, stage))
+    }
+
+    /// Whether the request is a copy under a rule (the destination's or the source's): one
+    /// the proxy makes itself when the backend cannot ([`Stage::judge_copy`]).
+    pub fn copies_under_rule(&self) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|a| matches!(a.op, Operation::CopyObject | Operation::UploadPartCopy))
+    }
+
+    /// The backend's answer to a copy made server-side: kept, or to be made again through
+    /// the proxy, because the backend did not make it (`501 NotImplemented`: Ceph RGW 16 for
+    /// any encrypted source) or cannot prove that it encrypted it as the rule says (RGW drops
+    /// a `CopyObject`'s SSE headers, and echoes none on `UploadPartCopy`). An unproven
+    /// object is removed first; an unproven part is replaced, as an `UploadPart` of the same
+    /// number replaces it. Under `on_unverified = "warn"` an unproven copy is kept, as any
+    /// other write ([`Stage::settle`] warns).
+    pub async fn judge_copy(
+        &self,
+        upstream: &Sender<'_>,
+        resp: Response<Body>,
+    ) -> Result<CopyVerdict, ProxyError> {
+        let Some(a) = self.active.as_ref().filter(|_| self.copies_under_rule()) else {
+            return Ok(CopyVerdict::Kept(resp));
+        };
+        let unproven = match policy::verify_response(&a.plan, resp.headers()) {
+            Err(e) if resp.status().is_success() && a.plan.verify == Verify::Enforce => Some(e),
+            Ok(()) | Err(_) => None,
+        };
+        if resp.status() != StatusCode::NOT_IMPLEMENTED && unproven.is_none() {
+            return Ok(CopyVerdict::Kept(resp));
+        }
+        let mut unproven_part = None;
+        match unproven {
+            Some(policy) if a.op == Operation::CopyObject => {
+                if let Err(why) = a.remove_written(upstream, resp).await {
+                    tracing::error!(
+                        bucket = a.target.bucket().unwrap_or(""),
+                        key = a.target.key().unwrap_or(""),
+                        error = %why,
+                        "sse: removing a copy the backend did not encrypt failed"
+                    );
+                    return Err(ProxyError::upstream(SseError::NotApplied {
+                        policy,
+                        removed: false,
+                    }));
+                }
+            }
+            Some(_) | None => {
+                unproven_part = unproven;
+                // Read to the end so the connection returns to the pool.
+                let _ = resp.into_body().collect().await;
+            }
+        }
+        Ok(CopyVerdict::ThroughProxy { unproven_part })
+    }
+
+    /// The fail-closed end of a part copy whose answer did not prove the rule and that the
+    /// proxy could not make again: the upload is aborted, as for any unproven part.
+    pub async fn refuse_unproven_part(
+        &self,
+        upstream: &Sender<'_>,
+        policy: PolicyError,
+    ) -> ProxyError {
+        match &self.active {
+            // The abort needs only the request's `uploadId`, not the answer.
+            Some(a) => {
+                a.refuse(upstream, Response::new(body::empty()), policy)
+                    .await
+            }
+            None => ProxyError::upstream(SseError::NotApplied {
+                policy,
+                removed: false,
+            }),
+        }
     }
 
     /// Whether [`Stage::settle`] may need to send the request again (old SSE-C keys).

@@ -2,6 +2,7 @@
 //! credentials. `upstream` never sees client credentials.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::SignableBody;
@@ -144,6 +145,10 @@ pub struct UpstreamClient {
     cfg: Upstream,
     signer: Signer,
     client: HttpsClient,
+    /// Learned from an answer: this backend cannot make the copies an SSE rule asks for
+    /// (Ceph RGW 16 answers 501 for any encrypted source and drops a copy's SSE headers), so
+    /// they go through the proxy without asking it first. Kept for the config's lifetime.
+    copies_through_proxy: AtomicBool,
 }
 
 impl UpstreamClient {
@@ -159,6 +164,7 @@ impl UpstreamClient {
             cfg,
             signer,
             client,
+            copies_through_proxy: AtomicBool::new(false),
         }
     }
 
@@ -189,6 +195,20 @@ pub struct Sender<'a> {
 impl Sender<'_> {
     pub fn name(&self) -> &str {
         self.client.name()
+    }
+
+    /// Whether copies under an SSE rule are made by the proxy (GET, then PUT or UploadPart)
+    /// because this backend was seen failing them.
+    pub fn copies_through_proxy(&self) -> bool {
+        // A hint only: a stale read costs one more try at a server-side copy.
+        self.client.copies_through_proxy.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that this backend cannot make the copies an SSE rule asks for.
+    pub fn learn_copies_through_proxy(&self) {
+        self.client
+            .copies_through_proxy
+            .store(true, Ordering::Relaxed);
     }
 
     /// Builds and signs the upstream request for `out`, with `body` as its body.

@@ -6,6 +6,9 @@
 //! the destination's part key (`docs/format.md` §1), or as plaintext into an unencrypted
 //! bucket. The client's request becomes an `UploadPart` of the same upload, or a `PutObject`;
 //! its answer becomes the `CopyPartResult` or `CopyObjectResult` the client expects.
+//!
+//! The same path, with no client-side rule on either side, makes the copies of SSE-C and
+//! SSE-KMS buckets that a backend cannot make itself ([`super::copy_through_proxy`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +20,7 @@ use http_body_util::BodyExt;
 use crate::body::{self, Body, BoxError};
 use crate::crypto::format::{Layout, PartKey, PartNumber};
 use crate::error::ProxyError;
+use crate::policy;
 use crate::s3::headers;
 use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Payload, Sender};
@@ -39,6 +43,13 @@ pub(super) const SOURCE_CONDITIONS: [(&str, HeaderName); 4] = [
         "x-amz-copy-source-if-unmodified-since",
         header::IF_UNMODIFIED_SINCE,
     ),
+];
+
+/// The copy source's SSE-C triple → the source read's own.
+const SOURCE_CUSTOMER_KEY: [(HeaderName, HeaderName); 3] = [
+    (policy::COPY_SOURCE_SSE_C_ALGORITHM, policy::SSE_C_ALGORITHM),
+    (policy::COPY_SOURCE_SSE_C_KEY, policy::SSE_C_KEY),
+    (policy::COPY_SOURCE_SSE_C_KEY_MD5, policy::SSE_C_KEY_MD5),
 ];
 
 /// An object or part copied through the proxy: the source's plaintext, and the key it is
@@ -224,6 +235,14 @@ async fn read_source(
     }
     if let Some(range) = range {
         read.headers.insert(header::RANGE, range);
+    }
+    // An SSE-C source is read with the key the copy names for it: S3 takes the same key in
+    // the GET's own triple.
+    // Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/ServerSideEncryptionCustomerKeys.html>
+    for (from, to) in SOURCE_CUSTOMER_KEY {
+        if let Some(v) = out.headers.get(&from) {
+            read.headers.insert(to, v.clone());
+        }
     }
     let resp = match src_rule {
         Some(rule) => {

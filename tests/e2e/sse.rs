@@ -19,6 +19,7 @@ use s3seal::policy::{KeySource, RawSseRule, SsePolicies, SseRule};
 use zeroize::Zeroizing;
 
 use crate::support::backends::{self, RGW_KMS_KEY_IDS};
+use crate::support::tap::Tap;
 use crate::support::{self, payload, raw, Harness};
 
 /// The proxy's current SSE-C key, its previous one, and a key only a client knows.
@@ -897,9 +898,10 @@ async fn moto_sse_s3_copy_and_bucket_encryption() {
     moto.check_alive().unwrap();
 }
 
-/// Copies on RGW: RGW drops SSE headers on a copy's destination and stores it plaintext, so
-/// a copy into an `sse-c` bucket fails closed and the copy is removed; a copy out of an SSE-C
-/// object reaches RGW with the source key (RGW 16 then answers 501 for any encrypted source).
+/// Copies on RGW between an `sse-c` bucket and one without a rule. RGW drops the SSE headers
+/// of a copy's destination and stores it plaintext: the proxy removes that copy and makes it
+/// itself, encrypted. Out of an SSE-C object RGW 16 answers 501 to any copy: the proxy reads
+/// it with the key and writes the plaintext into the bucket without a rule, as S3 would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rgw_copies_into_and_out_of_sse_c() {
     let rgw = backends::shared_rgw();
@@ -920,43 +922,28 @@ async fn rgw_copies_into_and_out_of_sse_c() {
     let data = payload(20_000, 11);
     put(&s3, &plain, "src", &data).await;
 
-    let err = s3
+    let out = s3
         .copy_object()
         .bucket(&sealed)
         .key("dst")
         .copy_source(format!("{plain}/src"))
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(status(&err), 501);
-    let (_, message) = code_and_message(&err);
-    assert!(message.contains("sse-c"), "{message}");
-    assert!(message.contains("has been removed"), "{message}");
-    let gone = direct
-        .head_object()
-        .bucket(&sealed)
-        .key("dst")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(status(&gone), 404);
+        .unwrap();
+    assert!(out.copy_object_result().and_then(|r| r.e_tag()).is_some());
+    assert_eq!(get_bytes(&direct, &sealed, "dst", None).await, Err(400));
+    assert!(get_bytes(&s3, &sealed, "dst", None).await.unwrap() == data);
 
     // Out of an SSE-C object: RGW 16 refuses to copy any encrypted source (BACKENDS.md).
     put(&s3, &sealed, "enc", &data).await;
-    let err = s3
-        .copy_object()
+    s3.copy_object()
         .bucket(&plain)
         .key("out")
         .copy_source(format!("{sealed}/enc"))
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(status(&err), 501);
-    let (_, message) = code_and_message(&err);
-    assert!(
-        !message.contains("did not apply"),
-        "RGW's own 501: {message}"
-    );
+        .unwrap();
+    assert!(get_bytes(&direct, &plain, "out", None).await.unwrap() == data);
     rgw.check_alive().unwrap();
 }
 
@@ -1424,4 +1411,141 @@ async fn a_backend_refusal_does_not_echo_an_sse_c_key() {
         "{doc}"
     );
     assert!(doc.contains("<CanonicalRequest>"), "{doc}");
+}
+
+// === Copies the backend cannot make (docs/policy.md, "Copies") ===
+
+/// Runs `tests/e2e/clients/sse_copy.py` (boto3) through `h` on two fresh buckets named from
+/// `prefix`, with `backend` as the direct view of what is stored.
+async fn boto3_copy_suite(
+    h: &Harness,
+    backend: &backends::Backend,
+    prefix: &str,
+    rule: &str,
+    order: &str,
+) {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(support::repo_path("tests/e2e/clients/sse_copy.py"))
+        .arg(h.endpoint())
+        .arg(support::bucket(prefix))
+        .arg(support::bucket(prefix))
+        .arg(rule)
+        .arg(order);
+    backends::client_env(&mut cmd, Some(&support::ca_pem()));
+    cmd.env("AWS_ACCESS_KEY_ID", support::CLIENT_AK)
+        .env("AWS_SECRET_ACCESS_KEY", support::CLIENT_SK)
+        .env("AWS_DEFAULT_REGION", support::REGION)
+        .env("DIRECT_ENDPOINT", &backend.endpoint)
+        .env("DIRECT_ACCESS_KEY_ID", &backend.access_key)
+        .env("DIRECT_SECRET_ACCESS_KEY", &backend.secret_key)
+        .env("KMS_KEY_ID", RGW_KMS_KEY_IDS[0]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("sse copy suite passed"),
+        "stdout:\n{stdout}\nstderr:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        backend.check_alive().err().unwrap_or_default()
+    );
+}
+
+/// RGW 16 answers 501 to a CopyObject of an SSE-C object: the proxy copies through itself
+/// (the first CopyObject finds out, the rest go straight through), and an UploadPartCopy,
+/// which RGW answers without echoing the SSE-C headers, is an UploadPart of the source.
+/// Every copy is unreadable at RGW without the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_sse_c_copies_through_the_proxy() {
+    let rgw = backends::shared_rgw();
+    let h = Harness::with_backend_policies(
+        rgw,
+        policies(&[(
+            "cpyc-*",
+            "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }",
+        )]),
+    )
+    .await;
+    boto3_copy_suite(&h, rgw, "cpyc", "sse-c", "objects-first").await;
+    rgw.check_alive().unwrap();
+}
+
+/// SSE-KMS on RGW: its UploadPartCopy answer does not prove the KMS key, so the first part
+/// is made again by the proxy (same part number), and CopyObject of an SSE-KMS object (501
+/// at RGW) goes through the proxy from then on. RGW reports every copy as aws:kms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_sse_kms_copies_through_the_proxy() {
+    let rgw = backends::shared_rgw();
+    let rule = format!("rule = \"sse-kms\"\nkey_id = \"{}\"", RGW_KMS_KEY_IDS[0]);
+    let h = Harness::with_backend_policies(rgw, policies(&[("cpyk-*", &rule)])).await;
+    boto3_copy_suite(&h, rgw, "cpyk", "sse-kms", "parts-first").await;
+    rgw.check_alive().unwrap();
+}
+
+/// moto makes these copies itself and echoes SSE-KMS: the same client scenarios pass with
+/// the backend's own copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_sse_kms_copies() {
+    let moto = backends::shared_moto();
+    let rule = format!("rule = \"sse-kms\"\nkey_id = \"{}\"", RGW_KMS_KEY_IDS[0]);
+    let h = Harness::with_backend_policies(moto, policies(&[("mcpk-*", &rule)])).await;
+    boto3_copy_suite(&h, moto, "mcpk", "sse-kms", "objects-first").await;
+    moto.check_alive().unwrap();
+}
+
+/// moto ignores SSE-C (it echoes nothing and enforces nothing), so the rule runs with
+/// `on_unverified = "warn"`: the copies are moto's own and the bytes must still be right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_sse_c_copies() {
+    let moto = backends::shared_moto();
+    let h = Harness::with_backend_policies(
+        moto,
+        policies(&[(
+            "mcpc-*",
+            "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }\non_unverified = \"warn\"",
+        )]),
+    )
+    .await;
+    boto3_copy_suite(&h, moto, "mcpc", "none", "parts-first").await;
+    moto.check_alive().unwrap();
+}
+
+/// The first copy finds out that RGW cannot make it (501) and the proxy makes it; the upstream
+/// remembers, so the next copy is not offered to RGW at all: one request with
+/// `x-amz-copy-source` reaches it, for two copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_remembers_that_it_cannot_copy() {
+    let rgw = backends::shared_rgw();
+    let upstream = support::UpstreamInfo::of(rgw);
+    let tap = Tap::start(&upstream.endpoint).await;
+    let mut via_tap = upstream.clone();
+    via_tap.endpoint.clone_from(&tap.endpoint);
+    let h = Harness::start_with_policies(
+        via_tap,
+        s3seal::cors::BucketRules::none(),
+        policies(&[(
+            "cpym-*",
+            "rule = \"sse-c\"\nkey = { id = \"2026\", env = \"NEW\" }",
+        )]),
+        |_| {},
+    )
+    .await;
+    let s3 = h.sdk();
+    let b = support::bucket("cpym");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let data = payload(100_000, 12);
+    put(&s3, &b, "src", &data).await;
+    for key in ["one", "two"] {
+        s3.copy_object()
+            .bucket(&b)
+            .key(key)
+            .copy_source(format!("{b}/src"))
+            .send()
+            .await
+            .unwrap();
+        assert!(get_bytes(&s3, &b, key, None).await.unwrap() == data);
+    }
+    assert_eq!(tap.requests_with("x-amz-copy-source").await, 1);
+    rgw.check_alive().unwrap();
 }

@@ -48,6 +48,15 @@ impl Tap {
         tokio::time::sleep(SETTLE).await;
         self.sent.lock().await.len()
     }
+
+    /// How many requests the backend has received through the tap that carry `header`
+    /// (a lower-case name, as the proxy writes them), once what the proxy sent has arrived.
+    pub async fn requests_with(&self, header: &str) -> usize {
+        tokio::time::sleep(SETTLE).await;
+        let sent = self.sent.lock().await;
+        let needle = format!("\r\n{header}:");
+        String::from_utf8_lossy(&sent).matches(&needle).count()
+    }
 }
 
 async fn relay(client: TcpStream, server: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
