@@ -377,7 +377,12 @@ impl Complete {
         let seal = self.seal.as_ref().ok_or_else(|| {
             ProxyError::Internal("a completion without the seal of its parts".to_owned())
         })?;
-        let version_id = version.as_ref().and_then(|v| v.to_str().ok());
+        // "null" is the version of a bucket without versioning (moto says so on completions):
+        // the copy replaces it in place, and it is the current object anyway.
+        let version_id = version
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| *v != "null");
         let query = version_id
             .map(|v| vec![("versionId".to_owned(), v.to_owned())])
             .unwrap_or_default();

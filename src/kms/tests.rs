@@ -222,7 +222,10 @@ async fn a_refused_blob_is_remembered_and_a_throttled_one_is_not() {
     let (endpoint, calls) = refusing_kms("InvalidCiphertextException").await;
     let forged = kms(&endpoint);
     for _ in 0..3 {
-        let err = forged.open("alias/s3seal", Some("b"), b"forged").await.unwrap_err();
+        let err = forged
+            .open("alias/s3seal", Some("b"), b"forged")
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, KmsError::Refused { kind, .. } if kind == "InvalidCiphertextException"),
             "{err}"
@@ -237,7 +240,10 @@ async fn a_refused_blob_is_remembered_and_a_throttled_one_is_not() {
     let (endpoint, calls) = refusing_kms("ThrottlingException").await;
     let throttled = kms(&endpoint);
     for _ in 0..3 {
-        assert!(throttled.open("alias/s3seal", Some("b"), b"blob").await.is_err());
+        assert!(throttled
+            .open("alias/s3seal", Some("b"), b"blob")
+            .await
+            .is_err());
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(throttled.refused.lock().unwrap().is_empty());
@@ -250,7 +256,11 @@ async fn concurrent_opens_of_a_refused_blob_cost_one_call() {
     let opens: Vec<_> = (0..8)
         .map(|_| {
             let kms = kms.clone();
-            tokio::spawn(async move { kms.open("alias/s3seal", Some("b"), b"forged").await.is_err() })
+            tokio::spawn(async move {
+                kms.open("alias/s3seal", Some("b"), b"forged")
+                    .await
+                    .is_err()
+            })
         })
         .collect();
     for open in opens {
