@@ -15,10 +15,12 @@
 //! but are not counted in the metrics.
 
 mod attributes;
+mod bucket;
 mod copy;
 mod listing;
 mod multipart;
 mod read;
+pub(crate) mod record;
 
 pub use read::RangeSpec;
 
@@ -33,8 +35,8 @@ use serde::Deserialize;
 
 use crate::body::{self, Body, BoxError};
 use crate::crypto::format::{
-    plaintext_len, DataKey, FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata, PartKey,
-    PartNumber, Salt, LOCAL_WRAPPED_DEK_LEN, META_PREFIX,
+    plaintext_len, Binding, DataKey, FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata,
+    PartKey, PartNumber, Place, Salt, Seal, Version, LOCAL_WRAPPED_DEK_LEN, META_PREFIX,
 };
 use crate::crypto::EncryptBody;
 use crate::error::{ProxyError, S3Code, S3Error};
@@ -136,61 +138,75 @@ impl Keyring {
         }
     }
 
-    /// A data key for a new object in `bucket`, with the id and wrapped form to store.
-    async fn data_key(&self, bucket: &str) -> Result<(KeyId, Arc<DataKey>, Vec<u8>), CseError> {
+    /// A data key for a new object at `place`, with the id and wrapped form to store.
+    async fn data_key(&self, place: Place<'_>) -> Result<(KeyId, Arc<DataKey>, Vec<u8>), CseError> {
         match &self.active {
             Active::Local(kek) => {
                 let dek = DataKey::generate();
-                let wrapped = kek.wrap(&dek);
+                let wrapped = kek.wrap(&dek, Binding::V2(place));
                 Ok((kek.id().clone(), Arc::new(dek), wrapped))
             }
             Active::Kms(kms) => {
-                let (dek, wrapped) = kms.data_key(bucket).await?;
+                let (dek, wrapped) = kms.data_key(place.bucket).await?;
                 let id = KeyId::new(kms.object_key_id()).map_err(CseError::Stored)?;
                 Ok((id, dek, wrapped.to_vec()))
             }
         }
     }
 
-    /// The data key wrapped under the key named `id`.
-    async fn unwrap(&self, id: &KeyId, wrapped: &[u8]) -> Result<Arc<DataKey>, CseError> {
+    /// The data key wrapped under the key named `id`, bound as `binding` says.
+    async fn unwrap(
+        &self,
+        id: &KeyId,
+        wrapped: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<Arc<DataKey>, CseError> {
         if let Active::Kms(kms) = &self.active {
             if let Some(key_id) = kms.key_for(id.as_str()) {
-                return Ok(kms.open(key_id, wrapped).await?);
+                return Ok(kms.open(key_id, binding.bucket(), wrapped).await?);
             }
         }
         let kek = self
             .local()
             .find(|k| k.id() == id)
             .ok_or_else(|| CseError::UnknownKey(id.as_str().to_owned()))?;
-        Ok(Arc::new(kek.unwrap(wrapped)?))
+        Ok(Arc::new(kek.unwrap(wrapped, binding)?))
     }
 
-    /// The data key of a wrap whose key is not named (an upload id's): local keys first,
+    /// The data key of a wrap whose key is not named (an upload token's): local keys first,
     /// then KMS for anything that is not a local wrap.
-    async fn unwrap_any(&self, wrapped: &[u8]) -> Result<Arc<DataKey>, CseError> {
-        if let Some(dek) = self.local().find_map(|kek| kek.unwrap(wrapped).ok()) {
+    async fn unwrap_any(
+        &self,
+        wrapped: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<Arc<DataKey>, CseError> {
+        if let Some(dek) = self
+            .local()
+            .find_map(|kek| kek.unwrap(wrapped, binding).ok())
+        {
             return Ok(Arc::new(dek));
         }
         match &self.active {
             // A blob KMS refuses came with the request, not from the backend: the client's.
-            Active::Kms(kms) if wrapped.len() != LOCAL_WRAPPED_DEK_LEN => {
-                kms.open(kms.current(), wrapped).await.map_err(|e| match e {
+            Active::Kms(kms) if wrapped.len() != LOCAL_WRAPPED_DEK_LEN => kms
+                .open(kms.current(), binding.bucket(), wrapped)
+                .await
+                .map_err(|e| match e {
                     KmsError::Refused { .. } => CseError::UploadId,
                     other => CseError::Kms(other),
-                })
-            }
+                }),
             Active::Local(_) | Active::Kms(_) => Err(CseError::UploadId),
         }
     }
 
-    /// The id and wrap of `dek` under the active key (a rewrap, `docs/format.md` §5.4).
-    async fn wrap(&self, dek: &DataKey) -> Result<(KeyId, Vec<u8>), CseError> {
+    /// The id and wrap of `dek` under the active key, for a version 2 record at `place` (a
+    /// copy, a rewrap or an upgrade, `docs/format.md` §5.4).
+    async fn wrap(&self, dek: &DataKey, place: Place<'_>) -> Result<(KeyId, Vec<u8>), CseError> {
         match &self.active {
-            Active::Local(kek) => Ok((kek.id().clone(), kek.wrap(dek))),
+            Active::Local(kek) => Ok((kek.id().clone(), kek.wrap(dek, Binding::V2(place)))),
             Active::Kms(kms) => {
                 let id = KeyId::new(kms.object_key_id()).map_err(CseError::Stored)?;
-                Ok((id, kms.wrap(dek).await?))
+                Ok((id, kms.wrap(dek, place.bucket).await?))
             }
         }
     }
@@ -243,52 +259,88 @@ impl Rule {
         }
     }
 
-    /// Unwraps the object's data key and checks its commitment (`docs/format.md` §5).
+    /// Unwraps the data key of the object read at `bucket`/`object` and checks its commitment
+    /// (`docs/format.md` §5).
     async fn open(
         &self,
         meta: &ObjectMetadata,
         bucket: &str,
         object: &str,
     ) -> Result<ObjectKey, CseError> {
-        let opened = self
-            .keyring
-            .unwrap(&meta.key_id, &meta.wrapped_dek)
-            .await
-            .and_then(|dek| Ok(meta.open(&dek)?));
+        let place = Place {
+            bucket,
+            key: object,
+        };
+        Ok(self.open_dek(meta, place).await?.1)
+    }
+
+    /// [`Rule::open`], with the data key itself (to wrap it again).
+    async fn open_dek(
+        &self,
+        meta: &ObjectMetadata,
+        place: Place<'_>,
+    ) -> Result<(Arc<DataKey>, ObjectKey), CseError> {
+        let opened = async {
+            let binding = meta.binding(place);
+            let dek = self
+                .keyring
+                .unwrap(&meta.key_id, &meta.wrapped_dek, binding)
+                .await?;
+            let key = meta.open(&dek, place)?;
+            Ok((dek, key))
+        }
+        .await;
         self.count_failure("decrypt", opened.is_err());
         if opened.is_ok() {
             logging::key_use(
                 KeyOperation::Decrypt,
-                bucket,
-                Some(object),
+                place.bucket,
+                Some(place.key),
                 meta.key_id.as_str(),
             );
         }
         opened
     }
 
-    /// A data key for a new object in `bucket`.
-    async fn data_key(&self, bucket: &str) -> Result<(KeyId, Arc<DataKey>, Vec<u8>), CseError> {
-        let made = self.keyring.data_key(bucket).await;
+    /// A data key for a new object at `place`.
+    async fn data_key(&self, place: Place<'_>) -> Result<(KeyId, Arc<DataKey>, Vec<u8>), CseError> {
+        let made = self.keyring.data_key(place).await;
         self.count_failure("encrypt", made.is_err());
         made
     }
 
-    /// The object's record with its data key wrapped under the active key, or `None` when it
-    /// already is (`docs/format.md` §5.4). The commitment is checked first, so a damaged record
-    /// is never given a fresh wrap.
-    pub async fn rewrap(&self, meta: &ObjectMetadata) -> Result<Option<ObjectMetadata>, CseError> {
-        if self.keyring.is_active(&meta.key_id) {
-            return Ok(None);
-        }
-        let dek = self.keyring.unwrap(&meta.key_id, &meta.wrapped_dek).await?;
-        meta.open(&dek)?;
-        let (key_id, wrapped_dek) = self.keyring.wrap(&dek).await?;
-        Ok(Some(ObjectMetadata {
-            key_id,
-            wrapped_dek,
-            ..meta.clone()
-        }))
+    /// The version 2 record, under this rule's active key, of the object whose record `meta`,
+    /// read at `from`, opened to `dek` and `key`, once it lives at `to`: a copy's, a rewrap's
+    /// or an upgrade's (`docs/format.md` §5.4). Only the record changes: the salt, and so the
+    /// data, stay. A KMS blob already bound to `to`'s bucket under the active key is kept.
+    pub(crate) async fn record_at(
+        &self,
+        meta: &ObjectMetadata,
+        (dek, key): (&DataKey, &ObjectKey),
+        from: Place<'_>,
+        to: Place<'_>,
+        seal: Option<&Seal>,
+    ) -> Result<ObjectMetadata, CseError> {
+        let reusable = match &self.keyring.active {
+            Active::Kms(kms) => {
+                kms.object_key_id() == meta.key_id.as_str()
+                    && meta.version == Version::V2
+                    && from.bucket == to.bucket
+            }
+            Active::Local(_) => false,
+        };
+        let (key_id, wrapped) = if reusable {
+            (meta.key_id.clone(), meta.wrapped_dek.clone())
+        } else {
+            self.keyring.wrap(dek, to).await?
+        };
+        logging::key_use(
+            KeyOperation::Encrypt,
+            to.bucket,
+            Some(to.key),
+            key_id.as_str(),
+        );
+        Ok(meta.moved(key, key_id, wrapped, to, seal))
     }
 
     fn count_failure(&self, op: &'static str, failed: bool) {
@@ -388,8 +440,6 @@ pub enum CseError {
     InvalidRange(u64),
     #[error("The object has no client-side encryption metadata, and this bucket refuses unencrypted objects.")]
     Unencrypted,
-    #[error("The copy source is wrapped with key '{0}', which the destination bucket's keyring does not hold.")]
-    CopyKey(String),
     #[error("The x-amz-copy-source header is not of the form bucket/key.")]
     BadCopySource,
     /// The object (or copy source) a request needs: the backend's status for it.
@@ -410,6 +460,12 @@ pub enum CseError {
     Answer(String),
     #[error("The object's data key could not be made or opened: {0}")]
     Kms(#[from] KmsError),
+    /// A version 2 multipart object the backend completed, whose record has no seal yet.
+    #[error("The object's upload is still being completed; retry the request.")]
+    SealPending,
+    /// More runs of equal part sizes than the record has room for (`docs/format.md` §7).
+    #[error("The parts of this upload vary in size too often to be sealed: at most {0} runs of consecutive parts of one size (all parts of one size but the last is one or two runs).")]
+    IrregularParts(usize),
 }
 
 impl S3Error for CseError {
@@ -432,7 +488,7 @@ impl S3Error for CseError {
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
             CseError::Unencrypted => S3Code::InvalidObjectState,
-            CseError::CopyKey(_) | CseError::PartAndRange => S3Code::InvalidRequest,
+            CseError::PartAndRange | CseError::IrregularParts(_) => S3Code::InvalidRequest,
             CseError::TooLarge(_) => S3Code::EntityTooLarge,
             CseError::Read(status) => match *status {
                 StatusCode::NOT_FOUND => S3Code::NoSuchKey,
@@ -448,6 +504,7 @@ impl S3Error for CseError {
             | CseError::Inconsistent(_)
             | CseError::Answer(_) => S3Code::InternalError,
             CseError::Kms(e) => e.code(),
+            CseError::SealPending => S3Code::SlowDown,
         }
     }
 }
@@ -461,7 +518,8 @@ impl From<CseError> for ProxyError {
             | CseError::Stored(_)
             | CseError::Inconsistent(_)
             | CseError::Answer(_)
-            | CseError::Kms(_) => ProxyError::upstream(e),
+            | CseError::Kms(_)
+            | CseError::SealPending => ProxyError::upstream(e),
             CseError::Unsupported(_)
             | CseError::ReservedMetadata
             | CseError::ReservedKey
@@ -479,9 +537,9 @@ impl From<CseError> for ProxyError {
             | CseError::PartAndRange
             | CseError::InvalidRange(_)
             | CseError::Unencrypted
-            | CseError::CopyKey(_)
             | CseError::BadCopySource
             | CseError::Read(_)
+            | CseError::IrregularParts(_)
             | CseError::TooLarge(_) => ProxyError::downstream(e),
         }
     }
@@ -504,7 +562,7 @@ pub enum Transform {
     /// upload id as the client knows it.
     ListParts { token: String, key: ObjectKey },
     /// `CreateMultipartUpload`: the answer's upload id carries the upload's keys.
-    Created { token: String },
+    Created(multipart::Created),
     /// `CompleteMultipartUpload`: the seal is written once the client's part list is known.
     Complete(multipart::Complete),
     /// `CopyObject` into an encrypted bucket, and `AbortMultipartUpload`: the answer's
@@ -515,6 +573,8 @@ pub enum Transform {
     CopyPart(copy::CopyPart),
     /// `GetObjectAttributes`: sent as a HEAD, answered by the proxy.
     Attributes(attributes::Attributes),
+    /// `DeleteBucket`: the proxy's own leftovers must not keep an emptied bucket alive.
+    DeleteBucket(Target),
 }
 
 /// Decides what the request needs, and returns the upstream request rewritten for it with the
@@ -587,12 +647,12 @@ async fn plan_for(
         Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
         Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
         Operation::GetObjectAttributes => Ok(attributes::plan(rule, out)),
+        Operation::DeleteBucket => Ok(Transform::DeleteBucket(out.target.clone())),
         Operation::CopyObject | Operation::UploadPartCopy => {
             plan_copy(rules, routed, Some(rule), upstream, out).await
         }
         Operation::ListBuckets
         | Operation::CreateBucket
-        | Operation::DeleteBucket
         | Operation::HeadBucket
         | Operation::ListMultipartUploads
         | Operation::DeleteObjects
@@ -615,7 +675,8 @@ async fn plan_put(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseE
 
 /// Creates the keys of a new object and puts their record into the request's metadata. The
 /// client's checksums describe the plaintext: `VerifiedBody` checks them, and the backend must
-/// not check them against the ciphertext (nor store them).
+/// not check them against the ciphertext (nor store them). A multipart object's record keeps
+/// room for the seal its completion adds (`docs/format.md` §7).
 async fn write_metadata(
     rule: &Rule,
     layout: Layout,
@@ -624,22 +685,34 @@ async fn write_metadata(
     check_client_metadata(&out.headers)?;
     strip_checksums(&mut out.headers);
     out.headers.remove(headers::CONTENT_MD5);
-    let bucket = out.target.bucket().unwrap_or_default();
-    let (key_id, dek, wrapped) = rule.data_key(bucket).await?;
+    let place = place(out.target);
+    let (key_id, dek, wrapped) = rule.data_key(place).await?;
     let key = ObjectKey::derive(&dek, Salt::generate());
-    let meta = ObjectMetadata::new(layout, key_id, wrapped, &key);
-    let total = user_metadata_len(&out.headers) + meta.encoded_len();
-    if total > MAX_USER_METADATA_BYTES {
-        return Err(CseError::MetadataTooLarge(meta.encoded_len()));
+    let meta = ObjectMetadata::new(layout, key_id, wrapped, &key, place);
+    let reserved = match layout {
+        Layout::Single => 0,
+        Layout::Multipart => ObjectMetadata::seal_field_len(multipart::MAX_SEAL_BYTES),
+    };
+    let ours = meta.encoded_len() + reserved;
+    if user_metadata_len(&out.headers) + ours > MAX_USER_METADATA_BYTES {
+        return Err(CseError::MetadataTooLarge(ours));
     }
     meta.write_headers(&mut out.headers);
     logging::key_use(
         KeyOperation::Encrypt,
-        bucket,
-        out.target.key(),
+        place.bucket,
+        Some(place.key),
         meta.key_id.as_str(),
     );
     Ok((key, meta))
+}
+
+/// The place of a request's object (of its bucket alone, with an empty key, for a bucket's).
+fn place(target: &Target) -> Place<'_> {
+    Place {
+        bucket: target.bucket().unwrap_or_default(),
+        key: target.key().unwrap_or_default(),
+    }
 }
 
 async fn plan_copy(
@@ -669,7 +742,7 @@ async fn plan_copy(
         };
         return copy::plan_part(src, dest, source, upstream, out).await;
     }
-    let (Some(_), Some(dest)) = (src, dest) else {
+    let (Some(src), Some(dest)) = (src, dest) else {
         let source = copy::Source {
             bucket: src_bucket,
             key: src_key,
@@ -711,30 +784,83 @@ async fn plan_copy(
         // The copy itself answers with the backend's error.
         _ => return Ok(Transform::Copy),
     }
-    let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+    copy_between(src, dest, &source, head.headers(), upstream, out).await
+}
+
+/// A CopyObject between two encrypted buckets, once the source's HEAD answered `head`: the
+/// backend copies the ciphertext, with the destination's own record.
+async fn copy_between(
+    src: &Rule,
+    dest: &Rule,
+    source: &Target,
+    head: &HeaderMap,
+    upstream: &Sender<'_>,
+    out: &mut Outgoing<'_>,
+) -> Result<Transform, ProxyError> {
+    let Some(meta) = ObjectMetadata::from_headers(head).map_err(CseError::Stored)? else {
         if dest.unencrypted == Unencrypted::Refuse {
             return Err(CseError::Unencrypted.into());
         }
         return Ok(Transform::Copy);
     };
-    if !dest.keyring.holds(&meta.key_id) {
-        return Err(CseError::CopyKey(meta.key_id.as_str().to_owned()).into());
-    }
+    // The copy's record is the source's, bound to the destination and wrapped under its
+    // bucket's active key (`docs/format.md` §5.4); the backend copies the bytes.
+    let from = place(source);
+    let to = place(out.target);
+    let (dek, key) = src.open_dek(&meta, from).await?;
+    let seal = match (meta.layout, meta.version) {
+        (Layout::Single, _) => None,
+        (Layout::Multipart, Version::V1) => {
+            Some(multipart::load_seal(upstream, from.bucket, &key).await?)
+        }
+        (Layout::Multipart, Version::V2) => Some(
+            meta.seal(&key)
+                .map_err(CseError::Stored)?
+                .ok_or(CseError::SealPending)?,
+        ),
+    };
+    let record = dest
+        .record_at(&meta, (&dek, &key), from, to, seal.as_ref())
+        .await?;
     let replace = out
         .headers
         .get(headers::X_AMZ_METADATA_DIRECTIVE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
-    if replace {
-        // The client's new metadata replaces the stored record; the ciphertext still needs it.
-        if user_metadata_len(&out.headers) + meta.encoded_len() > MAX_USER_METADATA_BYTES {
-            return Err(CseError::MetadataTooLarge(meta.encoded_len()).into());
+    if !replace {
+        // S3's `COPY`: the source's metadata and content headers, not the request's. The
+        // record differs, so the backend is asked to `REPLACE` with the source's own.
+        let requested: Vec<HeaderName> = (out.headers.keys())
+            .filter(|name| {
+                name.as_str().starts_with(USER_META_PREFIX)
+                    || headers::OBJECT_DESCRIPTION.contains(name)
+            })
+            .cloned()
+            .collect();
+        for name in requested {
+            out.headers.remove(name);
         }
-        meta.write_headers(&mut out.headers);
+        for (name, value) in head {
+            let user = name.as_str().starts_with(USER_META_PREFIX)
+                && !name.as_str().starts_with(META_PREFIX);
+            if user || headers::OBJECT_DESCRIPTION.contains(name) {
+                out.headers.append(name.clone(), value.clone());
+            }
+        }
+        out.headers.insert(
+            headers::X_AMZ_METADATA_DIRECTIVE,
+            HeaderValue::from_static("REPLACE"),
+        );
     }
-    let dest_bucket = out.target.bucket().unwrap_or_default();
-    if meta.layout == Layout::Multipart && dest_bucket != src_bucket {
-        // The copy needs its parts' seal in its own bucket.
-        multipart::copy_seal(upstream, &src_bucket, dest_bucket, &meta.salt).await?;
+    if user_metadata_len(&out.headers) + record.encoded_len() > MAX_USER_METADATA_BYTES {
+        return Err(CseError::MetadataTooLarge(record.encoded_len()).into());
+    }
+    record.write_headers(&mut out.headers);
+    // The backend copies the very version whose record was read.
+    if let Some(etag) = head.get(header::ETAG) {
+        out.headers.insert(
+            HeaderName::from_static("x-amz-copy-source-if-match"),
+            etag.clone(),
+        );
     }
     Ok(Transform::Copy)
 }
@@ -766,6 +892,64 @@ pub async fn copy_through_proxy<'o>(
         copy::plan_object(None, None, source, upstream, &mut out).await
     }?;
     Ok((out, transform))
+}
+
+/// What `s3seal rewrap` did to one object.
+pub(crate) enum Rewrap {
+    /// A version 2 record under the active key already.
+    Current,
+    /// No record: written before encryption was on.
+    Unencrypted,
+    /// Rewritten (or, in a dry run, to be), with the id of the old key.
+    Rewrapped(String),
+}
+
+/// Gives the object at `target`, whose HEAD answered `head`, a version 2 record under the
+/// rule's active key, with its seal inside if it is a multipart object (`docs/format.md`
+/// §5.4). The data stays where it is.
+pub(crate) async fn rewrap_object(
+    rule: &Rule,
+    upstream: &Sender<'_>,
+    target: &Target,
+    head: &HeaderMap,
+    dry_run: bool,
+) -> Result<Rewrap, ProxyError> {
+    let Some(meta) = ObjectMetadata::from_headers(head).map_err(CseError::Stored)? else {
+        return Ok(Rewrap::Unencrypted);
+    };
+    if meta.version == Version::V2 && rule.keyring.is_active(&meta.key_id) {
+        return Ok(Rewrap::Current);
+    }
+    let done = Rewrap::Rewrapped(meta.key_id.as_str().to_owned());
+    if dry_run {
+        return Ok(done);
+    }
+    let place = place(target);
+    let (dek, key) = rule.open_dek(&meta, place).await?;
+    let seal = match (meta.layout, meta.version) {
+        (Layout::Single, _) => None,
+        (Layout::Multipart, Version::V1) => {
+            Some(multipart::load_seal(upstream, place.bucket, &key).await?)
+        }
+        (Layout::Multipart, Version::V2) => Some(
+            meta.seal(&key)
+                .map_err(CseError::Stored)?
+                .ok_or(CseError::SealPending)?,
+        ),
+    };
+    let record = rule
+        .record_at(&meta, (&dek, &key), place, place, seal.as_ref())
+        .await?;
+    record::rewrite(
+        upstream,
+        target,
+        None,
+        head,
+        &record,
+        record::MAX_COPY_OBJECT_SIZE,
+    )
+    .await?;
+    Ok(done)
 }
 
 /// Only `versionId` selects what a GET reads; `response-*` overrides mean nothing to a HEAD.
@@ -998,10 +1182,11 @@ impl Transform {
             | Transform::Open(_)
             | Transform::List
             | Transform::ListParts { .. }
-            | Transform::Created { .. }
+            | Transform::Created(_)
             | Transform::Complete(_)
             | Transform::Copy
-            | Transform::Attributes(_) => routed,
+            | Transform::Attributes(_)
+            | Transform::DeleteBucket(_) => routed,
         }
     }
 
@@ -1034,10 +1219,11 @@ impl Transform {
             | Transform::Open(_)
             | Transform::List
             | Transform::ListParts { .. }
-            | Transform::Created { .. }
+            | Transform::Created(_)
             | Transform::Complete(_)
             | Transform::Copy
-            | Transform::Attributes(_) => Ok((out, body, trailer)),
+            | Transform::Attributes(_)
+            | Transform::DeleteBucket(_) => Ok((out, body, trailer)),
         }
     }
 
@@ -1057,10 +1243,11 @@ impl Transform {
             | Transform::Open(_)
             | Transform::List
             | Transform::ListParts { .. }
-            | Transform::Created { .. }
+            | Transform::Created(_)
             | Transform::Copy
             | Transform::CopyPart(_)
-            | Transform::Attributes(_) => Ok(doc),
+            | Transform::Attributes(_)
+            | Transform::DeleteBucket(_) => Ok(doc),
         }
     }
 
@@ -1089,8 +1276,8 @@ impl Transform {
                 };
                 Ok(listing::rewrite(resp, kind).await?)
             }
-            Transform::Created { token } => {
-                Ok(listing::rewrite(resp, listing::Kind::Created { token: &token }).await?)
+            Transform::Created(created) => {
+                Ok(listing::rewrite(resp, listing::Kind::Created(&created)).await?)
             }
             Transform::CopyPart(part) => Ok(part.reply(resp)),
             Transform::Attributes(attributes) => attributes.reply(upstream, resp).await,
@@ -1099,6 +1286,7 @@ impl Transform {
                 None => complete.finish(upstream, resp).await,
             },
             Transform::Copy => Ok(new_object(resp).await?),
+            Transform::DeleteBucket(target) => bucket::reply(upstream, &target, resp).await,
         }
     }
 }

@@ -14,7 +14,7 @@
 //! Reference: <https://docs.aws.amazon.com/kms/latest/APIReference/API_GenerateDataKey.html>,
 //! <https://docs.aws.amazon.com/kms/latest/APIReference/API_Decrypt.html>.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,8 +37,10 @@ use crate::outbound::{self, HttpsClient, Service, Signer};
 
 /// Object key ids of KMS-wrapped data keys start with this (`docs/format.md` §5.3).
 pub const KEY_ID_PREFIX: &str = "kms:";
-/// The encryption context of every s3seal data key (`docs/format.md` §5.3).
-const CONTEXT: (&str, &str) = ("s3seal", "v1");
+/// The encryption context's names (`docs/format.md` §5.3): `{"s3seal": "v1"}` for version 1
+/// records, `{"s3seal": "v2", "bucket": <bucket>}` for version 2.
+const CONTEXT_VERSION: &str = "s3seal";
+const CONTEXT_BUCKET: &str = "bucket";
 /// A KMS call that takes longer fails the request rather than holding it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A KMS answer is a few hundred bytes; anything much longer is not one.
@@ -153,7 +155,7 @@ impl Op {
 struct GenerateRequest<'a> {
     key_id: &'a str,
     key_spec: &'static str,
-    encryption_context: HashMap<&'static str, &'static str>,
+    encryption_context: BTreeMap<&'static str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -161,7 +163,7 @@ struct GenerateRequest<'a> {
 struct DecryptRequest<'a> {
     key_id: &'a str,
     ciphertext_blob: String,
-    encryption_context: HashMap<&'static str, &'static str>,
+    encryption_context: BTreeMap<&'static str, &'a str>,
 }
 
 /// `Encrypt` of an existing data key: a rewrap (`docs/format.md` §5.4).
@@ -170,7 +172,7 @@ struct DecryptRequest<'a> {
 struct EncryptRequest<'a> {
     key_id: &'a str,
     plaintext: &'a str,
-    encryption_context: HashMap<&'static str, &'static str>,
+    encryption_context: BTreeMap<&'static str, &'a str>,
 }
 
 /// The answers: `GenerateDataKey` has both fields, `Decrypt` only the plaintext, `Encrypt`
@@ -197,8 +199,15 @@ struct ErrorAnswer {
     message: Option<String>,
 }
 
-fn context() -> HashMap<&'static str, &'static str> {
-    HashMap::from([CONTEXT])
+/// The encryption context of a data key: a version 1 record's (`bucket` is `None`) or a
+/// version 2 record's in `bucket`. Version 2 names the bucket and not the key, so one data
+/// key can serve a bucket's new objects (the write cache); the object key is bound by the
+/// commitment (`docs/format.md` §5.1, §5.3).
+fn context(bucket: Option<&str>) -> BTreeMap<&'static str, &str> {
+    match bucket {
+        None => BTreeMap::from([(CONTEXT_VERSION, "v1")]),
+        Some(bucket) => BTreeMap::from([(CONTEXT_VERSION, "v2"), (CONTEXT_BUCKET, bucket)]),
+    }
 }
 
 /// A data key for new objects, shared until it expires or has served its uses.
@@ -325,20 +334,20 @@ impl Kms {
             .key
             .get_or_try_init(|| {
                 called = true;
-                self.generate()
+                self.generate(bucket)
             })
             .await?;
         if called {
             // This proxy's own reads of the new objects need no Decrypt.
-            self.remember(&self.settings.key_id, &pair.1, pair.0.clone());
+            self.remember(&self.settings.key_id, Some(bucket), &pair.1, pair.0.clone());
         } else {
             self.cache_hit(Op::GenerateDataKey);
         }
         Ok(pair.clone())
     }
 
-    fn remember(&self, key_id: &str, wrapped: &[u8], key: Arc<DataKey>) {
-        let id = cache_id(key_id, wrapped);
+    fn remember(&self, key_id: &str, bucket: Option<&str>, wrapped: &[u8], key: Arc<DataKey>) {
+        let id = cache_id(key_id, bucket, wrapped);
         let mut readers = self.readers.lock().expect("not poisoned");
         if readers.len() >= MAX_CACHED_BLOBS {
             evict(
@@ -357,10 +366,16 @@ impl Kms {
         );
     }
 
-    /// The data key inside a blob wrapped under `key_id`, from the cache when it was opened
-    /// recently. A blob KMS refused within [`REFUSAL_TTL`] is refused again without a call.
-    pub async fn open(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
-        let id = cache_id(key_id, wrapped);
+    /// The data key inside a blob wrapped under `key_id` with the context of `bucket` (see
+    /// [`context`]), from the cache when it was opened recently with that context. A blob KMS refused within
+    /// [`REFUSAL_TTL`] is refused again without a call.
+    pub async fn open(
+        &self,
+        key_id: &str,
+        bucket: Option<&str>,
+        wrapped: &[u8],
+    ) -> Result<Arc<DataKey>, KmsError> {
+        let id = cache_id(key_id, bucket, wrapped);
         if let Some(refusal) = self.refusal(&id) {
             return Err(refusal);
         }
@@ -393,7 +408,7 @@ impl Kms {
                     return Err(refusal);
                 }
                 *asked = true;
-                let opened = self.decrypt(key_id, wrapped).await;
+                let opened = self.decrypt(key_id, bucket, wrapped).await;
                 // Remembered before the waiters are let in.
                 match &opened {
                     Err(e) if e.is_verdict() => self.remember_refusal(id, e),
@@ -450,12 +465,12 @@ impl Kms {
         );
     }
 
-    async fn generate(&self) -> Result<(Arc<DataKey>, Arc<[u8]>), KmsError> {
+    async fn generate(&self, bucket: &str) -> Result<(Arc<DataKey>, Arc<[u8]>), KmsError> {
         let op = Op::GenerateDataKey;
         let request = GenerateRequest {
             key_id: &self.settings.key_id,
             key_spec: "AES_256",
-            encryption_context: context(),
+            encryption_context: context(Some(bucket)),
         };
         let mut answer = self.call(op, &request).await?;
         let blob = blob(op, &mut answer)?;
@@ -463,26 +478,32 @@ impl Kms {
         Ok((Arc::new(key), blob.into()))
     }
 
-    /// Wraps an existing data key under this KMS key (a rewrap, `docs/format.md` §5.4). Not
-    /// cached: each object's record is rewritten once.
-    pub async fn wrap(&self, key: &DataKey) -> Result<Vec<u8>, KmsError> {
+    /// Wraps an existing data key under this KMS key with the context of a version 2 record in
+    /// `bucket` (a copy, a rewrap or an upgrade, `docs/format.md` §5.4). Not cached: each
+    /// record is written once.
+    pub async fn wrap(&self, key: &DataKey, bucket: &str) -> Result<Vec<u8>, KmsError> {
         let op = Op::Encrypt;
         let plaintext = Zeroizing::new(STANDARD.encode(key.expose()));
         let request = EncryptRequest {
             key_id: &self.settings.key_id,
             plaintext: &plaintext,
-            encryption_context: context(),
+            encryption_context: context(Some(bucket)),
         };
         let mut answer = self.call(op, &request).await?;
         blob(op, &mut answer)
     }
 
-    async fn decrypt(&self, key_id: &str, wrapped: &[u8]) -> Result<Arc<DataKey>, KmsError> {
+    async fn decrypt(
+        &self,
+        key_id: &str,
+        bucket: Option<&str>,
+        wrapped: &[u8],
+    ) -> Result<Arc<DataKey>, KmsError> {
         let op = Op::Decrypt;
         let request = DecryptRequest {
             key_id,
             ciphertext_blob: STANDARD.encode(wrapped),
-            encryption_context: context(),
+            encryption_context: context(bucket),
         };
         let answer = self.call(op, &request).await?;
         Ok(Arc::new(plaintext_key(op, &answer.plaintext)?))
@@ -551,10 +572,15 @@ impl Kms {
 
 /// The read cache's key: the blob and the key it is opened with (an object relabelled to another
 /// configured key must be opened by KMS under that key, not found in the cache).
-fn cache_id(key_id: &str, wrapped: &[u8]) -> [u8; 32] {
+/// What a cached key is found by: the KMS key, the context it was opened with (a blob opened
+/// for one bucket must not be served for another without asking KMS) and the blob.
+fn cache_id(key_id: &str, bucket: Option<&str>, wrapped: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(key_id.as_bytes());
-    h.update([0]);
+    for field in [key_id, bucket.unwrap_or("")] {
+        h.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    h.update([u8::from(bucket.is_some())]);
     h.update(wrapped);
     h.finalize().into()
 }

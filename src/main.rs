@@ -83,7 +83,15 @@ enum Command {
         /// A key-encryption key as ID=FILE, FILE holding its 32 bytes in base64. Repeatable.
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
-        /// For a multipart object: its seal, `.s3seal/seal/<salt>` from the same bucket.
+        /// The bucket the object was stored in: version 2 objects open only where they were
+        /// written (docs/format.md §5.1).
+        #[arg(long, requires = "object")]
+        bucket: Option<String>,
+        /// The object's key in that bucket.
+        #[arg(long, requires = "bucket")]
+        object: Option<String>,
+        /// For a version 1 multipart object: its seal, `.s3seal/seal/<salt>` from the same
+        /// bucket (version 2 objects carry their seal in their metadata).
         #[arg(long)]
         seal: Option<PathBuf>,
     },
@@ -195,8 +203,13 @@ fn main() -> ExitCode {
             out,
             metadata,
             keys,
+            bucket,
+            object,
             seal,
-        }) => decrypt(&input, &out, &metadata, &keys, seal.as_deref()),
+        }) => {
+            let place = bucket.as_deref().zip(object.as_deref());
+            decrypt(&input, &out, &metadata, &keys, place, seal.as_deref())
+        }
         Some(Command::Reencrypt(args)) => reencrypt(&args),
         Some(Command::Rewrap(args)) => rewrap(&args),
         Some(Command::Serve(args)) => serve(args, cli.log_format),
@@ -328,9 +341,10 @@ fn decrypt(
     out: &Path,
     metadata: &Path,
     keys: &[String],
+    place: Option<(&str, &str)>,
     seal: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use s3seal::crypto::format::{Kek, KeyId};
+    use s3seal::crypto::format::{Kek, KeyId, Place};
     use s3seal::crypto::offline;
 
     let mut wrapping_keys = Vec::new();
@@ -363,6 +377,7 @@ fn decrypt(
     let result = offline::decrypt_object(
         &meta,
         &wrapping_keys,
+        place.map(|(bucket, key)| Place { bucket, key }),
         seal.as_deref(),
         stored,
         std::io::BufReader::new(file),

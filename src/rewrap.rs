@@ -2,32 +2,23 @@
 //! under the bucket's current key (local or KMS), without copying their data through the proxy
 //! (`docs/format.md` §5.4).
 //!
-//! For each object whose record names another key: HEAD (the record), unwrap the data key with
-//! that key and check its commitment, wrap it under the current key, then a CopyObject onto the
-//! object itself with `MetadataDirective: REPLACE` and the new record. The backend copies the
-//! bytes internally; the ciphertext, salt and commitment stay as they are. The copy is pinned to
-//! the HEAD's `ETag` (`x-amz-copy-source-if-match`), so an object rewritten in between is left
-//! alone (and reported). Content headers and user metadata are carried over; tags, ACLs and
-//! object-lock settings follow the backend's CopyObject rules.
+//! For each object whose record names another key, or is of version 1: HEAD (the record),
+//! unwrap the data key and check its commitment, and rewrite the record in place as version 2
+//! under the current key (`cse::record`: a CopyObject onto the object itself with the new
+//! record, pinned to the HEAD's `ETag`, so an object rewritten in between is left alone and
+//! reported). A version 1 multipart object's seal moves from its `.s3seal/seal/` object into
+//! the record. The backend copies the bytes internally; the ciphertext and salt stay.
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
+use http::{HeaderMap, Method, StatusCode};
 
 use crate::body;
 use crate::bulk::{self, Options};
 use crate::config::Config;
-use crate::crypto::format::{ObjectMetadata, META_PREFIX};
-use crate::cse::Rule;
-use crate::s3::headers;
-use crate::s3::route::{encode_path, Target};
+use crate::cse::{Rewrap, Rule};
+use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Payload, Sender};
-
-const COPY_SOURCE_IF_MATCH: HeaderName = HeaderName::from_static("x-amz-copy-source-if-match");
-/// A CopyObject answer is a small XML document (or an error in a 200).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewrapError {
@@ -105,80 +96,32 @@ async fn rewrap_one(
         bucket: bucket.to_owned(),
         key: key.to_owned(),
     };
-    let (status, head, _) = send(client, Method::HEAD, target, HeaderMap::new()).await?;
-    if status != StatusCode::OK {
-        return Err(format!("HEAD answered {status}"));
-    }
-    let Some(meta) = ObjectMetadata::from_headers(&head).map_err(|e| e.to_string())? else {
-        return Ok(Outcome::Unencrypted);
-    };
-    let Some(new) = rule.rewrap(&meta).await.map_err(|e| e.to_string())? else {
-        return Ok(Outcome::Current);
-    };
-    let old_id = meta.key_id.as_str().to_owned();
-    if dry_run {
-        return Ok(Outcome::Rewrapped(old_id));
-    }
-    let mut h = HeaderMap::new();
-    for (name, value) in &head {
-        let meta =
-            name.as_str().starts_with("x-amz-meta-") && !name.as_str().starts_with(META_PREFIX);
-        if meta || headers::OBJECT_DESCRIPTION.contains(name) {
-            h.append(name.clone(), value.clone());
-        }
-    }
-    new.write_headers(&mut h);
-    let source = format!("/{bucket}/{}", encode_path(key));
-    h.insert(
-        headers::X_AMZ_COPY_SOURCE,
-        HeaderValue::try_from(source).map_err(|e| e.to_string())?,
-    );
-    h.insert(
-        headers::X_AMZ_METADATA_DIRECTIVE,
-        HeaderValue::from_static("REPLACE"),
-    );
-    if let Some(etag) = head.get(header::ETAG) {
-        h.insert(COPY_SOURCE_IF_MATCH, etag.clone());
-    }
-    let (status, _, body) = send(client, Method::PUT, target, h).await?;
-    // CopyObject may fail after its 200 head: the body is then an `<Error>` document.
-    if status != StatusCode::OK || !contains(&body, b"CopyObjectResult") {
-        return Err(format!(
-            "CopyObject answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        ));
-    }
-    Ok(Outcome::Rewrapped(old_id))
+    let head = head(client, target).await?;
+    let done = crate::cse::rewrap_object(rule, client, target, &head, dry_run)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match done {
+        Rewrap::Current => Outcome::Current,
+        Rewrap::Unencrypted => Outcome::Unencrypted,
+        Rewrap::Rewrapped(old_key) => Outcome::Rewrapped(old_key),
+    })
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// One bodiless request: status, headers and a bounded answer body.
-async fn send(
-    client: &Sender<'_>,
-    method: Method,
-    target: &Target,
-    headers: HeaderMap,
-) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-    let content_length = (method == Method::PUT).then_some(0);
+/// The object's headers, from a HEAD that must answer 200.
+async fn head(client: &Sender<'_>, target: &Target) -> Result<HeaderMap, String> {
     let out = Outgoing {
-        method,
+        method: Method::HEAD,
         target,
         query: Vec::new(),
-        headers,
-        content_length,
+        headers: HeaderMap::new(),
+        content_length: None,
     };
     let signed = client
         .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
         .map_err(|e| e.to_string())?;
     let resp = client.send(signed).await.map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((parts.status, parts.headers, body))
+    if resp.status() != StatusCode::OK {
+        return Err(format!("HEAD answered {}", resp.status()));
+    }
+    Ok(resp.into_parts().0.headers)
 }

@@ -1,6 +1,7 @@
-//! The s3seal object format, version 1 (`docs/format.md`), as pure functions: constants, length and
-//! range math, key derivation, chunk sealing, metadata and the local DEK wrap. No I/O, and nothing
-//! else from the crate.
+//! The s3seal object format (`docs/format.md`), versions 1 and 2, as pure functions: constants,
+//! length and range math, key derivation, chunk sealing, metadata, the multipart seal, the upload
+//! token and the local DEK wrap. No I/O, and nothing else from the crate. Writers write version 2;
+//! readers read both.
 //!
 //! Every const marked FROZEN is part of what is stored: changing it breaks every stored object.
 
@@ -10,7 +11,7 @@ use std::ops::Range;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{self, HKDF_SHA256};
 use aws_lc_rs::hmac;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -19,8 +20,6 @@ use zeroize::Zeroizing;
 
 // === Constants (docs/format.md §2) ===
 
-/// The format version in `x-amz-meta-s3seal-v`. FROZEN: changing this breaks every stored object.
-pub const VERSION: &str = "1";
 /// Plaintext bytes per chunk; only a segment's final chunk may be shorter.
 /// FROZEN: changing this breaks every stored object.
 pub const CHUNK_SIZE: usize = 64 * 1024;
@@ -57,8 +56,20 @@ const LABEL_COMMITMENT: &[u8] = b"s3seal/v1/commitment";
 const LABEL_PART: &[u8] = b"s3seal/v1/part";
 const LABEL_WRAP: &[u8] = b"s3seal/v1/wrap";
 const LABEL_SEAL: &[u8] = b"s3seal/v1/seal";
-/// The first bytes of a multipart seal (§7).
+// Version 2 (§5.1, §5.2, §7.3): the record is bound to the object's place.
+const LABEL_COMMITMENT_V2: &[u8] = b"s3seal/v2/commitment";
+const LABEL_WRAP_V2: &[u8] = b"s3seal/v2/wrap";
+const LABEL_UPLOAD_V2: &[u8] = b"s3seal/v2/upload";
+/// The first bytes of a version 1 seal object (§7).
 const SEAL_MAGIC: &[u8] = b"s3seal-seal-1";
+/// What a version 2 seal's tag authenticates starts with; not stored (§7).
+const SEAL_MAGIC_V2: &[u8] = b"s3seal-seal-2";
+/// What an upload token's tag authenticates starts with (§7.3).
+const UPLOAD_MAGIC_V2: &[u8] = b"s3seal-upload-2";
+/// The first byte of a version 2 upload token.
+const UPLOAD_TOKEN_V2: u8 = 2;
+/// Bytes of the tag in an upload token.
+pub const UPLOAD_TAG_LEN: usize = 16;
 /// What the tag of a part `ETag` authenticates starts with: apart from a seal's body, which
 /// is authenticated under the same key.
 const PART_ETAG_MAGIC: &[u8] = b"s3seal-part-etag-1";
@@ -71,6 +82,8 @@ const SEAL_TAG_LEN: usize = 32;
 /// Longest seal: every part number used.
 pub const MAX_SEAL_LEN: usize =
     SEAL_MAGIC.len() + 4 + MAX_PART_NUMBER as usize * SEAL_ENTRY_LEN + SEAL_TAG_LEN;
+/// Bytes per run in a version 2 seal: first part number, count, plaintext length of each.
+const SEAL_RUN_LEN: usize = 2 + 2 + 8;
 
 /// Metadata header names (§6). FROZEN: changing these breaks every stored object.
 pub const META_PREFIX: &str = "x-amz-meta-s3seal-";
@@ -80,6 +93,8 @@ pub const META_KEY_ID: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-k
 pub const META_WRAPPED_DEK: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-dek");
 pub const META_SALT: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-salt");
 pub const META_COMMITMENT: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-commit");
+/// Version 2 only: a completed multipart object's seal (§7).
+pub const META_SEAL: HeaderName = HeaderName::from_static("x-amz-meta-s3seal-seal");
 
 /// Why metadata or keys were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +113,8 @@ pub enum FormatError {
     TooLarge(u64),
     #[error("the multipart seal is not authentic: tampered, or written for another object")]
     SealMismatch,
+    #[error("the upload id was not made by s3seal for this upload of this object")]
+    UploadToken,
 }
 
 /// Why the text of a key-encryption key is not one.
@@ -221,6 +238,74 @@ pub fn ciphertext_range_for(plain: Range<u64>, total_plain_len: u64) -> Option<C
     })
 }
 
+// === Versions and places (§1, §6) ===
+
+/// The version of an object's record, `x-amz-meta-s3seal-v`. FROZEN: each version's meaning
+/// never changes once objects exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Records not bound to their place; multipart seals in `.s3seal/seal/` objects.
+    V1,
+    /// Records bound to their bucket and key; multipart seals in the record.
+    V2,
+}
+
+impl Version {
+    fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "1",
+            Version::V2 => "2",
+        }
+    }
+}
+
+/// Where an object lives. A version 2 record opens only there (§5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+}
+
+impl Place<'_> {
+    /// `label || u32be(len(bucket)) || bucket || u32be(len(key)) || key`: lengths first, so
+    /// no two places give the same bytes.
+    fn bound(&self, label: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(label.len() + 8 + self.bucket.len() + self.key.len());
+        out.extend_from_slice(label);
+        for field in [self.bucket, self.key] {
+            let len = u32::try_from(field.len()).expect("S3 names are at most 1024 bytes");
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out
+    }
+}
+
+/// What a wrapped DEK is bound to: its key id (version 1), and its place (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    V1,
+    V2(Place<'a>),
+}
+
+impl<'a> Binding<'a> {
+    /// The binding of a record of `version` at `place`.
+    pub fn of(version: Version, place: Place<'a>) -> Self {
+        match version {
+            Version::V1 => Binding::V1,
+            Version::V2 => Binding::V2(place),
+        }
+    }
+
+    /// The bucket a KMS encryption context names: none in version 1 (§5.3).
+    pub fn bucket(&self) -> Option<&'a str> {
+        match self {
+            Binding::V1 => None,
+            Binding::V2(place) => Some(place.bucket),
+        }
+    }
+}
+
 // === Keys (§1, §5.1) ===
 
 /// The per-object data key. Zeroized on drop, redacted in `Debug`.
@@ -301,13 +386,41 @@ impl ObjectKey {
         ObjectKey { prk, salt }
     }
 
-    pub fn commitment(&self) -> Commitment {
+    /// Version 1: `HKDF-Expand(PRK, "s3seal/v1/commitment", 32)`. Version 2:
+    /// `HKDF-Expand(PRK, "s3seal/v2/commitment" || u32be(len(bucket)) || bucket ||
+    /// u32be(len(key)) || key, 32)`, so a record moved to another place does not open.
+    pub fn commitment(&self, binding: Binding<'_>) -> Commitment {
+        let info = match binding {
+            Binding::V1 => LABEL_COMMITMENT.to_vec(),
+            Binding::V2(place) => place.bound(LABEL_COMMITMENT_V2),
+        };
         let mut out = [0; COMMITMENT_LEN];
         self.prk
-            .expand(&[LABEL_COMMITMENT], HkdfLen(COMMITMENT_LEN))
+            .expand(&[&info], HkdfLen(COMMITMENT_LEN))
             .and_then(|okm| okm.fill(&mut out))
             .expect("32 bytes is within HKDF-SHA256's output limit");
         Commitment(out)
+    }
+
+    /// The tag of an upload token (§7.3): the first 16 bytes of `HMAC-SHA256(upload key,
+    /// "s3seal-upload-2" || u32be(len(id)) || id || u32be(len(bucket)) || bucket ||
+    /// u32be(len(key)) || key)`, with `upload key = HKDF-Expand(PRK, "s3seal/v2/upload", 32)`
+    /// and `id` the backend's upload id.
+    fn upload_tag(&self, backend_id: &str, place: Place<'_>) -> [u8; UPLOAD_TAG_LEN] {
+        let mut key = Zeroizing::new([0; KEY_LEN]);
+        self.prk
+            .expand(&[LABEL_UPLOAD_V2], HkdfLen(KEY_LEN))
+            .and_then(|okm| okm.fill(&mut key[..]))
+            .expect("32 bytes is within HKDF-SHA256's output limit");
+        let id_len = u32::try_from(backend_id.len()).unwrap_or(u32::MAX);
+        let mut msg = UPLOAD_MAGIC_V2.to_vec();
+        msg.extend_from_slice(&id_len.to_be_bytes());
+        msg.extend_from_slice(backend_id.as_bytes());
+        msg.extend_from_slice(&place.bound(b"")[..]);
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key[..]), &msg);
+        let mut out = [0; UPLOAD_TAG_LEN];
+        out.copy_from_slice(&tag.as_ref()[..UPLOAD_TAG_LEN]);
+        out
     }
 
     pub fn salt(&self) -> Salt {
@@ -448,6 +561,150 @@ impl Seal {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Seal::new(parts)
+    }
+}
+
+impl Seal {
+    /// The version 2 form, stored in the record (§7): `runs || tag`, with
+    /// `runs = u16be(r) || r × (u16be(first part number) || u16be(count) || u64be(plaintext_len))`
+    /// (parts `first .. first + count` each hold `plaintext_len` bytes) and
+    /// `tag = HMAC-SHA256(seal_key, "s3seal-seal-2" || runs)`. A client's parts are usually of
+    /// one size but the last, so two runs describe them.
+    pub fn encode_v2(&self, key: &ObjectKey) -> Vec<u8> {
+        let runs = self.runs();
+        let mut out = Vec::with_capacity(2 + runs.len() * SEAL_RUN_LEN + SEAL_TAG_LEN);
+        let count = u16::try_from(runs.len()).expect("at most 10000 parts");
+        out.extend_from_slice(&count.to_be_bytes());
+        for (first, count, len) in runs {
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        let tag = hmac::sign(&key.seal_key(), &[SEAL_MAGIC_V2, &out].concat());
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Runs of consecutive part numbers of one plaintext length in [`Seal::encode_v2`].
+    pub fn run_count(&self) -> usize {
+        self.runs().len()
+    }
+
+    /// Stored bytes of a version 2 seal of `runs` runs, before base64.
+    pub const fn encoded_v2_len_for(runs: usize) -> usize {
+        2 + runs * SEAL_RUN_LEN + SEAL_TAG_LEN
+    }
+
+    /// Verifies the tag before reading anything else.
+    pub fn decode_v2(bytes: &[u8], key: &ObjectKey) -> Result<Self, FormatError> {
+        let invalid = || FormatError::InvalidField("seal".into());
+        if bytes.len() < 2 + SEAL_TAG_LEN {
+            return Err(invalid());
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - SEAL_TAG_LEN);
+        hmac::verify(&key.seal_key(), &[SEAL_MAGIC_V2, body].concat(), tag)
+            .map_err(|_| FormatError::SealMismatch)?;
+        let (count, runs) = body.split_at(2);
+        let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
+        if runs.len() != count * SEAL_RUN_LEN {
+            return Err(invalid());
+        }
+        let mut parts = Vec::new();
+        for run in runs.chunks_exact(SEAL_RUN_LEN) {
+            let first = u32::from(u16::from_be_bytes([run[0], run[1]]));
+            let n = u32::from(u16::from_be_bytes([run[2], run[3]]));
+            let len = u64::from_be_bytes(run[4..].try_into().expect("8 bytes"));
+            if n == 0 || first + n - 1 > MAX_PART_NUMBER {
+                return Err(invalid());
+            }
+            for number in first..first + n {
+                parts.push((PartNumber::multipart(number).ok_or_else(invalid)?, len));
+            }
+        }
+        Seal::new(parts)
+    }
+
+    /// Consecutive part numbers of equal length, as `(first, count, length)`.
+    fn runs(&self) -> Vec<(u16, u16, u64)> {
+        let mut runs: Vec<(u16, u16, u64)> = Vec::new();
+        for (part, len) in &self.parts {
+            let number = u16::try_from(part.0).expect("part numbers are at most 10000");
+            match runs.last_mut() {
+                Some((first, count, l)) if *l == *len && *first + *count == number => *count += 1,
+                _ => runs.push((number, 1, *len)),
+            }
+        }
+        runs
+    }
+}
+
+// === Upload token (§7.3) ===
+
+/// The keys of a multipart upload, as the client carries them in the upload id between
+/// CreateMultipartUpload and the requests that follow: `base64url(0x02 || salt || tag ||
+/// wrapped DEK)`, no padding. The tag binds the token to the backend's upload id, the bucket
+/// and the key, so a client cannot bring another object's keys to its own upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadToken {
+    pub salt: Salt,
+    tag: [u8; UPLOAD_TAG_LEN],
+    pub wrapped_dek: Vec<u8>,
+}
+
+impl UploadToken {
+    /// The token of a new upload of the object whose keys are `key`.
+    pub fn new(key: &ObjectKey, wrapped_dek: Vec<u8>, backend_id: &str, place: Place<'_>) -> Self {
+        UploadToken {
+            salt: key.salt,
+            tag: key.upload_tag(backend_id, place),
+            wrapped_dek,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut raw = Vec::with_capacity(1 + SALT_LEN + UPLOAD_TAG_LEN + self.wrapped_dek.len());
+        raw.push(UPLOAD_TOKEN_V2);
+        raw.extend_from_slice(&self.salt.0);
+        raw.extend_from_slice(&self.tag);
+        raw.extend_from_slice(&self.wrapped_dek);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The token's fields; nothing in it is trusted before [`UploadToken::verify`].
+    pub fn parse(text: &str) -> Result<Self, FormatError> {
+        let invalid = || FormatError::InvalidField("upload token".into());
+        let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let Some((&UPLOAD_TOKEN_V2, rest)) = raw.split_first() else {
+            return Err(invalid());
+        };
+        if rest.len() <= SALT_LEN + UPLOAD_TAG_LEN
+            || rest.len() > SALT_LEN + UPLOAD_TAG_LEN + MAX_WRAPPED_DEK_LEN
+        {
+            return Err(invalid());
+        }
+        let (salt, rest) = rest.split_at(SALT_LEN);
+        let (tag, wrapped) = rest.split_at(UPLOAD_TAG_LEN);
+        Ok(UploadToken {
+            salt: Salt(salt.try_into().expect("SALT_LEN bytes")),
+            tag: tag.try_into().expect("UPLOAD_TAG_LEN bytes"),
+            wrapped_dek: wrapped.to_vec(),
+        })
+    }
+
+    /// Checks, in constant time, that the token was made by the proxy for this upload of this
+    /// object, with the keys `key` derived from its salt and unwrapped DEK.
+    pub fn verify(
+        &self,
+        key: &ObjectKey,
+        backend_id: &str,
+        place: Place<'_>,
+    ) -> Result<(), FormatError> {
+        let expected = key.upload_tag(backend_id, place);
+        if key.salt == self.salt && bool::from(expected.ct_eq(&self.tag)) {
+            Ok(())
+        } else {
+            Err(FormatError::UploadToken)
+        }
     }
 }
 
@@ -603,12 +860,24 @@ impl Kek {
         &self.id
     }
 
-    fn aad(&self) -> Aad<Vec<u8>> {
-        Aad::from([LABEL_WRAP, self.id.0.as_bytes()].concat())
+    /// Version 1: `"s3seal/v1/wrap" || key_id`. Version 2: `"s3seal/v2/wrap" ||
+    /// u32be(len(key_id)) || key_id || u32be(len(bucket)) || bucket || u32be(len(key)) || key`.
+    fn aad(&self, binding: Binding<'_>) -> Aad<Vec<u8>> {
+        Aad::from(match binding {
+            Binding::V1 => [LABEL_WRAP, self.id.0.as_bytes()].concat(),
+            Binding::V2(place) => {
+                let id_len = u32::try_from(self.id.0.len()).expect("at most 256 bytes");
+                let mut aad = LABEL_WRAP_V2.to_vec();
+                aad.extend_from_slice(&id_len.to_be_bytes());
+                aad.extend_from_slice(self.id.0.as_bytes());
+                aad.extend_from_slice(&place.bound(b""));
+                aad
+            }
+        })
     }
 
-    /// `nonce || AES-GCM(KEK, nonce, DEK, aad = "s3seal/v1/wrap" || key_id) || tag`.
-    pub fn wrap(&self, dek: &DataKey) -> Vec<u8> {
+    /// `nonce || AES-GCM(KEK, nonce, DEK, aad) || tag`, `aad` as [`Kek::aad`] says.
+    pub fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Vec<u8> {
         let mut nonce = [0; NONCE_LEN];
         fill_random(&mut nonce);
         let mut out = Vec::with_capacity(LOCAL_WRAPPED_DEK_LEN);
@@ -618,7 +887,7 @@ impl Kek {
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                self.aad(),
+                self.aad(binding),
                 &mut out[NONCE_LEN..],
             )
             .expect("a 32-byte key is far below AES-GCM's message limit");
@@ -626,7 +895,7 @@ impl Kek {
         out
     }
 
-    pub fn unwrap(&self, wrapped: &[u8]) -> Result<DataKey, FormatError> {
+    pub fn unwrap(&self, wrapped: &[u8], binding: Binding<'_>) -> Result<DataKey, FormatError> {
         if wrapped.len() != LOCAL_WRAPPED_DEK_LEN {
             return Err(FormatError::Unwrap);
         }
@@ -635,7 +904,7 @@ impl Kek {
         let mut buf = Zeroizing::new(sealed.to_vec());
         let dek = self
             .key
-            .open_in_place(nonce, self.aad(), &mut buf)
+            .open_in_place(nonce, self.aad(binding), &mut buf)
             .map_err(|_| FormatError::Unwrap)?;
         Ok(DataKey::from_bytes(
             dek.try_into().map_err(|_| FormatError::Unwrap)?,
@@ -678,44 +947,97 @@ impl Layout {
 /// The `x-amz-meta-s3seal-*` record of an encrypted object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMetadata {
+    pub version: Version,
     pub layout: Layout,
     pub key_id: KeyId,
     pub wrapped_dek: Vec<u8>,
     pub salt: Salt,
     pub commitment: Commitment,
+    /// Version 2, a completed multipart object: its seal ([`Seal::encode_v2`]).
+    pub seal: Option<Vec<u8>>,
 }
 
 impl ObjectMetadata {
-    /// The record of a new object whose keys are `key`.
-    pub fn new(layout: Layout, key_id: KeyId, wrapped_dek: Vec<u8>, key: &ObjectKey) -> Self {
+    /// The version 2 record of a new object at `place` whose keys are `key`.
+    pub fn new(
+        layout: Layout,
+        key_id: KeyId,
+        wrapped_dek: Vec<u8>,
+        key: &ObjectKey,
+        place: Place<'_>,
+    ) -> Self {
         ObjectMetadata {
+            version: Version::V2,
             layout,
             key_id,
             wrapped_dek,
             salt: key.salt,
-            commitment: key.commitment(),
+            commitment: key.commitment(Binding::V2(place)),
+            seal: None,
         }
     }
 
-    /// Derives the object's keys from its unwrapped DEK, after checking the key commitment.
-    pub fn open(&self, dek: &DataKey) -> Result<ObjectKey, FormatError> {
+    /// What the record's wrapped DEK and commitment are bound to, read at `place`.
+    pub fn binding<'a>(&self, place: Place<'a>) -> Binding<'a> {
+        Binding::of(self.version, place)
+    }
+
+    /// Derives the object's keys from its unwrapped DEK, after checking the key commitment,
+    /// which in version 2 also names the place the record is read from.
+    pub fn open(&self, dek: &DataKey, place: Place<'_>) -> Result<ObjectKey, FormatError> {
         let key = ObjectKey::derive(dek, self.salt);
-        if bool::from(key.commitment().0.ct_eq(&self.commitment.0)) {
+        let expected = key.commitment(self.binding(place));
+        if bool::from(expected.0.ct_eq(&self.commitment.0)) {
             Ok(key)
         } else {
             Err(FormatError::CommitmentMismatch)
         }
     }
 
-    fn fields(&self) -> [(HeaderName, String); 6] {
-        [
-            (META_VERSION, VERSION.to_owned()),
+    /// The version 2 record of the same object at `place`, its DEK wrapped as `wrapped_dek`
+    /// under `key_id` (a copy, a rewrap or an upgrade, §5.4). `key` must come from
+    /// [`ObjectMetadata::open`] of this record.
+    #[must_use]
+    pub fn moved(
+        &self,
+        key: &ObjectKey,
+        key_id: KeyId,
+        wrapped_dek: Vec<u8>,
+        place: Place<'_>,
+        seal: Option<&Seal>,
+    ) -> Self {
+        ObjectMetadata {
+            version: Version::V2,
+            layout: self.layout,
+            key_id,
+            wrapped_dek,
+            salt: self.salt,
+            commitment: key.commitment(Binding::V2(place)),
+            seal: seal.map(|s| s.encode_v2(key)),
+        }
+    }
+
+    /// The verified version 2 seal of a multipart object; `None` if the record has none.
+    pub fn seal(&self, key: &ObjectKey) -> Result<Option<Seal>, FormatError> {
+        self.seal
+            .as_deref()
+            .map(|bytes| Seal::decode_v2(bytes, key))
+            .transpose()
+    }
+
+    fn fields(&self) -> Vec<(HeaderName, String)> {
+        let mut fields = vec![
+            (META_VERSION, self.version.as_str().to_owned()),
             (META_LAYOUT, self.layout.as_str().to_owned()),
             (META_KEY_ID, self.key_id.0.clone()),
             (META_WRAPPED_DEK, STANDARD.encode(&self.wrapped_dek)),
             (META_SALT, STANDARD.encode(self.salt.0)),
             (META_COMMITMENT, STANDARD.encode(self.commitment.0)),
-        ]
+        ];
+        if let Some(seal) = &self.seal {
+            fields.push((META_SEAL, STANDARD.encode(seal)));
+        }
+        fields
     }
 
     /// Sets the record's headers, replacing any with the same names.
@@ -731,24 +1053,30 @@ impl ObjectMetadata {
     pub fn encoded_len(&self) -> usize {
         self.fields()
             .iter()
-            .map(|(name, value)| name.as_str().len() - "x-amz-meta-".len() + value.len())
+            .map(|(name, value)| meta_len(name, value.len()))
             .sum()
+    }
+
+    /// What a seal of `seal_len` stored bytes adds to [`ObjectMetadata::encoded_len`].
+    pub fn seal_field_len(seal_len: usize) -> usize {
+        meta_len(&META_SEAL, seal_len.div_ceil(3) * 4)
     }
 
     /// Reads the record. `Ok(None)`: no `s3seal` header at all, a legacy plaintext object.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, FormatError> {
-        let known = [
-            META_VERSION,
-            META_LAYOUT,
-            META_KEY_ID,
-            META_WRAPPED_DEK,
-            META_SALT,
-            META_COMMITMENT,
-        ];
         let mut any = false;
         for name in headers.keys() {
             if name.as_str().starts_with(META_PREFIX) {
                 any = true;
+                let known = [
+                    META_VERSION,
+                    META_LAYOUT,
+                    META_KEY_ID,
+                    META_WRAPPED_DEK,
+                    META_SALT,
+                    META_COMMITMENT,
+                    META_SEAL,
+                ];
                 if !known.contains(name) {
                     return Err(FormatError::InvalidField(format!("unknown field {name}")));
                 }
@@ -757,10 +1085,11 @@ impl ObjectMetadata {
         if !any {
             return Ok(None);
         }
-        let version = field(headers, &META_VERSION)?;
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion(version.to_owned()));
-        }
+        let version = match field(headers, &META_VERSION)? {
+            "1" => Version::V1,
+            "2" => Version::V2,
+            other => return Err(FormatError::UnsupportedVersion(other.to_owned())),
+        };
         let layout = match field(headers, &META_LAYOUT)? {
             "single" => Layout::Single,
             "multipart" => Layout::Multipart,
@@ -770,14 +1099,27 @@ impl ObjectMetadata {
         if !(1..=MAX_WRAPPED_DEK_LEN).contains(&wrapped_dek.len()) {
             return Err(FormatError::InvalidField("wrapped key length".to_owned()));
         }
+        // A seal belongs to version 2 multipart objects only.
+        let seal = match (headers.contains_key(&META_SEAL), version, layout) {
+            (false, _, _) => None,
+            (true, Version::V2, Layout::Multipart) => Some(base64_field(headers, &META_SEAL)?),
+            (true, _, _) => return Err(FormatError::InvalidField(META_SEAL.to_string())),
+        };
         Ok(Some(ObjectMetadata {
+            version,
             layout,
             key_id: KeyId::new(field(headers, &META_KEY_ID)?)?,
             wrapped_dek,
             salt: Salt(fixed_field(headers, &META_SALT)?),
             commitment: Commitment(fixed_field(headers, &META_COMMITMENT)?),
+            seal,
         }))
     }
+}
+
+/// Bytes S3 counts for one user-metadata field.
+fn meta_len(name: &HeaderName, value_len: usize) -> usize {
+    name.as_str().len() - "x-amz-meta-".len() + value_len
 }
 
 /// The one value of a required header.

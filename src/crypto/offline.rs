@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use http::HeaderMap;
 
 use super::format::{
-    plaintext_len, FormatError, Kek, Layout, ObjectMetadata, PartNumber, Seal, SegmentPrefix,
-    CHUNK_OVERHEAD, CHUNK_SIZE,
+    plaintext_len, FormatError, Kek, Layout, ObjectMetadata, PartNumber, Place, Seal,
+    SegmentPrefix, Version, CHUNK_OVERHEAD, CHUNK_SIZE,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +22,12 @@ pub enum OfflineError {
     Unencrypted,
     #[error("no key with id '{0}' was given")]
     UnknownKey(String),
-    #[error("a multipart object needs its seal (.s3seal/seal/<salt> in its bucket)")]
+    #[error("a version 1 multipart object needs its seal (.s3seal/seal/<salt> in its bucket)")]
     NeedSeal,
+    #[error("the record has no seal: its upload was never completed through s3seal")]
+    NoSeal,
+    #[error("a version 2 object opens only at its place: give its bucket and key")]
+    NeedPlace,
     #[error("the object has {stored} bytes, which does not match its record ({expected})")]
     Length { stored: u64, expected: String },
     #[error("chunk {index} of part {part} is not authentic")]
@@ -33,10 +37,12 @@ pub enum OfflineError {
 }
 
 /// Decrypts the `stored_len` bytes of `input` to `output`; returns the plaintext length.
-/// `seal` is the multipart seal, needed only for a multipart object.
+/// `place` is where the object was stored (needed for version 2 records, which are bound to
+/// it); `seal` is a version 1 multipart object's seal object (version 2 keeps it in the record).
 pub fn decrypt_object<R: Read, W: Write>(
     metadata: &HeaderMap,
     keks: &[Kek],
+    place: Option<Place<'_>>,
     seal: Option<&[u8]>,
     stored_len: u64,
     mut input: R,
@@ -47,7 +53,17 @@ pub fn decrypt_object<R: Read, W: Write>(
         .iter()
         .find(|k| k.id() == &meta.key_id)
         .ok_or_else(|| OfflineError::UnknownKey(meta.key_id.as_str().to_owned()))?;
-    let key = meta.open(&kek.unwrap(&meta.wrapped_dek)?)?;
+    // A version 1 record is bound to no place: any place opens it.
+    let place = match (meta.version, place) {
+        (_, Some(place)) => place,
+        (Version::V1, None) => Place {
+            bucket: "",
+            key: "",
+        },
+        (Version::V2, None) => return Err(OfflineError::NeedPlace),
+    };
+    let dek = kek.unwrap(&meta.wrapped_dek, meta.binding(place))?;
+    let key = meta.open(&dek, place)?;
     let parts = match meta.layout {
         Layout::Single => {
             let len = plaintext_len(stored_len).ok_or_else(|| OfflineError::Length {
@@ -57,7 +73,10 @@ pub fn decrypt_object<R: Read, W: Write>(
             vec![(PartNumber::SINGLE, len)]
         }
         Layout::Multipart => {
-            let seal = Seal::decode(seal.ok_or(OfflineError::NeedSeal)?, &key)?;
+            let seal = match meta.version {
+                Version::V1 => Seal::decode(seal.ok_or(OfflineError::NeedSeal)?, &key)?,
+                Version::V2 => meta.seal(&key)?.ok_or(OfflineError::NoSeal)?,
+            };
             if seal.ciphertext_len() != stored_len {
                 return Err(OfflineError::Length {
                     stored: stored_len,

@@ -14,11 +14,12 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::format::{
-    ciphertext_len, ciphertext_range_for, plaintext_len, CipherRange, Commitment, DataKey,
-    FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata, PartNumber, Salt, SegmentPrefix,
-    CHUNK_OVERHEAD, CHUNK_SIZE, CIPHER_CHUNK_SIZE, LOCAL_WRAPPED_DEK_LEN, MAX_KEY_ID_LEN,
-    MAX_PART_NUMBER, MAX_SEGMENT_LEN, MAX_WRAPPED_DEK_LEN, META_COMMITMENT, META_KEY_ID,
-    META_LAYOUT, META_SALT, META_VERSION, META_WRAPPED_DEK,
+    ciphertext_len, ciphertext_range_for, plaintext_len, Binding, CipherRange, Commitment, DataKey,
+    FormatError, Kek, KeyId, Layout, ObjectKey, ObjectMetadata, PartNumber, Place, Salt, Seal,
+    SegmentPrefix, UploadToken, Version, CHUNK_OVERHEAD, CHUNK_SIZE, CIPHER_CHUNK_SIZE,
+    LOCAL_WRAPPED_DEK_LEN, MAX_KEY_ID_LEN, MAX_PART_NUMBER, MAX_SEGMENT_LEN, MAX_WRAPPED_DEK_LEN,
+    META_COMMITMENT, META_KEY_ID, META_LAYOUT, META_SALT, META_SEAL, META_VERSION,
+    META_WRAPPED_DEK,
 };
 use super::{DecryptBody, EncryptBody, StreamError};
 
@@ -285,7 +286,8 @@ proptest! {
         let dek = DataKey::generate();
         let key = ObjectKey::derive(&dek, Salt::generate());
         let mut headers = HeaderMap::new();
-        ObjectMetadata::new(Layout::Single, kek.id().clone(), kek.wrap(&dek), &key)
+        let wrapped = kek.wrap(&dek, Binding::V2(PLACE));
+        ObjectMetadata::new(Layout::Single, kek.id().clone(), wrapped, &key, PLACE)
             .write_headers(&mut headers);
 
         let body = EncryptBody::new(split(&plain, &cuts, pending), key.part_key(PartNumber::SINGLE), len as u64).unwrap();
@@ -295,14 +297,16 @@ proptest! {
 
         // The proxy's read path: metadata → unwrap → commitment → part key.
         let meta = ObjectMetadata::from_headers(&headers).unwrap().unwrap();
-        let key = meta.open(&kek.unwrap(&meta.wrapped_dek).unwrap()).unwrap();
+        let dek = kek.unwrap(&meta.wrapped_dek, meta.binding(PLACE)).unwrap();
+        let key = meta.open(&dek, PLACE).unwrap();
         let range = CipherRange::whole(plaintext_len(stored.len() as u64).unwrap()).unwrap();
         let body = DecryptBody::new(split(&stored, &read_cuts, pending), key.part_key(PartNumber::SINGLE), range);
         let (back, error) = drain(body);
         prop_assert!(error.is_none());
         prop_assert_eq!(&back, &plain);
 
-        prop_assert_eq!(spec::decrypt_single(&headers, &[("local:k1", [7; 32])], &stored), Ok(plain));
+        let keyring = [("local:k1", [7; 32])];
+        prop_assert_eq!(spec::decrypt_single(&headers, &keyring, ("b", "k"), &stored), Ok(plain));
     }
 
     /// Every range form maps to the chunks that hold it, and only those; decrypting them yields
@@ -570,13 +574,39 @@ fn encrypt_seals_the_final_chunk_only_after_the_inner_end() {
 
 // === Keys and metadata (§5, §6) ===
 
+/// Where the tests' objects live.
+const PLACE: Place<'static> = Place {
+    bucket: "b",
+    key: "k",
+};
+
 fn written(kek: &Kek) -> (ObjectMetadata, HeaderMap) {
     let dek = DataKey::generate();
     let key = ObjectKey::derive(&dek, Salt::generate());
-    let meta = ObjectMetadata::new(Layout::Single, kek.id().clone(), kek.wrap(&dek), &key);
+    let wrapped = kek.wrap(&dek, Binding::V2(PLACE));
+    let meta = ObjectMetadata::new(Layout::Single, kek.id().clone(), wrapped, &key, PLACE);
     let mut headers = HeaderMap::new();
     meta.write_headers(&mut headers);
     (meta, headers)
+}
+
+/// A version 1 record, as releases before version 2 wrote them.
+fn written_v1(kek: &Kek, dek: &DataKey) -> ObjectMetadata {
+    let key = ObjectKey::derive(dek, Salt::generate());
+    ObjectMetadata {
+        version: Version::V1,
+        layout: Layout::Single,
+        key_id: kek.id().clone(),
+        wrapped_dek: kek.wrap(dek, Binding::V1),
+        salt: key.salt(),
+        commitment: key.commitment(Binding::V1),
+        seal: None,
+    }
+}
+
+fn opens(kek: &Kek, meta: &ObjectMetadata, place: Place<'_>) -> Result<(), FormatError> {
+    let dek = kek.unwrap(&meta.wrapped_dek, meta.binding(place))?;
+    meta.open(&dek, place).map(|_| ())
 }
 
 #[test]
@@ -589,15 +619,30 @@ fn metadata_roundtrip() {
         ObjectMetadata::from_headers(&headers),
         Ok(Some(meta.clone()))
     );
+    assert_eq!(headers[&META_VERSION], "2");
     assert_eq!(meta.wrapped_dek.len(), LOCAL_WRAPPED_DEK_LEN);
     assert_eq!(headers[&META_KEY_ID], meta.key_id.as_str());
-    assert!(meta.open(&kek.unwrap(&meta.wrapped_dek).unwrap()).is_ok());
+    assert_eq!(opens(&kek, &meta, PLACE), Ok(()));
+    // A multipart record, then with its seal.
     let mut multipart = meta.clone();
     multipart.layout = Layout::Multipart;
     let mut headers = HeaderMap::new();
     multipart.write_headers(&mut headers);
     assert_eq!(headers[&META_LAYOUT], "multipart");
+    assert_eq!(
+        ObjectMetadata::from_headers(&headers),
+        Ok(Some(multipart.clone()))
+    );
+    multipart.seal = Some(vec![1, 2, 3]);
+    multipart.write_headers(&mut headers);
+    assert_eq!(headers[&META_SEAL], "AQID");
     assert_eq!(ObjectMetadata::from_headers(&headers), Ok(Some(multipart)));
+    // Version 1 records stay readable.
+    let v1 = written_v1(&kek, &DataKey::generate());
+    let mut headers = HeaderMap::new();
+    v1.write_headers(&mut headers);
+    assert_eq!(headers[&META_VERSION], "1");
+    assert_eq!(ObjectMetadata::from_headers(&headers), Ok(Some(v1)));
 }
 
 #[test]
@@ -616,8 +661,8 @@ fn malformed_metadata_is_refused() {
         ObjectMetadata::from_headers(&h)
     };
     assert_eq!(
-        with("x-amz-meta-s3seal-v", "2"),
-        Err(FormatError::UnsupportedVersion("2".into()))
+        with("x-amz-meta-s3seal-v", "3"),
+        Err(FormatError::UnsupportedVersion("3".into()))
     );
     assert!(matches!(
         with("x-amz-meta-s3seal-layout", "striped"),
@@ -641,6 +686,19 @@ fn malformed_metadata_is_refused() {
     ));
     assert!(matches!(
         with("x-amz-meta-s3seal-extra", "1"),
+        Err(FormatError::InvalidField(_))
+    ));
+    // A seal belongs to version 2 multipart records only.
+    assert!(matches!(
+        with("x-amz-meta-s3seal-seal", "AQID"),
+        Err(FormatError::InvalidField(_))
+    ));
+    let mut v1 = headers.clone();
+    v1.insert(&META_VERSION, HeaderValue::from_static("1"));
+    v1.insert(&META_LAYOUT, HeaderValue::from_static("multipart"));
+    v1.insert(&META_SEAL, HeaderValue::from_static("AQID"));
+    assert!(matches!(
+        ObjectMetadata::from_headers(&v1),
         Err(FormatError::InvalidField(_))
     ));
     for name in [
@@ -678,8 +736,12 @@ fn metadata_fits_the_user_metadata_limit() {
         longest,
         vec![0; MAX_WRAPPED_DEK_LEN],
         &key,
+        PLACE,
     );
     assert_eq!(meta.encoded_len(), 1103, "docs/format.md §6");
+    // With the seal of an upload of parts of 4 sizes, which the record keeps room for.
+    let sealed = meta.encoded_len() + ObjectMetadata::seal_field_len(Seal::encoded_v2_len_for(4));
+    assert_eq!(sealed, 1226, "docs/format.md §6");
     let mut headers = HeaderMap::new();
     meta.write_headers(&mut headers);
     assert_eq!(ObjectMetadata::from_headers(&headers), Ok(Some(meta)));
@@ -690,23 +752,52 @@ fn metadata_fits_the_user_metadata_limit() {
         KeyId::new("local:2024-rotation").unwrap(),
         vec![0; LOCAL_WRAPPED_DEK_LEN],
         &key,
+        PLACE,
     );
     assert!(meta.encoded_len() < 260, "{}", meta.encoded_len());
 }
 
 #[test]
-fn wrong_kek_or_key_id_does_not_unwrap() {
+fn wrong_kek_key_id_or_place_does_not_unwrap() {
     let kek1 = kek("k1", 1);
     let (meta, _) = written(&kek1);
-    assert_eq!(kek1.unwrap(&meta.wrapped_dek).map(|_| ()), Ok(()));
+    let bound = Binding::V2(PLACE);
+    assert_eq!(kek1.unwrap(&meta.wrapped_dek, bound).map(|_| ()), Ok(()));
     // Another KEK under the same name.
     assert_eq!(
-        kek("k1", 2).unwrap(&meta.wrapped_dek).map(|_| ()),
+        kek("k1", 2).unwrap(&meta.wrapped_dek, bound).map(|_| ()),
         Err(FormatError::Unwrap)
     );
     // The same key bytes under another name: the key id is in the associated data.
     assert_eq!(
-        kek("k2", 1).unwrap(&meta.wrapped_dek).map(|_| ()),
+        kek("k2", 1).unwrap(&meta.wrapped_dek, bound).map(|_| ()),
+        Err(FormatError::Unwrap)
+    );
+    // Another place: the bucket and the key are in the associated data (§5.2).
+    for place in [
+        Place {
+            bucket: "b2",
+            key: "k",
+        },
+        Place {
+            bucket: "b",
+            key: "k2",
+        },
+        Place {
+            bucket: "bk",
+            key: "",
+        },
+    ] {
+        assert_eq!(
+            kek1.unwrap(&meta.wrapped_dek, Binding::V2(place))
+                .map(|_| ()),
+            Err(FormatError::Unwrap),
+            "{place:?}"
+        );
+    }
+    // Read as version 1.
+    assert_eq!(
+        kek1.unwrap(&meta.wrapped_dek, Binding::V1).map(|_| ()),
         Err(FormatError::Unwrap)
     );
     // A metadata record edited to name another key of the keyring.
@@ -715,41 +806,81 @@ fn wrong_kek_or_key_id_does_not_unwrap() {
     let keyring = [kek1, kek("k2", 2)];
     let chosen = keyring.iter().find(|k| *k.id() == edited.key_id).unwrap();
     assert_eq!(
-        chosen.unwrap(&edited.wrapped_dek).map(|_| ()),
+        chosen.unwrap(&edited.wrapped_dek, bound).map(|_| ()),
         Err(FormatError::Unwrap)
     );
     let mut cut = meta.wrapped_dek.clone();
     cut.pop();
     assert_eq!(
-        keyring[0].unwrap(&cut).map(|_| ()),
+        keyring[0].unwrap(&cut, bound).map(|_| ()),
         Err(FormatError::Unwrap)
     );
 }
 
 #[test]
-fn commitment_binds_the_data_key_and_salt() {
+fn commitment_binds_the_data_key_salt_and_place() {
     let kek = kek("k1", 1);
     let (meta, _) = written(&kek);
-    let dek = kek.unwrap(&meta.wrapped_dek).unwrap();
+    let dek = kek.unwrap(&meta.wrapped_dek, Binding::V2(PLACE)).unwrap();
     let mut tampered = meta.clone();
     tampered.commitment.0[0] ^= 1;
     assert_eq!(
-        tampered.open(&dek).map(|_| ()),
+        tampered.open(&dek, PLACE).map(|_| ()),
         Err(FormatError::CommitmentMismatch)
     );
     let mut tampered = meta.clone();
     tampered.salt.0[31] ^= 1;
     assert_eq!(
-        tampered.open(&dek).map(|_| ()),
+        tampered.open(&dek, PLACE).map(|_| ()),
         Err(FormatError::CommitmentMismatch)
     );
     // Another object's data key.
     let (other, _) = written(&kek);
-    let other_dek = kek.unwrap(&other.wrapped_dek).unwrap();
+    let other_dek = kek.unwrap(&other.wrapped_dek, Binding::V2(PLACE)).unwrap();
     assert_eq!(
-        meta.open(&other_dek).map(|_| ()),
+        meta.open(&other_dek, PLACE).map(|_| ()),
         Err(FormatError::CommitmentMismatch)
     );
+    // Moved, even with a data key the attacker could unwrap there (KMS names only the bucket).
+    let moved = Place {
+        bucket: "b",
+        key: "other",
+    };
+    assert_eq!(
+        meta.open(&dek, moved).map(|_| ()),
+        Err(FormatError::CommitmentMismatch)
+    );
+    // A version 1 record opens wherever it is read.
+    let v1 = written_v1(&kek, &dek);
+    assert_eq!(opens(&kek, &v1, PLACE), Ok(()));
+    assert_eq!(opens(&kek, &v1, moved), Ok(()));
+}
+
+/// A copy's record (§5.4): the same data key and salt, bound to the new place only.
+#[test]
+fn moved_records_open_only_at_their_new_place() {
+    let kek = kek("k1", 1);
+    let dek = DataKey::generate();
+    let v1 = written_v1(&kek, &dek);
+    let key = v1.open(&dek, PLACE).unwrap();
+    let to = Place {
+        bucket: "b2",
+        key: "copy",
+    };
+    let seal = Seal::new(vec![(PartNumber::multipart(1).unwrap(), 9)]).unwrap();
+    let moved = v1.moved(
+        &key,
+        kek.id().clone(),
+        kek.wrap(&dek, Binding::V2(to)),
+        to,
+        Some(&seal),
+    );
+    assert_eq!(moved.version, Version::V2);
+    assert_eq!(moved.salt, v1.salt);
+    assert_eq!(opens(&kek, &moved, to), Ok(()));
+    assert!(opens(&kek, &moved, PLACE).is_err());
+    let reopened = moved.open(&dek, to).unwrap();
+    assert_eq!(moved.seal(&reopened), Ok(Some(seal)));
 }
 
 #[test]
@@ -794,11 +925,11 @@ fn known_answer() {
     let chunk = key
         .part_key(PartNumber::SINGLE)
         .seal_chunk(prefix, 0, true, b"s3seal");
-    assert_eq!(hex::encode(key.commitment().0), KAT_COMMITMENT);
+    assert_eq!(hex::encode(key.commitment(Binding::V1).0), KAT_COMMITMENT);
     assert_eq!(hex::encode(&chunk), KAT_CHUNK);
     // The independent reader agrees.
     let (commitment, part_key) = spec::object_keys(&dek, &salt);
-    assert_eq!(Commitment(commitment), key.commitment());
+    assert_eq!(Commitment(commitment), key.commitment(Binding::V1));
     assert_eq!(hex::encode(part_key), KAT_PART_KEY);
     assert_eq!(
         spec::open_chunk(&part_key, 0, true, &chunk).as_deref(),
@@ -807,11 +938,60 @@ fn known_answer() {
     assert_eq!(spec::open_chunk(&part_key, 0, false, &chunk), None);
 }
 
+/// Version 2 (§9.2): computed independently with Python's `hmac`, `hashlib` and
+/// `cryptography`, for the object `photos`/`2026/cat.jpg` with the DEK and salt of §9.
+const KAT_V2_COMMITMENT: &str = "fddb9dc1174a1005fbf7c717d50108df509dc51ead1a8941b371aa14d1a1071c";
+const KAT_V2_WRAP: &str = "000102030405060708090a0b1880eb73190cdf4e7fbbef97ee5562f5f12da49d0c7761260ed779a192ca731a42a90ec5d74725b5386e1aadb5cb3fdb";
+const KAT_V2_SEAL: &str = "00020001000200000000008000000003000100000000000030393d3c64da3b1c92f54e1fef1f344f9cf9ed4e9c101e3a4bbb7caf2d2872e2026c";
+const KAT_V2_UPLOAD_TAG: &str = "e036bba2136a9a1520a3045595cb8bef";
+
+#[test]
+fn known_answer_v2() {
+    let bytes = |hex: &str| hex::decode(hex).unwrap();
+    let dek: [u8; 32] = bytes("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+        .try_into()
+        .unwrap();
+    let salt: [u8; 32] = bytes("202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f")
+        .try_into()
+        .unwrap();
+    let place = Place {
+        bucket: "photos",
+        key: "2026/cat.jpg",
+    };
+    let key = ObjectKey::derive(&DataKey::from_bytes(dek), Salt(salt));
+    assert_eq!(
+        hex::encode(key.commitment(Binding::V2(place)).0),
+        KAT_V2_COMMITMENT
+    );
+    assert_eq!(
+        hex::encode(spec::commitment_v2(&dek, &salt, place.bucket, place.key)),
+        KAT_V2_COMMITMENT
+    );
+    // The local wrap, with KEK 0x07 × 32 and nonce 00..0b under the key id `local:k1`.
+    let kek = kek("local:k1", 7);
+    let unwrapped = kek.unwrap(&bytes(KAT_V2_WRAP), Binding::V2(place)).unwrap();
+    assert_eq!(unwrapped.expose(), &dek);
+    // Parts 1 and 2 of 8 MiB, part 3 of 12345 bytes: two runs.
+    let p = |n| PartNumber::multipart(n).unwrap();
+    let seal = Seal::new(vec![(p(1), 8 << 20), (p(2), 8 << 20), (p(3), 12345)]).unwrap();
+    assert_eq!(hex::encode(seal.encode_v2(&key)), KAT_V2_SEAL);
+    assert_eq!(
+        spec::read_seal_v2(&dek, &salt, &bytes(KAT_V2_SEAL)),
+        Ok(vec![(1, 8 << 20), (2, 8 << 20), (3, 12345)])
+    );
+    let token = UploadToken::new(&key, vec![9; 60], "backend-upload-1", place).encode();
+    let raw =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token).unwrap();
+    assert_eq!(raw[0], 2);
+    assert_eq!(&raw[1..33], &salt);
+    assert_eq!(hex::encode(&raw[33..49]), KAT_V2_UPLOAD_TAG);
+    assert_eq!(&raw[49..], &[9; 60]);
+}
+
 // === Multipart seal (§7) and segments ===
 
 #[test]
 fn seals_verify_only_under_their_object_key() {
-    use super::format::Seal;
     let dek = DataKey::generate();
     let key = ObjectKey::derive(&dek, Salt::generate());
     let p = |n| PartNumber::multipart(n).unwrap();
@@ -880,4 +1060,83 @@ fn segments_decrypt_across_parts_and_refuse_swaps() {
         drain(body).1,
         Some(StreamError::TrailingData { .. })
     ));
+}
+
+#[test]
+fn version_2_seals_are_compact_and_authentic() {
+    let dek = DataKey::generate();
+    let key = ObjectKey::derive(&dek, Salt::generate());
+    let p = |n| PartNumber::multipart(n).unwrap();
+    // Gaps, repeated sizes, a last part of its own: runs (1,2,L) (4,1,L) (5,1,7).
+    let parts = vec![(p(1), 5 << 20), (p(2), 5 << 20), (p(4), 5 << 20), (p(5), 7)];
+    let seal = Seal::new(parts).unwrap();
+    assert_eq!(seal.run_count(), 3);
+    let bytes = seal.encode_v2(&key);
+    assert_eq!(bytes.len(), Seal::encoded_v2_len_for(3));
+    assert_eq!(Seal::decode_v2(&bytes, &key), Ok(seal.clone()));
+    let other = ObjectKey::derive(&dek, Salt::generate());
+    assert_eq!(
+        Seal::decode_v2(&bytes, &other),
+        Err(FormatError::SealMismatch)
+    );
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 1;
+        assert!(Seal::decode_v2(&bad, &key).is_err(), "flip at {i}");
+    }
+    assert!(Seal::decode_v2(&bytes[..bytes.len() - 1], &key).is_err());
+    // A version 1 seal's bytes are no version 2 seal, and the other way round.
+    assert!(Seal::decode_v2(&seal.encode(&key), &key).is_err());
+    assert!(Seal::decode(&bytes, &key).is_err());
+    // Every part number used, of one size: one run.
+    let all = (1..=MAX_PART_NUMBER).map(|n| (p(n), 5 << 20)).collect();
+    let all = Seal::new(all).unwrap();
+    assert_eq!(all.run_count(), 1);
+    assert_eq!(Seal::decode_v2(&all.encode_v2(&key), &key), Ok(all));
+}
+
+#[test]
+fn upload_tokens_name_one_upload_of_one_object() {
+    let dek = DataKey::generate();
+    let key = ObjectKey::derive(&dek, Salt::generate());
+    let wrapped = kek("k1", 1).wrap(&dek, Binding::V2(PLACE));
+    let token = UploadToken::new(&key, wrapped.clone(), "up-1", PLACE).encode();
+    let parsed = UploadToken::parse(&token).unwrap();
+    assert_eq!(parsed.salt, key.salt());
+    assert_eq!(parsed.wrapped_dek, wrapped);
+    assert_eq!(parsed.verify(&key, "up-1", PLACE), Ok(()));
+    // Another backend upload, another place, another object's keys.
+    let other_place = Place {
+        bucket: "b",
+        key: "k2",
+    };
+    assert_eq!(
+        parsed.verify(&key, "up-2", PLACE),
+        Err(FormatError::UploadToken)
+    );
+    assert_eq!(
+        parsed.verify(&key, "up-1", other_place),
+        Err(FormatError::UploadToken)
+    );
+    let other = ObjectKey::derive(&dek, Salt::generate());
+    assert_eq!(
+        parsed.verify(&other, "up-1", PLACE),
+        Err(FormatError::UploadToken)
+    );
+    // A token whose salt was swapped for another object's: its tag no longer matches.
+    let mut swapped = parsed.clone();
+    swapped.salt = other.salt();
+    assert_eq!(
+        swapped.verify(&other, "up-1", PLACE),
+        Err(FormatError::UploadToken)
+    );
+    // A version 1 token (`salt || wrapped DEK`), garbage, and truncations are refused.
+    let v1 = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        [&key.salt().0[..], &wrapped].concat(),
+    );
+    for bad in [v1.as_str(), "", "not base64!", &token[..token.len() / 2]] {
+        let refused = UploadToken::parse(bad).and_then(|t| t.verify(&key, "up-1", PLACE));
+        assert!(refused.is_err(), "{bad}");
+    }
 }

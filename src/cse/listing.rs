@@ -16,7 +16,7 @@ use quick_xml::{Reader, Writer};
 use crate::body::{self, Body};
 use crate::crypto::format::{plaintext_len, ObjectKey, PartNumber};
 
-use super::multipart::{client_upload_id, SEAL_PREFIX};
+use super::multipart::{client_upload_id, Created, SEAL_PREFIX};
 use super::{client_etag, collect_bounded, marked, part_mark, CseError, MAX_LISTING_BYTES};
 
 /// Which answer is rewritten.
@@ -27,7 +27,7 @@ pub(super) enum Kind<'a> {
     /// and the upload id with its keys.
     Parts { token: &'a str, key: &'a ObjectKey },
     /// `CreateMultipartUpload`: the upload id with its keys.
-    Created { token: &'a str },
+    Created(&'a Created),
     /// `CopyObject` and `CompleteMultipartUpload`: the new object's `ETag` (`fallback` when
     /// the backend's is empty, as RGW 16's completions are).
     Result { fallback: Option<&'a str> },
@@ -79,7 +79,7 @@ pub(super) fn rewrite_doc(doc: &[u8], kind: &Kind<'_>) -> Result<Vec<u8>, CseErr
                         b"Contents" | b"Version" | b"DeleteMarker" | b"CommonPrefixes"
                     ),
                     Kind::Parts { .. } => e.local_name().as_ref() == b"Part",
-                    Kind::Created { .. } | Kind::Result { .. } => false,
+                    Kind::Created(_) | Kind::Result { .. } => false,
                 };
                 if held.is_none() && entry {
                     held = Some(Held {
@@ -204,8 +204,15 @@ fn text<'e>(
             }
             Event::Text(BytesText::from_escaped(plain))
         }
-        (Kind::Parts { token, .. } | Kind::Created { token }, [_, id]) if id == b"UploadId" => {
+        (Kind::Parts { token, .. }, [_, id]) if id == b"UploadId" => {
             Event::Text(BytesText::from_escaped(client_upload_id(&raw, token)))
+        }
+        (Kind::Created(created), [_, id]) if id == b"UploadId" => {
+            // The token authenticates the id as the client will send it back: unescaped.
+            let backend =
+                quick_xml::escape::unescape(&raw).map_err(|e| CseError::Answer(e.to_string()))?;
+            let client = created.upload_id(&backend);
+            Event::Text(BytesText::new(&client).into_owned())
         }
         _ => Event::Text(t),
     })

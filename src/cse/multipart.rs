@@ -2,13 +2,17 @@
 //!
 //! - CreateMultipartUpload writes the object's record (layout `multipart`) like a PutObject,
 //!   and hands the upload's keys to the client inside the upload id it answers with:
-//!   `<backend id>~s3seal~<base64url(salt || wrapped DEK)>`. The wrapped DEK opens only under
-//!   the bucket's keys, so any replica can encrypt any part, in any order.
+//!   `<backend id>~s3seal~<token>`, the token authenticated for this upload of this object
+//!   (`docs/format.md` §7.3). The wrapped DEK opens only under the bucket's keys, so any
+//!   replica can encrypt any part, in any order.
 //! - UploadPart encrypts part `n` under part key `n`, as one segment.
-//! - CompleteMultipartUpload lists the parts at the backend and writes the seal (which parts,
-//!   in which order, of which plaintext lengths; HMAC under the object's seal key) to
-//!   `.s3seal/seal/<base64url(salt)>` in the same bucket, before the completion goes on.
-//! - A read loads and verifies the seal before it releases any plaintext.
+//! - CompleteMultipartUpload checks the client's part list against the backend's, computes the
+//!   seal (which parts, in which order, of which plaintext lengths; HMAC under the object's
+//!   seal key), forwards the completion, and then rewrites the new object's record with the
+//!   seal in it (`record`): the seal travels with the object. A refused completion writes
+//!   nothing.
+//! - A read verifies the seal before it releases any plaintext. Version 1 objects keep theirs
+//!   in `.s3seal/seal/<base64url(salt)>`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -23,17 +27,17 @@ use quick_xml::Reader;
 
 use crate::body::{self, Body};
 use crate::crypto::format::{
-    plaintext_len, Layout, ObjectKey, ObjectMetadata, PartNumber, Salt, Seal, MAX_SEAL_LEN,
-    PART_ETAG_TAG_LEN, SALT_LEN,
+    plaintext_len, Binding, Layout, ObjectKey, ObjectMetadata, PartNumber, Salt, Seal, UploadToken,
+    MAX_SEAL_LEN, PART_ETAG_TAG_LEN,
 };
 use crate::error::ProxyError;
 use crate::s3::headers;
-use crate::s3::route::{encode_path, Target};
+use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Sender};
 
 use super::{
-    backend_etag, call, client_etag, collect_bounded, head, listing, part_mark, strip_checksums,
-    write_metadata, CseError, Rule, Transform, ETAG_SUFFIX, MAX_LISTING_BYTES,
+    backend_etag, call, client_etag, collect_bounded, head, part_mark, place, record,
+    strip_checksums, write_metadata, CseError, Rule, Transform, ETAG_SUFFIX, MAX_LISTING_BYTES,
 };
 
 /// The version a write made, in a versioned bucket.
@@ -45,6 +49,11 @@ pub const SEAL_PREFIX: &str = ".s3seal/";
 const TOKEN_MARK: &str = "~s3seal~";
 /// Parts per ListParts page.
 const PARTS_PER_PAGE: &str = "1000";
+/// Runs of equal part sizes a record keeps room for (`docs/format.md` §7): a client's parts
+/// are of one size but the last, two runs.
+pub(super) const MAX_SEAL_RUNS: usize = 4;
+/// Stored bytes of the longest seal a record keeps room for.
+pub(super) const MAX_SEAL_BYTES: usize = Seal::encoded_v2_len_for(MAX_SEAL_RUNS);
 
 fn seal_name(salt: &Salt) -> String {
     format!("{SEAL_PREFIX}seal/{}", URL_SAFE_NO_PAD.encode(salt.0))
@@ -55,11 +64,31 @@ pub(super) async fn plan_create(
     out: &mut Outgoing<'_>,
 ) -> Result<Transform, CseError> {
     let (key, meta) = write_metadata(rule, Layout::Multipart, out).await?;
-    let mut raw = key.salt().0.to_vec();
-    raw.extend_from_slice(&meta.wrapped_dek);
-    Ok(Transform::Created {
-        token: URL_SAFE_NO_PAD.encode(raw),
-    })
+    Ok(Transform::Created(Created {
+        key,
+        wrapped_dek: meta.wrapped_dek,
+        target: out.target.clone(),
+    }))
+}
+
+/// A new upload's keys, for the token of the upload id the backend answers with.
+pub struct Created {
+    key: ObjectKey,
+    wrapped_dek: Vec<u8>,
+    target: Target,
+}
+
+impl Created {
+    /// The client's upload id for the backend's `backend_id` (`docs/format.md` §7.3).
+    pub(super) fn upload_id(&self, backend_id: &str) -> String {
+        let token = UploadToken::new(
+            &self.key,
+            self.wrapped_dek.clone(),
+            backend_id,
+            place(&self.target),
+        );
+        client_upload_id(backend_id, &token.encode())
+    }
 }
 
 pub(super) async fn plan_part(rule: &Rule, out: &mut Outgoing<'_>) -> Result<Transform, CseError> {
@@ -84,7 +113,9 @@ pub(super) async fn plan_complete(
     Ok(Transform::Complete(Complete {
         key,
         target: out.target.clone(),
+        seal: None,
         done: None,
+        max_copy: record::MAX_COPY_OBJECT_SIZE,
     }))
 }
 
@@ -117,11 +148,15 @@ pub(super) fn part_number(out: &Outgoing<'_>) -> Result<PartNumber, CseError> {
         .ok_or(CseError::PartNumber)
 }
 
-/// The upload's keys from the client's upload id, which becomes the backend's again.
+/// The upload's keys from the client's upload id, which becomes the backend's again. The
+/// token must have been made for this backend upload of this object (`docs/format.md` §7.3):
+/// anything else is `NoSuchUpload`, as S3 answers an upload id it never gave.
 pub(super) async fn take_token(
     rule: &Rule,
     out: &mut Outgoing<'_>,
 ) -> Result<(ObjectKey, String), CseError> {
+    let target = out.target.clone();
+    let place = place(&target);
     let id = out
         .query
         .iter_mut()
@@ -129,17 +164,21 @@ pub(super) async fn take_token(
         .map(|(_, v)| v)
         .ok_or(CseError::UploadId)?;
     let (backend, token) = id.rsplit_once(TOKEN_MARK).ok_or(CseError::UploadId)?;
-    let raw = URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| CseError::UploadId)?;
-    if raw.len() <= SALT_LEN {
-        return Err(CseError::UploadId);
-    }
-    let (salt, wrapped) = raw.split_at(SALT_LEN);
-    // A local wrap's associated data names its key, so only the right key opens it.
-    let dek = rule.keyring.unwrap_any(wrapped).await?;
-    let salt = Salt(salt.try_into().expect("SALT_LEN bytes"));
-    let key = ObjectKey::derive(&dek, salt);
+    let parsed = UploadToken::parse(token).map_err(|_| CseError::NoSuchUpload)?;
+    // A local wrap's associated data names its key and the object's place, so only the right
+    // key opens it, and only for this object.
+    let dek = rule
+        .keyring
+        .unwrap_any(&parsed.wrapped_dek, Binding::V2(place))
+        .await
+        .map_err(|e| match e {
+            CseError::UploadId => CseError::NoSuchUpload,
+            other => other,
+        })?;
+    let key = ObjectKey::derive(&dek, parsed.salt);
+    parsed
+        .verify(&key, backend, place)
+        .map_err(|_| CseError::NoSuchUpload)?;
     let (backend, token) = (backend.to_owned(), token.to_owned());
     *id = backend;
     Ok((key, token))
@@ -159,8 +198,12 @@ const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub struct Complete {
     key: ObjectKey,
     target: Target,
+    /// The seal of the listed parts, for the new object's record.
+    seal: Option<Seal>,
     /// The upload was completed before: the answer is the object's, as S3 gives it again.
     done: Option<Completed>,
+    /// The largest object one `CopyObject` copies at the backend.
+    max_copy: u64,
 }
 
 /// The object an earlier completion of the same upload made.
@@ -179,8 +222,9 @@ struct StoredPart {
 }
 
 impl Complete {
-    /// Checks the client's part list as S3 does, against the backend's, and only then writes
-    /// the seal of the listed parts: a completion the proxy refuses writes nothing. Returns
+    /// Checks the client's part list as S3 does, against the backend's, and keeps the seal of
+    /// the listed parts for [`Complete::finish`]: a completion the proxy refuses writes
+    /// nothing. Returns
     /// the completion to forward: the listed parts with the `ETag`s the backend holds. An
     /// upload the backend no longer has was completed into the object (it carries the upload's
     /// salt: the answer is that object's) or aborted (`NoSuchUpload`).
@@ -233,27 +277,11 @@ impl Complete {
             );
         }
         forwarded.push_str("</CompleteMultipartUpload>");
-        let seal = Seal::new(parts)
-            .map_err(|_| CseError::PartOrder)?
-            .encode(&self.key);
-        let bucket = out.target.bucket().unwrap_or_default().to_owned();
-        let target = Target::Object {
-            bucket,
-            key: seal_name(&self.key.salt()),
-        };
-        let put = Outgoing {
-            method: Method::PUT,
-            target: &target,
-            query: Vec::new(),
-            headers: HeaderMap::new(),
-            content_length: None,
-        };
-        let (status, _) = call(upstream, put, Bytes::from(seal), MAX_LISTING_BYTES).await?;
-        if !status.is_success() {
-            return Err(
-                CseError::Inconsistent(format!("the seal was refused with {status}")).into(),
-            );
+        let seal = Seal::new(parts).map_err(|_| CseError::PartOrder)?;
+        if seal.run_count() > MAX_SEAL_RUNS {
+            return Err(CseError::IrregularParts(MAX_SEAL_RUNS).into());
         }
+        self.seal = Some(seal);
         Ok(Bytes::from(forwarded))
     }
 
@@ -295,8 +323,8 @@ impl Complete {
         })
     }
 
-    /// The backend's answer to the completion, with the new object's `ETag` (HEAD's when the
-    /// answer has none: RGW 16 answers `<ETag></ETag>`).
+    /// The backend's answer to the completion. The new object then gets its seal: its record
+    /// is rewritten with the seal in it (`record`), and the answer names that version.
     pub(super) async fn finish(
         &self,
         upstream: &Sender<'_>,
@@ -308,58 +336,157 @@ impl Complete {
             return Ok(Response::from_parts(parts, body));
         }
         let doc = collect_bounded(body, MAX_LISTING_BYTES).await?;
-        let mut etag = None;
+        let mut completed = None;
         for_each_element(&doc, |path, text| {
-            if let ([_, name], Some(t)) = (path, text) {
-                if name == b"ETag" {
-                    etag = Some(t.trim().to_owned());
+            match (path, text) {
+                ([root], None) if root == b"CompleteMultipartUploadResult" => {
+                    completed.get_or_insert(String::new());
                 }
+                ([_, name], Some(t)) if name == b"ETag" => completed = Some(t.trim().to_owned()),
+                _ => {}
             }
             Ok(())
         })?;
-        let fallback = match etag {
-            Some(etag) if !etag.is_empty() => None,
-            Some(_) | None => {
-                let version = parts.headers.get(X_AMZ_VERSION_ID);
-                let query = version
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| vec![("versionId".to_owned(), v.to_owned())])
-                    .unwrap_or_default();
-                let head = head(upstream, &self.target, query, HeaderMap::new()).await?;
-                let etag = head.headers().get(header::ETAG);
-                etag.and_then(|v| v.to_str().ok()).map(str::to_owned)
+        let Some(backend_etag) = completed else {
+            // S3 may fail a completion after its 200: the body is then an `<Error>`.
+            return Ok(Response::from_parts(parts, body::full(doc)));
+        };
+        let version = parts.headers.get(X_AMZ_VERSION_ID).cloned();
+        let sealed = self.seal_object(upstream, version).await?;
+        let (Target::Object { bucket, key }, Some(sealed)) = (&self.target, sealed) else {
+            // Replaced before it could be sealed: another write of the key won, as it may on S3.
+            let done = self.answer_with(client_etag(&backend_etag), None);
+            return Ok(done.unwrap_or_else(|| Response::from_parts(parts, body::empty())));
+        };
+        let done = Completed {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            etag: client_etag(&sealed.etag),
+            version: sealed.version,
+        };
+        Ok(result(&done))
+    }
+
+    /// Gives the object the completion made (version `version`) the record with its seal.
+    /// `None`: the key holds another object by now.
+    async fn seal_object(
+        &self,
+        upstream: &Sender<'_>,
+        version: Option<HeaderValue>,
+    ) -> Result<Option<record::Rewritten>, ProxyError> {
+        let seal = self.seal.as_ref().ok_or_else(|| {
+            ProxyError::Internal("a completion without the seal of its parts".to_owned())
+        })?;
+        // "null" is the version of a bucket without versioning (moto says so on completions):
+        // the copy replaces it in place, and it is the current object anyway.
+        let version_id = version
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| *v != "null");
+        let query = version_id
+            .map(|v| vec![("versionId".to_owned(), v.to_owned())])
+            .unwrap_or_default();
+        let head = head(upstream, &self.target, query, HeaderMap::new()).await?;
+        let meta = match head.status() {
+            StatusCode::OK => ObjectMetadata::from_headers(head.headers())
+                .map_err(CseError::Stored)?
+                .filter(|m| m.layout == Layout::Multipart && m.salt == self.key.salt()),
+            StatusCode::NOT_FOUND => None,
+            status => {
+                let why = format!("the completed object could not be read ({status})");
+                return Err(CseError::Inconsistent(why).into());
             }
         };
-        let resp = Response::from_parts(parts, body::full(doc));
-        let kind = listing::Kind::Result {
-            fallback: fallback.as_deref(),
+        let Some(mut meta) = meta else {
+            return Ok(None);
         };
-        Ok(listing::rewrite(resp, kind).await?)
+        if meta.seal.is_some() {
+            // Another completion of this upload sealed it already.
+            let etag = head
+                .headers()
+                .get(header::ETAG)
+                .and_then(|e| e.to_str().ok());
+            return Ok(etag.map(|etag| record::Rewritten {
+                etag: etag.to_owned(),
+                version,
+            }));
+        }
+        meta.seal = Some(seal.encode_v2(&self.key));
+        let rewritten = record::rewrite(
+            upstream,
+            &self.target,
+            version_id,
+            head.headers(),
+            &meta,
+            self.max_copy,
+        )
+        .await?;
+        if let (Some(old), Some(new)) = (version_id, &rewritten.version) {
+            if new.as_bytes() != old.as_bytes() {
+                // The unsealed version is no version the client made: only its sealed copy is.
+                self.delete_version(upstream, old).await?;
+            }
+        }
+        Ok(Some(rewritten))
+    }
+
+    async fn delete_version(&self, upstream: &Sender<'_>, version: &str) -> Result<(), ProxyError> {
+        let delete = Outgoing {
+            method: Method::DELETE,
+            target: &self.target,
+            query: vec![("versionId".to_owned(), version.to_owned())],
+            headers: HeaderMap::new(),
+            content_length: None,
+        };
+        let (status, _) = call(upstream, delete, Bytes::new(), MAX_LISTING_BYTES).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            let why = format!("the unsealed version could not be deleted ({status})");
+            Err(CseError::Inconsistent(why).into())
+        }
     }
 
     /// The answer when the upload was completed before: that completion's object, whatever
     /// the backend answered this time.
     pub(super) fn answer(&self) -> Option<Response<Body>> {
-        let done = self.done.as_ref()?;
-        let doc = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
-            escape(&done.bucket),
-            escape(&done.key),
-            escape(&done.etag),
-        );
-        let len = doc.len();
-        let mut resp = Response::new(body::full(Bytes::from(doc)));
-        let h = resp.headers_mut();
-        if let Some(version) = &done.version {
-            h.insert(X_AMZ_VERSION_ID, version.clone());
-        }
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        Some(resp)
+        self.done.as_ref().map(result)
     }
+
+    /// The answer naming the object by `etag`, without a version.
+    fn answer_with(&self, etag: String, version: Option<HeaderValue>) -> Option<Response<Body>> {
+        let Target::Object { bucket, key } = &self.target else {
+            return None;
+        };
+        Some(result(&Completed {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            etag,
+            version,
+        }))
+    }
+}
+
+/// A `CompleteMultipartUploadResult` naming `done`.
+fn result(done: &Completed) -> Response<Body> {
+    let doc = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+        escape(&done.bucket),
+        escape(&done.key),
+        escape(&done.etag),
+    );
+    let len = doc.len();
+    let mut resp = Response::new(body::full(Bytes::from(doc)));
+    let h = resp.headers_mut();
+    if let Some(version) = &done.version {
+        h.insert(X_AMZ_VERSION_ID, version.clone());
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
 }
 
 /// The backend's `ETag` in a part `ETag` the proxy showed (docs/format.md §6.1), quoted.
@@ -505,7 +632,7 @@ impl PartsPage {
 
 /// Calls `f(element path, Some(text))` with the unescaped text of every element that has some,
 /// then `f(element path, None)`, at the end of every element (still on the path).
-fn for_each_element(
+pub(super) fn for_each_element(
     doc: &[u8],
     mut f: impl FnMut(&[Vec<u8>], Option<&str>) -> Result<(), CseError>,
 ) -> Result<(), CseError> {
@@ -571,38 +698,4 @@ pub(super) async fn load_seal(
         .into());
     }
     Ok(Seal::decode(&body, key).map_err(CseError::Stored)?)
-}
-
-/// Copies a multipart object's seal to another bucket, for a copy of the object there.
-pub(super) async fn copy_seal(
-    upstream: &Sender<'_>,
-    from: &str,
-    to: &str,
-    salt: &Salt,
-) -> Result<(), ProxyError> {
-    let name = seal_name(salt);
-    let target = Target::Object {
-        bucket: to.to_owned(),
-        key: name.clone(),
-    };
-    let mut headers = HeaderMap::new();
-    let source = format!("/{from}/{}", encode_path(&name));
-    headers.insert(
-        headers::X_AMZ_COPY_SOURCE,
-        HeaderValue::try_from(source).map_err(|e| ProxyError::Internal(e.to_string()))?,
-    );
-    let copy = Outgoing {
-        method: Method::PUT,
-        target: &target,
-        query: Vec::new(),
-        headers,
-        content_length: None,
-    };
-    let (status, _) = call(upstream, copy, Bytes::new(), MAX_LISTING_BYTES).await?;
-    if !status.is_success() {
-        return Err(
-            CseError::Inconsistent(format!("the seal could not be copied ({status})")).into(),
-        );
-    }
-    Ok(())
 }

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use crate::body::{Body, BoxError};
 use crate::crypto::format::{
     ciphertext_len, ciphertext_range_for, CipherRange, Layout, ObjectKey, ObjectMetadata,
-    PartNumber,
+    PartNumber, Version,
 };
 use crate::crypto::{DecryptSegments, Segment};
 use crate::error::ProxyError;
@@ -249,7 +249,15 @@ pub(super) async fn object_parts(
     match meta.layout {
         Layout::Single => Ok(vec![(PartNumber::SINGLE, object_plaintext_len(stored)?)]),
         Layout::Multipart => {
-            let seal = multipart::load_seal(upstream, bucket, key).await?;
+            let seal = match meta.version {
+                Version::V1 => multipart::load_seal(upstream, bucket, key).await?,
+                // Completed at the backend, and not yet given its seal: the completion is
+                // still running (or failed before it could answer).
+                Version::V2 => meta
+                    .seal(key)
+                    .map_err(CseError::Stored)?
+                    .ok_or(CseError::SealPending)?,
+            };
             if seal.ciphertext_len() != stored {
                 return Err(CseError::Inconsistent(format!(
                     "{stored} stored bytes, but the seal lists {} bytes of parts",

@@ -22,25 +22,25 @@ fn generate_request_is_the_documented_json() {
     let request = GenerateRequest {
         key_id: "alias/s3seal",
         key_spec: "AES_256",
-        encryption_context: context(),
+        encryption_context: context(Some("photos")),
     };
     assert_eq!(
         serde_json::to_string(&request).unwrap(),
-        r#"{"KeyId":"alias/s3seal","KeySpec":"AES_256","EncryptionContext":{"s3seal":"v1"}}"#
+        r#"{"KeyId":"alias/s3seal","KeySpec":"AES_256","EncryptionContext":{"bucket":"photos","s3seal":"v2"}}"#
     );
     let request = EncryptRequest {
         key_id: "k",
         plaintext: "AAAA",
-        encryption_context: context(),
+        encryption_context: context(Some("b")),
     };
     assert_eq!(
         serde_json::to_string(&request).unwrap(),
-        r#"{"KeyId":"k","Plaintext":"AAAA","EncryptionContext":{"s3seal":"v1"}}"#
+        r#"{"KeyId":"k","Plaintext":"AAAA","EncryptionContext":{"bucket":"b","s3seal":"v2"}}"#
     );
     let request = DecryptRequest {
         key_id: "k",
         ciphertext_blob: STANDARD.encode(b"blob"),
-        encryption_context: context(),
+        encryption_context: context(None),
     };
     assert_eq!(
         serde_json::to_string(&request).unwrap(),
@@ -130,7 +130,7 @@ async fn an_unreachable_endpoint_is_a_503_and_not_cached() {
     assert_eq!(err.code(), S3Code::ServiceUnavailable);
     // The failed slot is retried, not remembered.
     assert!(kms.data_key("b").await.is_err());
-    assert!(kms.open("alias/s3seal", b"blob").await.is_err());
+    assert!(kms.open("alias/s3seal", Some("b"), b"blob").await.is_err());
     assert!(kms.readers.lock().unwrap().is_empty());
 }
 
@@ -222,7 +222,10 @@ async fn a_refused_blob_is_remembered_and_a_throttled_one_is_not() {
     let (endpoint, calls) = refusing_kms("InvalidCiphertextException").await;
     let forged = kms(&endpoint);
     for _ in 0..3 {
-        let err = forged.open("alias/s3seal", b"forged").await.unwrap_err();
+        let err = forged
+            .open("alias/s3seal", Some("b"), b"forged")
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, KmsError::Refused { kind, .. } if kind == "InvalidCiphertextException"),
             "{err}"
@@ -230,14 +233,17 @@ async fn a_refused_blob_is_remembered_and_a_throttled_one_is_not() {
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     // The same blob under another key is another question for KMS.
-    assert!(forged.open("old", b"forged").await.is_err());
+    assert!(forged.open("old", Some("b"), b"forged").await.is_err());
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert!(forged.readers.lock().unwrap().is_empty());
 
     let (endpoint, calls) = refusing_kms("ThrottlingException").await;
     let throttled = kms(&endpoint);
     for _ in 0..3 {
-        assert!(throttled.open("alias/s3seal", b"blob").await.is_err());
+        assert!(throttled
+            .open("alias/s3seal", Some("b"), b"blob")
+            .await
+            .is_err());
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(throttled.refused.lock().unwrap().is_empty());
@@ -250,7 +256,11 @@ async fn concurrent_opens_of_a_refused_blob_cost_one_call() {
     let opens: Vec<_> = (0..8)
         .map(|_| {
             let kms = kms.clone();
-            tokio::spawn(async move { kms.open("alias/s3seal", b"forged").await.is_err() })
+            tokio::spawn(async move {
+                kms.open("alias/s3seal", Some("b"), b"forged")
+                    .await
+                    .is_err()
+            })
         })
         .collect();
     for open in opens {

@@ -104,7 +104,7 @@ async fn round_trips(h: &Harness) {
             .await
             .unwrap();
         let meta = stored.metadata().cloned().unwrap_or_default();
-        assert_eq!(meta.get("s3seal-v").map(String::as_str), Some("1"));
+        assert_eq!(meta.get("s3seal-v").map(String::as_str), Some("2"));
         assert_eq!(meta.get("s3seal-kid").map(String::as_str), Some("k2"));
         assert_eq!(
             meta.get("s3seal-layout").map(String::as_str),
@@ -333,23 +333,56 @@ async fn tampering_and_unencrypted(h: &Harness) {
     let b = support::bucket("cse-tamper");
     s3.create_bucket().bucket(&b).send().await.unwrap();
     let data = payload(200_000, 5);
-    s3.put_object()
-        .bucket(&b)
-        .key("t")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
-    let stored = direct
-        .get_object()
-        .bucket(&b)
-        .key("t")
-        .send()
-        .await
-        .unwrap();
-    let meta = stored.metadata().cloned().unwrap_or_default();
-    let cipher = stored.body.collect().await.unwrap().into_bytes().to_vec();
-
+    // Each object is written through the proxy at its own key (a record opens only there,
+    // docs/format.md §5.1), then its stored form is tampered with where it lies.
+    let tamper =
+        |key: &'static str,
+         edit: fn(&mut std::collections::HashMap<String, String>, &mut Vec<u8>)| {
+            let (s3, direct, b, data) = (s3.clone(), direct.clone(), b.clone(), data.clone());
+            async move {
+                s3.put_object()
+                    .bucket(&b)
+                    .key(key)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .unwrap();
+                let stored = direct
+                    .get_object()
+                    .bucket(&b)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                let mut meta = stored.metadata().cloned().unwrap_or_default();
+                let mut cipher = stored.body.collect().await.unwrap().into_bytes().to_vec();
+                edit(&mut meta, &mut cipher);
+                direct
+                    .put_object()
+                    .bucket(&b)
+                    .key(key)
+                    .set_metadata(Some(meta))
+                    .body(ByteStream::from(cipher))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+    tamper("flipped", |_, c| c[100_000] ^= 1).await;
+    tamper("truncated", |_, c| c.truncate(2 * 65559)).await;
+    tamper("reordered", |_, c| {
+        let (first, rest) = c.split_at_mut(65559);
+        first.swap_with_slice(&mut rest[..65559]);
+    })
+    .await;
+    tamper("salt", |m, _| {
+        m.insert("s3seal-salt".into(), STANDARD.encode([7u8; 32]));
+    })
+    .await;
+    tamper("kid", |m, _| {
+        m.insert("s3seal-kid".into(), "k9".into());
+    })
+    .await;
     let put_direct =
         |key: &'static str, body: Vec<u8>, meta: std::collections::HashMap<String, String>| {
             let direct = direct.clone();
@@ -366,22 +399,6 @@ async fn tampering_and_unencrypted(h: &Harness) {
                     .unwrap();
             }
         };
-    let mut flipped = cipher.clone();
-    flipped[100_000] ^= 1;
-    put_direct("flipped", flipped, meta.clone()).await;
-    let mut truncated = cipher.clone();
-    truncated.truncate(2 * 65559);
-    put_direct("truncated", truncated, meta.clone()).await;
-    let mut reordered = cipher.clone();
-    let (first, rest) = reordered.split_at_mut(65559);
-    first.swap_with_slice(&mut rest[..65559]);
-    put_direct("reordered", reordered, meta.clone()).await;
-    let mut other_salt = meta.clone();
-    other_salt.insert("s3seal-salt".into(), STANDARD.encode([7u8; 32]));
-    put_direct("salt", cipher.clone(), other_salt).await;
-    let mut unknown_key = meta.clone();
-    unknown_key.insert("s3seal-kid".into(), "k9".into());
-    put_direct("kid", cipher.clone(), unknown_key).await;
 
     for key in ["flipped", "truncated", "reordered", "salt", "kid"] {
         match s3.get_object().bucket(&b).key(key).send().await {
@@ -649,7 +666,7 @@ async fn multipart(h: &Harness) {
         .unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == aligned.as_slice());
 
-    // A copy keeps reading through the same seal; in another bucket, through a copy of it.
+    // A copy in another bucket carries the seal in its own record.
     let other = support::bucket("cse-mp2");
     s3.create_bucket().bucket(&other).send().await.unwrap();
     s3.copy_object()
@@ -668,7 +685,7 @@ async fn multipart(h: &Harness) {
         .unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data.as_slice());
 
-    // At the backend: ciphertext, and one seal per object.
+    // At the backend: ciphertext, each object's seal in its own record, nothing else.
     let stored = direct
         .get_object()
         .bucket(&b)
@@ -678,45 +695,44 @@ async fn multipart(h: &Harness) {
         .unwrap();
     let cipher = stored.body.collect().await.unwrap().into_bytes();
     assert!(!contains(&cipher, &data[boundary..boundary + 32]));
-    let seals = direct
-        .list_objects_v2()
-        .bucket(&b)
-        .prefix(".s3seal/seal/")
-        .send()
-        .await
-        .unwrap();
-    let seals: Vec<_> = seals
-        .contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_owned())
-        .collect();
-    assert_eq!(seals.len(), 2, "{seals:?}");
+    let all = direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    let keys: Vec<_> = all.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["aligned", "odd"], "no hidden objects");
+    let mut seals = Vec::new();
+    for key in ["odd", "aligned"] {
+        let head = direct
+            .head_object()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let meta = head.metadata().unwrap();
+        assert_eq!(meta.get("s3seal-v").map(String::as_str), Some("2"), "{key}");
+        seals.push(meta.get("s3seal-seal").unwrap().clone());
+    }
 
     // Swapping the two objects' seals, or removing one, makes the object unreadable.
-    let (first, second) = (seals[0].clone(), seals[1].clone());
-    let mut bodies = Vec::new();
-    for key in [&first, &second] {
-        let got = direct
-            .get_object()
+    for (key, seal) in [("odd", &seals[1]), ("aligned", &seals[0])] {
+        let head = direct
+            .head_object()
             .bucket(&b)
             .key(key)
             .send()
             .await
             .unwrap();
-        bodies.push(got.body.collect().await.unwrap().into_bytes());
-    }
-    let (first_body, second_body) = (bodies[0].clone(), bodies[1].clone());
-    for (key, body) in [(&first, second_body.clone()), (&second, first_body.clone())] {
+        let mut meta = head.metadata().unwrap().clone();
+        meta.insert("s3seal-seal".to_owned(), seal.clone());
         direct
-            .put_object()
+            .copy_object()
             .bucket(&b)
             .key(key)
-            .body(ByteStream::from(body))
+            .copy_source(format!("{b}/{key}"))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .set_metadata(Some(meta))
             .send()
             .await
             .unwrap();
-    }
-    for key in ["odd", "aligned"] {
         let err = s3
             .get_object()
             .bucket(&b)
@@ -726,17 +742,22 @@ async fn multipart(h: &Harness) {
             .unwrap_err();
         assert_eq!(err.code(), Some("InternalError"), "{key}: {err:?}");
     }
-    direct
-        .delete_object()
+    let head = direct
+        .head_object()
         .bucket(&b)
-        .key(&first)
+        .key("odd")
         .send()
         .await
         .unwrap();
+    let mut meta = head.metadata().unwrap().clone();
+    meta.remove("s3seal-seal");
     direct
-        .delete_object()
+        .copy_object()
         .bucket(&b)
-        .key(&second)
+        .key("odd")
+        .copy_source(format!("{b}/odd"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .set_metadata(Some(meta))
         .send()
         .await
         .unwrap();
@@ -747,7 +768,20 @@ async fn multipart(h: &Harness) {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("InternalError"), "{err:?}");
+    assert_eq!(err.code(), Some("SlowDown"), "{err:?}");
+
+    // Everything the client wrote deleted, the buckets go too.
+    for (bucket, key) in [(&b, "odd"), (&b, "aligned"), (&other, "copy")] {
+        s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    for bucket in [&b, &other] {
+        s3.delete_bucket().bucket(bucket).send().await.unwrap();
+    }
 }
 
 macro_rules! per_backend {
@@ -774,6 +808,8 @@ macro_rules! per_backend {
         }
     };
 }
+
+pub(crate) use per_backend;
 
 per_backend!(round_trips);
 per_backend!(ranges);
@@ -1189,7 +1225,7 @@ async fn part_copies(h: &Harness) {
             .metadata()
             .and_then(|m| m.get("s3seal-v"))
             .map(String::as_str),
-        Some("1")
+        Some("2")
     );
     let cipher = stored.body.collect().await.unwrap().into_bytes();
     assert!(!contains(&cipher, &legacy[1000..1032]));
@@ -1325,8 +1361,9 @@ async fn deletes(h: &Harness) {
     }
     let listed = s3.list_objects_v2().bucket(&b).send().await.unwrap();
     assert!(listed.contents().is_empty(), "{:?}", listed.contents());
-    // The seal left behind is not counted either (issue 15: the Node SDK saw KeyCount 1).
     assert_eq!(listed.key_count(), Some(0));
+    // Nothing is left at the backend either: the seal went with its object (issue 15: the
+    // Node SDK saw KeyCount 1), and the bucket deletes.
     let stored = h
         .direct()
         .list_objects_v2()
@@ -1334,11 +1371,8 @@ async fn deletes(h: &Harness) {
         .send()
         .await
         .unwrap();
-    let left: Vec<_> = stored.contents().iter().filter_map(|o| o.key()).collect();
-    assert!(
-        left.len() == 1 && left[0].starts_with(".s3seal/seal/"),
-        "{left:?}"
-    );
+    assert_eq!(stored.key_count(), Some(0), "{:?}", stored.contents());
+    s3.delete_bucket().bucket(&b).send().await.unwrap();
 }
 
 /// Conditional reads (If-Modified-Since, If-Unmodified-Since, If-Match) on encrypted objects,
@@ -1604,10 +1638,11 @@ async fn tampering_parts(h: &Harness) {
     let chunk = 65_559;
     let mut spliced = x_cipher.clone();
     spliced[chunk..2 * chunk].copy_from_slice(&y_cipher[chunk..2 * chunk]);
-    put_direct("spliced", spliced, x_meta.clone()).await;
-    assert_refused(&s3, &b, "spliced", &plain_x).await;
-    put_direct("other-record", x_cipher.clone(), y_meta.clone()).await;
-    assert_refused(&s3, &b, "other-record", &plain_y).await;
+    // Each forgery lies where its record was written: a record opens only at its own key.
+    put_direct("x", spliced, x_meta.clone()).await;
+    assert_refused(&s3, &b, "x", &plain_x).await;
+    put_direct("y", x_cipher.clone(), y_meta.clone()).await;
+    assert_refused(&s3, &b, "y", &plain_y).await;
 
     // Two multipart objects of two equal parts each.
     let sizes = [5 * MIB, 5 * MIB];
@@ -1618,24 +1653,25 @@ async fn tampering_parts(h: &Harness) {
     let part = usize::try_from(ciphertext_len(5 * MIB as u64).unwrap()).unwrap();
     let (a1, a2) = (a_cipher[..part].to_vec(), a_cipher[part..].to_vec());
     let b1 = b_cipher[..part].to_vec();
-    assemble("reordered", vec![a2.clone(), a1.clone()], a_meta.clone()).await;
-    assert_refused(&s3, &b, "reordered", &plain_a).await;
-    assemble("swapped", vec![b1.clone(), a2.clone()], a_meta.clone()).await;
-    assert_refused(&s3, &b, "swapped", &plain_a).await;
-    assemble("dropped", vec![a1.clone()], a_meta.clone()).await;
-    assert_refused(&s3, &b, "dropped", &plain_a).await;
     let mut flipped = a2.clone();
     flipped[3 * chunk + 5] ^= 0x80;
-    assemble("flipped", vec![a1.clone(), flipped], a_meta.clone()).await;
-    assert_refused(&s3, &b, "flipped", &plain_a).await;
     let cut = a2[..a2.len() - chunk].to_vec();
-    assemble("cut", vec![a1.clone(), cut], a_meta.clone()).await;
-    assert_refused(&s3, &b, "cut", &plain_a).await;
+    // The last one, b's first part in place of a's, stays for the ranges below.
+    for parts in [
+        vec![a2.clone(), a1.clone()],
+        vec![a1.clone()],
+        vec![a1.clone(), flipped],
+        vec![a1.clone(), cut],
+        vec![b1.clone(), a2.clone()],
+    ] {
+        assemble("a", parts, a_meta.clone()).await;
+        assert_refused(&s3, &b, "a", &plain_a).await;
+    }
     // A range inside a substituted part fails too; one inside the intact part reads.
     let err = s3
         .get_object()
         .bucket(&b)
-        .key("swapped")
+        .key("a")
         .range("bytes=100-199")
         .send()
         .await;
@@ -1649,7 +1685,7 @@ async fn tampering_parts(h: &Harness) {
     let got = s3
         .get_object()
         .bucket(&b)
-        .key("swapped")
+        .key("a")
         .range(format!("bytes={}-{}", 5 * MIB + 10, 5 * MIB + 109))
         .send()
         .await
@@ -1679,6 +1715,8 @@ macro_rules! multipart_backends {
     };
 }
 
+pub(crate) use multipart_backends;
+
 multipart_backends!(part_reads);
 multipart_backends!(list_parts);
 multipart_backends!(part_copies);
@@ -1687,9 +1725,9 @@ multipart_backends!(deletes);
 multipart_backends!(tampering_parts);
 
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_clients() {
-    let h = Harness::s3s_rules(rules()).await;
+/// The aws cli and boto3 on every backend, ending as a user's cleanup does: every object
+/// deleted, then the bucket, which nothing of the proxy's keeps alive (docs/format.md §7).
+async fn real_clients(h: &Harness) {
     let dir = tempfile::tempdir().unwrap();
     let b = support::bucket("cse-cli");
     // Above the cli's 8 MiB multipart threshold: three parts, uploaded in parallel.
@@ -1774,7 +1812,23 @@ print("boto3 cse ok")
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    run(vec![
+        "s3".into(),
+        "rm".into(),
+        "--recursive".into(),
+        format!("s3://{b}"),
+    ])
+    .await;
+    run(vec!["s3".into(), "rb".into(), format!("s3://{b}")]).await;
+    let err = h.sdk().head_bucket().bucket(&b).send().await.unwrap_err();
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(404),
+        "{err:?}"
+    );
 }
+
+per_backend!(real_clients);
 
 /// `s3seal decrypt` recovers objects downloaded straight from the backend, with only the keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1797,26 +1851,6 @@ async fn offline_decrypt() {
     let path = |name: &str| dir.path().join(name);
     std::fs::write(path("k1"), STANDARD.encode([1u8; 32])).unwrap();
     std::fs::write(path("k2"), STANDARD.encode([2u8; 32])).unwrap();
-    let seals = direct
-        .list_objects_v2()
-        .bucket(&b)
-        .prefix(".s3seal/seal/")
-        .send()
-        .await
-        .unwrap();
-    let seal_key = seals.contents()[0].key().unwrap().to_owned();
-    let seal = direct
-        .get_object()
-        .bucket(&b)
-        .key(&seal_key)
-        .send()
-        .await
-        .unwrap();
-    std::fs::write(
-        path("seal"),
-        seal.body.collect().await.unwrap().into_bytes(),
-    )
-    .unwrap();
     for (key, json) in [("single", false), ("multi", true)] {
         let stored = direct
             .get_object()
@@ -1847,7 +1881,8 @@ async fn offline_decrypt() {
         let cipher = stored.body.collect().await.unwrap().into_bytes();
         std::fs::write(path(&format!("{key}.bin")), cipher).unwrap();
     }
-    let run = |key: &str, keys: &[&str]| {
+    // The multipart object's seal is in its metadata: no other file is needed.
+    let run_at = |key: &str, keys: &[&str], place: Option<(&str, &str)>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3seal"));
         cmd.arg("decrypt")
             .arg("--in")
@@ -1855,14 +1890,22 @@ async fn offline_decrypt() {
             .arg("--metadata")
             .arg(path(&format!("{key}.meta")))
             .arg("--out")
-            .arg(path(&format!("{key}.out")))
-            .arg("--seal")
-            .arg(path("seal"));
+            .arg(path(&format!("{key}.out")));
+        if let Some((bucket, object)) = place {
+            cmd.arg("--bucket").arg(bucket).arg("--object").arg(object);
+        }
         for k in keys {
             cmd.arg("--key").arg(format!("{k}={}", path(k).display()));
         }
         cmd.output().unwrap()
     };
+    let run = |key: &str, keys: &[&str]| run_at(key, keys, Some((b.as_str(), key)));
+    // The record is bound to where it was stored: without the place, or at another, nothing.
+    for place in [None, Some((b.as_str(), "elsewhere"))] {
+        let out = run_at("single", &["k2"], place);
+        assert!(!out.status.success(), "{place:?}");
+        assert!(!path("single.out").exists());
+    }
     // Only the old key: the objects were written with k2, so nothing is written.
     let out = run("single", &["k1"]);
     assert!(!out.status.success());
@@ -1880,6 +1923,15 @@ async fn offline_decrypt() {
             "{key}"
         );
     }
+    assert!(direct
+        .list_objects_v2()
+        .bucket(&b)
+        .prefix(".s3seal/")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .is_empty());
     // A flipped byte: refused, and no output file.
     let mut bad = std::fs::read(path("single.bin")).unwrap();
     bad[150_000] ^= 1;
@@ -2085,7 +2137,7 @@ async fn with_sse_s3() {
         head.metadata()
             .and_then(|m| m.get("s3seal-v"))
             .map(String::as_str),
-        Some("1")
+        Some("2")
     );
     assert_eq!(
         head.content_length(),

@@ -13,6 +13,7 @@ mod clients;
 mod cors;
 mod cse;
 mod cse_s3;
+mod cse_v2;
 mod demo;
 mod deny;
 mod deploy;

@@ -1,6 +1,7 @@
-//! A second reader of single-part objects, written only from `docs/format.md` with RustCrypto
-//! (`aes-gcm`, `hmac`, `sha2`) and no code from `crypto::format`. If it decrypts what
-//! `EncryptBody` writes, the format is what the document says.
+//! A second reader of single-part objects and version 2 seals, written only from
+//! `docs/format.md` with RustCrypto (`aes-gcm`, `hmac`, `sha2`) and no code from
+//! `crypto::format`. If it decrypts what `EncryptBody` writes and reads the seals the proxy
+//! writes, the format is what the document says.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -53,18 +54,53 @@ pub fn open_chunk(
         .ok()
 }
 
-/// §5.1: the commitment and part key 0 of a single-part object.
+/// §5.1: the version 1 commitment and part key 0 of a single-part object.
 pub fn object_keys(dek: &[u8], salt: &[u8]) -> ([u8; 32], [u8; 32]) {
     let commitment = hkdf_32(salt, dek, &[b"s3seal/v1/commitment"]);
     let part_key = hkdf_32(salt, dek, &[b"s3seal/v1/part", &0u32.to_be_bytes()]);
     (commitment, part_key)
 }
 
-/// Decrypts a whole single-part object from its §6 metadata, a local keyring (key id → KEK) and
-/// the stored bytes.
+/// `u32be(len(x)) || x` for each of `fields`.
+fn length_prefixed(fields: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in fields {
+        out.extend_from_slice(&u32::try_from(f.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(f.as_bytes());
+    }
+    out
+}
+
+/// §5.1: the version 2 commitment of the object at `bucket`/`key`.
+pub fn commitment_v2(dek: &[u8], salt: &[u8], bucket: &str, key: &str) -> [u8; 32] {
+    let place = length_prefixed(&[bucket, key]);
+    hkdf_32(salt, dek, &[b"s3seal/v2/commitment", &place])
+}
+
+/// §7: the parts `(number, plaintext length)` of a version 2 seal, after its tag verified.
+pub fn read_seal_v2(dek: &[u8], salt: &[u8], seal: &[u8]) -> Result<Vec<(u32, u64)>, String> {
+    let seal_key = hkdf_32(salt, dek, &[b"s3seal/v1/seal"]);
+    let (body, tag) = seal.split_at(seal.len().checked_sub(32).ok_or("short seal")?);
+    if hmac(&seal_key, &[b"s3seal-seal-2", body]).as_slice() != tag {
+        return Err("seal tag".into());
+    }
+    let runs = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let mut parts = Vec::new();
+    for run in body[2..].chunks(12).take(runs) {
+        let first = u32::from(u16::from_be_bytes([run[0], run[1]]));
+        let count = u32::from(u16::from_be_bytes([run[2], run[3]]));
+        let len = u64::from_be_bytes(run[4..12].try_into().unwrap());
+        parts.extend((first..first + count).map(|n| (n, len)));
+    }
+    Ok(parts)
+}
+
+/// Decrypts a whole version 2 single-part object stored at `bucket`/`key` from its §6
+/// metadata, a local keyring (key id → KEK) and the stored bytes.
 pub fn decrypt_single(
     metadata: &http::HeaderMap,
     keyring: &[(&str, [u8; 32])],
+    (bucket, key): (&str, &str),
     stored: &[u8],
 ) -> Result<Vec<u8>, String> {
     let get = |name: &str| -> Result<&str, String> {
@@ -75,8 +111,8 @@ pub fn decrypt_single(
             .map_err(|e| e.to_string())
     };
     let b64 = |name: &str| STANDARD.decode(get(name)?).map_err(|e| e.to_string());
-    if get("v")? != "1" || get("layout")? != "single" {
-        return Err("not a version 1 single-part object".into());
+    if get("v")? != "2" || get("layout")? != "single" {
+        return Err("not a version 2 single-part object".into());
     }
     let kid = get("kid")?;
     let kek = keyring
@@ -85,9 +121,14 @@ pub fn decrypt_single(
         .ok_or("unknown key id")?
         .1;
 
-    // §5.2: nonce (12) || AES-GCM(KEK, nonce, DEK, aad = "s3seal/v1/wrap" || key_id) || tag.
+    // §5.2: nonce (12) || AES-GCM(KEK, nonce, DEK, aad) || tag, with
+    // aad = "s3seal/v2/wrap" || lp(key_id) || lp(bucket) || lp(key).
     let wrapped = b64("dek")?;
-    let aad = [b"s3seal/v1/wrap".as_slice(), kid.as_bytes()].concat();
+    let aad = [
+        b"s3seal/v2/wrap".as_slice(),
+        &length_prefixed(&[kid, bucket, key]),
+    ]
+    .concat();
     let dek = Aes256Gcm::new((&kek).into())
         .decrypt(
             Nonce::from_slice(&wrapped[..12]),
@@ -98,9 +139,10 @@ pub fn decrypt_single(
         )
         .map_err(|_| "unwrap failed")?;
 
-    // §5.1: check the commitment before any chunk.
-    let (commitment, part_key) = object_keys(&dek, &b64("salt")?);
-    if commitment.as_slice() != b64("commit")?.as_slice() {
+    // §5.1: check the commitment, which names the place, before any chunk.
+    let salt = b64("salt")?;
+    let (_, part_key) = object_keys(&dek, &salt);
+    if commitment_v2(&dek, &salt, bucket, key).as_slice() != b64("commit")?.as_slice() {
         return Err("commitment mismatch".into());
     }
 
