@@ -377,15 +377,11 @@ impl Complete {
         let seal = self.seal.as_ref().ok_or_else(|| {
             ProxyError::Internal("a completion without the seal of its parts".to_owned())
         })?;
-        // "null" is the version of a bucket without versioning (moto says so on completions):
-        // the copy replaces it in place, and it is the current object anyway.
-        let version_id = version
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| *v != "null");
-        let query = version_id
-            .map(|v| vec![("versionId".to_owned(), v.to_owned())])
-            .unwrap_or_default();
+        let named = version_of(version.as_ref());
+        let query = named
+            .iter()
+            .map(|v| ("versionId".to_owned(), v.clone()))
+            .collect();
         let head = head(upstream, &self.target, query, HeaderMap::new()).await?;
         let meta = match head.status() {
             StatusCode::OK => ObjectMetadata::from_headers(head.headers())
@@ -400,6 +396,9 @@ impl Complete {
         let Some(mut meta) = meta else {
             return Ok(None);
         };
+        // RGW 16 names no version in its completion's answer; the HEAD of the object, which
+        // carries this upload's salt, does.
+        let version_id = named.or_else(|| version_of(head.headers().get(X_AMZ_VERSION_ID)));
         if meta.seal.is_some() {
             // Another completion of this upload sealed it already.
             let etag = head
@@ -408,23 +407,35 @@ impl Complete {
                 .and_then(|e| e.to_str().ok());
             return Ok(etag.map(|etag| record::Rewritten {
                 etag: etag.to_owned(),
-                version,
+                version: head.headers().get(X_AMZ_VERSION_ID).cloned(),
             }));
         }
         meta.seal = Some(seal.encode_v2(&self.key));
-        let rewritten = record::rewrite(
+        let mut rewritten = record::rewrite(
             upstream,
             &self.target,
-            version_id,
+            version_id.as_deref(),
             head.headers(),
             &meta,
             self.max_copy,
         )
         .await?;
-        if let (Some(old), Some(new)) = (version_id, &rewritten.version) {
-            if new.as_bytes() != old.as_bytes() {
+        if let Some(old) = version_id {
+            if rewritten.version.is_none() {
+                // Nor in its copy's answer: the sealed version is the current one.
+                let now = self::head(upstream, &self.target, Vec::new(), HeaderMap::new()).await?;
+                let etag = now
+                    .headers()
+                    .get(header::ETAG)
+                    .and_then(|e| e.to_str().ok());
+                if etag.is_some_and(|e| same_etag(e, &rewritten.etag)) {
+                    rewritten.version = now.headers().get(X_AMZ_VERSION_ID).cloned();
+                }
+            }
+            let new = version_of(rewritten.version.as_ref());
+            if new.is_some_and(|new| new != old) {
                 // The unsealed version is no version the client made: only its sealed copy is.
-                self.delete_version(upstream, old).await?;
+                self.delete_version(upstream, &old).await?;
             }
         }
         Ok(Some(rewritten))
@@ -465,6 +476,15 @@ impl Complete {
             version,
         }))
     }
+}
+
+/// A version id that names one: "null" is the version of a bucket without versioning (moto
+/// answers completions with it), which a copy replaces in place.
+fn version_of(value: Option<&HeaderValue>) -> Option<String> {
+    value
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && *v != "null")
+        .map(str::to_owned)
 }
 
 /// A `CompleteMultipartUploadResult` naming `done`.

@@ -465,3 +465,135 @@ encryption = {{ mode = "client-side", key_id = "k2", key = "{k2}", old_keys = [{
 // moto 5.2 answers CompleteMultipartUpload in a form the SDK refuses (see `cse::multipart`),
 // and the version 1 objects are written directly: s3s-fs and RGW.
 multipart_backends!(version_1_objects_upgrade);
+
+/// A versioned bucket: a multipart upload leaves one version (its sealed one), which reads;
+/// an older version keeps reading after the key is overwritten; once every version is
+/// deleted, the bucket deletes. (Versions: moto and RGW; s3s-fs has none.)
+async fn versioned_multipart(h: &Harness) {
+    let (s3, direct) = (h.sdk(), h.direct());
+    let b = support::bucket("cse-versioned");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket(&b)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = [payload(5 * MIB, 11), payload(1000, 12)];
+    let up = s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    let mut parts = CompletedMultipartUpload::builder();
+    for (i, data) in first.iter().enumerate() {
+        let n = i32::try_from(i + 1).unwrap();
+        let part = s3
+            .upload_part()
+            .bucket(&b)
+            .key("doc")
+            .upload_id(up.upload_id().unwrap())
+            .part_number(n)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        parts = parts.parts(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        );
+    }
+    let done = s3
+        .complete_multipart_upload()
+        .bucket(&b)
+        .key("doc")
+        .upload_id(up.upload_id().unwrap())
+        .multipart_upload(parts.build())
+        .send()
+        .await
+        .unwrap();
+    let version = done.version_id().unwrap().to_owned();
+    let versions = direct
+        .list_object_versions()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<_> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| v.version_id())
+        .collect();
+    assert_eq!(ids, [version.as_str()], "one version, the sealed one");
+    let head = s3.head_object().bucket(&b).key("doc").send().await.unwrap();
+    assert_eq!(head.e_tag(), done.e_tag());
+    assert_eq!(head.version_id(), Some(version.as_str()));
+
+    s3.put_object()
+        .bucket(&b)
+        .key("doc")
+        .body(ByteStream::from(b"newer".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let old = s3
+        .get_object()
+        .bucket(&b)
+        .key("doc")
+        .version_id(&version)
+        .send()
+        .await
+        .unwrap();
+    assert!(old.body.collect().await.unwrap().into_bytes().as_ref() == first.concat().as_slice());
+
+    s3.delete_object()
+        .bucket(&b)
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    let versions = s3.list_object_versions().bucket(&b).send().await.unwrap();
+    for v in versions.versions() {
+        s3.delete_object()
+            .bucket(&b)
+            .key(v.key().unwrap())
+            .version_id(v.version_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    for m in versions.delete_markers() {
+        s3.delete_object()
+            .bucket(&b)
+            .key(m.key().unwrap())
+            .version_id(m.version_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_bucket().bucket(&b).send().await.unwrap();
+}
+
+mod versioned_multipart {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moto() {
+        let h = Harness::with_backend_rules(backends::shared_moto(), rules()).await;
+        Box::pin(versioned_multipart(&h)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rgw() {
+        let h = Harness::with_backend_rules(backends::shared_rgw(), rules()).await;
+        Box::pin(versioned_multipart(&h)).await;
+    }
+}

@@ -487,10 +487,12 @@ async fn kms_multipart() {
         let status = e.raw_response().map(|r| r.status().as_u16());
         assert_eq!(status, Some(200), "{e:?}");
     }
-    // An upload id with a blob KMS will not open is the client's mistake, not a 500.
+    // An upload id with a blob KMS will not open is the client's mistake, not a 500: an upload
+    // id S3 never gave (version 2 token: 0x02, salt, tag, blob; docs/format.md §7.3).
     let forged = format!(
         "x~s3seal~{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 200])
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode([&[2u8][..], &[1; 32], &[3; 16], &[7; 200]].concat())
     );
     let err = s3
         .upload_part()
@@ -502,7 +504,7 @@ async fn kms_multipart() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("InvalidArgument"), "{err:?}");
+    assert_eq!(err.code(), Some("NoSuchUpload"), "{err:?}");
     let m = metrics(&writer).await;
     assert_eq!(
         sample(&m, "s3seal_kms_requests_total{op=\"GenerateDataKey\"}"),
@@ -554,8 +556,8 @@ async fn kms_multipart() {
 }
 
 /// A forged upload id costs one `Decrypt`, however often it is sent: KMS's refusal of its blob
-/// is remembered. The salt in front of the blob is not part of what KMS saw, so changing it
-/// does not buy another call either.
+/// is remembered. The salt and tag in front of the blob are not part of what KMS saw, so
+/// changing them does not buy another call either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_refusals_are_remembered() {
     let moto = backends::shared_moto();
@@ -566,7 +568,7 @@ async fn kms_refusals_are_remembered() {
     s3.create_bucket().bucket(&b).send().await.unwrap();
     let blob = [7u8; 200];
     for salt in [[1u8; 32], [1u8; 32], [2u8; 32], [1u8; 32]] {
-        let token = [&salt[..], &blob[..]].concat();
+        let token = [&[2u8][..], &salt[..], &salt[..16], &blob[..]].concat();
         let forged = format!(
             "x~s3seal~{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
@@ -581,7 +583,7 @@ async fn kms_refusals_are_remembered() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Some("InvalidArgument"), "{err:?}");
+        assert_eq!(err.code(), Some("NoSuchUpload"), "{err:?}");
     }
     let m = metrics(&h).await;
     assert_eq!(
