@@ -1,6 +1,6 @@
 //! Trailing checksums with the default `forward_checksum_trailers` ("auto"): s3seal learns per
 //! upstream whether it takes aws-chunked trailers, keeps verifying them itself, and says what
-//! it chose on `/metrics`. Ceph RGW 16 refuses trailers (400 XAmzContentSHA256Mismatch);
+//! it chose on `/metrics`. Ceph RGW 16 refuses trailers (`400 XAmzContentSHA256Mismatch`);
 //! s3s-fs verifies them.
 
 use std::time::SystemTime;
@@ -32,7 +32,7 @@ async fn trailer_mode(h: &Harness) -> &'static str {
 }
 
 /// A PUT of `key` whose CRC32 trailer does not match its body is refused by s3seal with
-/// BadDigest, and the upstream holds no such object.
+/// `BadDigest`, and the upstream holds no such object.
 async fn wrong_trailer_is_refused(h: &Harness, bucket: &str, key: &str) {
     let data = payload(200_000, 7);
     let crc = u32::try_from(crc_fast::checksum(
