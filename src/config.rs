@@ -20,6 +20,7 @@ use crate::logging::LogFormat;
 // The upstream's settings belong to `upstream`, which must not depend on `config`.
 use crate::policy::{KeySource, RawSseRule, SsePolicies};
 use crate::s3::operation::Access;
+pub use crate::upstream::trailers::TrailerMode;
 pub use crate::upstream::{AddressingStyle, Upstream};
 
 #[derive(Debug, thiserror::Error)]
@@ -203,10 +204,10 @@ pub struct RawUpstream {
     /// SSE-C keys) would cross the network in clear.
     #[serde(default)]
     pub allow_plaintext: bool,
-    /// Re-send the client's trailing checksum to the upstream as an aws-chunked trailer.
-    /// Turn off for backends that refuse aws-chunked trailers (Ceph before Reef).
-    #[serde(default = "yes")]
-    pub forward_checksum_trailers: bool,
+    /// Whether the client's trailing checksum goes on to the upstream as an aws-chunked
+    /// trailer: `"auto"` (learnt from the upstream's answers), `true` or `false`.
+    #[serde(default)]
+    pub forward_checksum_trailers: TrailerMode,
     /// Whether `/readyz` fails while this upstream is unreachable.
     #[serde(default)]
     pub readiness: Readiness,
@@ -221,10 +222,6 @@ pub enum Readiness {
     #[default]
     Required,
     Ignored,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
@@ -48,6 +49,16 @@ pub struct Metrics {
     crypto_failures: DashMap<&'static str, AtomicU64>,
     /// `(kind, name)` → 1 when the last readiness probe reached it, 0 when not.
     dependency_up: DashMap<(&'static str, String), AtomicU64>,
+    /// Each upstream's checksum-trailer handling, read when rendered; replaced on reload.
+    checksum_trailers: ArcSwap<Vec<(String, Arc<dyn StateSource>)>>,
+}
+
+/// Something learnt at run time that `/metrics` shows as one of a fixed set of states (a
+/// state set: one sample per state, 1 for the current one). Lets a higher layer's state be
+/// rendered without this module knowing its type.
+pub trait StateSource: Send + Sync {
+    fn state(&self) -> &'static str;
+    fn states(&self) -> &'static [&'static str];
 }
 
 impl Metrics {
@@ -165,6 +176,11 @@ impl Metrics {
         self.dependency_up.clear();
     }
 
+    /// From now on, `s3seal_upstream_checksum_trailers` shows these upstreams' states.
+    pub fn watch_checksum_trailers(&self, upstreams: Vec<(String, Arc<dyn StateSource>)>) {
+        self.checksum_trailers.store(Arc::new(upstreams));
+    }
+
     pub fn plaintext_rejected(&self) {
         self.plaintext_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -186,6 +202,7 @@ impl Metrics {
         self.render_connections(&mut out);
         self.render_config(&mut out);
         self.render_dependencies(&mut out);
+        self.render_checksum_trailers(&mut out);
         self.render_keys(&mut out);
         out.0
     }
@@ -341,6 +358,30 @@ impl Metrics {
                 &[("kind", kind), ("name", &name)],
                 up,
             );
+        }
+    }
+
+    fn render_checksum_trailers(&self, out: &mut Exposition) {
+        let upstreams = self.checksum_trailers.load();
+        if upstreams.is_empty() {
+            return;
+        }
+        out.header(
+            "s3seal_upstream_checksum_trailers",
+            "gauge",
+            "1 for what s3seal does with clients' trailing checksums on this upstream: forward (the upstream verifies them too), strip (it refuses aws-chunked trailers) or unknown (stripped until a small upload shows which); s3seal verifies them either way.",
+        );
+        let mut rows: Vec<_> = upstreams.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, source) in rows {
+            let current = source.state();
+            for mode in source.states() {
+                out.sample(
+                    "s3seal_upstream_checksum_trailers",
+                    &[("upstream", name), ("mode", mode)],
+                    u8::from(*mode == current),
+                );
+            }
         }
     }
 

@@ -44,7 +44,7 @@ use crate::s3::headers;
 use crate::s3::route::{self, BodyKind, Operation, RouteError, Routed};
 use crate::s3::xml::{self, XmlError};
 use crate::sse;
-use crate::upstream::{self, Outgoing, Payload, Sender, UpstreamClient};
+use crate::upstream::{self, Dispatch, Outgoing, Payload, Sender, UpstreamClient};
 
 mod copy;
 #[cfg(test)]
@@ -344,13 +344,13 @@ fn outgoing<'r>(
 }
 
 /// A streamed data body, sealed by the transform when the bucket encrypts, signed.
-fn sign_data(
+fn sign_data<'o>(
     upstream: &Sender<'_>,
     transform: &mut cse::Transform,
-    out: Outgoing<'_>,
+    out: Outgoing<'o>,
     body: Body,
     trailer: Option<ChecksumAlgorithm>,
-) -> Result<Request<Body>, ProxyError> {
+) -> Result<Dispatch<'o>, ProxyError> {
     if out.content_length.is_none() {
         return Err(ProxyError::downstream(FramingError::MissingLength));
     }
@@ -367,7 +367,7 @@ fn sign_document<'o>(
     mut out: Outgoing<'o>,
     doc: &Bytes,
     keep: bool,
-) -> Result<(Request<Body>, Option<sse::Replay<'o>>), ProxyError> {
+) -> Result<(Dispatch<'o>, Option<sse::Replay<'o>>), ProxyError> {
     out.content_length = Some(doc.len() as u64);
     let replay = keep.then(|| sse::Replay {
         out: out.clone(),
@@ -381,17 +381,17 @@ fn sign_document<'o>(
             SystemTime::now(),
         )
         .map_err(ProxyError::upstream)?;
-    Ok((signed, replay))
+    Ok((Dispatch::Signed(signed), replay))
 }
 
 /// Sends the re-signed request. A body that failed verification on the way aborts the
 /// upstream request; the client then gets the verification error, not a gateway error.
 async fn send_verified(
     upstream: &Sender<'_>,
-    signed: Request<Body>,
+    signed: Dispatch<'_>,
     failure: &OnceLock<auth::AuthError>,
 ) -> Result<Response<Body>, ProxyError> {
-    let sent = upstream.send(signed).await;
+    let sent = upstream.dispatch(signed).await;
     if let Some(auth_err) = failure.get() {
         return Err(rejected(auth_err));
     }

@@ -28,7 +28,7 @@ mod idle;
 mod peers;
 use crate::config::{self, Config};
 use crate::forwarded::ViaTrustedProxy;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateSource};
 use crate::proxy::{self, State};
 use crate::tls;
 use crate::upstream::UpstreamClient;
@@ -63,16 +63,25 @@ struct Live {
     settings: Arc<config::Server>,
 }
 
-/// Builds a generation: reads the TLS material and builds the upstream clients. Fails without
-/// side effects, so a reload that fails leaves the running generation untouched.
-fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> {
+/// Builds a generation: reads the TLS material and builds the upstream clients, keeping what
+/// the `previous` generation learnt about each upstream. Fails without side effects, so a
+/// reload that fails leaves the running generation untouched.
+fn build(
+    config: Config,
+    metrics: &Arc<Metrics>,
+    previous: Option<&State>,
+) -> Result<Live, tls::TlsError> {
     let server_tls = tls::server_config(&config.server.tls_cert, &config.server.tls_key)?;
     let cert_not_after = tls::leaf_not_after(&config.server.tls_cert);
     config.encryption.observe(metrics);
     let mut upstreams = HashMap::new();
     for (name, up) in config.upstreams {
         let client_tls = tls::client_config(up.ca_bundle.as_deref())?;
-        upstreams.insert(name, UpstreamClient::new(up, client_tls));
+        let client = match previous.and_then(|p| p.upstreams.get(&name)) {
+            Some(known) => UpstreamClient::carried_over(up, client_tls, known),
+            None => UpstreamClient::new(up, client_tls),
+        };
+        upstreams.insert(name, client);
     }
     let state = Arc::new(State {
         region: config.server.region.clone(),
@@ -93,6 +102,19 @@ fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Live, tls::TlsError> 
         acceptor: tokio_rustls::TlsAcceptor::from(server_tls),
         settings: Arc::new(config.server),
     })
+}
+
+/// `/metrics` shows this generation's upstreams' checksum-trailer handling.
+fn watch_upstreams(metrics: &Metrics, state: &State) {
+    let sources = state
+        .upstreams
+        .values()
+        .map(|u| {
+            let source: Arc<dyn StateSource> = u.trailer_support();
+            (u.name().to_owned(), source)
+        })
+        .collect();
+    metrics.watch_checksum_trailers(sources);
 }
 
 /// A proxy that is serving. Dropping it does not stop it; call [`Running::shutdown`].
@@ -153,7 +175,7 @@ impl Running {
     /// Returns what changed, for the log line of the reload.
     async fn apply(&self, config: Config) -> Result<String, ReloadError> {
         let probes = crate::admin::probes(&config);
-        let next = build(config, &self.admin.metrics)?;
+        let next = build(config, &self.admin.metrics, Some(&self.live.load().state))?;
         let changed = Generation::of(&self.live.load()).changes_to(&Generation::of(&next));
         let fixed = restart_only_changes(&self.live.load().settings, &next.settings);
         if !fixed.is_empty() {
@@ -165,6 +187,7 @@ impl Running {
         self.admin
             .metrics
             .set_tls_cert_not_after(next.cert_not_after);
+        watch_upstreams(&self.admin.metrics, &next.state);
         self.live.store(Arc::new(next));
         self.admin.set_probes(probes).await;
         Ok(changed)
@@ -270,7 +293,7 @@ fn restart_only_changes(old: &config::Server, new: &config::Server) -> Vec<&'sta
 /// check` runs this after loading the config, so that "valid" means `serve` starts.
 pub fn check(config: Config) -> Result<(), StartError> {
     tls::install_crypto_provider();
-    build(config, &Arc::new(Metrics::default()))?;
+    build(config, &Arc::new(Metrics::default()), None)?;
     Ok(())
 }
 
@@ -280,8 +303,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tls::install_crypto_provider();
     let metrics = Arc::new(Metrics::default());
     let admin = Arc::new(Admin::new(metrics.clone(), &config));
-    let live = build(config, &metrics)?;
+    let live = build(config, &metrics, None)?;
     metrics.set_tls_cert_not_after(live.cert_not_after);
+    watch_upstreams(&metrics, &live.state);
     let settings = live.settings.clone();
     let live = Arc::new(ArcSwap::from_pointee(live));
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::SignableBody;
@@ -11,7 +12,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 
 use crate::auth::checksum::ChecksumAlgorithm;
 use crate::auth::SecretKey;
@@ -23,6 +24,9 @@ use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
 
 pub mod chunked;
+pub mod trailers;
+
+use trailers::{Decision, ProbeGuard, TrailerMode, TrailerSupport};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an unused pooled connection to the upstream is kept.
@@ -40,12 +44,15 @@ pub enum UpstreamError {
     Tls(String),
     #[error("The upstream's answer could not be read: {0}")]
     Answer(String),
+    #[error("The request body could not be read: {0}")]
+    Body(#[source] crate::body::BoxError),
 }
 
 impl S3Error for UpstreamError {
     fn code(&self) -> S3Code {
         match self {
             UpstreamError::Unreachable(_) | UpstreamError::Answer(_) => S3Code::BadGateway,
+            UpstreamError::Body(_) => S3Code::IncompleteBody,
             UpstreamError::Signing(_) | UpstreamError::Build(_) | UpstreamError::Tls(_) => {
                 S3Code::InternalError
             }
@@ -72,7 +79,8 @@ pub struct Upstream {
     pub secret_access_key: SecretKey,
     pub addressing_style: AddressingStyle,
     pub ca_bundle: Option<std::path::PathBuf>,
-    pub forward_checksum_trailers: bool,
+    /// `forward_checksum_trailers`: whether clients' trailing checksums go on to it.
+    pub forward_checksum_trailers: TrailerMode,
     /// Whether `/readyz` fails while this upstream is unreachable (`readiness`).
     pub required_for_readiness: bool,
 }
@@ -86,6 +94,21 @@ pub enum Payload<'a> {
     Streamed,
     /// Streamed as `STREAMING-UNSIGNED-PAYLOAD-TRAILER`, ending with the client's checksum.
     StreamedWithTrailer,
+}
+
+/// A request ready to send: signed, or the body of a trailer probe (see [`trailers`]), signed
+/// when it is sent because it is sent once or twice.
+pub enum Dispatch<'o> {
+    Signed(Request<Body>),
+    Probe(Probe<'o>),
+}
+
+/// A trailer-bearing body kept whole, to learn whether the upstream takes its trailer.
+pub struct Probe<'o> {
+    out: Outgoing<'o>,
+    body: Body,
+    algorithm: ChecksumAlgorithm,
+    guard: ProbeGuard,
 }
 
 /// What to send upstream, before signing.
@@ -149,10 +172,36 @@ pub struct UpstreamClient {
     /// (Ceph RGW 16 answers 501 for any encrypted source and drops a copy's SSE headers), so
     /// they go through the proxy without asking it first. Kept for the config's lifetime.
     copies_through_proxy: AtomicBool,
+    trailers: Arc<TrailerSupport>,
 }
 
 impl UpstreamClient {
     pub fn new(cfg: Upstream, tls: rustls::ClientConfig) -> Self {
+        let trailers = Arc::new(TrailerSupport::new(
+            &cfg.name,
+            cfg.forward_checksum_trailers,
+        ));
+        UpstreamClient::with_trailer_support(cfg, tls, trailers)
+    }
+
+    /// [`UpstreamClient::new`] keeping what an earlier generation learnt about the upstream's
+    /// trailer support (a reload), when `known` is for the same endpoint and setting.
+    pub fn carried_over(cfg: Upstream, tls: rustls::ClientConfig, known: &UpstreamClient) -> Self {
+        let same = known.cfg.endpoint == cfg.endpoint
+            && known.trailers.mode() == cfg.forward_checksum_trailers;
+        if same {
+            let trailers = Arc::clone(&known.trailers);
+            UpstreamClient::with_trailer_support(cfg, tls, trailers)
+        } else {
+            UpstreamClient::new(cfg, tls)
+        }
+    }
+
+    fn with_trailer_support(
+        cfg: Upstream,
+        tls: rustls::ClientConfig,
+        trailers: Arc<TrailerSupport>,
+    ) -> Self {
         let client = outbound::https_client(tls, CONNECT_TIMEOUT, Some(POOL_IDLE));
         let signer = Signer::new(
             &cfg.access_key_id,
@@ -165,11 +214,17 @@ impl UpstreamClient {
             signer,
             client,
             copies_through_proxy: AtomicBool::new(false),
+            trailers,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// What this upstream does with trailing checksums, for `/metrics`.
+    pub fn trailer_support(&self) -> Arc<TrailerSupport> {
+        Arc::clone(&self.trailers)
     }
 
     /// The upstream for one authorized request: the client's own, and the requests the
@@ -247,23 +302,50 @@ impl Sender<'_> {
         Ok(req)
     }
 
-    /// Signs a streamed, verified body. When the client protected it with a trailing checksum
-    /// and this upstream accepts aws-chunked trailers, the body is re-encoded so the checksum
-    /// travels on and the upstream verifies it too; otherwise the decoded body goes as is.
-    pub fn sign_stream(
+    /// Prepares a streamed, verified body. When the client protected it with a trailing
+    /// checksum and this upstream takes aws-chunked trailers, the body is re-encoded so the
+    /// checksum travels on and the upstream verifies it too; when it does not, or is not
+    /// known to, the decoded body goes as is (s3seal has verified the checksum either way).
+    /// The first such body of an upstream whose support is unknown becomes a [`Probe`].
+    pub fn sign_stream<'o>(
         &self,
-        mut out: Outgoing<'_>,
+        out: Outgoing<'o>,
         body: Body,
         trailer: Option<ChecksumAlgorithm>,
         now: SystemTime,
-    ) -> Result<Request<Body>, UpstreamError> {
-        let (Some(algorithm), Some(decoded), true) = (
-            trailer,
-            out.content_length,
-            self.client.cfg.forward_checksum_trailers,
-        ) else {
-            return self.sign(out, &Payload::Streamed, body, now);
+    ) -> Result<Dispatch<'o>, UpstreamError> {
+        let (Some(algorithm), Some(decoded)) = (trailer, out.content_length) else {
+            return Ok(Dispatch::Signed(self.sign(
+                out,
+                &Payload::Streamed,
+                body,
+                now,
+            )?));
         };
+        let signed = match self.client.trailers.decide(decoded) {
+            Decision::Forward => self.sign_with_trailer(out, body, algorithm, now)?,
+            Decision::Strip => self.sign(out, &Payload::Streamed, body, now)?,
+            Decision::Probe(guard) => {
+                return Ok(Dispatch::Probe(Probe {
+                    out,
+                    body,
+                    algorithm,
+                    guard,
+                }))
+            }
+        };
+        Ok(Dispatch::Signed(signed))
+    }
+
+    /// Re-encodes `body` as aws-chunked ending with the checksum trailer, and signs it.
+    fn sign_with_trailer(
+        &self,
+        mut out: Outgoing<'_>,
+        body: Body,
+        algorithm: ChecksumAlgorithm,
+        now: SystemTime,
+    ) -> Result<Request<Body>, UpstreamError> {
+        let decoded = out.content_length.unwrap_or_default();
         let h = &mut out.headers;
         let encoding = match h
             .get(header::CONTENT_ENCODING)
@@ -291,6 +373,47 @@ impl Sender<'_> {
         out.content_length = Some(chunked::encoded_len(decoded, algorithm));
         let body = chunked::AwsChunked::new(body, algorithm, decoded).boxed_unsync();
         self.sign(out, &Payload::StreamedWithTrailer, body, now)
+    }
+
+    /// Sends a prepared request.
+    pub async fn dispatch(&self, d: Dispatch<'_>) -> Result<Response<Incoming>, UpstreamError> {
+        match d {
+            Dispatch::Signed(req) => self.send(req).await,
+            Dispatch::Probe(p) => self.probe(p).await,
+        }
+    }
+
+    /// Reads the body whole (a verification failure ends it here, before anything is sent),
+    /// sends it with its trailer and, when that may have been refused for the trailer, again
+    /// without; the upstream's answers teach its trailer support (see [`trailers`]).
+    async fn probe(&self, p: Probe<'_>) -> Result<Response<Incoming>, UpstreamError> {
+        let Probe {
+            out,
+            body,
+            algorithm,
+            guard,
+        } = p;
+        let collected = body.collect().await.map_err(UpstreamError::Body)?;
+        let checksum = collected.trailers().cloned();
+        let data = collected.to_bytes();
+        let with_trailer = Full::new(data.clone())
+            .map_err(|never| match never {})
+            .with_trailers(std::future::ready(checksum.map(Ok)))
+            .boxed_unsync();
+        let req =
+            self.sign_with_trailer(out.clone(), with_trailer, algorithm, SystemTime::now())?;
+        let first = self.send(req).await?;
+        let status = first.status();
+        if !trailers::may_refuse_trailer(status) {
+            guard.learn(trailers::judge(status, None));
+            return Ok(first);
+        }
+        drop(first);
+        let plain = crate::body::full(data);
+        let req = self.sign(out, &Payload::Streamed, plain, SystemTime::now())?;
+        let second = self.send(req).await?;
+        guard.learn(trailers::judge(status, Some(second.status())));
+        Ok(second)
     }
 
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {

@@ -50,6 +50,29 @@ fn parses_validates_and_resolves_secrets() {
 }
 
 #[test]
+fn checksum_trailers_are_detected_unless_set_and_old_settings_still_parse() {
+    let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
+    assert_eq!(
+        c.upstreams["main"].forward_checksum_trailers,
+        TrailerMode::Auto
+    );
+    let with = |value: &str| {
+        let text = GOOD.replace(
+            "addressing_style = \"virtual\"",
+            &format!("addressing_style = \"virtual\"\nforward_checksum_trailers = {value}"),
+        );
+        Config::from_toml(&text, Path::new("/etc/s3seal"), &env())
+            .map(|c| c.upstreams["main"].forward_checksum_trailers)
+    };
+    assert_eq!(with("true").unwrap(), TrailerMode::Forward);
+    assert_eq!(with("false").unwrap(), TrailerMode::Strip);
+    assert_eq!(with("\"auto\"").unwrap(), TrailerMode::Auto);
+    let err = with("\"sometimes\"").unwrap_err().to_string();
+    assert!(err.contains("forward_checksum_trailers"), "{err}");
+    assert!(err.contains("line 15"), "{err}");
+}
+
+#[test]
 fn sigv2_is_on_unless_switched_off() {
     let c = Config::from_toml(GOOD, Path::new("/etc/s3seal"), &env()).unwrap();
     assert!(c.server.sigv2);

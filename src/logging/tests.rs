@@ -206,7 +206,7 @@ fn sign_with_customer_key() {
         secret_access_key: crate::auth::SecretKey::new("up-secret"),
         addressing_style: AddressingStyle::Path,
         ca_bundle: None,
-        forward_checksum_trailers: true,
+        forward_checksum_trailers: crate::upstream::trailers::TrailerMode::Forward,
         required_for_readiness: true,
     };
     let tls = rustls::ClientConfig::builder()

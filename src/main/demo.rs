@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
-use s3seal::config::{AddressingStyle, Config, Server, Upstream};
+use s3seal::config::{AddressingStyle, Config, Server, TrailerMode, Upstream};
 use s3seal::crypto::format::{Kek, KeyId};
 use s3seal::cse::{EncryptionRules, Keyring, Rule, Unencrypted};
 use s3seal::embedded;
@@ -42,7 +42,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         secret_access_key: SecretKey::new(store.secret_access_key),
         addressing_style: AddressingStyle::Path,
         ca_bundle: None,
-        forward_checksum_trailers: true,
+        forward_checksum_trailers: TrailerMode::Forward,
         required_for_readiness: true,
     };
     let client = ClientIdentity {

@@ -106,7 +106,10 @@ impl Fallback<'_> {
     ) -> Result<(Response<Body>, Transform), ProxyError> {
         let (out, mut transform) = cse::copy_through_proxy(routed, upstream, self.out).await?;
         let signed = sign_data(upstream, &mut transform, out, body::empty(), None)?;
-        let resp = upstream.send(signed).await.map_err(ProxyError::upstream)?;
+        let resp = upstream
+            .dispatch(signed)
+            .await
+            .map_err(ProxyError::upstream)?;
         let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
         Ok((resp, transform))
     }

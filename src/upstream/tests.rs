@@ -11,7 +11,7 @@ fn upstream(style: AddressingStyle) -> UpstreamClient {
         secret_access_key: SecretKey::new("up-secret"),
         addressing_style: style,
         ca_bundle: None,
-        forward_checksum_trailers: true,
+        forward_checksum_trailers: crate::upstream::trailers::TrailerMode::Forward,
         required_for_readiness: true,
     };
     let tls = rustls::ClientConfig::builder()

@@ -192,7 +192,7 @@ async fn admin_health_and_readiness() {
             access_key: "unused".into(),
             secret_key: "unused-secret".into(),
             region: support::REGION.into(),
-            checksum_trailers: true,
+            checksum_trailers: s3seal::config::TrailerMode::Forward,
             ca_bundle: None,
         },
         with_admin,

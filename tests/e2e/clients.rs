@@ -31,7 +31,7 @@ async fn run_with(mut cmd: Command, adjust: impl FnOnce(&mut Command)) -> Output
     out
 }
 
-async fn boto3(h: &Harness, mode: &str) {
+pub(crate) async fn boto3(h: &Harness, mode: &str) {
     let mut cmd = Command::new("python3");
     cmd.arg(support::repo_path("tests/e2e/clients/boto3_suite.py"))
         .arg(h.endpoint())

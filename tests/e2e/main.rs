@@ -28,3 +28,4 @@ mod sigv2;
 mod sse;
 mod stall;
 mod streaming;
+mod trailers;

@@ -680,7 +680,7 @@ async fn tls_upstream_with_a_ca_bundle() {
             access_key: support::CLIENT_AK.into(),
             secret_key: support::CLIENT_SK.into(),
             region: support::REGION.into(),
-            checksum_trailers: true,
+            checksum_trailers: s3seal::config::TrailerMode::Forward,
             ca_bundle: Some(support::ca_pem()),
         },
         |_| {},

@@ -1347,7 +1347,7 @@ async fn a_backend_refusal_does_not_echo_an_sse_c_key() {
         access_key: "echo".into(),
         secret_key: "echo-secret".into(),
         region: support::REGION.into(),
-        checksum_trailers: true,
+        checksum_trailers: s3seal::config::TrailerMode::Forward,
         ca_bundle: None,
     };
     let sse = policies(&[(

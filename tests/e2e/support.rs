@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
-use s3seal::config::{AddressingStyle, Config, Server, Upstream};
+use s3seal::config::{AddressingStyle, Config, Server, TrailerMode, Upstream};
 use s3seal::cors::BucketRules;
 use s3seal::cse::EncryptionRules;
 use s3seal::policy::SsePolicies;
@@ -60,8 +60,8 @@ pub struct UpstreamInfo {
     pub access_key: String,
     pub secret_key: String,
     pub region: String,
-    /// Whether the backend accepts aws-chunked trailers (Ceph RGW Pacific does not).
-    pub checksum_trailers: bool,
+    /// `forward_checksum_trailers`; the backends run with the default, `auto`.
+    pub checksum_trailers: TrailerMode,
     /// Extra CA certificates for an `https://` upstream.
     pub ca_bundle: Option<PathBuf>,
 }
@@ -74,7 +74,7 @@ impl UpstreamInfo {
             access_key: b.access_key.clone(),
             secret_key: b.secret_key.clone(),
             region: b.region.clone(),
-            checksum_trailers: !matches!(b.kind, backends::BackendKind::Rgw),
+            checksum_trailers: TrailerMode::default(),
             ca_bundle: None,
         }
     }
@@ -86,7 +86,7 @@ impl UpstreamInfo {
             access_key: store.access_key_id,
             secret_key: store.secret_access_key,
             region: REGION.into(),
-            checksum_trailers: true,
+            checksum_trailers: TrailerMode::default(),
             ca_bundle: None,
         }
     }
