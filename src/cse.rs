@@ -988,7 +988,17 @@ async fn call(
     body: Bytes,
     limit: usize,
 ) -> Result<(StatusCode, Bytes), ProxyError> {
-    let mut out = out;
+    let (status, _, body) = exchange(upstream, out, body, limit).await?;
+    Ok((status, body))
+}
+
+/// [`call`], with the answer's headers.
+async fn exchange(
+    upstream: &Sender<'_>,
+    mut out: Outgoing<'_>,
+    body: Bytes,
+    limit: usize,
+) -> Result<(StatusCode, HeaderMap, Bytes), ProxyError> {
     out.content_length =
         (!body.is_empty() || out.method == Method::PUT).then_some(body.len() as u64);
     let req = upstream
@@ -1000,12 +1010,13 @@ async fn call(
         )
         .map_err(ProxyError::upstream)?;
     let resp = upstream.send(req).await.map_err(ProxyError::upstream)?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed_unsync();
-    Ok((status, collect_bounded(body, limit).await?))
+    let (parts, body) = resp.into_parts();
+    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+    Ok((
+        parts.status,
+        parts.headers,
+        collect_bounded(body, limit).await?,
+    ))
 }
 
 fn check_client_metadata(h: &HeaderMap) -> Result<(), CseError> {

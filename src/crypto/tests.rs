@@ -911,15 +911,17 @@ const KAT_COMMITMENT: &str = "c02f5d86b7dd256addd0539349dba156149080f2e47d6b6c52
 const KAT_PART_KEY: &str = "771c10f278a2a4eacde640d7dbf050623184cfa39e034d69d1a15eda88fbf8f8";
 const KAT_CHUNK: &str = "4041424344454619801f338729d4998125776f4fb295140c817dbfead7";
 
+/// The DEK and salt of §9.1: bytes 0x00..0x1f and 0x20..0x3f.
+fn kat_dek_and_salt() -> ([u8; 32], [u8; 32]) {
+    let dek = std::array::from_fn(|i| u8::try_from(i).unwrap());
+    let salt = std::array::from_fn(|i| u8::try_from(i + 32).unwrap());
+    (dek, salt)
+}
+
 #[test]
 fn known_answer() {
     let bytes = |hex: &str| hex::decode(hex).unwrap();
-    let dek: [u8; 32] = bytes("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
-        .try_into()
-        .unwrap();
-    let salt: [u8; 32] = bytes("202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f")
-        .try_into()
-        .unwrap();
+    let (dek, salt) = kat_dek_and_salt();
     let prefix = SegmentPrefix(bytes("40414243444546").try_into().unwrap());
     let key = ObjectKey::derive(&DataKey::from_bytes(dek), Salt(salt));
     let chunk = key
@@ -948,12 +950,7 @@ const KAT_V2_UPLOAD_TAG: &str = "e036bba2136a9a1520a3045595cb8bef";
 #[test]
 fn known_answer_v2() {
     let bytes = |hex: &str| hex::decode(hex).unwrap();
-    let dek: [u8; 32] = bytes("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
-        .try_into()
-        .unwrap();
-    let salt: [u8; 32] = bytes("202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f")
-        .try_into()
-        .unwrap();
+    let (dek, salt) = kat_dek_and_salt();
     let place = Place {
         bucket: "photos",
         key: "2026/cat.jpg",

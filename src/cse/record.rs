@@ -17,20 +17,17 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html>
 
 use std::fmt::Write as _;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
 use quick_xml::escape::escape;
 
-use crate::body::{self, BoxError};
 use crate::crypto::format::{ObjectMetadata, META_PREFIX};
 use crate::s3::headers;
 use crate::s3::route::{encode_path, Target};
-use crate::upstream::{Outgoing, Payload, Sender};
+use crate::upstream::{Outgoing, Sender};
 
-use super::{collect_bounded, CseError, USER_META_PREFIX};
+use super::{exchange, CseError, USER_META_PREFIX};
 
 /// The largest object one `CopyObject` copies on S3.
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>
@@ -219,27 +216,12 @@ fn request(
 /// One request of the rewrite: status, headers and the bounded answer.
 async fn call(
     upstream: &Sender<'_>,
-    mut out: Outgoing<'_>,
+    out: Outgoing<'_>,
     body: Bytes,
 ) -> Result<(StatusCode, HeaderMap, Bytes), CseError> {
-    out.content_length =
-        (!body.is_empty() || out.method == Method::PUT).then_some(body.len() as u64);
-    let req = upstream
-        .sign(
-            out,
-            &Payload::Known(&body),
-            body::full(body.clone()),
-            SystemTime::now(),
-        )
-        .map_err(|e| CseError::Answer(e.to_string()))?;
-    let resp = upstream
-        .send(req)
+    exchange(upstream, out, body, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| CseError::Answer(e.to_string()))?;
-    let (parts, body) = resp.into_parts();
-    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-    let doc = collect_bounded(body, MAX_ANSWER_BYTES).await?;
-    Ok((parts.status, parts.headers, doc))
+        .map_err(|e| CseError::Answer(e.to_string()))
 }
 
 /// The `ETag` of a copy's or completion's answer, which may be an `<Error>` after a 200.
