@@ -1,4 +1,4 @@
-//! What the bulk commands (`rewrap`, `reencrypt`) share: walking a bucket's objects page by
+//! What the bulk commands (`rewrap`, `reencrypt`, `encrypt`) share: walking a bucket's objects page by
 //! page (ListObjectsV2, optionally from `--start-after`), a bounded number of objects in
 //! flight at once, a progress line on stderr and a summary.
 //!
@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt as _};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -108,6 +108,25 @@ where
             None => return Ok(out),
         }
     }
+}
+
+/// The object's headers, from a HEAD that must answer 200.
+pub(crate) async fn head(client: &Sender<'_>, target: &Target) -> Result<HeaderMap, String> {
+    let out = Outgoing {
+        method: Method::HEAD,
+        target,
+        query: Vec::new(),
+        headers: HeaderMap::new(),
+        content_length: None,
+    };
+    let signed = client
+        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    let resp = client.send(signed).await.map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("HEAD answered {}", resp.status()));
+    }
+    Ok(resp.into_parts().0.headers)
 }
 
 /// One ListObjectsV2 page: its keys and the continuation token, if there is more.
