@@ -62,6 +62,22 @@ async fn encrypt_in_place(h: &Harness) {
         .unwrap();
     let sealed_before = stored(&direct, &b, "sealed").await;
 
+    // What keeps a write that lands between the command's HEAD and its PUT: the backend
+    // refuses a PUT whose `If-Match` (sent unquoted, as the command sends it) is stale.
+    let stale = direct
+        .put_object()
+        .bucket(&b)
+        .key("doc")
+        .if_match("0123456789abcdef0123456789abcdef")
+        .body(ByteStream::from(b"overwritten".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&stale),
+        Some("PreconditionFailed")
+    );
+
     let dry = s3seal::encrypt::run(
         config_for(h),
         &b,
