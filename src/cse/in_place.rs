@@ -67,8 +67,7 @@ pub(crate) async fn encrypt_object(
     }
     let mut put_headers = HeaderMap::new();
     for (name, value) in found {
-        if headers::OBJECT_DESCRIPTION.contains(name)
-            || name.as_str().starts_with(USER_META_PREFIX)
+        if headers::OBJECT_DESCRIPTION.contains(name) || name.as_str().starts_with(USER_META_PREFIX)
         {
             put_headers.append(name.clone(), value.clone());
         }
@@ -132,7 +131,9 @@ async fn read(
         return Err(CseError::Read(resp.status()).into());
     }
     if content_length(resp.headers())? != size {
-        return Err(CseError::Inconsistent("the GET and the HEAD differ in size".to_owned()).into());
+        return Err(
+            CseError::Inconsistent("the GET and the HEAD differ in size".to_owned()).into(),
+        );
     }
     Ok(resp
         .into_body()

@@ -103,7 +103,11 @@ async fn encrypt_in_place(h: &Harness) {
     assert_eq!(dry.already, ["sealed"]);
     assert!(dry.failed.is_empty(), "{dry:?}");
     for (key, data) in &plain {
-        assert_eq!(&stored(&direct, &b, key).await.0, data, "{key} after the dry run");
+        assert_eq!(
+            &stored(&direct, &b, key).await.0,
+            data,
+            "{key} after the dry run"
+        );
     }
 
     let report = s3seal::encrypt::run(
@@ -112,6 +116,8 @@ async fn encrypt_in_place(h: &Harness) {
         None,
         &Options {
             concurrency: 2,
+            // The progress line (on stderr), with its counting listing alongside.
+            progress: true,
             ..Default::default()
         },
     )
@@ -129,10 +135,15 @@ async fn encrypt_in_place(h: &Harness) {
             .unwrap_or_else(|| panic!("{key} has no record"));
         assert_eq!(record.version, Version::V2, "{key}");
         assert_eq!(record.key_id.as_str(), "k2", "{key}");
-        assert_eq!(bytes.len() as u64, ciphertext_len(data.len() as u64).unwrap());
+        assert_eq!(
+            bytes.len() as u64,
+            ciphertext_len(data.len() as u64).unwrap()
+        );
         if !data.is_empty() {
             assert!(
-                !bytes.windows(data.len().min(16)).any(|w| w == &data[..w.len()]),
+                !bytes
+                    .windows(data.len().min(16))
+                    .any(|w| w == &data[..w.len()]),
                 "{key} is still readable at the backend"
             );
         }
@@ -143,7 +154,10 @@ async fn encrypt_in_place(h: &Harness) {
             got.content_type().map(str::to_owned),
             got.content_disposition().map(str::to_owned),
         );
-        assert_eq!(&got.body.collect().await.unwrap().into_bytes().to_vec(), data);
+        assert_eq!(
+            &got.body.collect().await.unwrap().into_bytes().to_vec(),
+            data
+        );
         if *key == "doc" {
             assert_eq!(ctype.as_deref(), Some("text/x-test"));
             assert_eq!(disposition.as_deref(), Some("inline"));
