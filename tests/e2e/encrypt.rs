@@ -1,6 +1,7 @@
 //! `s3seal encrypt` (issue 10): plaintext objects of an encrypted bucket, written at the backend
 //! around the proxy, encrypted in place; a dry run changes nothing, a second run finds nothing
-//! to do, and objects the proxy encrypted are left alone.
+//! to do, objects the proxy encrypted are left alone, and one that cannot be encrypted is
+//! reported and left as it was.
 
 use std::collections::HashMap;
 
@@ -51,6 +52,16 @@ async fn encrypt_in_place(h: &Harness) {
         };
         put.send().await.unwrap();
     }
+    // User metadata that leaves no room for the record: it cannot be encrypted, and says why.
+    direct
+        .put_object()
+        .bucket(&b)
+        .key("crowded")
+        .metadata("filler", "x".repeat(1900))
+        .body(ByteStream::from(b"crowded".to_vec()))
+        .send()
+        .await
+        .unwrap();
     // Written through the proxy: encrypted already.
     let sealed = payload(70_000, 22);
     s3.put_object()
@@ -97,7 +108,12 @@ async fn encrypt_in_place(h: &Harness) {
     would.sort_unstable();
     assert_eq!(
         would,
-        [("dir/big", 200_000), ("doc", 16), ("empty", 0)],
+        [
+            ("crowded", 7),
+            ("dir/big", 200_000),
+            ("doc", 16),
+            ("empty", 0)
+        ],
         "{dry:?}"
     );
     assert_eq!(dry.already, ["sealed"]);
@@ -123,7 +139,14 @@ async fn encrypt_in_place(h: &Harness) {
     )
     .await
     .unwrap();
-    assert!(report.failed.is_empty(), "{report:?}");
+    let failed: Vec<&str> = report.failed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(failed, ["crowded"], "{report:?}");
+    assert!(report.failed[0].1.contains("metadata"), "{report:?}");
+    assert_eq!(
+        stored(&direct, &b, "crowded").await.0,
+        b"crowded",
+        "left as it was"
+    );
     assert_eq!(report.encrypted.len(), 3, "{report:?}");
     assert_eq!(report.already, ["sealed"]);
 
@@ -189,7 +212,11 @@ async fn encrypt_in_place(h: &Harness) {
         .await
         .unwrap();
     assert!(again.encrypted.is_empty(), "{again:?}");
-    assert!(again.failed.is_empty(), "{again:?}");
+    assert_eq!(
+        again.failed.len(),
+        1,
+        "only the crowded object, again: {again:?}"
+    );
     assert_eq!(again.already.len(), 4, "{again:?}");
 }
 
