@@ -5,8 +5,9 @@
 //! The plaintext streams from a GET into the PUT that replaces it, so memory stays bounded
 //! whatever the object's size. Both are pinned to the `ETag` of the HEAD that found the object
 //! plaintext: an object written in between is neither read half-old nor overwritten, and is
-//! reported instead. The content headers and user metadata are carried over; tags, ACLs,
-//! storage class and object-lock settings are not.
+//! reported instead. The result is checked before it counts: its record opens, its size is
+//! exact, and its final chunk decrypts. The content headers and user metadata are carried
+//! over; tags, ACLs, storage class and object-lock settings are not.
 
 use std::time::SystemTime;
 
@@ -14,7 +15,11 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
-use crate::crypto::format::{ciphertext_len, Layout, ObjectMetadata, PartNumber, Version};
+use crate::crypto::format::{
+    ciphertext_len, ciphertext_range_for, plaintext_len, CipherRange, Layout, ObjectMetadata,
+    PartKey, PartNumber, Version,
+};
+use crate::crypto::DecryptBody;
 use crate::error::ProxyError;
 use crate::s3::headers;
 use crate::s3::route::Target;
@@ -142,8 +147,8 @@ async fn read(
 }
 
 /// What the backend holds at `target` after the PUT that answered `written`: the same version
-/// (its `ETag`), a version 2 record that opens at this place under the rule's keyring, and
-/// `stored` bytes of ciphertext.
+/// (its `ETag`), a version 2 record that opens at this place under the rule's keyring,
+/// `stored` bytes of ciphertext, and a final chunk that decrypts under the record's key.
 async fn verify(
     rule: &Rule,
     upstream: &Sender<'_>,
@@ -169,13 +174,68 @@ async fn verify(
             CseError::Inconsistent("the backend did not keep the new record".to_owned())
         })?;
     let place = place(target);
-    rule.open(&meta, place.bucket, place.key).await?;
+    let key = rule.open(&meta, place.bucket, place.key).await?;
     let found = content_length(now)?;
     if found != stored {
         return Err(CseError::Inconsistent(format!(
             "the backend holds {found} bytes, not the {stored} bytes of ciphertext sent"
         ))
         .into());
+    }
+    let size = plaintext_len(stored).unwrap_or_default();
+    let last = if size == 0 {
+        CipherRange::whole(0)
+    } else {
+        ciphertext_range_for(size - 1..size, size)
+    }
+    .ok_or_else(|| CseError::Inconsistent(format!("{size} bytes is no segment's size")))?;
+    read_final_chunk(
+        upstream,
+        target,
+        now,
+        key.part_key(PartNumber::SINGLE),
+        last,
+    )
+    .await
+}
+
+/// Reads the object's final chunk through the decrypting path: it opens only under the new
+/// record's key, at its index and marked final, so the stored ciphertext is whole and belongs
+/// to the record.
+async fn read_final_chunk(
+    upstream: &Sender<'_>,
+    target: &Target,
+    now: &HeaderMap,
+    key: PartKey,
+    last: CipherRange,
+) -> Result<(), ProxyError> {
+    let mut h = HeaderMap::new();
+    h.insert(header::RANGE, header_value(&last.http_range())?);
+    if let Some(tag) = etag(now) {
+        h.insert(header::IF_MATCH, header_value(&format!("\"{tag}\""))?);
+    }
+    let out = Outgoing {
+        method: Method::GET,
+        target,
+        query: Vec::new(),
+        headers: h,
+        content_length: None,
+    };
+    let signed = upstream
+        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+        .map_err(ProxyError::upstream)?;
+    let resp = upstream.send(signed).await.map_err(ProxyError::upstream)?;
+    if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
+        return Err(CseError::Read(resp.status()).into());
+    }
+    let want = last.plain_len();
+    let plain = DecryptBody::new(resp.into_body(), key, last)
+        .collect()
+        .await
+        .map_err(|e| CseError::Inconsistent(format!("the final chunk does not open: {e}")))?
+        .to_bytes();
+    if plain.len() as u64 != want {
+        return Err(CseError::Inconsistent("the final chunk has the wrong size".to_owned()).into());
     }
     Ok(())
 }
