@@ -6,8 +6,8 @@
 //! whatever the object's size. Both are pinned to the `ETag` of the HEAD that found the object
 //! plaintext: an object written in between is neither read half-old nor overwritten, and is
 //! reported instead. The result is checked before it counts: its record opens, its size is
-//! exact, and its final chunk decrypts. The content headers and user metadata are carried
-//! over; tags, ACLs, storage class and object-lock settings are not.
+//! exact, and its final chunk decrypts. The content headers, user metadata, storage class and
+//! SSE-S3/SSE-KMS settings are carried over; tags, ACLs and object-lock settings are not.
 
 use std::time::SystemTime;
 
@@ -33,6 +33,14 @@ use super::{
 /// The largest object one `PutObject` stores on S3 (the ciphertext, here).
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html>
 const MAX_PUT_OBJECT_SIZE: u64 = record::MAX_COPY_OBJECT_SIZE;
+/// Headers of the HEAD answer a PUT takes again as they were: the object keeps its storage
+/// class and its server-side encryption (the command's PUT does not pass the `sse` stage).
+const KEPT: [&str; 4] = [
+    "x-amz-storage-class",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+];
 /// The backend's answer to a PUT: empty, or a small error document.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
