@@ -80,7 +80,9 @@ pub(crate) async fn encrypt_object(
     }
     let mut put_headers = HeaderMap::new();
     for (name, value) in found {
-        if headers::OBJECT_DESCRIPTION.contains(name) || name.as_str().starts_with(USER_META_PREFIX)
+        if headers::OBJECT_DESCRIPTION.contains(name)
+            || name.as_str().starts_with(USER_META_PREFIX)
+            || KEPT.contains(&name.as_str())
         {
             put_headers.append(name.clone(), value.clone());
         }
