@@ -1,17 +1,20 @@
-//! What the bulk commands (`rewrap`, `reencrypt`) share: walking a bucket's objects page by
+//! What the bulk commands (`rewrap`, `reencrypt`, `encrypt`) share: walking a bucket's objects page by
 //! page (ListObjectsV2, optionally from `--start-after`), a bounded number of objects in
-//! flight at once, a progress line on stderr and a summary.
+//! flight at once, a progress line on stderr (objects and bytes done, rates) and a summary.
 //!
 //! Pages are done one after the other and every object of a page is finished before the
 //! next page is listed, so when a run stops, every key up to the last page's last key is done:
 //! the progress line names it, and `--start-after` resumes from there.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::pin;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::future::{self, Either};
 use futures_util::stream::{self, StreamExt as _};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -19,11 +22,17 @@ use crate::body;
 use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Payload, Sender};
 
+/// A listing page: keys with their sizes, and the token of the next page.
+type Listing = (Vec<(String, u64)>, Option<String>);
+
 /// Objects listed per ListObjectsV2 page.
 const PAGE_KEYS: &str = "1000";
 
 /// The largest listing page read into memory (1000 keys of 1024 bytes, with XML around them).
 const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
+
+/// Bytes in a MiB, for the progress line.
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// How often the progress line is written at most.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -58,6 +67,10 @@ impl Default for Options {
 /// Runs `each` on every object of `bucket` that `opts` selects and `visit` accepts, at most
 /// `opts.concurrency` at once; returns each key with its outcome, in no particular order
 /// within a page. `name` labels the progress line.
+///
+/// With progress on, a second listing counts what the run will visit alongside it, so the
+/// progress line can give an ETA once the count is in: a listing page is one request for up
+/// to 1000 objects that each take several, so counting costs little and delays nothing.
 pub(crate) async fn for_each<T, F, Fut>(
     client: &Sender<'_>,
     bucket: &str,
@@ -70,23 +83,52 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
+    let total = Cell::new(None);
+    let count = async {
+        if opts.progress {
+            total.set(count_all(client, bucket, opts, &visit).await);
+        }
+    };
+    let walk = walk(client, bucket, opts, name, (&visit, each), &total);
+    // Bound, not returned: the pinned futures borrow `total` and must go first.
+    let out = match future::select(pin!(walk), pin!(count)).await {
+        Either::Left((out, _)) => out,
+        Either::Right(((), walk)) => walk.await,
+    };
+    out
+}
+
+/// [`for_each`]'s run; `total` holds the objects and bytes it will visit, once counted.
+async fn walk<T, F, Fut>(
+    client: &Sender<'_>,
+    bucket: &str,
+    opts: &Options,
+    name: &str,
+    (visit, each): (&impl Fn(&str) -> bool, F),
+    total: &Cell<Option<(usize, u64)>>,
+) -> Result<Vec<(String, Result<T, String>)>, String>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let started = Instant::now();
     let mut last_line = started;
     let mut out = Vec::new();
-    let mut failed = 0usize;
+    let (mut failed, mut bytes) = (0usize, 0u64);
     let mut token = None;
     loop {
-        let (keys, next) = list_page(client, bucket, opts, token.as_deref()).await?;
-        let last_key = keys.last().cloned();
-        let done: Vec<(String, Result<T, String>)> =
-            stream::iter(keys.into_iter().filter(|k| visit(k)))
-                .map(|key| {
-                    let work = each(key.clone());
-                    async move { (key, work.await) }
-                })
-                .buffer_unordered(opts.concurrency.max(1))
-                .collect()
-                .await;
+        let (listed, next) = list_page(client, bucket, opts, token.as_deref()).await?;
+        let last_key = listed.last().map(|(k, _)| k.clone());
+        let visited: Vec<(String, u64)> = listed.into_iter().filter(|(k, _)| visit(k)).collect();
+        bytes += visited.iter().map(|(_, size)| size).sum::<u64>();
+        let done: Vec<(String, Result<T, String>)> = stream::iter(visited)
+            .map(|(key, _)| {
+                let work = each(key.clone());
+                async move { (key, work.await) }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
         failed += done.iter().filter(|(_, r)| r.is_err()).count();
         out.extend(done);
         if opts.progress && (next.is_none() || last_line.elapsed() >= PROGRESS_EVERY) {
@@ -95,12 +137,16 @@ where
             let resume = last_key.map_or_else(String::new, |k| {
                 format!("; done up to {k:?} (--start-after to resume)")
             });
+            let eta = total
+                .get()
+                .map_or_else(String::new, |t| eta(t, (out.len(), bytes), secs));
             #[allow(clippy::cast_precision_loss)]
-            let rate = out.len() as f64 / secs;
+            let (rate, mib) = (out.len() as f64 / secs, bytes as f64 / MIB);
             eprintln!(
-                "{name}: {} objects, {failed} failed, {rate:.0}/s, {:.0}s{resume}",
+                "{name}: {} objects, {mib:.1} MiB, {failed} failed, {rate:.0}/s, {:.1} MiB/s, \
+                 {secs:.0}s{eta}{resume}",
                 out.len(),
-                secs
+                mib / secs,
             );
         }
         match next {
@@ -110,13 +156,74 @@ where
     }
 }
 
-/// One ListObjectsV2 page: its keys and the continuation token, if there is more.
+/// The objects and bytes a run will visit, from a listing of its own; `None` if a page fails
+/// (the run then goes on without an ETA).
+async fn count_all(
+    client: &Sender<'_>,
+    bucket: &str,
+    opts: &Options,
+    visit: &impl Fn(&str) -> bool,
+) -> Option<(usize, u64)> {
+    let (mut objects, mut bytes, mut token) = (0usize, 0u64, None);
+    loop {
+        let (listed, next) = list_page(client, bucket, opts, token.as_deref())
+            .await
+            .ok()?;
+        for (_, size) in listed.iter().filter(|(k, _)| visit(k)) {
+            objects += 1;
+            bytes += size;
+        }
+        match next {
+            Some(t) => token = Some(t),
+            None => return Some((objects, bytes)),
+        }
+    }
+}
+
+/// `, <n>/<total>, ETA <s>s`: the time left at the rate so far, by bytes (by objects when
+/// they are all empty).
+fn eta((objects, bytes): (usize, u64), (done, done_bytes): (usize, u64), secs: f64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let part = if bytes > 0 {
+        done_bytes as f64 / bytes as f64
+    } else {
+        done as f64 / objects.max(1) as f64
+    };
+    let left = if part > 0.0 {
+        format!("{:.0}s", secs * (1.0 - part).max(0.0) / part)
+    } else {
+        "?".to_owned()
+    };
+    format!(", {done}/{objects}, ETA {left}")
+}
+
+/// The object's headers, from a HEAD that must answer 200.
+pub(crate) async fn head(client: &Sender<'_>, target: &Target) -> Result<HeaderMap, String> {
+    let out = Outgoing {
+        method: Method::HEAD,
+        target,
+        query: Vec::new(),
+        headers: HeaderMap::new(),
+        content_length: None,
+    };
+    let signed = client
+        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    let resp = client.send(signed).await.map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("HEAD answered {}", resp.status()));
+    }
+    Ok(resp.into_parts().0.headers)
+}
+
+/// One ListObjectsV2 page: its keys with their sizes, and the continuation token, if there is
+/// more.
 async fn list_page(
     client: &Sender<'_>,
     bucket: &str,
     opts: &Options,
     token: Option<&str>,
-) -> Result<(Vec<String>, Option<String>), String> {
+) -> Result<(Vec<(String, u64)>, Option<String>), String> {
     let target = Target::Bucket(bucket.to_owned());
     let mut query = vec![
         ("list-type".to_owned(), "2".to_owned()),
@@ -164,13 +271,14 @@ async fn read_limited(mut body: Incoming) -> Result<Bytes, String> {
     Ok(Bytes::from(doc))
 }
 
-/// The `Contents/Key` values and the `NextContinuationToken` (when `IsTruncated`).
-fn parse_listing(doc: &[u8]) -> Result<(Vec<String>, Option<String>), String> {
+/// The `Contents` (`Key` and `Size`) and the `NextContinuationToken` (when `IsTruncated`).
+fn parse_listing(doc: &[u8]) -> Result<Listing, String> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(doc);
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut text = String::new();
     let (mut keys, mut token, mut truncated) = (Vec::new(), None, false);
+    let (mut key, mut size) = (String::new(), 0);
     loop {
         match reader.read_event().map_err(|e| e.to_string())? {
             Event::Start(e) => {
@@ -189,7 +297,12 @@ fn parse_listing(doc: &[u8]) -> Result<(Vec<String>, Option<String>), String> {
             Event::End(_) => {
                 let inner: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
                 match inner.as_slice() {
-                    [_, b"Contents", b"Key"] => keys.push(std::mem::take(&mut text)),
+                    [_, b"Contents", b"Key"] => key = std::mem::take(&mut text),
+                    // Only for the progress line: a size that does not parse counts as 0.
+                    [_, b"Contents", b"Size"] => size = text.parse().unwrap_or(0),
+                    [_, b"Contents"] => {
+                        keys.push((std::mem::take(&mut key), std::mem::take(&mut size)));
+                    }
                     [_, b"NextContinuationToken"] => token = Some(std::mem::take(&mut text)),
                     [_, b"IsTruncated"] => truncated = text == "true",
                     _ => {}

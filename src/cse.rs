@@ -17,6 +17,7 @@
 mod attributes;
 mod bucket;
 mod copy;
+pub(crate) mod in_place;
 mod listing;
 mod multipart;
 mod read;
@@ -447,6 +448,9 @@ pub enum CseError {
     Read(StatusCode),
     #[error("Your object is too large to encrypt: {0}")]
     TooLarge(#[source] FormatError),
+    /// `s3seal encrypt` writes an object back with one `PutObject`.
+    #[error("The object ({0} bytes) is too large to encrypt in place: its ciphertext would exceed the 5 GiB of a single PutObject.")]
+    TooLargeInPlace(u64),
     #[error(
         "The stored object is wrapped with key '{0}', which this bucket's keyring does not hold."
     )]
@@ -489,7 +493,7 @@ impl S3Error for CseError {
             CseError::InvalidRange(_) => S3Code::InvalidRange,
             CseError::Unencrypted => S3Code::InvalidObjectState,
             CseError::PartAndRange | CseError::IrregularParts(_) => S3Code::InvalidRequest,
-            CseError::TooLarge(_) => S3Code::EntityTooLarge,
+            CseError::TooLarge(_) | CseError::TooLargeInPlace(_) => S3Code::EntityTooLarge,
             CseError::Read(status) => match *status {
                 StatusCode::NOT_FOUND => S3Code::NoSuchKey,
                 StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
@@ -540,7 +544,8 @@ impl From<CseError> for ProxyError {
             | CseError::BadCopySource
             | CseError::Read(_)
             | CseError::IrregularParts(_)
-            | CseError::TooLarge(_) => ProxyError::downstream(e),
+            | CseError::TooLarge(_)
+            | CseError::TooLargeInPlace(_) => ProxyError::downstream(e),
         }
     }
 }

@@ -16,12 +16,12 @@ const LAYERS: &[&[&str]] = &[
     &["sse", "cse", "bulk"],
     &["config"],
     &["admin", "proxy", "reencrypt"],
-    &["rewrap", "server"],
+    &["rewrap", "encrypt", "server"],
 ];
 
 /// The only modules that may sign upstream requests without an `Authorized` request: the
 /// operator's maintenance commands.
-const OPERATOR_COMMANDS: &[&str] = &["reencrypt", "rewrap"];
+const OPERATOR_COMMANDS: &[&str] = &["reencrypt", "rewrap", "encrypt"];
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))

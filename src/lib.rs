@@ -43,6 +43,7 @@ pub mod crypto;
 pub mod cse;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod encrypt;
 pub(crate) mod error;
 pub(crate) mod forwarded;
 pub mod kms;

@@ -101,6 +101,10 @@ enum Command {
     /// Rewrap the data keys of a bucket's client-side encrypted objects under its current key
     /// (local or KMS), without copying their data (see docs/format.md §5.4).
     Rewrap(BulkArgs),
+    /// Encrypt a client-side encrypted bucket's plaintext objects (stored before its rule was
+    /// on) in place under its rule, checking each result (see docs/config.md, "Encrypting
+    /// existing objects").
+    Encrypt(BulkArgs),
     /// Print a new random key-encryption key (32 bytes, base64) for a client-side encryption
     /// rule's `key`.
     #[command(
@@ -126,7 +130,7 @@ enum Command {
     },
 }
 
-/// The arguments of the bulk commands (`reencrypt`, `rewrap`).
+/// The arguments of the bulk commands (`reencrypt`, `rewrap`, `encrypt`).
 #[derive(clap::Args)]
 struct BulkArgs {
     /// The config file (TOML) whose rules and upstreams the command uses.
@@ -212,6 +216,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Reencrypt(args)) => reencrypt(&args),
         Some(Command::Rewrap(args)) => rewrap(&args),
+        Some(Command::Encrypt(args)) => encrypt(&args),
         Some(Command::Serve(args)) => serve(args, cli.log_format),
         None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
@@ -422,7 +427,7 @@ fn reencrypt(args: &BulkArgs) -> anyhow::Result<()> {
     summarize(
         args,
         "reencrypt",
-        &report.reencrypted,
+        (&report.reencrypted, ["old_key", "key"]),
         &counts,
         &report.failed,
     )
@@ -441,16 +446,49 @@ fn rewrap(args: &BulkArgs) -> anyhow::Result<()> {
         ("unencrypted", report.unencrypted.len()),
         ("rewrapped", report.rewrapped.len()),
     ];
-    summarize(args, "rewrap", &report.rewrapped, &counts, &report.failed)
+    summarize(
+        args,
+        "rewrap",
+        (&report.rewrapped, ["old_key", "key"]),
+        &counts,
+        &report.failed,
+    )
 }
 
-/// The end of a bulk command: in a dry run, each object that would change (with its old
-/// key); every failure with its reason; the counts; as text, or as one JSON object with
-/// `--json`. Fails (exit 1) when any object failed.
+fn encrypt(args: &BulkArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config, &ProcessEnv)?;
+    let report = block_on(s3seal::encrypt::run(
+        config,
+        &args.bucket,
+        args.upstream.as_deref(),
+        &args.options(),
+    ))??;
+    let counts = [
+        ("already_encrypted", report.already.len()),
+        ("encrypted", report.encrypted.len()),
+    ];
+    let changed: Vec<(String, String)> = report
+        .encrypted
+        .iter()
+        .map(|(key, size)| (key.clone(), size.to_string()))
+        .collect();
+    summarize(
+        args,
+        "encrypt",
+        (&changed, ["size", "bytes:"]),
+        &counts,
+        &report.failed,
+    )
+}
+
+/// The end of a bulk command: in a dry run, each object that would change, with a detail
+/// (`field` in JSON, `word` in text: its old key, or its size); every failure with its reason;
+/// the counts; as text, or as one JSON object with `--json`. Fails (exit 1) when any object
+/// failed.
 fn summarize(
     args: &BulkArgs,
     command: &str,
-    changed: &[(String, String)],
+    (changed, [field, word]): (&[(String, String)], [&str; 2]),
     counts: &[(&str, usize)],
     failed: &[(String, String)],
 ) -> anyhow::Result<()> {
@@ -467,14 +505,14 @@ fn summarize(
         if args.dry_run {
             summary["would_change"] = changed
                 .iter()
-                .map(|(k, old)| serde_json::json!({"key": k, "old_key": old}))
+                .map(|(k, detail)| serde_json::json!({"key": k, (field): detail}))
                 .collect();
         }
         println!("{summary}");
     } else {
         if args.dry_run {
-            for (key, old) in changed {
-                println!("would change {key} (key {old})");
+            for (key, detail) in changed {
+                println!("would change {key} ({word} {detail})");
             }
         }
         for (key, why) in failed {

@@ -9,16 +9,11 @@
 //! reported). A version 1 multipart object's seal moves from its `.s3seal/seal/` object into
 //! the record. The backend copies the bytes internally; the ciphertext and salt stay.
 
-use std::time::SystemTime;
-
-use http::{HeaderMap, Method, StatusCode};
-
-use crate::body;
 use crate::bulk::{self, Options};
 use crate::config::Config;
 use crate::cse::{Rewrap, Rule};
 use crate::s3::route::Target;
-use crate::upstream::{Outgoing, Payload, Sender};
+use crate::upstream::Sender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewrapError {
@@ -96,7 +91,7 @@ async fn rewrap_one(
         bucket: bucket.to_owned(),
         key: key.to_owned(),
     };
-    let head = head(client, target).await?;
+    let head = bulk::head(client, target).await?;
     let done = crate::cse::rewrap_object(rule, client, target, &head, dry_run)
         .await
         .map_err(|e| e.to_string())?;
@@ -105,23 +100,4 @@ async fn rewrap_one(
         Rewrap::Unencrypted => Outcome::Unencrypted,
         Rewrap::Rewrapped(old_key) => Outcome::Rewrapped(old_key),
     })
-}
-
-/// The object's headers, from a HEAD that must answer 200.
-async fn head(client: &Sender<'_>, target: &Target) -> Result<HeaderMap, String> {
-    let out = Outgoing {
-        method: Method::HEAD,
-        target,
-        query: Vec::new(),
-        headers: HeaderMap::new(),
-        content_length: None,
-    };
-    let signed = client
-        .sign(out, &Payload::Known(b""), body::empty(), SystemTime::now())
-        .map_err(|e| e.to_string())?;
-    let resp = client.send(signed).await.map_err(|e| e.to_string())?;
-    if resp.status() != StatusCode::OK {
-        return Err(format!("HEAD answered {}", resp.status()));
-    }
-    Ok(resp.into_parts().0.headers)
 }

@@ -422,7 +422,7 @@ mod delete_bucket_keeps_client_objects {
 
 /// The config of the harness's proxy, for `s3seal rewrap`: `cse-*` buckets with the test
 /// keyring (`k2` active, `k1` old).
-fn config_for(h: &Harness) -> s3seal::config::Config {
+pub(crate) fn config_for(h: &Harness) -> s3seal::config::Config {
     let up = &h.upstream;
     let ca = up
         .ca_bundle

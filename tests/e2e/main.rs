@@ -17,6 +17,7 @@ mod cse_v2;
 mod demo;
 mod deny;
 mod deploy;
+mod encrypt;
 mod endpoint;
 mod kms;
 mod negative;
