@@ -15,15 +15,8 @@ use crate::cse::Rule;
 use crate::s3::route::Target;
 use crate::upstream::Sender;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EncryptError {
-    #[error("bucket {0} has no client-side encryption in the config")]
-    NotEncrypted(String),
-    #[error(transparent)]
-    Upstream(#[from] crate::upstream::ChooseError),
-    #[error("listing the bucket failed: {0}")]
-    List(String),
-}
+/// Why `encrypt` stopped.
+pub type EncryptError = crate::cse_command::EncryptedBucketError;
 
 /// What happened to each object.
 #[derive(Debug, Default)]
@@ -44,22 +37,15 @@ pub async fn run(
     upstream: Option<&str>,
     opts: &Options,
 ) -> Result<Report, EncryptError> {
-    let rule = config
-        .encryption
-        .for_bucket(bucket)
-        .ok_or_else(|| EncryptError::NotEncrypted(bucket.to_owned()))?
-        .clone();
-    let upstream = crate::upstream::client_for(config.upstreams, upstream)?;
-    // The operator's own command: it acts with the upstream's credentials and serves no client.
-    let client = upstream.operator();
-    let (client, rule) = (&client, &*rule);
-    // The multipart seals are the proxy's own: encrypting them would break their objects.
-    let visit = |key: &str| !key.starts_with(crate::s3::route::RESERVED_PREFIX);
-    let outcomes = bulk::for_each(client, bucket, opts, "encrypt", visit, |key| async move {
-        encrypt_one(client, rule, bucket, &key, opts.dry_run).await
-    })
-    .await
-    .map_err(EncryptError::List)?;
+    let outcomes = crate::cse_command::for_each(
+        config,
+        bucket,
+        upstream,
+        opts,
+        "encrypt",
+        async |client, rule, key| encrypt_one(client, rule, bucket, &key, opts.dry_run).await,
+    )
+    .await?;
     let mut report = Report::default();
     for (key, outcome) in outcomes {
         match outcome {

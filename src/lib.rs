@@ -41,6 +41,7 @@ pub mod config;
 pub mod cors;
 pub mod crypto;
 pub mod cse;
+mod cse_command;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod encrypt;

@@ -1,6 +1,6 @@
 //! Rewriting an object's record where it lies: a copy of the object onto itself with the new
 //! record as its metadata (`x-amz-metadata-directive: REPLACE`). The backend copies the bytes
-//! itself (RGW only rewrites the metadata of a copy onto itself); none pass through the proxy.
+//! itself; none pass through the proxy.
 //! A completion adds its seal this way (`docs/format.md` §7), and `s3seal rewrap` gives old
 //! records the active key and version 2 (§5.4).
 //!
