@@ -29,6 +29,8 @@ use crate::setup::Keys;
 
 /// The bucket of the direct and plain-proxy workloads.
 pub const BUCKET: &str = "bench";
+/// The bucket with an SSE-S3 rule (the proxy injects `x-amz-server-side-encryption: AES256`).
+pub const SSE_BUCKET: &str = "bench-sse";
 /// The bucket with client-side encryption (the proxy's config has an `encryption` rule for it).
 pub const CSE_BUCKET: &str = "bench-cse";
 
@@ -99,12 +101,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `base` is `http://HOST:PORT` or `https://HOST:PORT`; HTTPS trusts only `ca` (PEM).
-    pub fn new(name: &'static str, base: &str, keys: &Keys, ca: &[u8]) -> anyhow::Result<Self> {
-        Endpoint::for_bucket(name, base, keys, ca, BUCKET)
-    }
-
-    /// An endpoint whose workloads use `bucket`.
+    /// An endpoint whose workloads use `bucket`. `base` is `http://HOST:PORT` or
+    /// `https://HOST:PORT`; HTTPS trusts only `ca` (PEM).
     pub fn for_bucket(
         name: &'static str,
         base: &str,
@@ -226,8 +224,9 @@ impl Endpoint {
         Ok(received)
     }
 
-    pub async fn create_bucket(&self) -> anyhow::Result<()> {
-        self.call(Method::PUT, &format!("/{}", self.bucket), Some(0))
+    /// Creates `bucket` (any bucket, not only this endpoint's own).
+    pub async fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        self.call(Method::PUT, &format!("/{bucket}"), Some(0))
             .await?;
         Ok(())
     }
@@ -288,7 +287,7 @@ pub async fn round(ep: &Arc<Endpoint>, w: Workload) -> anyhow::Result<Round> {
         let ep = ep.clone();
         let next = next.clone();
         workers.push(tokio::spawn(async move {
-            let put_key = format!("put/{}/{worker}", w.size);
+            let put_key = format!("put/{}/{}/{worker}", ep.name, w.size);
             let get_key = Workload::source_key(w.size);
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < w.requests {

@@ -1,16 +1,19 @@
-//! Proxy overhead, measured side by side: the same load generator drives an s3s-fs store
-//! directly (plain HTTP) and through the real `s3seal` binary (HTTPS, SigV4 verified and
-//! re-signed), in alternating rounds, and reports medians and proxy/direct ratios as a
-//! markdown table, plus the proxy's peak RSS per object size.
+//! s3seal against its reference peer, measured side by side: one load generator drives the
+//! same s3s-fs store directly (plain HTTP), through nginx as a TLS reverse proxy
+//! (`nginx.conf` beside this file), and through the real `s3seal` binary on three buckets
+//! (no rule, an SSE-S3 rule, client-side encryption), taking turns round by round. It prints
+//! medians, s3seal/nginx and s3seal/direct ratios, p50/p99 latency, CPU per request and the
+//! peak RSS of both proxies as markdown.
 //!
 //! ```sh
-//! cargo build --release && cargo bench --bench proxy      # about 3 minutes
-//! S3SEAL_BENCH_QUICK=1 cargo bench --bench proxy          # a ~20 s smoke run
+//! scripts/bench                               # installs nginx if missing, then runs this
+//! S3SEAL_BENCH_QUICK=1 cargo bench --bench proxy   # a short smoke run
 //! ```
 //!
 //! See `docs/benchmarks.md` for what each number means and the latest results.
 
 mod load;
+mod report;
 mod setup;
 
 use std::sync::Arc;
@@ -18,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use load::{Endpoint, Op, Round, Workload, CSE_BUCKET};
-use setup::{Memory, Proxy, Usage};
+use load::{Endpoint, Op, Round, Workload, CSE_BUCKET, SSE_BUCKET};
+use setup::{Memory, Nginx, Processes, Proxy, Usage};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -27,9 +30,9 @@ const MIB: u64 = 1024 * 1024;
 /// How many rounds and requests each workload gets.
 struct Plan {
     quick: bool,
-    /// Rounds per endpoint for the 4 KiB and 1 MiB workloads.
+    /// Rounds per lane for the 4 KiB and 1 MiB workloads.
     rounds: usize,
-    /// Rounds per endpoint for 256 MiB (one object per round).
+    /// Rounds per lane for 256 MiB.
     big_rounds: usize,
     /// Request counts are multiplied by this (1 in full mode).
     scale: f64,
@@ -66,14 +69,51 @@ impl Plan {
     }
 }
 
-/// A workload's results on both endpoints, one entry per round.
-struct Compared {
+/// Which server process carries a lane's requests, for its CPU and memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// Straight to the store (which runs inside the bench process).
+    None,
+    Nginx,
+    S3seal,
+}
+
+/// One way to reach the store.
+struct Lane {
+    endpoint: Arc<Endpoint>,
+    server: Server,
+}
+
+/// The lanes, in report order. Indexes into `Case::lanes`.
+const DIRECT: usize = 0;
+const NGINX: usize = 1;
+const S3SEAL: usize = 2;
+const S3SEAL_SSE: usize = 3;
+const S3SEAL_CSE: usize = 4;
+const LANE_NAMES: [&str; 5] = ["direct", "nginx", "s3seal", "s3seal-sse", "s3seal-cse"];
+
+/// A workload's results on every lane.
+struct Case {
     label: String,
     workload: Workload,
-    direct: Vec<Round>,
-    proxy: Vec<Round>,
-    direct_cost: Cost,
-    proxy_cost: Cost,
+    lanes: Vec<LaneResult>,
+}
+
+/// One lane's rounds of a workload and the CPU they cost.
+#[derive(Default)]
+struct LaneResult {
+    rounds: Vec<Round>,
+    /// This process (load generator and store) during the lane's rounds.
+    bench_cpu: Duration,
+    /// The lane's server process(es) during its rounds (zero for `direct`).
+    server: Usage,
+}
+
+/// Peak memory of both proxies during one object size.
+struct Phase {
+    label: String,
+    nginx: Memory,
+    s3seal: Memory,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,13 +129,11 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(&Plan::from_env()))
 }
 
-/// The endpoints and the proxy process behind two of them.
+/// The lanes and the two proxy processes behind them.
 struct Bench {
-    direct: Arc<Endpoint>,
-    proxied: Arc<Endpoint>,
-    /// Through the proxy, to a bucket with client-side encryption.
-    encrypted: Arc<Endpoint>,
+    lanes: Vec<Lane>,
     proxy: Proxy,
+    nginx: Nginx,
 }
 
 async fn run(plan: &Plan) -> anyhow::Result<()> {
@@ -106,55 +144,74 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
         .context("starting the s3s-fs store")?;
     let binary = setup::proxy_binary();
     let proxy = Proxy::start(&binary, data.path(), store_addr, &store_keys)?;
+    let nginx = Nginx::start(data.path(), store_addr)?;
     let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem"))?;
-    let bench = Bench {
-        direct: Arc::new(Endpoint::new(
-            "direct",
+    let s3seal_url = format!("https://{}", proxy.addr);
+    let lane = |name: &'static str, url: &str, keys, bucket, server| -> anyhow::Result<Lane> {
+        Ok(Lane {
+            endpoint: Arc::new(Endpoint::for_bucket(name, url, keys, &ca, bucket)?),
+            server,
+        })
+    };
+    let lanes = vec![
+        lane(
+            LANE_NAMES[DIRECT],
             &format!("http://{store_addr}"),
             &store_keys,
-            &ca,
-        )?),
-        proxied: Arc::new(Endpoint::new(
-            "proxy",
-            &format!("https://{}", proxy.addr),
+            load::BUCKET,
+            Server::None,
+        )?,
+        lane(
+            LANE_NAMES[NGINX],
+            &format!("https://{}", nginx.addr),
+            &store_keys,
+            load::BUCKET,
+            Server::Nginx,
+        )?,
+        lane(
+            LANE_NAMES[S3SEAL],
+            &s3seal_url,
             &proxy.keys,
-            &ca,
-        )?),
-        encrypted: Arc::new(Endpoint::for_bucket(
-            "proxy+cse",
-            &format!("https://{}", proxy.addr),
+            load::BUCKET,
+            Server::S3seal,
+        )?,
+        lane(
+            LANE_NAMES[S3SEAL_SSE],
+            &s3seal_url,
             &proxy.keys,
-            &ca,
+            SSE_BUCKET,
+            Server::S3seal,
+        )?,
+        lane(
+            LANE_NAMES[S3SEAL_CSE],
+            &s3seal_url,
+            &proxy.keys,
             CSE_BUCKET,
-        )?),
+            Server::S3seal,
+        )?,
+    ];
+    let bench = Bench {
+        lanes,
         proxy,
+        nginx,
     };
-
-    bench.direct.create_bucket().await?;
-    for size in [4 * KIB, MIB, 256 * MIB] {
-        bench.direct.put(&Workload::source_key(size), size).await?;
-    }
-    bench.encrypted.create_bucket().await?;
-    for size in [MIB, 256 * MIB] {
-        bench
-            .encrypted
-            .put(&Workload::source_key(size), size)
-            .await?;
-    }
-    let idle = bench.proxy.memory()?;
-    let can_reset = bench.proxy.reset_peak();
-    let measured = bench.measure(plan).await?;
+    bench.seed().await?;
+    let idle = (
+        bench.nginx.process().memory()?,
+        bench.proxy.process().memory()?,
+    );
+    let can_reset = bench.nginx.process().reset_peak() & bench.proxy.process().reset_peak();
+    let (cases, phases) = bench.measure(plan).await?;
     let log = bench.proxy.log_text();
     drop(bench);
-    print_report(&Report {
+    report::print(&report::Report {
         plan,
         binary: &binary,
+        nginx: &Nginx::version(),
         data: data.path(),
-        results: &measured.results,
-        encrypted: &measured.encrypted,
-        latency: &measured.latency,
+        cases: &cases,
         idle,
-        peaks: &measured.peaks,
+        phases: &phases,
         peaks_per_phase: can_reset,
         elapsed: started.elapsed(),
         proxy_log: &log,
@@ -162,380 +219,137 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU spent while one endpoint's rounds ran, summed over the rounds.
-#[derive(Default)]
-struct Cost {
-    /// This process: the load generator and the store.
-    bench_cpu: Duration,
-    /// The proxy process (idle during direct rounds).
-    proxy: Usage,
-}
-
-/// Every workload's results, and the proxy's memory after each object size.
-struct Measured {
-    results: Vec<Compared>,
-    /// Plain proxy (as "direct") against the proxy with client-side encryption.
-    encrypted: Vec<Compared>,
-    latency: Compared,
-    peaks: Vec<(&'static str, Memory)>,
-}
+/// The object sizes, each with its GET and PUT workload (concurrency, requests per round).
+const SIZES: [(u64, usize, usize, usize); 3] = [
+    (4 * KIB, 64, 3000, 2000),
+    (MIB, 8, 400, 200),
+    // Two 256 MiB objects at a time, one each: 512 MiB per round.
+    (256 * MIB, 2, 2, 2),
+];
 
 impl Bench {
-    /// All workloads, smallest objects first; the proxy's peak-RSS mark is reset between
+    /// Creates the buckets at the store (s3seal's client key may not create buckets), and
+    /// writes the objects every GET reads: plain ones directly (the direct, nginx and s3seal
+    /// lanes share that bucket), the others through s3seal so they are stored as each rule
+    /// stores them.
+    async fn seed(&self) -> anyhow::Result<()> {
+        let direct = &self.lanes[DIRECT].endpoint;
+        for bucket in [load::BUCKET, SSE_BUCKET, CSE_BUCKET] {
+            direct.create_bucket(bucket).await?;
+        }
+        for lane in [DIRECT, S3SEAL_SSE, S3SEAL_CSE] {
+            let ep = &self.lanes[lane].endpoint;
+            for (size, ..) in SIZES {
+                ep.put(&Workload::source_key(size), size).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every workload, smallest objects first; both proxies' peak-RSS marks are reset between
     /// object sizes.
-    async fn measure(&self, plan: &Plan) -> anyhow::Result<Measured> {
-        let mut results = Vec::new();
-        let mut peaks = Vec::new();
-
-        // Small objects: throughput at concurrency 16, then latency at concurrency 8.
-        let small = |op, requests, concurrency| Workload {
-            op,
-            size: 4 * KIB,
-            concurrency,
-            requests: plan.requests(requests),
-        };
-        results.push(
-            self.compare(plan, "PUT 4 KiB", small(Op::Put, 2000, 16))
-                .await?,
-        );
-        results.push(
-            self.compare(plan, "GET 4 KiB", small(Op::Get, 3000, 16))
-                .await?,
-        );
-        let latency = self
-            .compare(plan, "GET 4 KiB", small(Op::Get, 2000, 8))
-            .await?;
-        peaks.push(("4 KiB", self.proxy.memory()?));
-        self.proxy.reset_peak();
-
-        let medium = |op, requests| Workload {
-            op,
-            size: MIB,
-            concurrency: 4,
-            requests: plan.requests(requests),
-        };
-        results.push(
-            self.compare(plan, "PUT 1 MiB", medium(Op::Put, 200))
-                .await?,
-        );
-        results.push(
-            self.compare(plan, "GET 1 MiB", medium(Op::Get, 400))
-                .await?,
-        );
-        peaks.push(("1 MiB", self.proxy.memory()?));
-        self.proxy.reset_peak();
-
-        let big = |op| Workload {
-            op,
-            size: 256 * MIB,
-            concurrency: 1,
-            requests: 1,
-        };
-        let big_plan = Plan {
-            rounds: plan.big_rounds,
-            ..*plan
-        };
-        results.push(self.compare(&big_plan, "PUT 256 MiB", big(Op::Put)).await?);
-        results.push(self.compare(&big_plan, "GET 256 MiB", big(Op::Get)).await?);
-        peaks.push(("256 MiB", self.proxy.memory()?));
-        self.proxy.reset_peak();
-
-        // Client-side encryption: the plain proxy against the proxy encrypting, same run.
-        let (passthrough, cse) = (&self.proxied, &self.encrypted);
-        let encrypted = vec![
-            self.compare_on(plan, "PUT 1 MiB", medium(Op::Put, 200), passthrough, cse)
-                .await?,
-            self.compare_on(plan, "GET 1 MiB", medium(Op::Get, 400), passthrough, cse)
-                .await?,
-            self.compare_on(&big_plan, "PUT 256 MiB", big(Op::Put), passthrough, cse)
-                .await?,
-            self.compare_on(&big_plan, "GET 256 MiB", big(Op::Get), passthrough, cse)
-                .await?,
-        ];
-        peaks.push(("CSE 1 MiB + 256 MiB", self.proxy.memory()?));
-        Ok(Measured {
-            results,
-            encrypted,
-            latency,
-            peaks,
-        })
+    async fn measure(&self, plan: &Plan) -> anyhow::Result<(Vec<Case>, Vec<Phase>)> {
+        let mut cases = Vec::new();
+        let mut phases = Vec::new();
+        for (size, concurrency, gets, puts) in SIZES {
+            let plan = Plan {
+                rounds: if size >= 256 * MIB {
+                    plan.big_rounds
+                } else {
+                    plan.rounds
+                },
+                ..*plan
+            };
+            let requests = |n| {
+                if size >= 256 * MIB {
+                    n
+                } else {
+                    plan.requests(n)
+                }
+            };
+            for (op, n) in [(Op::Get, gets), (Op::Put, puts)] {
+                let w = Workload {
+                    op,
+                    size,
+                    concurrency,
+                    requests: requests(n),
+                };
+                cases.push(self.run_case(&plan, w).await?);
+            }
+            phases.push(Phase {
+                label: format!("{}, c={concurrency}", report::size_label(size)),
+                nginx: self.nginx.process().memory()?,
+                s3seal: self.proxy.process().memory()?,
+            });
+            self.nginx.process().reset_peak();
+            self.proxy.process().reset_peak();
+        }
+        Ok((cases, phases))
     }
 
-    /// Runs `w` on both endpoints in alternating rounds (direct first in even rounds, the
-    /// proxy first in odd ones) after one unrecorded warm-up round each.
-    async fn compare(&self, plan: &Plan, label: &str, w: Workload) -> anyhow::Result<Compared> {
-        self.compare_on(plan, label, w, &self.direct, &self.proxied)
-            .await
-    }
-
-    /// [`Bench::compare`] with `base` in the direct role and `other` in the proxy's.
-    async fn compare_on(
-        &self,
-        plan: &Plan,
-        label: &str,
-        w: Workload,
-        base: &Arc<Endpoint>,
-        other: &Arc<Endpoint>,
-    ) -> anyhow::Result<Compared> {
+    /// Runs `w` on every lane, round by round; round `r` starts with lane `r` (mod the lane
+    /// count), so slow moments of this shared machine fall on every lane. One unrecorded
+    /// warm-up round per lane first (not for 256 MiB, where a round is a whole transfer).
+    async fn run_case(&self, plan: &Plan, w: Workload) -> anyhow::Result<Case> {
+        let label = format!(
+            "{} {}",
+            if w.op == Op::Get { "GET" } else { "PUT" },
+            report::size_label(w.size)
+        );
         if w.size < 256 * MIB {
             let warm = Workload {
                 requests: (w.requests / 4).max(w.concurrency),
                 ..w
             };
-            load::round(base, warm).await?;
-            load::round(other, warm).await?;
+            for lane in &self.lanes {
+                load::round(&lane.endpoint, warm).await?;
+            }
         }
-        let mut out = Compared {
-            label: label.to_owned(),
-            workload: w,
-            direct: Vec::new(),
-            proxy: Vec::new(),
-            direct_cost: Cost::default(),
-            proxy_cost: Cost::default(),
-        };
+        let mut results: Vec<LaneResult> =
+            self.lanes.iter().map(|_| LaneResult::default()).collect();
+        let n = self.lanes.len();
         for r in 0..plan.rounds {
-            let direct_first = r % 2 == 0;
-            for via_proxy in [!direct_first, direct_first] {
-                let ep = if via_proxy { other } else { base };
-                let (own, theirs) = (own_cpu()?, self.proxy.usage()?);
-                let round = load::round(ep, w).await?;
-                let (own, theirs) = (own_cpu()?.saturating_sub(own), self.proxy.usage()? - theirs);
-                let (rounds, cost) = if via_proxy {
-                    (&mut out.proxy, &mut out.proxy_cost)
-                } else {
-                    (&mut out.direct, &mut out.direct_cost)
-                };
-                rounds.push(round);
-                cost.bench_cpu += own;
-                cost.proxy += theirs;
+            for i in (0..n).map(|k| (k + r) % n) {
+                let lane = &self.lanes[i];
+                let process = self.process(lane.server);
+                let usage = |p: Option<Processes>| p.map_or(Ok(Usage::default()), Processes::usage);
+                let (own, theirs) = (own_cpu()?, usage(process)?);
+                let round = load::round(&lane.endpoint, w).await?;
+                let result = &mut results[i];
+                result.bench_cpu += own_cpu()?.saturating_sub(own);
+                result.server += usage(process)? - theirs;
+                result.rounds.push(round);
             }
         }
         eprintln!(
-            "  {label:<12} c={:<2} {} {:>9.1} MiB/s  {} {:>9.1} MiB/s",
+            "  {label:<12} c={:<2} {}",
             w.concurrency,
-            base.name,
-            median(out.direct.iter().map(mib_per_s)),
-            other.name,
-            median(out.proxy.iter().map(mib_per_s)),
+            results
+                .iter()
+                .zip(LANE_NAMES)
+                .map(|(r, name)| format!(
+                    "{name} {:.1} MiB/s",
+                    report::median_of(&r.rounds, report::mib_per_s)
+                ))
+                .collect::<Vec<_>>()
+                .join("  ")
         );
-        Ok(out)
+        Ok(Case {
+            label,
+            workload: w,
+            lanes: results,
+        })
+    }
+
+    fn process(&self, server: Server) -> Option<Processes> {
+        match server {
+            Server::None => None,
+            Server::Nginx => Some(self.nginx.process()),
+            Server::S3seal => Some(self.proxy.process()),
+        }
     }
 }
 
 fn own_cpu() -> anyhow::Result<Duration> {
     setup::cpu_time("/proc/self/stat")
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn mib_per_s(r: &Round) -> f64 {
-    r.bytes as f64 / MIB as f64 / r.elapsed.as_secs_f64()
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn req_per_s(r: &Round) -> f64 {
-    r.latencies.len() as f64 / r.elapsed.as_secs_f64()
-}
-
-/// Nearest-rank percentile of sorted latencies, in milliseconds.
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss
-)]
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => f64::midpoint(v[n / 2 - 1], v[n / 2]),
-    }
-}
-
-/// Min and max of the per-round proxy/direct ratios of `f` (round i of one endpoint against
-/// round i of the other, which ran next to it).
-fn paired_range(c: &Compared, f: impl Fn(&Round) -> f64) -> (f64, f64) {
-    c.direct
-        .iter()
-        .zip(&c.proxy)
-        .map(|(d, p)| f(p) / f(d))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-            (lo.min(r), hi.max(r))
-        })
-}
-
-struct Report<'a> {
-    plan: &'a Plan,
-    binary: &'a std::path::Path,
-    data: &'a std::path::Path,
-    results: &'a [Compared],
-    encrypted: &'a [Compared],
-    latency: &'a Compared,
-    idle: Memory,
-    peaks: &'a [(&'static str, Memory)],
-    peaks_per_phase: bool,
-    elapsed: Duration,
-    proxy_log: &'a str,
-}
-
-fn print_report(r: &Report<'_>) {
-    println!("## s3seal proxy bench\n");
-    println!(
-        "- mode: {}; {} rounds per endpoint ({} for 256 MiB), alternating direct/proxy; total {:.0} s",
-        if r.plan.quick { "QUICK (smoke only)" } else { "full" },
-        r.plan.rounds,
-        r.plan.big_rounds,
-        r.elapsed.as_secs_f64()
-    );
-    println!("- machine: {}", setup::machine());
-    println!("- proxy: `{}` (HTTPS, HTTP/1.1)", r.binary.display());
-    println!(
-        "- store: s3s-fs in the bench process, data in {} (plain HTTP)",
-        r.data.display()
-    );
-    println!();
-    print_throughput(r.results);
-    print_cost(r.results.iter().chain([r.latency]));
-    print_latency(r.latency);
-    print_encrypted(r.encrypted);
-    print_memory(r);
-}
-
-/// Client-side encryption against the plain proxy: throughput and the proxy's CPU per MiB.
-#[allow(clippy::cast_precision_loss)]
-fn print_encrypted(results: &[Compared]) {
-    println!("\n### Client-side encryption: the proxy encrypting vs. passing through (same run, median of rounds)\n");
-    println!("| workload | concurrency | requests/round | plain proxy MiB/s | CSE proxy MiB/s | CSE/plain | paired ratios min–max | plain proxy CPU ms/MiB | CSE proxy CPU ms/MiB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for c in results {
-        let plain = median(c.direct.iter().map(mib_per_s));
-        let cse = median(c.proxy.iter().map(mib_per_s));
-        let (lo, hi) = paired_range(c, mib_per_s);
-        let mib =
-            |rounds: &[Round]| rounds.iter().map(|x| x.bytes).sum::<u64>() as f64 / MIB as f64;
-        let per_mib =
-            |cost: &Cost, rounds: &[Round]| cost.proxy.cpu.as_secs_f64() * 1e3 / mib(rounds);
-        println!(
-            "| {} | {} | {} | {plain:.1} | {cse:.1} | **{:.2}** | {lo:.2}–{hi:.2} | {:.2} | {:.2} |",
-            c.label,
-            c.workload.concurrency,
-            c.workload.requests,
-            cse / plain,
-            per_mib(&c.direct_cost, &c.direct),
-            per_mib(&c.proxy_cost, &c.proxy),
-        );
-    }
-}
-
-fn print_throughput(results: &[Compared]) {
-    println!("### Throughput (median of rounds)\n");
-    println!("| workload | concurrency | requests/round | direct MiB/s | proxy MiB/s | proxy/direct | paired ratios min–max | direct req/s | proxy req/s |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for c in results {
-        let d = median(c.direct.iter().map(mib_per_s));
-        let p = median(c.proxy.iter().map(mib_per_s));
-        let (lo, hi) = paired_range(c, mib_per_s);
-        println!(
-            "| {} | {} | {} | {d:.1} | {p:.1} | **{:.2}** | {lo:.2}–{hi:.2} | {:.0} | {:.0} |",
-            c.label,
-            c.workload.concurrency,
-            c.workload.requests,
-            p / d,
-            median(c.direct.iter().map(req_per_s)),
-            median(c.proxy.iter().map(req_per_s)),
-        );
-    }
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn print_cost<'a>(results: impl Iterator<Item = &'a Compared>) {
-    println!("\n### CPU cost (sums over the measured rounds)\n");
-    println!("| workload | direct: bench CPU µs/req | via proxy: bench CPU µs/req | proxy CPU µs/req | proxy CPU ms/MiB | total CPU proxied/direct | proxy bytes per write() |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for c in results {
-        let requests: usize = c.proxy.iter().map(|x| x.latencies.len()).sum();
-        let bytes: u64 = c.proxy.iter().map(|x| x.bytes).sum();
-        let per_req = |d: Duration| d.as_secs_f64() * 1e6 / requests as f64;
-        let (dc, pc) = (&c.direct_cost, &c.proxy_cost);
-        let total_ratio = (pc.bench_cpu + pc.proxy.cpu).as_secs_f64() / dc.bench_cpu.as_secs_f64();
-        let per_write = pc.proxy.write_bytes.checked_div(pc.proxy.write_calls);
-        println!(
-            "| {} c={} | {:.0} | {:.0} | {:.0} | {:.2} | **{total_ratio:.2}** | {} |",
-            c.label,
-            c.workload.concurrency,
-            per_req(dc.bench_cpu),
-            per_req(pc.bench_cpu),
-            per_req(pc.proxy.cpu),
-            pc.proxy.cpu.as_secs_f64() * 1e3 / (bytes as f64 / MIB as f64),
-            per_write.map_or_else(|| "–".to_owned(), |b| b.to_string()),
-        );
-    }
-}
-
-fn print_latency(l: &Compared) {
-    let lat =
-        |rounds: &[Round], p: f64| median(rounds.iter().map(|x| percentile_ms(&x.latencies, p)));
-    println!(
-        "\n### Small-object latency: {} at concurrency {}, {} requests/round (median of rounds' percentiles, ms)\n",
-        l.label, l.workload.concurrency, l.workload.requests
-    );
-    println!("| percentile | direct ms | proxy ms | proxy/direct | proxy − direct ms |");
-    println!("|---|---:|---:|---:|---:|");
-    for p in [50.0, 99.0] {
-        let d = lat(&l.direct, p);
-        let x = lat(&l.proxy, p);
-        println!(
-            "| p{p:.0} | {d:.3} | {x:.3} | **{:.2}** | {:.3} |",
-            x / d,
-            x - d
-        );
-    }
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn print_memory(r: &Report<'_>) {
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("\n### Proxy memory (`/proc/PID/status` of the s3seal process)\n");
-    println!("| phase | peak RSS (VmHWM) MiB | RSS after MiB |");
-    println!("|---|---:|---:|");
-    println!(
-        "| started, idle | {:.1} | {:.1} |",
-        mib(r.idle.hwm_kib),
-        mib(r.idle.rss_kib)
-    );
-    for (phase, m) in r.peaks {
-        println!(
-            "| {phase} objects | {:.1} | {:.1} |",
-            mib(m.hwm_kib),
-            mib(m.rss_kib)
-        );
-    }
-    let overall = r
-        .peaks
-        .iter()
-        .map(|(_, m)| m.hwm_kib)
-        .chain([r.idle.hwm_kib])
-        .max()
-        .unwrap_or(0);
-    println!(
-        "\nPeak RSS of the proxy over the whole run: **{:.1} MiB**. {}",
-        mib(overall),
-        if r.peaks_per_phase {
-            "The peak mark was reset (clear_refs) before each phase, so each row is that phase's own peak."
-        } else {
-            "The kernel refused to reset the peak mark, so each row is the peak since start."
-        }
-    );
-    let warnings = r.proxy_log.lines().filter(|l| !l.trim().is_empty()).count();
-    if warnings > 0 {
-        println!(
-            "\nThe proxy logged {warnings} warning/error lines; first: `{}`",
-            r.proxy_log.lines().next().unwrap_or("")
-        );
-    }
 }

@@ -93,9 +93,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Writes a config in `dir` (with client-side encryption for `CSE_BUCKET`), starts
-    /// `s3seal serve` in front of the store, and waits until
-    /// its port accepts connections.
+    /// Writes a config in `dir` (an SSE-S3 rule for `SSE_BUCKET`, client-side encryption for
+    /// `CSE_BUCKET`), starts `s3seal serve` in front of the store, and waits until its port
+    /// accepts connections.
     pub fn start(
         binary: &Path,
         dir: &Path,
@@ -127,6 +127,10 @@ impl Proxy {
              upstream = \"store\"\n\
              \n\
              [[bucket]]\n\
+             pattern = \"{sse_bucket}\"\n\
+             sse = {{ rule = \"sse-s3\", on_unverified = \"warn\" }}\n\
+             \n\
+             [[bucket]]\n\
              pattern = \"{cse_bucket}\"\n\
              encryption = {{ mode = \"client-side\", key_id = \"bench\", key = \"{kek}\" }}\n",
             cert = certs.join("server.pem").display().to_string(),
@@ -135,6 +139,7 @@ impl Proxy {
             store_sk = store_keys.secret_access_key,
             ak = keys.access_key_id,
             sk = keys.secret_access_key,
+            sse_bucket = crate::load::SSE_BUCKET,
             cse_bucket = crate::load::CSE_BUCKET,
             kek = random_kek(),
         );
@@ -146,7 +151,10 @@ impl Proxy {
         let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("S3SEAL_LOG", "warn")
+            // `error`, not `warn`: the SSE bucket's store never echoes the SSE header, so
+            // every PUT there would log an `on_unverified = "warn"` line (s3s-fs ignores
+            // SSE; AWS echoes it), which is not a cost s3seal has in front of AWS.
+            .env("S3SEAL_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).context("creating the proxy log")?)
@@ -158,73 +166,17 @@ impl Proxy {
             log,
             child,
         };
-        proxy.wait_ready()?;
+        wait_ready(&mut proxy.child, proxy.addr, "s3seal", &proxy.log)?;
         Ok(proxy)
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "s3seal exited with {status} before accepting connections:\n{}",
-                    self.log_text()
-                );
-            }
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("s3seal did not accept connections on {} in 15 s", self.addr);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The proxy's memory now, from `/proc/PID/status`.
-    pub fn memory(&self) -> anyhow::Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .context("reading the proxy's /proc status")?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.trim().strip_suffix("kB"))
-                .and_then(|n| n.trim().parse().ok())
-                .with_context(|| format!("no {name} in /proc status"))
-        };
-        Ok(Memory {
-            rss_kib: field("VmRSS:")?,
-            hwm_kib: field("VmHWM:")?,
-        })
-    }
-
-    /// The proxy's CPU time and write syscalls so far, from `/proc/PID/{stat,io}`.
-    pub fn usage(&self) -> anyhow::Result<Usage> {
-        let pid = self.child.id();
-        let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-            .context("reading the proxy's /proc io")?;
-        let field = |name: &str| -> u64 {
-            io.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0)
-        };
-        Ok(Usage {
-            cpu: cpu_time(&format!("/proc/{pid}/stat"))?,
-            write_calls: field("syscw:"),
-            write_bytes: field("wchar:"),
-        })
-    }
-
-    /// Resets the peak-RSS mark (`VmHWM`) so the next phase's peak can be read on its own
-    /// (Linux `clear_refs`, value 5). Returns false where the kernel refuses it.
-    pub fn reset_peak(&self) -> bool {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    /// The s3seal process, for memory and CPU readings.
+    pub fn process(&self) -> Processes {
+        Processes::of(self.child.id())
     }
 }
 
@@ -235,7 +187,199 @@ impl Drop for Proxy {
     }
 }
 
-/// Resident memory of the proxy, KiB.
+/// A server process and the children it forked (nginx's workers), read from `/proc`.
+#[derive(Clone, Copy)]
+pub struct Processes {
+    root: u32,
+}
+
+impl Processes {
+    pub fn of(root: u32) -> Self {
+        Processes { root }
+    }
+
+    /// The root and its direct children (`/proc/PID/task/*/children`, Linux 3.5+).
+    fn pids(self) -> Vec<u32> {
+        let mut pids = vec![self.root];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.root)) {
+            for task in tasks.flatten() {
+                let children = std::fs::read_to_string(task.path().join("children"));
+                pids.extend(
+                    children
+                        .iter()
+                        .flat_map(|c| c.split_whitespace())
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        pids
+    }
+
+    /// Memory now, summed over the processes (`/proc/PID/status`). For several processes the
+    /// summed peaks are an upper bound of the peak of the sum.
+    pub fn memory(self) -> anyhow::Result<Memory> {
+        let mut total = Memory {
+            rss_kib: 0,
+            hwm_kib: 0,
+        };
+        for pid in self.pids() {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .with_context(|| format!("reading /proc/{pid}/status"))?;
+            let field = |name: &str| -> anyhow::Result<u64> {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|rest| rest.trim().strip_suffix("kB"))
+                    .and_then(|n| n.trim().parse().ok())
+                    .with_context(|| format!("no {name} in /proc/{pid}/status"))
+            };
+            total.rss_kib += field("VmRSS:")?;
+            total.hwm_kib += field("VmHWM:")?;
+        }
+        Ok(total)
+    }
+
+    /// CPU time and write syscalls so far, summed over the processes (`/proc/PID/{stat,io}`).
+    pub fn usage(self) -> anyhow::Result<Usage> {
+        let mut total = Usage::default();
+        for pid in self.pids() {
+            let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+                .with_context(|| format!("reading /proc/{pid}/io"))?;
+            let field = |name: &str| -> u64 {
+                io.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            total += Usage {
+                cpu: cpu_time(&format!("/proc/{pid}/stat"))?,
+                write_calls: field("syscw:"),
+                write_bytes: field("wchar:"),
+            };
+        }
+        Ok(total)
+    }
+
+    /// Resets the peak-RSS mark (`VmHWM`) so the next phase's peak can be read on its own
+    /// (Linux `clear_refs`, value 5). Returns false where the kernel refuses it.
+    pub fn reset_peak(self) -> bool {
+        self.pids()
+            .into_iter()
+            .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+    }
+}
+
+/// nginx as a TLS reverse proxy in front of the store (`benches/proxy/nginx.conf`), the
+/// reference peer every figure is compared with. Stopped when dropped.
+pub struct Nginx {
+    pub addr: SocketAddr,
+    prefix: PathBuf,
+    child: Child,
+}
+
+impl Nginx {
+    /// The nginx binary: `S3SEAL_BENCH_NGINX`, else `nginx` on `PATH` or in `/usr/sbin`.
+    fn binary() -> anyhow::Result<PathBuf> {
+        if let Some(path) = std::env::var_os("S3SEAL_BENCH_NGINX") {
+            return Ok(PathBuf::from(path));
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("nginx"))
+            .find(|p| p.is_file())
+            .context(
+                "nginx is not installed: `scripts/bench` installs it (Debian package nginx), \
+                 or set S3SEAL_BENCH_NGINX to its path",
+            )
+    }
+
+    /// Writes the config under `dir/nginx`, starts nginx in front of `store` and waits until
+    /// its port accepts connections.
+    pub fn start(dir: &Path, store: SocketAddr) -> anyhow::Result<Self> {
+        let binary = Self::binary()?;
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(&prefix).context("creating the nginx folder")?;
+        let addr = free_port()?;
+        let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+        let config = include_str!("nginx.conf")
+            .replace("@PREFIX@", &prefix.display().to_string())
+            .replace("@STORE@", &store.to_string())
+            .replace("@LISTEN@", &addr.to_string())
+            .replace("@CERT@", &certs.join("server.pem").display().to_string())
+            .replace("@KEY@", &certs.join("server-key.pem").display().to_string());
+        let config_path = prefix.join("nginx.conf");
+        std::fs::write(&config_path, config).context("writing the nginx config")?;
+        let child = Command::new(&binary)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&config_path)
+            // Start-up errors go here before error_log is read.
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut nginx = Nginx {
+            addr,
+            prefix,
+            child,
+        };
+        let log = nginx.prefix.join("error.log");
+        wait_ready(&mut nginx.child, addr, "nginx", &log)?;
+        Ok(nginx)
+    }
+
+    /// The master process and its workers.
+    pub fn process(&self) -> Processes {
+        Processes::of(self.child.id())
+    }
+
+    /// nginx's version line (`nginx -v` prints it on stderr).
+    pub fn version() -> String {
+        Self::binary()
+            .ok()
+            .and_then(|b| Command::new(b).arg("-v").output().ok())
+            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGKILL to the master leaves the workers running: ask for a quick shutdown (TERM).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls until `addr` accepts connections, failing if `child` exits first or 15 s pass.
+fn wait_ready(child: &mut Child, addr: SocketAddr, name: &str, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{name} exited with {status} before accepting connections:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not accept connections on {addr} in 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Resident memory of a server, KiB.
 #[derive(Clone, Copy)]
 pub struct Memory {
     pub rss_kib: u64,
