@@ -246,9 +246,11 @@ impl Bench {
         Ok(())
     }
 
-    /// Every workload, smallest objects first; both proxies' peak-RSS marks are reset between
-    /// object sizes.
+    /// Every workload, smallest objects first (only those whose label, e.g. `GET 4 KiB`,
+    /// contains `S3SEAL_BENCH_CASE` when it is set: for profiling one case); both proxies'
+    /// peak-RSS marks are reset between object sizes.
     async fn measure(&self, plan: &Plan) -> anyhow::Result<(Vec<Case>, Vec<Phase>)> {
+        let only = std::env::var("S3SEAL_BENCH_CASE").unwrap_or_default();
         let mut cases = Vec::new();
         let mut phases = Vec::new();
         for (size, concurrency, gets, puts) in SIZES {
@@ -267,6 +269,7 @@ impl Bench {
                     plan.requests(n)
                 }
             };
+            let before = cases.len();
             for (op, n) in [(Op::Get, gets), (Op::Put, puts)] {
                 let w = Workload {
                     op,
@@ -274,7 +277,12 @@ impl Bench {
                     concurrency,
                     requests: requests(n),
                 };
-                cases.push(self.run_case(&plan, w).await?);
+                if case_label(&w).contains(&only) {
+                    cases.push(self.run_case(&plan, w).await?);
+                }
+            }
+            if cases.len() == before {
+                continue;
             }
             phases.push(Phase {
                 label: format!("{}, c={concurrency}", report::size_label(size)),
@@ -291,11 +299,7 @@ impl Bench {
     /// count), so slow moments of this shared machine fall on every lane. One unrecorded
     /// warm-up round per lane first (not for 256 MiB, where a round is a whole transfer).
     async fn run_case(&self, plan: &Plan, w: Workload) -> anyhow::Result<Case> {
-        let label = format!(
-            "{} {}",
-            if w.op == Op::Get { "GET" } else { "PUT" },
-            report::size_label(w.size)
-        );
+        let label = case_label(&w);
         if w.size < 256 * MIB {
             let warm = Workload {
                 requests: (w.requests / 4).max(w.concurrency),
@@ -348,6 +352,15 @@ impl Bench {
             Server::S3seal => Some(self.proxy.process()),
         }
     }
+}
+
+/// `GET 4 KiB`, `PUT 256 MiB`, ...
+fn case_label(w: &Workload) -> String {
+    format!(
+        "{} {}",
+        if w.op == Op::Get { "GET" } else { "PUT" },
+        report::size_label(w.size)
+    )
 }
 
 fn own_cpu() -> anyhow::Result<Duration> {
