@@ -254,7 +254,7 @@ async fn readiness_and_metrics_follow_the_certificate_expiry() {
 /// `Transfer-Encoding: chunked`: it declares no length, and its bytes must still be counted
 /// in `s3seal_request_bytes_total` (and the access log's `bytes_in`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_of_undeclared_length_bodies_are_counted() {
+async fn bytes_of_undeclared_length_boto3_bodies_are_counted() {
     const LEN: usize = 300_000;
     let h = Harness::s3s_rules_with(EncryptionRules::none(), with_admin).await;
     let bucket = support::bucket("counted");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::{self, backends};
 
 #[test]
-fn no_arguments_serves_the_embedded_demo() {
+fn no_arguments_serves_the_embedded_demo_to_aws_cli() {
     let cwd = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_s3seal"))
         .current_dir(cwd.path())

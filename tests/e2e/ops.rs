@@ -529,7 +529,7 @@ async fn sigterm_drains_in_flight_transfers_and_exits_zero() {
 /// its `WINDOW_UPDATE`s unread), the access log says `complete` for each, and the process
 /// exits 0 once they are done, before the drain deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_slow_downloads_finish_over_both_protocols() {
+async fn sigterm_lets_slow_curl_downloads_finish_over_both_protocols() {
     use aws_sdk_s3::presigning::PresigningConfig;
     const LEN: usize = 20_000_000;
     let store_dir = tempfile::tempdir().unwrap();
@@ -574,6 +574,7 @@ async fn sigterm_lets_slow_downloads_finish_over_both_protocols() {
         .to_owned();
 
     // Two readers at 4 MB/s each: about 5 s per download.
+    backends::needs_installed("curl");
     let readers: Vec<_> = ["--http2", "--http1.1"]
         .into_iter()
         .map(|proto| {
@@ -795,7 +796,7 @@ async fn sigterm_gives_up_on_stuck_transfers_at_the_drain_deadline() {
 /// appears in anything the process wrote, in base64 or in hex, nor do the client's or the
 /// upstream's secret keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_key_is_logged_at_trace() {
+async fn no_key_is_logged_at_trace_rgw() {
     let rgw = backends::shared_rgw();
     let sse_c_key = support::payload(32, 0x55ec);
     let kek = support::payload(32, 0xc5e);

@@ -52,7 +52,12 @@ async fn plain_http_gets_an_s3_error_and_a_close() {
             "{resp}"
         );
     }
-    // A real client pointed at http:// sees the error too.
+}
+
+/// A real client pointed at `http://` sees the error too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_pointed_at_plain_http_gets_the_s3_error() {
+    let h = Harness::s3s().await;
     let mut cmd = std::process::Command::new("aws");
     crate::support::backends::client_env(&mut cmd, None);
     cmd.args(["s3", "ls", "--endpoint-url"])

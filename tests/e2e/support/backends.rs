@@ -172,6 +172,7 @@ const CA_BUNDLE_VARS: [&str; 5] = [
 /// otherwise distrust the proxy's dev CA, and rclone breaks when `AWS_CA_BUNDLE` names a
 /// bundle other than its own. Call this before setting the test's own `AWS_*` variables.
 pub fn client_env(cmd: &mut Command, ca_bundle: Option<&Path>) {
+    needs_installed(&cmd.get_program().to_string_lossy());
     scrub_aws_env(cmd);
     for var in CA_BUNDLE_VARS {
         match ca_bundle {
@@ -184,9 +185,29 @@ pub fn client_env(cmd: &mut Command, ca_bundle: Option<&Path>) {
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
+// === test tiers ===
+
+/// Set to `fast` by `scripts/test --fast`, which leaves out by name every test that needs a
+/// server or program installed by `scripts/install-test-deps.sh`.
+const TIER_VAR: &str = "S3SEAL_TEST_TIER";
+
+/// Fails a test of the fast tier that reaches for `what` (moto, RGW, a client or tool that the
+/// fast tier does not provide). The fast tier selects tests by name, so this is what turns a
+/// name that does not say what its test needs into a failure instead of a dependency on
+/// whatever this machine happens to have installed.
+pub fn needs_installed(what: &str) {
+    let fast = std::env::var_os(TIER_VAR).is_some_and(|tier| tier == "fast");
+    assert!(
+        !fast,
+        "this test needs {what}, which `scripts/test --fast` does not provide: put the word \
+         for it (FAST_SKIPS in scripts/test) in the test's name"
+    );
+}
+
 // === moto ===
 
 fn start_moto() -> Result<Backend, String> {
+    needs_installed("moto");
     let started = Instant::now();
     require_programs(&["bash", "setsid", "moto_server"])?;
     let dir = temp_dir("s3seal-moto-")?;
