@@ -149,7 +149,8 @@ mod boto3_and_aws_cli_sign_with_sigv2 {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rgw() {
-        boto3_and_aws_cli_sign_with_sigv2(&Harness::with_backend(backends::shared_rgw()).await).await;
+        boto3_and_aws_cli_sign_with_sigv2(&Harness::with_backend(backends::shared_rgw()).await)
+            .await;
     }
 }
 
