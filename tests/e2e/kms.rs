@@ -221,6 +221,7 @@ async fn kms_round_trip_and_call_count_moto() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_unreachable_is_a_clear_error_moto() {
     let moto = backends::shared_moto();
+    // Bound and released on purpose, for a port nothing listens on (see `admin.rs`).
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
