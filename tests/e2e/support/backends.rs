@@ -206,10 +206,29 @@ pub fn needs_installed(what: &str) {
 
 // === moto ===
 
+/// How many ports moto is given before its start counts as failed.
+const MOTO_PORT_ATTEMPTS: usize = 3;
+
+/// `moto_server` cannot listen on port 0 and report the port, so it gets one that was free a
+/// moment ago ([`free_port`]); when another process took it meanwhile, moto exits with
+/// "Address already in use" and is started again on another port.
 fn start_moto() -> Result<Backend, String> {
     needs_installed("moto");
-    let started = Instant::now();
     require_programs(&["bash", "setsid", "moto_server"])?;
+    let mut attempts = 1;
+    loop {
+        match start_moto_once() {
+            Err(e) if e.contains("Address already in use") && attempts < MOTO_PORT_ATTEMPTS => {
+                eprintln!("backends: moto's port was taken, trying another:\n{e}");
+                attempts += 1;
+            }
+            started => return started,
+        }
+    }
+}
+
+fn start_moto_once() -> Result<Backend, String> {
+    let started = Instant::now();
     let dir = temp_dir("s3seal-moto-")?;
     let log = dir.path().join("moto.log");
     let processes =
@@ -272,9 +291,11 @@ fn require_programs(programs: &[&str]) -> Result<(), String> {
     }
 }
 
-/// A port that was free a moment ago. Another process could take it before the server binds
-/// it; the kernel hands out ephemeral ports in a spread-out order, which makes that rare, and
-/// the server then fails to start with a clear "address in use" in its log.
+/// A port that was free a moment ago, for servers that cannot listen on port 0 and report the
+/// port they got (moto, Ceph's mon and radosgw). Another process could take it before the
+/// server binds it; the kernel hands out ephemeral ports in a spread-out order, which makes
+/// that rare, and both starts retry with fresh ports: moto when its log says the address is
+/// in use, RGW once on any failure (`rgw::start`).
 fn free_port() -> Result<u16, String> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
