@@ -180,7 +180,8 @@ struct ServeArgs {
     /// Embedded demo only: where the demo store keeps its data.
     #[arg(long, default_value = "s3seal-data")]
     data_dir: PathBuf,
-    /// Embedded demo only: the HTTPS address to listen on.
+    /// Embedded demo only: the HTTPS address to listen on (port 0: one the OS chooses, shown
+    /// in the banner).
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
 }
@@ -561,14 +562,19 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = match config {
-            Some(config) => config,
-            None => demo::config(&args).await?,
+        let (config, banner) = if let Some(config) = config {
+            (config, None)
+        } else {
+            let (config, banner) = demo::config(&args).await?;
+            (config, Some(banner))
         };
         // Installed before the listeners open, so that a SIGTERM or SIGHUP that arrives as
         // soon as the port answers is handled rather than killing the process.
         let mut signals = Signals::install().context("installing signal handlers")?;
         let running = s3seal::server::start(config).await?;
+        if let Some(banner) = &banner {
+            demo::print_banner(banner, running.addr);
+        }
         let mut watch = args
             .config
             .as_deref()
@@ -669,8 +675,15 @@ mod demo;
 
 #[cfg(not(feature = "embedded"))]
 mod demo {
-    pub async fn config(_: &super::ServeArgs) -> anyhow::Result<s3seal::config::Config> {
+    /// There is no demo, so there is never a banner.
+    pub type Banner = std::convert::Infallible;
+
+    pub async fn config(_: &super::ServeArgs) -> anyhow::Result<(s3seal::config::Config, Banner)> {
         anyhow::bail!("this build has no embedded demo store: pass --config FILE")
+    }
+
+    pub fn print_banner(banner: &Banner, _: std::net::SocketAddr) {
+        match *banner {}
     }
 }
 

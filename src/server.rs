@@ -349,12 +349,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(l) = admin_listener {
         tasks.push(tokio::spawn(admin::serve(l, admin.clone(), stopped)));
     }
-    tracing::info!(%addr, "s3seal listening (HTTPS)");
+    // Logged once each listener is bound and its task spawned, with the address the OS gave
+    // (the port it chose for `:0`): operators and the end-to-end tests read the ports from
+    // these lines, keyed by `listener` (docs/operations.md, "Logs").
+    tracing::info!(listener = "https", %addr, "s3seal listening (HTTPS)");
     if let Some(p) = plaintext_addr {
-        tracing::info!(addr = %p, "plain-HTTP listener answers every request with TlsRequired");
+        tracing::info!(
+            listener = "plaintext",
+            addr = %p,
+            "plain-HTTP listener answers every request with TlsRequired"
+        );
     }
     if let Some(a) = admin_addr {
-        tracing::info!(addr = %a, "admin listener: /healthz /readyz /metrics");
+        tracing::info!(
+            listener = "admin",
+            addr = %a,
+            "admin listener: /healthz /readyz /metrics"
+        );
     }
     Ok(Running {
         addr,

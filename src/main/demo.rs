@@ -4,6 +4,7 @@
 //! newcomer stores is already ciphertext in the store's folder.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -20,7 +21,44 @@ const REGION: &str = "us-east-1";
 /// The id the demo's key is recorded under in each object's metadata.
 const DEMO_KEY_ID: &str = "demo";
 
-pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
+/// What the demo prints once it listens: the settings to paste into a shell, with the
+/// address really bound (`--listen 127.0.0.1:0` lets the OS choose the port).
+pub struct Banner {
+    data: PathBuf,
+    access_key_id: String,
+    secret: String,
+    ca: PathBuf,
+    key: PathBuf,
+}
+
+/// Prints `banner` with the address the proxy bound.
+pub fn print_banner(banner: &Banner, listen: SocketAddr) {
+    println!(
+        "s3seal demo: https://{listen} in front of a local demo store in {data} (not for production)\n\
+         Paste into a shell:\n\n  \
+         export AWS_ENDPOINT_URL=https://{listen}\n  \
+         export AWS_ACCESS_KEY_ID={access_key_id}\n  \
+         export AWS_SECRET_ACCESS_KEY={secret}\n  \
+         export AWS_CA_BUNDLE={ca}\n  \
+         export AWS_DEFAULT_REGION={REGION}\n\n\
+         Then try:\n\n  \
+         aws s3 mb s3://demo && echo hello > hello.txt && aws s3 cp hello.txt s3://demo/ && aws s3 cp s3://demo/hello.txt -\n\n\
+         Every object is encrypted by s3seal (AES-256-GCM, client-side) before it reaches the store.\n\
+         See what the store holds (ciphertext, not 'hello'):\n\n  \
+         od -c {store}/demo/hello.txt | head\n\n\
+         The encryption key is {key} (created on first start, mode 0600).\n\
+         Losing it loses the data: every object in the store is unreadable without it.\n\n\
+         Ctrl-C stops it.",
+        data = banner.data.display(),
+        access_key_id = banner.access_key_id,
+        secret = banner.secret,
+        ca = banner.ca.display(),
+        store = banner.data.join("store").display(),
+        key = banner.key.display(),
+    );
+}
+
+pub async fn config(args: &ServeArgs) -> anyhow::Result<(Config, Banner)> {
     let data = absolute(&args.data_dir)?;
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let store = embedded::start_store(&data.join("store")).await?;
@@ -53,29 +91,14 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         // The demo's one key owns the demo store: `aws s3 mb` must work.
         operations: Grants::new(Access::ALL),
     };
-    println!(
-        "s3seal demo: https://{listen} in front of a local demo store in {data} (not for production)\n\
-         Paste into a shell:\n\n  \
-         export AWS_ENDPOINT_URL=https://{listen}\n  \
-         export AWS_ACCESS_KEY_ID={access_key_id}\n  \
-         export AWS_SECRET_ACCESS_KEY={secret}\n  \
-         export AWS_CA_BUNDLE={ca}\n  \
-         export AWS_DEFAULT_REGION={REGION}\n\n\
-         Then try:\n\n  \
-         aws s3 mb s3://demo && echo hello > hello.txt && aws s3 cp hello.txt s3://demo/ && aws s3 cp s3://demo/hello.txt -\n\n\
-         Every object is encrypted by s3seal (AES-256-GCM, client-side) before it reaches the store.\n\
-         See what the store holds (ciphertext, not 'hello'):\n\n  \
-         od -c {store}/demo/hello.txt | head\n\n\
-         The encryption key is {key} (created on first start, mode 0600).\n\
-         Losing it loses the data: every object in the store is unreadable without it.\n\n\
-         Ctrl-C stops it.",
-        listen = args.listen,
-        data = data.display(),
-        ca = certs.join("ca.pem").display(),
-        store = data.join("store").display(),
-        key = key_file.display(),
-    );
-    Ok(Config {
+    let banner = Banner {
+        data: data.clone(),
+        access_key_id,
+        secret,
+        ca: certs.join("ca.pem"),
+        key: key_file,
+    };
+    let config = Config {
         server: Server {
             listen: args.listen,
             tls_cert: certs.join("server.pem"),
@@ -104,7 +127,8 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         buckets: s3seal::cors::BucketRules::none(),
         sse: s3seal::policy::SsePolicies::default(),
         encryption,
-    })
+    };
+    Ok((config, banner))
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {

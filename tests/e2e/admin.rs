@@ -43,6 +43,17 @@ async fn scrape(h: &Harness) -> String {
     body
 }
 
+/// Scrapes until `series` is above `was` (a connection is counted when it is over, after the
+/// client has seen its end), and returns that scrape.
+async fn scrape_until_above(h: &Harness, series: &str, was: u64) -> String {
+    let what = || format!("{series} to move from {was}");
+    support::wait_for(Duration::from_secs(5), what, || async {
+        let now = scrape(h).await;
+        (sample(&now, series) > was).then_some(now)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_metrics_move_as_requests_flow() {
     // `sealed-*` buckets are encrypted by the proxy: their requests carry that rule's label.
@@ -113,14 +124,7 @@ async fn admin_metrics_move_as_requests_flow() {
     drop(tcp);
 
     let plaintext = "s3seal_plaintext_rejected_total";
-    let mut after = scrape(&h).await;
-    for _ in 0..50 {
-        if sample(&after, plaintext) > sample(&before, plaintext) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        after = scrape(&h).await;
-    }
+    let after = scrape_until_above(&h, plaintext, sample(&before, plaintext)).await;
     let moved = |series: &str| sample(&after, series) - sample(&before, series);
     assert_eq!(moved(plaintext), 1, "{after}");
     assert_eq!(
@@ -162,14 +166,7 @@ async fn admin_metrics_move_as_requests_flow() {
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut Vec::new())).await;
     drop(tcp);
     let failures = "s3seal_tls_handshake_failures_total";
-    let mut last = scrape(&h).await;
-    for _ in 0..50 {
-        if sample(&last, failures) > sample(&after, failures) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last = scrape(&h).await;
-    }
+    let last = scrape_until_above(&h, failures, sample(&after, failures)).await;
     assert_eq!(sample(&last, failures) - sample(&after, failures), 1);
 }
 
@@ -181,7 +178,9 @@ async fn admin_health_and_readiness() {
     assert_eq!(get(admin, "/readyz").await.0, 200);
     assert_eq!(get(admin, "/nothing-here").await.0, 404);
 
-    // An upstream on a port nobody listens on: alive, but not ready, and it says why.
+    // An upstream on a port nobody listens on: alive, but not ready, and it says why. The
+    // port is bound and released on purpose: the point is that nothing listens there, and
+    // no process reports such a port; one taken meanwhile fails the test, it cannot pass it.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -254,7 +253,7 @@ async fn readiness_and_metrics_follow_the_certificate_expiry() {
 /// `Transfer-Encoding: chunked`: it declares no length, and its bytes must still be counted
 /// in `s3seal_request_bytes_total` (and the access log's `bytes_in`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_of_undeclared_length_bodies_are_counted() {
+async fn bytes_of_undeclared_length_boto3_bodies_are_counted() {
     const LEN: usize = 300_000;
     let h = Harness::s3s_rules_with(EncryptionRules::none(), with_admin).await;
     let bucket = support::bucket("counted");

@@ -88,7 +88,7 @@ fn rgw_round_trip_plain_and_sse_kms() {
 }
 
 #[test]
-fn shared_backends_are_started_once() {
+fn shared_moto_and_rgw_are_started_once() {
     let (rgw, moto) = (shared_rgw(), shared_moto());
     assert!(std::ptr::eq(rgw, shared_rgw()));
     assert!(std::ptr::eq(moto, shared_moto()));

@@ -277,7 +277,7 @@ async fn upstream_cors_headers_are_replaced_moto() {
 /// both back, reads the exposed `ETag` and the bodies of a proxy error and an upstream error; a
 /// page on another origin is blocked by the browser, and its PUT never happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_uploads_and_reads_across_origins() {
+async fn chromium_uploads_and_reads_across_origins() {
     use aws_sdk_s3::presigning::PresigningConfig;
 
     let Some(chromium) = find_chromium() else {
@@ -682,6 +682,7 @@ fn parse_form(s: &str) -> HashMap<String, String> {
 // === Helpers: headless Chromium ===
 
 fn find_chromium() -> Option<String> {
+    backends::needs_installed("chromium");
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|c| {

@@ -1712,7 +1712,7 @@ multipart_backends!(tampering_parts);
 /// The aws cli and boto3, unchanged, against an encrypted bucket.
 /// The aws cli and boto3 on every backend, ending as a user's cleanup does: every object
 /// deleted, then the bucket, which nothing of the proxy's keeps alive (docs/format.md §7).
-async fn real_clients(h: &Harness) {
+async fn aws_cli_and_boto3(h: &Harness) {
     let dir = tempfile::tempdir().unwrap();
     let b = support::bucket("cse-cli");
     // Above the cli's 8 MiB multipart threshold: three parts, uploaded in parallel.
@@ -1813,7 +1813,7 @@ print("boto3 cse ok")
     );
 }
 
-per_backend!(real_clients);
+per_backend!(aws_cli_and_boto3);
 
 /// `s3seal decrypt` recovers objects downloaded straight from the backend, with only the keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1997,7 +1997,7 @@ async fn rclone_round_trip() {
 /// Rotation: objects wrapped with a key that became an old key stay readable; without it they
 /// are refused, never served as ciphertext. Two proxies share one moto.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_rotation() {
+async fn key_rotation_moto() {
     let only = |active: (&str, u8), old: Option<(&str, u8)>| {
         let kek = |(id, byte): (&str, u8)| Kek::new(KeyId::new(id).unwrap(), &[byte; 32]);
         let ring = Keyring::new(kek(active), old.into_iter().map(kek).collect()).unwrap();
@@ -2065,7 +2065,7 @@ async fn key_rotation() {
 
 /// `encryption` and an `sse-s3` rule on one bucket: the proxy encrypts, then the backend does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_sse_s3() {
+async fn with_sse_s3_moto() {
     use s3seal::policy::{RawSseRule, SsePolicies};
     let raw: RawSseRule = toml::from_str("rule = \"sse-s3\"").unwrap();
     let sse = SsePolicies::new([(

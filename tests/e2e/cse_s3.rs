@@ -709,7 +709,7 @@ mod copy_source_ranges {
 /// `aws s3 sync` and `rclone sync` of an unchanged tree transfer nothing the second time, and
 /// `rclone check` passes; then every object is deleted and the bucket with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_twice_transfers_nothing() {
+async fn aws_cli_and_rclone_sync_twice_transfer_nothing() {
     let h = Harness::s3s_rules(rules()).await;
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("tree");

@@ -143,7 +143,7 @@ async fn burst(s3: &aws_sdk_s3::Client, b: &str, put: bool) {
 /// and a KMS blob; 200 PUTs and 200 GETs of distinct objects cost one `GenerateDataKey`, and a
 /// second proxy (empty cache) reads all of them with one `Decrypt`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kms_round_trip_and_call_count() {
+async fn kms_round_trip_and_call_count_moto() {
     let moto = backends::shared_moto();
     let key_id = create_key(moto).await;
     let writer = proxy(moto, rules(&moto.endpoint, &key_id, moto)).await;
@@ -219,8 +219,9 @@ async fn kms_round_trip_and_call_count() {
 /// A KMS that cannot be reached: the PUT is answered 503 `ServiceUnavailable` and nothing is
 /// stored; the failure is counted, and `/readyz` says the replica is not ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kms_unreachable_is_a_clear_error() {
+async fn kms_unreachable_is_a_clear_error_moto() {
     let moto = backends::shared_moto();
+    // Bound and released on purpose, for a port nothing listens on (see `admin.rs`).
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -267,7 +268,7 @@ async fn kms_unreachable_is_a_clear_error() {
 /// copy (same ciphertext, same backend `ETag`, metadata kept), then read by a proxy that no
 /// longer has the local key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
+async fn rewrap_moves_objects_to_the_current_key_without_copying_data_moto() {
     let moto = backends::shared_moto();
     let local = || Kek::new(KeyId::new("local-1").unwrap(), &[9; 32]);
     let before = EncryptionRules::new([(
@@ -432,7 +433,7 @@ async fn rewrap_moves_objects_to_the_current_key_without_copying_data() {
 /// (`docs/format.md` §5.3), parts find its data key in the cache, and the object reads back
 /// through a second proxy. One `GenerateDataKey` on the writer, one `Decrypt` on the reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kms_multipart() {
+async fn kms_multipart_moto() {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let moto = backends::shared_moto();
     let key_id = create_key(moto).await;
@@ -559,7 +560,7 @@ async fn kms_multipart() {
 /// is remembered. The salt and tag in front of the blob are not part of what KMS saw, so
 /// changing them does not buy another call either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kms_refusals_are_remembered() {
+async fn kms_refusals_are_remembered_moto() {
     let moto = backends::shared_moto();
     let key_id = create_key(moto).await;
     let h = proxy(moto, rules(&moto.endpoint, &key_id, moto)).await;
@@ -634,7 +635,7 @@ encryption = {{ mode = "client-side", kms = {{ endpoint = "{endpoint}", key_id =
 /// Rotation from one KMS key to another: `old_key_ids` keeps the old key readable, `s3seal
 /// rewrap` moves the objects (KMS `Encrypt` under the new key), then the old key can go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rewrap_from_one_kms_key_to_another() {
+async fn rewrap_from_one_kms_key_to_another_moto() {
     let moto = backends::shared_moto();
     let key_a = create_key(moto).await;
     let writer = proxy(moto, rules(&moto.endpoint, &key_a, moto)).await;

@@ -52,7 +52,12 @@ async fn plain_http_gets_an_s3_error_and_a_close() {
             "{resp}"
         );
     }
-    // A real client pointed at http:// sees the error too.
+}
+
+/// A real client pointed at `http://` sees the error too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_pointed_at_plain_http_gets_the_s3_error() {
+    let h = Harness::s3s().await;
     let mut cmd = std::process::Command::new("aws");
     crate::support::backends::client_env(&mut cmd, None);
     cmd.args(["s3", "ls", "--endpoint-url"])
@@ -244,14 +249,8 @@ async fn connections_per_peer_are_limited() {
     assert_eq!(crate::admin::sample(&m, refused), 1, "{m}");
 
     drop(first);
-    let started = Instant::now();
-    while !handshakes(&h).await {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the freed slot was not given back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = || "the freed slot to be given back".to_owned();
+    support::wait_until(Duration::from_secs(5), what, || handshakes(&h)).await;
 
     let behind_terminator = Harness::s3s_with(|s| {
         s.max_connections_per_peer = 1;
@@ -438,6 +437,8 @@ async fn refusals_reach_clients_still_sending() {
     };
 
     // Half the body, a pause long enough for the refusal to be decided, then the other half.
+    // The pause is the client under test, one still sending after the decision; nothing
+    // marks the decision on the wire, since the answer comes only after the body.
     let mut conn = tls(&h).await;
     conn.write_all(head(&[]).as_bytes()).await.unwrap();
     let (first, second) = body.split_at(body.len() / 2);
@@ -648,6 +649,7 @@ async fn http2_pings_do_not_keep_a_connection_open() {
             let _ = body.flow_control().release_capacity(chunk.len());
         }
         answered = Instant::now();
+        // The client's pace is the scenario: requests spread over longer than the idle timeout.
         tokio::time::sleep(Duration::from_millis(300)).await;
         client = client.ready().await.unwrap();
     }
@@ -659,6 +661,7 @@ async fn http2_pings_do_not_keep_a_connection_open() {
             answered.elapsed() < idle_timeout * 4,
             "a client sending only PINGs was kept open"
         );
+        // The PING pace under test, not a wait for the proxy.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let closed_after = answered.elapsed();

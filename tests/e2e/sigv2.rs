@@ -33,7 +33,7 @@ async fn run(mut cmd: Command) -> String {
 
 /// boto3 signing every call with SigV2, its default (SigV2) presigned URLs, and aws cli v1's
 /// `aws s3 presign`.
-async fn clients_sign_with_sigv2(h: &Harness) {
+async fn boto3_and_aws_cli_sign_with_sigv2(h: &Harness) {
     let b = support::bucket("sigv2");
     let mut cmd = Command::new("python3");
     cmd.arg(support::repo_path("tests/e2e/clients/sigv2.py"))
@@ -139,17 +139,18 @@ async fn the_switch_refuses_sigv2(upstream: UpstreamInfo) {
     assert!(stored.is_err(), "a refused SigV2 PUT was stored");
 }
 
-mod clients_sign_with_sigv2 {
+mod boto3_and_aws_cli_sign_with_sigv2 {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn s3s_fs() {
-        clients_sign_with_sigv2(&Harness::s3s().await).await;
+        boto3_and_aws_cli_sign_with_sigv2(&Harness::s3s().await).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rgw() {
-        clients_sign_with_sigv2(&Harness::with_backend(backends::shared_rgw()).await).await;
+        boto3_and_aws_cli_sign_with_sigv2(&Harness::with_backend(backends::shared_rgw()).await)
+            .await;
     }
 }
 

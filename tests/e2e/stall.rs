@@ -73,6 +73,7 @@ async fn silent_after_the_handshake_is_closed_at_the_handshake_deadline() {
     conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
+    // The time under test: past the handshake deadline, the connection must still be there.
     tokio::time::sleep(HANDSHAKE + Duration::from_millis(500)).await;
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).await.unwrap();
@@ -218,7 +219,8 @@ async fn stalled_bodies(h: &Harness) {
         metric(h, "s3seal_client_timeouts_total{kind=\"body\"}").await,
         3
     );
-    // Give an aborted upstream request time to be (wrongly) completed before looking.
+    // Give an aborted upstream request time to be (wrongly) completed before looking. A grace
+    // period, not a poll: what is checked is that something does not happen.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for key in ["short", "chunked", "expect"] {
         let head = h.direct().head_object().bucket(&b).key(key).send().await;

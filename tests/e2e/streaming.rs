@@ -4,24 +4,15 @@
 //! chunk at a time).
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
 
+use crate::support::serve::Serve;
 use crate::support::{self, CLIENT_AK, CLIENT_SK};
 
 const MIB: usize = 1024 * 1024;
-
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -60,11 +51,6 @@ async fn stream_through(size: usize, bucket: &str, extra: &str) {
     let store = s3seal::embedded::start_store(store_dir.path())
         .await
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("s3seal.toml");
     let mut f = std::fs::File::create(&conf).unwrap();
@@ -72,7 +58,7 @@ async fn stream_through(size: usize, bucket: &str, extra: &str) {
         f,
         r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 tls_cert = "{cert}"
 tls_key = "{key}"
 
@@ -98,28 +84,12 @@ operations = ["all"]
     .unwrap();
     f.write_all(extra.as_bytes()).unwrap();
     drop(f);
-    let proxy = Proxy(
-        Command::new(env!("CARGO_BIN_EXE_s3seal"))
-            .args(["serve", "--config"])
-            .arg(&conf)
-            .env("S3SEAL_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3seal did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let baseline = peak_rss_kib(proxy.0.id());
+    // Warnings only, but the line with the port the proxy bound.
+    let quiet = [("S3SEAL_LOG", "warn,s3seal::server=info")];
+    let proxy = Serve::start(&conf, &quiet, &["https"]).await;
+    let baseline = peak_rss_kib(proxy.child.id());
 
-    let s3 = support::sdk_client(
-        &format!("https://127.0.0.1:{port}"),
-        CLIENT_AK,
-        CLIENT_SK,
-        support::REGION,
-    );
+    let s3 = support::sdk_client(&proxy.endpoint(), CLIENT_AK, CLIENT_SK, support::REGION);
     s3.create_bucket().bucket(bucket).send().await.unwrap();
     let src = tempfile::NamedTempFile::new().unwrap();
     let mut want = Sha256::new();
@@ -158,7 +128,7 @@ operations = ["all"]
     assert_eq!(n, size);
     assert_eq!(hasher.finalize(), want);
 
-    let peak = peak_rss_kib(proxy.0.id());
+    let peak = peak_rss_kib(proxy.child.id());
     eprintln!(
         "streaming: {size} bytes PUT and GET in {:.1?}, proxy peak RSS {peak} KiB (baseline {baseline} KiB)",
         started.elapsed()

@@ -4,11 +4,13 @@
 
 pub mod backends;
 pub mod raw;
+pub mod serve;
 pub mod tap;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
@@ -368,4 +370,63 @@ pub fn payload(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+// === waiting for a condition ===
+
+/// How often [`wait_for`] looks again: short next to anything a test waits for.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` until it returns `Some`, at most for `within`; then panics with `what()`,
+/// which says what never happened (and may quote a log read at that moment).
+pub async fn wait_for<T, F: Future<Output = Option<T>>>(
+    within: Duration,
+    what: impl FnOnce() -> String,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} for {}",
+            what()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_for`] with a yes/no condition.
+pub async fn wait_until<F: Future<Output = bool>>(
+    within: Duration,
+    what: impl FnOnce() -> String,
+    mut cond: impl FnMut() -> F,
+) {
+    wait_for(within, what, || {
+        let holds = cond();
+        async { holds.await.then_some(()) }
+    })
+    .await;
+}
+
+/// [`wait_for`] for tests without a runtime.
+pub fn wait_for_blocking<T>(
+    within: Duration,
+    what: impl FnOnce() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} for {}",
+            what()
+        );
+        std::thread::sleep(POLL);
+    }
 }

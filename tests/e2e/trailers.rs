@@ -105,7 +105,7 @@ async fn rgw_default_config_strips_trailers_and_still_verifies_them() {
 /// The same with s3s-fs, which verifies trailers: they are forwarded, and s3seal verifies
 /// them as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3s_fs_default_config_forwards_trailers() {
+async fn s3s_fs_default_config_forwards_boto3_trailers() {
     let h = Harness::s3s_with(with_admin).await;
     assert_eq!(trailer_mode(&h).await, "unknown");
     boto3(&h, "default").await;

@@ -172,6 +172,7 @@ const CA_BUNDLE_VARS: [&str; 5] = [
 /// otherwise distrust the proxy's dev CA, and rclone breaks when `AWS_CA_BUNDLE` names a
 /// bundle other than its own. Call this before setting the test's own `AWS_*` variables.
 pub fn client_env(cmd: &mut Command, ca_bundle: Option<&Path>) {
+    needs_installed(&cmd.get_program().to_string_lossy());
     scrub_aws_env(cmd);
     for var in CA_BUNDLE_VARS {
         match ca_bundle {
@@ -184,11 +185,50 @@ pub fn client_env(cmd: &mut Command, ca_bundle: Option<&Path>) {
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
+// === test tiers ===
+
+/// Set to `fast` by `scripts/test --fast`, which leaves out by name every test that needs a
+/// server or program installed by `scripts/install-test-deps.sh`.
+const TIER_VAR: &str = "S3SEAL_TEST_TIER";
+
+/// Fails a test of the fast tier that reaches for `what` (moto, RGW, a client or tool that the
+/// fast tier does not provide). The fast tier selects tests by name, so this is what turns a
+/// name that does not say what its test needs into a failure instead of a dependency on
+/// whatever this machine happens to have installed.
+pub fn needs_installed(what: &str) {
+    let fast = std::env::var_os(TIER_VAR).is_some_and(|tier| tier == "fast");
+    assert!(
+        !fast,
+        "this test needs {what}, which `scripts/test --fast` does not provide: put the word \
+         for it (FAST_SKIPS in scripts/test) in the test's name"
+    );
+}
+
 // === moto ===
 
+/// How many ports moto is given before its start counts as failed.
+const MOTO_PORT_ATTEMPTS: usize = 3;
+
+/// `moto_server` cannot listen on port 0 and report the port, so it gets one that was free a
+/// moment ago ([`free_port`]); when another process took it meanwhile, moto exits with
+/// "Address already in use" and is started again on another port.
 fn start_moto() -> Result<Backend, String> {
-    let started = Instant::now();
+    needs_installed("moto");
     require_programs(&["bash", "setsid", "moto_server"])?;
+    let mut attempts = 1;
+    loop {
+        match start_moto_once() {
+            Err(e) if e.contains("Address already in use") && attempts < MOTO_PORT_ATTEMPTS => {
+                eprintln!("backends: moto's port was taken, trying another:\n{e}");
+                attempts += 1;
+            }
+            started => return started,
+        }
+    }
+}
+
+fn start_moto_once() -> Result<Backend, String> {
+    let started = Instant::now();
     let dir = temp_dir("s3seal-moto-")?;
     let log = dir.path().join("moto.log");
     let processes =
@@ -251,9 +291,11 @@ fn require_programs(programs: &[&str]) -> Result<(), String> {
     }
 }
 
-/// A port that was free a moment ago. Another process could take it before the server binds
-/// it; the kernel hands out ephemeral ports in a spread-out order, which makes that rare, and
-/// the server then fails to start with a clear "address in use" in its log.
+/// A port that was free a moment ago, for servers that cannot listen on port 0 and report the
+/// port they got (moto, Ceph's mon and radosgw). Another process could take it before the
+/// server binds it; the kernel hands out ephemeral ports in a spread-out order, which makes
+/// that rare, and both starts retry with fresh ports: moto when its log says the address is
+/// in use, RGW once on any failure (`rgw::start`).
 fn free_port() -> Result<u16, String> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())

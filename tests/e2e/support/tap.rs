@@ -10,7 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 /// How long a relayed byte may take from the proxy's socket to the record: the proxy answers
-/// its client before the tap's task has necessarily copied what it sent.
+/// its client before the tap's task has necessarily copied what it sent. A grace period, not
+/// a poll, because the tests mostly check that nothing arrived.
 const SETTLE: Duration = Duration::from_millis(200);
 
 pub struct Tap {

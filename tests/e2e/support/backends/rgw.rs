@@ -38,6 +38,7 @@ const RGW: &str = "client.rgw.a";
 /// that does not come up on a loaded machine usually does on the second try, and every RGW
 /// test in the process depends on this one start.
 pub(super) fn start() -> Result<Backend, String> {
+    super::needs_installed("Ceph RGW");
     start_once().or_else(|first| {
         eprintln!("backends: Ceph RGW did not start, trying once more:\n{first}");
         start_once().map_err(|second| format!("{first}\n--- second attempt ---\n{second}"))
