@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["body", "rules", "metrics", "tls", "certs", "embedded"],
     &["error", "logging"],
-    &["s3", "crypto", "forwarded", "outbound"],
+    &["s3", "crypto", "forwarded"],
     &["auth", "policy", "cors", "accept"],
-    &["authz", "kms"],
+    &["authz", "outbound"],
+    &["kms"],
     &["upstream"],
     &["sse", "cse", "bulk"],
     &["config"],

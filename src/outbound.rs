@@ -3,7 +3,10 @@
 //! signing rules (S3's single URI encoding, the payload hash header) and the credentials' form
 //! are decided once.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
@@ -12,11 +15,13 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use http::Request;
+use http::{HeaderName, HeaderValue, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use zeroize::Zeroizing;
 
+use crate::auth::sigv4::{self, SigningKey};
 use crate::body::Body;
 
 /// The pooled HTTPS (or, where the endpoint says so, plain HTTP) client of one destination.
@@ -82,9 +87,20 @@ impl Service {
 pub struct SignError(String);
 
 /// One set of credentials for one service in one region.
+///
+/// S3 requests, the proxy's hot path, are signed with the same pure `SigV4` code that
+/// verifies clients ([`crate::auth::sigv4`]): one canonicalisation, proven against AWS's worked
+/// examples, decides both what a client signed and what the upstream will recompute, and the
+/// signing key is derived once per day instead of per request (four HMACs saved). KMS
+/// requests, which follow the generic rules (double-encoded, normalised paths), go through
+/// the `aws-sigv4` library.
 pub struct Signer {
     /// The credentials in the signing library's form, built once rather than per request.
     identity: Identity,
+    access_key_id: String,
+    secret_access_key: Zeroizing<String>,
+    /// The S3 signing key of the day it was derived for (`YYYYMMDD`).
+    day_key: ArcSwapOption<(String, SigningKey)>,
     region: String,
     service: Service,
 }
@@ -98,8 +114,17 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// Headers never signed: the signature itself, and headers that intermediaries change or drop
+/// (the set the AWS SDKs exclude; `aws-sigv4`'s `SigningSettings::default`).
+const UNSIGNED_HEADERS: [&str; 4] = [
+    "authorization",
+    "user-agent",
+    "x-amzn-trace-id",
+    "transfer-encoding",
+];
+
 impl Signer {
-    /// `secret_access_key` is read once, here, into the signing library's credentials.
+    /// `secret_access_key` is read once, here, into the signer.
     pub fn new(
         access_key_id: &str,
         secret_access_key: &str,
@@ -116,6 +141,9 @@ impl Signer {
         .into();
         Signer {
             identity,
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: Zeroizing::new(secret_access_key.to_owned()),
+            day_key: ArcSwapOption::empty(),
             region: region.to_owned(),
             service,
         }
@@ -124,6 +152,100 @@ impl Signer {
     /// Adds the SigV4 headers to `req`, which must carry every header to be signed (`Host`
     /// included) and the absolute URI it is sent to.
     pub fn sign<B>(
+        &self,
+        req: &mut Request<B>,
+        payload: SignableBody<'_>,
+        now: SystemTime,
+    ) -> Result<(), SignError> {
+        match self.service {
+            Service::S3 => self.sign_s3(req, &payload, now),
+            Service::Kms => self.sign_generic(req, payload, now),
+        }
+    }
+
+    /// S3's rules: `x-amz-content-sha256` carries the payload hash, the canonical URI is the
+    /// path encoded once (the path the upstream receives, which [`sigv4::canonical_uri`]
+    /// re-encodes exactly as S3 does), every header but [`UNSIGNED_HEADERS`] is signed.
+    ///
+    /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html>
+    fn sign_s3<B>(
+        &self,
+        req: &mut Request<B>,
+        payload: &SignableBody<'_>,
+        now: SystemTime,
+    ) -> Result<(), SignError> {
+        let failed = |what: &str| SignError(format!("cannot sign the upstream request: {what}"));
+        let payload_hash = match payload {
+            SignableBody::Bytes(bytes) => hex::encode(sigv4::sha256(bytes)),
+            SignableBody::UnsignedPayload => "UNSIGNED-PAYLOAD".to_owned(),
+            SignableBody::StreamingUnsignedPayloadTrailer => {
+                "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_owned()
+            }
+            _ => return Err(failed("unsupported payload form")),
+        };
+        let amz_date = sigv4::format_amz_date(now);
+        let date = &amz_date[..8];
+        let headers = req.headers_mut();
+        headers.insert(
+            "x-amz-date",
+            HeaderValue::from_str(&amz_date).map_err(|_| failed("date"))?,
+        );
+        headers.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_str(&payload_hash).map_err(|_| failed("payload hash"))?,
+        );
+        let mut names: Vec<&str> = headers
+            .keys()
+            .map(HeaderName::as_str)
+            .filter(|n| !UNSIGNED_HEADERS.contains(n))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let canonical_headers = sigv4::canonical_headers(headers, None, &names)
+            .map_err(|_| failed("a header vanished"))?;
+        let signed_headers = names.join(";");
+        let uri = req.uri();
+        let canonical_uri = sigv4::canonical_uri(uri.path()).map_err(|_| failed("path"))?;
+        let canonical_query =
+            sigv4::canonical_query(uri.query().unwrap_or(""), None).map_err(|_| failed("query"))?;
+        let canonical = sigv4::canonical_request(
+            req.method().as_str(),
+            &canonical_uri,
+            &canonical_query,
+            &canonical_headers,
+            &signed_headers,
+            &payload_hash,
+        );
+        let scope = sigv4::scope(date, &self.region);
+        let string_to_sign = sigv4::string_to_sign(&amz_date, &scope, &canonical);
+        let signature = hex::encode(self.key_for(date).sign(string_to_sign.as_bytes()));
+        let authorization = format!(
+            "{} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+            sigv4::ALGORITHM,
+            self.access_key_id
+        );
+        req.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&authorization).map_err(|_| failed("access key id"))?,
+        );
+        Ok(())
+    }
+
+    /// The S3 signing key for `date` (`YYYYMMDD`), derived on the first request of each day.
+    fn key_for(&self, date: &str) -> SigningKey {
+        if let Some(cached) = self.day_key.load().as_deref() {
+            if cached.0 == date {
+                return cached.1.clone();
+            }
+        }
+        let key = SigningKey::derive(&self.secret_access_key, date, &self.region);
+        self.day_key
+            .store(Some(Arc::new((date.to_owned(), key.clone()))));
+        key
+    }
+
+    /// The generic SigV4 rules, by the `aws-sigv4` library (KMS).
+    fn sign_generic<B>(
         &self,
         req: &mut Request<B>,
         payload: SignableBody<'_>,
@@ -155,3 +277,6 @@ impl Signer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
