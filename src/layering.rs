@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth", "policy", "cors", "accept"],
     &["authz", "kms"],
     &["upstream"],
-    &["sse", "cse", "bulk"],
+    &["sse", "cse", "bulk", "bucket_cors"],
     &["config"],
     &["admin", "proxy", "reencrypt", "cse_command"],
     &["rewrap", "encrypt", "server"],

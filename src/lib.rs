@@ -29,12 +29,13 @@
 //! terminators (see `docs/deploy.md`).
 
 pub mod auth;
-pub(crate) mod authz;
+pub mod authz;
 pub mod s3;
 
 pub(crate) mod accept;
 pub(crate) mod admin;
 pub(crate) mod body;
+pub(crate) mod bucket_cors;
 pub mod bulk;
 pub mod certs;
 pub mod config;

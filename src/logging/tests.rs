@@ -45,6 +45,7 @@ fn record() -> AccessRecord {
         peer: Some("127.0.0.1:5000".parse().unwrap()),
         forwarded_for: None,
         client: Some("APPKEY1".into()),
+        anonymous: false,
         method: "GET".into(),
         bucket: Some("b".into()),
         key: Some("dir/k".into()),
