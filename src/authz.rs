@@ -43,7 +43,7 @@ impl S3Error for AuthzError {
 pub struct Anonymous {
     /// GetObject and HeadObject.
     pub read: bool,
-    /// ListObjects and ListObjectsV2.
+    /// `ListObjects` and `ListObjectsV2`.
     pub list: bool,
     /// The `[[upstream]]` whose credentials serve these requests.
     pub upstream: String,

@@ -287,7 +287,7 @@ pub struct RawAnonymous {
     /// GetObject and HeadObject without authentication.
     #[serde(default)]
     pub read: bool,
-    /// ListObjects and ListObjectsV2 without authentication.
+    /// `ListObjects` and `ListObjectsV2` without authentication.
     #[serde(default)]
     pub list: bool,
     /// The upstream whose credentials serve them; may be left out when there is one.

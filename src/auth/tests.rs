@@ -1170,7 +1170,11 @@ fn any_attempt_at_authentication_is_verified_not_taken_as_anonymous() {
             b = b.header(n, v);
         }
         let err = run(b.body(Empty::<Bytes>::new()).unwrap()).unwrap_err();
-        assert_eq!(err.code(), S3Code::AccessDenied, "{uri} {header:?}: {err:?}");
+        assert_eq!(
+            err.code(),
+            S3Code::AccessDenied,
+            "{uri} {header:?}: {err:?}"
+        );
     }
     // A signature that does not verify is refused, never served as anonymous.
     let mut forged = get_signed(&[]);

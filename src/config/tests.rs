@@ -684,7 +684,7 @@ anonymous = { read = false }
             r#"anonymous = { read = true, upstream = "nope" }"#,
             "bucket[0].anonymous.upstream",
         ),
-        (r#"anonymous = { read = true, write = true }"#, "write"),
+        ("anonymous = { read = true, write = true }", "write"),
     ] {
         let err = load(&with_buckets(&format!(
             "[[bucket]]\npattern = \"p\"\n{table}\n"
