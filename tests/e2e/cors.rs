@@ -346,8 +346,8 @@ fn refusal<E: aws_sdk_s3::error::ProvideErrorMetadata>(
 
 /// Rules set with `aws s3api put-bucket-cors` through the proxy are stored on the bucket, read
 /// back by the proxy and applied at once; kept for their period; refused when the proxy could
-/// not apply them; removed with DeleteBucketCors. Config-sourced buckets refuse the writes
-/// and answer GetBucketCors from the config. No preflight ever reaches the backend.
+/// not apply them; removed with `DeleteBucketCors`. Config-sourced buckets refuse the writes
+/// and answer `GetBucketCors` from the config. No preflight ever reaches the backend.
 async fn rules_from_the_bucket(backend: &backends::Backend) {
     let page = "http://app.example.test";
     let (h, tap) = tapped(backend, page).await;
@@ -494,7 +494,7 @@ async fn rules_from_the_bucket_moto() {
 }
 
 /// A bucket whose rules cannot be read fails closed: its preflights are refused without CORS
-/// headers, its answers carry none, and GetBucketCors says why.
+/// headers, its answers carry none, and `GetBucketCors` says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_from_an_unreadable_bucket_fail_closed() {
     // Nothing listens on the upstream's port.
