@@ -1,11 +1,13 @@
 //! The request pipeline. [`handle`] is the only place that knows the order of the stages:
 //!
 //! 1. framing checks (no request smuggling forms reach anything else),
-//!    then CORS preflights (`OPTIONS`), answered from the bucket's rules without
-//!    authentication and never forwarded,
+//!    then CORS preflights (`OPTIONS`), answered from the bucket's rules (the config's, or
+//!    read from the bucket and cached) without authentication and never forwarded,
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
-//!    streams and holds back its last bytes until every proof holds),
-//! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
+//!    streams and holds back its last bytes until every proof holds; a request without any
+//!    authentication is anonymous),
+//! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation (an
+//!    anonymous request only where the bucket's `anonymous` setting opens its operation),
 //! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
 //! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
 //! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`; a
