@@ -65,11 +65,32 @@ pub struct AuthContext<'a> {
     pub virtual_host_bucket: Option<&'a str>,
 }
 
-/// A request whose head is authenticated, and whose body verifies itself as it is read.
+/// Who sent a request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A client key, whose signature verified.
+    Client(Arc<ClientIdentity>),
+    /// Nobody: the request carries no authentication at all ([`is_anonymous`]). Only buckets
+    /// open to anonymous reads serve it (`authz`); everywhere else it is refused as before.
+    Anonymous,
+}
+
+impl Principal {
+    /// The client key, unless the request is anonymous.
+    pub fn client(&self) -> Option<&Arc<ClientIdentity>> {
+        match self {
+            Principal::Client(id) => Some(id),
+            Principal::Anonymous => None,
+        }
+    }
+}
+
+/// A request whose head is authenticated (or carries no authentication at all), and whose
+/// body verifies itself as it is read.
 pub struct Verified<B> {
     /// The head exactly as received.
     pub parts: Parts,
-    pub identity: Arc<ClientIdentity>,
+    pub principal: Principal,
     pub body: VerifiedBody<B>,
     /// Decoded payload length (`Content-Length`, or `x-amz-decoded-content-length` for
     /// aws-chunked), `None` if the client did not declare it.
@@ -81,7 +102,10 @@ impl<B> std::fmt::Debug for Verified<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verified")
             .field("parts", &self.parts)
-            .field("identity", &self.identity.access_key_id)
+            .field(
+                "principal",
+                &self.principal.client().map(|id| id.access_key_id.as_str()),
+            )
             .field("body", &self.body)
             .field("content_length", &self.content_length)
             .field("presigned", &self.presigned)
@@ -109,7 +133,7 @@ pub fn verify<B: Body>(
     Ok(Verified {
         body: VerifiedBody::new(body, plan, charge)?,
         parts,
-        identity: auth.identity,
+        principal: auth.principal,
         content_length,
         presigned: auth.presigned,
     })
@@ -149,7 +173,7 @@ impl Claim {
 }
 
 struct Authenticated {
-    identity: Arc<ClientIdentity>,
+    principal: Principal,
     presigned: bool,
     payload: Payload,
     /// For signed aws-chunked bodies: what chunk signatures chain from.
@@ -185,6 +209,14 @@ fn authenticate(
         }
         // Signature Version 2 query authentication (botocore's default for presigned URLs).
         (None, false, true) => return authenticate_v2(parts, &pairs, keys, cx, None),
+        (None, false, false) if is_anonymous(&parts.headers, &pairs) => {
+            return Ok(Authenticated {
+                principal: Principal::Anonymous,
+                presigned: false,
+                payload: Payload::Unsigned,
+                signing: None,
+            })
+        }
         (None, false, false) => return Err(AuthError::MissingAuthentication),
         (Some(value), false, false) if is_sigv2_header(value) => {
             return authenticate_v2(parts, &pairs, keys, cx, Some(value));
@@ -255,7 +287,7 @@ fn authenticate(
             seed: computed,
         });
     Ok(Authenticated {
-        identity: Arc::clone(identity),
+        principal: Principal::Client(Arc::clone(identity)),
         presigned: claim.presigned,
         payload,
         signing,
@@ -374,7 +406,7 @@ fn authenticate_v2(
         }
     };
     Ok(Authenticated {
-        identity: Arc::clone(identity),
+        principal: Principal::Client(Arc::clone(identity)),
         presigned: header.is_none(),
         payload,
         signing: None,
@@ -418,6 +450,26 @@ fn is_sigv2_query(pairs: &sigv4::QueryPairs) -> bool {
             .iter()
             .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
     })
+}
+
+/// Whether a request carries no authentication at all, nor anything that looks like an
+/// attempt at it: no `Authorization` header (checked by the caller), no `x-amz-*` header
+/// (`x-amz-date`, `x-amz-content-sha256` and a session token are parts of a signature; any
+/// other would go upstream under the proxy's signature unsigned by anyone), and no query
+/// parameter of either query mechanism in any case (`X-Amz-*`, `AWSAccessKeyId`, `Signature`,
+/// `Expires`). Anything else is verified in full, so a broken signature is refused and never
+/// served as anonymous.
+///
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/example-bucket-policies.html#example-bucket-policies-anonymous-user>
+/// (anonymous requests are the unsigned ones).
+fn is_anonymous(headers: &HeaderMap, pairs: &sigv4::QueryPairs) -> bool {
+    let amz = |name: &[u8]| {
+        name.get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"x-amz-"))
+    };
+    !headers.keys().any(|n| amz(n.as_str().as_bytes()))
+        && !is_sigv2_query(pairs)
+        && !pairs.iter().any(|(name, _)| amz(name))
 }
 
 /// Whether the request carries a session token, as a header or (case ignored, as above) a

@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::chunked::MAX_SIGNED_CHUNK_SIZE;
 use crate::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
+use crate::authz::{Anonymous, AnonymousAccess};
 use crate::cors::{self, BucketRules};
 use crate::crypto::format::{Kek, KeyId};
 use crate::cse::{self, EncryptionRules};
@@ -254,6 +255,43 @@ pub struct RawBucket {
     pub sse: Option<toml::Spanned<RawSseRule>>,
     /// Client-side encryption of object bodies (see docs/config.md and docs/format.md).
     pub encryption: Option<RawEncryption>,
+    /// Take the CORS rules from the bucket on the backend instead of `cors` (docs/cors.md).
+    pub cors_from_bucket: Option<RawCorsFromBucket>,
+    /// Reads without authentication (docs/config.md, "Anonymous reads").
+    pub anonymous: Option<RawAnonymous>,
+}
+
+/// `cors_from_bucket = { upstream = "...", cache_seconds = 60 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCorsFromBucket {
+    /// The upstream whose credentials read the rules; may be left out when there is one.
+    pub upstream: Option<String>,
+    /// How long rules read from the bucket are used before they are read again.
+    #[serde(default = "default_cors_cache_seconds")]
+    pub cache_seconds: u64,
+}
+
+fn default_cors_cache_seconds() -> u64 {
+    60
+}
+
+/// The longest `cors_from_bucket.cache_seconds`: a change made on the backend directly (or
+/// through another proxy) must show within a bounded time.
+const MAX_CORS_CACHE_SECONDS: u64 = 3600;
+
+/// `anonymous = { read = true, list = false, upstream = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnonymous {
+    /// GetObject and HeadObject without authentication.
+    #[serde(default)]
+    pub read: bool,
+    /// `ListObjects` and `ListObjectsV2` without authentication.
+    #[serde(default)]
+    pub list: bool,
+    /// The upstream whose credentials serve them; may be left out when there is one.
+    pub upstream: Option<String>,
 }
 
 /// `encryption = { mode = "client-side", key_id = "...", key = <secret>, ... }`, or with
@@ -357,6 +395,7 @@ pub struct Config {
     pub upstreams: HashMap<String, Upstream>,
     pub clients: ClientKeys,
     pub buckets: BucketRules,
+    pub anonymous: AnonymousAccess,
     pub sse: SsePolicies,
     pub encryption: EncryptionRules,
 }
@@ -445,12 +484,14 @@ impl RawConfig {
         let sse = validate_sse(&mut raw_buckets, base, env)?;
         let encryption = validate_encryption(&mut raw_buckets, base, env)?;
         refuse_unsupported_combinations(&patterns, &sse, &encryption)?;
-        let buckets = validate_buckets(raw_buckets)?;
+        let anonymous = validate_anonymous(&mut raw_buckets, &upstreams)?;
+        let buckets = validate_buckets(raw_buckets, &upstreams)?;
         Ok(Config {
             server,
             upstreams,
             clients,
             buckets,
+            anonymous,
             sse,
             encryption,
         })
@@ -676,10 +717,65 @@ fn grants(names: &[String]) -> Result<Grants, String> {
     Ok(Grants::new(out))
 }
 
-/// The CORS rules of the `[[bucket]]` tables that have `cors`; of those, the most specific
-/// matching pattern decides (`BucketRules`), as for `sse` and `encryption`.
-fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
-    let mut sets: Vec<(String, Vec<cors::Rule>)> = Vec::new();
+/// The upstream a `[[bucket]]` setting names (`key`), or the only one when it names none.
+fn bucket_upstream(
+    named: Option<String>,
+    upstreams: &HashMap<String, Upstream>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    match named {
+        Some(name) if upstreams.contains_key(&name) => Ok(name),
+        Some(name) => Err(invalid(key, format!("no [[upstream]] is named '{name}'"))),
+        None if upstreams.len() == 1 => Ok(upstreams.keys().next().cloned().unwrap_or_default()),
+        None => Err(invalid(
+            key,
+            format!(
+                "the config has {} upstreams: name the one that holds these buckets",
+                upstreams.len()
+            ),
+        )),
+    }
+}
+
+/// The `anonymous` settings of the `[[bucket]]` tables that have one; of those, the most
+/// specific matching pattern decides (`AnonymousAccess`).
+fn validate_anonymous(
+    raw: &mut [RawBucket],
+    upstreams: &HashMap<String, Upstream>,
+) -> Result<AnonymousAccess, ConfigError> {
+    let mut sets: Vec<(String, Anonymous)> = Vec::new();
+    for (i, b) in raw.iter_mut().enumerate() {
+        let Some(a) = b.anonymous.take() else {
+            continue;
+        };
+        let key = format!("bucket[{i}].anonymous");
+        if sets.iter().any(|(p, _)| *p == b.pattern) {
+            return Err(invalid(
+                key,
+                format!("pattern \"{}\" already has an anonymous setting", b.pattern),
+            ));
+        }
+        let upstream = bucket_upstream(a.upstream, upstreams, &format!("{key}.upstream"))?;
+        sets.push((
+            b.pattern.clone(),
+            Anonymous {
+                read: a.read,
+                list: a.list,
+                upstream,
+            },
+        ));
+    }
+    AnonymousAccess::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+/// Where the CORS rules of the `[[bucket]]` tables that have `cors` or `cors_from_bucket`
+/// come from; of those, the most specific matching pattern decides (`BucketRules`), as for
+/// `sse` and `encryption`.
+fn validate_buckets(
+    raw: Vec<RawBucket>,
+    upstreams: &HashMap<String, Upstream>,
+) -> Result<BucketRules, ConfigError> {
+    let mut sets: Vec<(String, cors::Source)> = Vec::new();
     for (i, b) in raw.into_iter().enumerate() {
         let key = format!("bucket[{i}]");
         if b.pattern.is_empty() {
@@ -687,30 +783,55 @@ fn validate_buckets(raw: Vec<RawBucket>) -> Result<BucketRules, ConfigError> {
         }
         crate::rules::glob(&b.pattern)
             .map_err(|e| invalid(format!("{key}.pattern"), e.to_string()))?;
-        let Some(cors) = b.cors else { continue };
+        let source = match (b.cors, b.cors_from_bucket) {
+            (None, None) => continue,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    format!("{key}.cors_from_bucket"),
+                    "a table takes its CORS rules either from the config (cors) or from the bucket (cors_from_bucket), not both",
+                ))
+            }
+            (Some(rules), None) => cors::Source::Config(config_rules(&key, rules)?),
+            (None, Some(from)) => {
+                let at = format!("{key}.cors_from_bucket");
+                if !(1..=MAX_CORS_CACHE_SECONDS).contains(&from.cache_seconds) {
+                    return Err(invalid(
+                        format!("{at}.cache_seconds"),
+                        format!("must be between 1 and {MAX_CORS_CACHE_SECONDS}"),
+                    ));
+                }
+                cors::Source::Bucket(cors::FromBucket {
+                    upstream: bucket_upstream(from.upstream, upstreams, &format!("{at}.upstream"))?,
+                    ttl: Duration::from_secs(from.cache_seconds),
+                })
+            }
+        };
         if sets.iter().any(|(p, _)| *p == b.pattern) {
             return Err(invalid(
                 format!("{key}.cors"),
                 format!("pattern \"{}\" already has CORS rules", b.pattern),
             ));
         }
-        if cors.len() > cors::MAX_RULES {
-            return Err(invalid(
-                format!("{key}.cors"),
-                format!("at most {} rules", cors::MAX_RULES),
-            ));
-        }
-        let rules = cors
-            .into_iter()
-            .enumerate()
-            .map(|(j, r)| {
-                cors::Rule::try_from(r)
-                    .map_err(|e| invalid(format!("{key}.cors[{j}].{}", e.field), e.reason))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sets.push((b.pattern, rules));
+        sets.push((b.pattern, source));
     }
-    BucketRules::new(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+    BucketRules::from_sources(sets).map_err(|e| invalid("bucket.pattern", e.to_string()))
+}
+
+/// `[[bucket.cors]]` rules, validated.
+fn config_rules(key: &str, raw: Vec<cors::RawRule>) -> Result<Vec<cors::Rule>, ConfigError> {
+    if raw.len() > cors::MAX_RULES {
+        return Err(invalid(
+            format!("{key}.cors"),
+            format!("at most {} rules", cors::MAX_RULES),
+        ));
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(j, r)| {
+            cors::Rule::try_from(r)
+                .map_err(|e| invalid(format!("{key}.cors[{j}].{}", e.field), e.reason))
+        })
+        .collect()
 }
 
 /// The `encryption` rules of the `[[bucket]]` tables that have one; of those, the most

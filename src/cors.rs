@@ -9,6 +9,10 @@
 //! exposed headers. Upstream `Access-Control-*` headers are always removed: the proxy's rules
 //! are the single source of truth.
 //!
+//! The rules come from the config, or, for buckets set to take them from the bucket
+//! ([`Source::Bucket`]), from the backend's `GetBucketCors` document ([`parse_configuration`]),
+//! which the pipeline fetches and caches; either way the proxy evaluates them.
+//!
 //! The vocabulary and evaluation are S3's `CORSConfiguration`: rules are tried in order and the
 //! first rule whose origin, method (and, for a preflight, every requested header) match wins.
 //! Responses follow the Fetch standard (CORS protocol).
@@ -33,6 +37,7 @@ use crate::rules::ByBucket;
 use crate::body::{self, Body};
 use crate::error::{S3Code, S3Error};
 use crate::s3::route::{BucketResource, Operation, Verb};
+use crate::s3::xml::{self, XmlError};
 
 /// The methods S3 accepts in `AllowedMethod`.
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CORSRule.html>
@@ -61,19 +66,28 @@ pub enum CorsError {
     NotEnabled,
     #[error("CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.")]
     NotAllowed,
+    /// The bucket takes its rules from the backend, which could not be read (or holds rules
+    /// the proxy cannot apply): the preflight fails closed, as for a bucket without rules.
+    #[error(
+        "CORSResponse: The CORS configuration of this bucket could not be read from its backend."
+    )]
+    Unavailable,
     #[error("The CORS configuration does not exist")]
     NoConfiguration,
-    #[error("The CORS rules of this bucket are set in the s3seal configuration ([[bucket]] cors), not through the S3 API.")]
-    ReadOnly,
+    /// `PutBucketCors` or `DeleteBucketCors` on a bucket whose rules are the config's.
+    #[error("{0} is refused: the CORS rules of this bucket are set in the s3seal configuration ([[bucket]] cors), and s3seal answers every preflight from them, so a CORS configuration stored on the bucket would have no effect. Change them in the configuration, or set cors_from_bucket in the bucket's [[bucket]] table to manage them through the S3 API.")]
+    ReadOnly(&'static str),
 }
 
 impl S3Error for CorsError {
     fn code(&self) -> S3Code {
         match self {
             CorsError::MissingOrigin | CorsError::InvalidMethod(_) => S3Code::BadRequest,
-            CorsError::NotEnabled | CorsError::NotAllowed => S3Code::AccessForbidden,
+            CorsError::NotEnabled | CorsError::NotAllowed | CorsError::Unavailable => {
+                S3Code::AccessForbidden
+            }
             CorsError::NoConfiguration => S3Code::NoSuchCORSConfiguration,
-            CorsError::ReadOnly => S3Code::MethodNotAllowed,
+            CorsError::ReadOnly(_) => S3Code::MethodNotAllowed,
         }
     }
 }
@@ -271,10 +285,29 @@ impl Rule {
     }
 }
 
-/// Bucket glob → its CORS rules. The most specific pattern that matches a bucket decides its
-/// rules (`crate::rules`), and within them the first rule that matches a request wins, as in S3.
+/// Where a bucket's CORS rules come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `[[bucket.cors]]` in the config; `cors = []` (no rules) exempts the pattern's buckets.
+    Config(Vec<Rule>),
+    /// `cors_from_bucket`: the bucket's own CORS configuration on the backend.
+    Bucket(FromBucket),
+}
+
+/// `cors_from_bucket = { upstream, cache_seconds }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromBucket {
+    /// The `[[upstream]]` whose credentials read the rules.
+    pub upstream: String,
+    /// How long rules read from the backend are used before they are read again.
+    pub ttl: std::time::Duration,
+}
+
+/// Bucket glob → where its CORS rules come from. The most specific pattern that matches a
+/// bucket decides (`crate::rules`), and within its rules the first rule that matches a
+/// request wins, as in S3.
 #[derive(Debug, Default)]
-pub struct BucketRules(ByBucket<Vec<Rule>>);
+pub struct BucketRules(ByBucket<Source>);
 
 impl BucketRules {
     /// No CORS anywhere: every preflight is refused and no response carries CORS headers.
@@ -282,22 +315,240 @@ impl BucketRules {
         BucketRules(ByBucket::default())
     }
 
-    /// From `(bucket glob, rules)` pairs in config order; the most specific glob decides
-    /// (`crate::rules`), as for SSE rules.
+    /// From `(bucket glob, rules)` pairs in config order, every bucket's rules the config's.
     pub fn new(
         sets: impl IntoIterator<Item = (String, Vec<Rule>)>,
+    ) -> Result<Self, globset::Error> {
+        BucketRules::from_sources(sets.into_iter().map(|(p, r)| (p, Source::Config(r))))
+    }
+
+    /// From `(bucket glob, source)` pairs in config order; the most specific glob decides
+    /// (`crate::rules`), as for SSE rules.
+    pub fn from_sources(
+        sets: impl IntoIterator<Item = (String, Source)>,
     ) -> Result<Self, globset::Error> {
         Ok(BucketRules(ByBucket::new(sets)?))
     }
 
-    /// The rules of `bucket`, or `None` if it has none (CORS not enabled). An empty rule list
-    /// counts as none, so `cors = []` can exempt buckets from a broader pattern.
-    pub fn for_bucket(&self, bucket: &str) -> Option<&[Rule]> {
+    /// Where the rules of `bucket` come from; `None` if nowhere (CORS not enabled). An empty
+    /// rule list counts as none, so `cors = []` can exempt buckets from a broader pattern.
+    pub fn source(&self, bucket: &str) -> Option<&Source> {
         self.0
             .get(bucket)
-            .map(Vec::as_slice)
-            .filter(|r| !r.is_empty())
+            .filter(|s| !matches!(s, Source::Config(r) if r.is_empty()))
     }
+
+    /// The rules the config gives `bucket`, or `None` if it gives none (no CORS, or rules
+    /// taken from the bucket).
+    pub fn for_bucket(&self, bucket: &str) -> Option<&[Rule]> {
+        match self.source(bucket)? {
+            Source::Config(rules) => Some(rules),
+            Source::Bucket(_) => None,
+        }
+    }
+}
+
+/// The rules that apply to one request, as its bucket's [`Source`] gave them.
+#[derive(Debug, Clone, Copy)]
+pub enum Applied<'a> {
+    /// The config's rules (`None`: no bucket, or no rules).
+    Config(Option<&'a [Rule]>),
+    /// Rules read from the bucket (`None`: the bucket has no CORS configuration).
+    Bucket(Option<&'a [Rule]>),
+    /// Rules that should have been read from the bucket and could not be.
+    Unavailable,
+}
+
+// === Rules stored on the bucket ===
+
+/// The largest CORS configuration S3 stores is 64 KB; a backend's document beyond it is not
+/// read, and a client's is refused before it is forwarded.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/cors.html>
+pub const MAX_CONFIGURATION_BYTES: usize = 64 * 1024;
+
+/// Why a `CORSConfiguration` document (a `PutBucketCors` body, or the backend's
+/// `GetBucketCors` answer) is not one the proxy can apply.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DocumentError {
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error(
+        "The CORS configuration is larger than the {MAX_CONFIGURATION_BYTES} bytes S3 allows."
+    )]
+    TooLarge,
+    #[error("The CORS configuration has more than {MAX_RULES} rules.")]
+    TooManyRules,
+    #[error("CORSRule {0}: {1}")]
+    Rule(usize, RuleError),
+}
+
+impl S3Error for DocumentError {
+    fn code(&self) -> S3Code {
+        match self {
+            DocumentError::Xml(e) => e.code(),
+            DocumentError::TooLarge => S3Code::MaxMessageLengthExceeded,
+            DocumentError::TooManyRules | DocumentError::Rule(..) => S3Code::InvalidRequest,
+        }
+    }
+}
+
+/// The element a `CORSRule` child sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuleField {
+    Id,
+    AllowedHeader,
+    AllowedMethod,
+    AllowedOrigin,
+    ExposeHeader,
+    MaxAgeSeconds,
+}
+
+impl RuleField {
+    fn from_name(name: &[u8]) -> Option<RuleField> {
+        Some(match name {
+            b"ID" => RuleField::Id,
+            b"AllowedHeader" => RuleField::AllowedHeader,
+            b"AllowedMethod" => RuleField::AllowedMethod,
+            b"AllowedOrigin" => RuleField::AllowedOrigin,
+            b"ExposeHeader" => RuleField::ExposeHeader,
+            b"MaxAgeSeconds" => RuleField::MaxAgeSeconds,
+            _ => return None,
+        })
+    }
+
+    /// Puts one element's text into `rule`.
+    fn set(self, rule: &mut RawRule, text: String) -> Result<(), XmlError> {
+        let once = |slot: bool, name: &str| {
+            if slot {
+                Err(XmlError::Malformed(format!("more than one {name}")))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            RuleField::Id => {
+                once(rule.id.is_some(), "ID")?;
+                rule.id = Some(text);
+            }
+            RuleField::AllowedHeader => rule.allowed_headers.push(text),
+            RuleField::AllowedMethod => rule.allowed_methods.push(text),
+            RuleField::AllowedOrigin => rule.allowed_origins.push(text),
+            RuleField::ExposeHeader => rule.expose_headers.push(text),
+            RuleField::MaxAgeSeconds => {
+                once(rule.max_age_seconds.is_some(), "MaxAgeSeconds")?;
+                let age = text.trim().parse().map_err(|_| {
+                    XmlError::Malformed(format!("MaxAgeSeconds '{text}' is not a number"))
+                })?;
+                rule.max_age_seconds = Some(age);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a `CORSConfiguration` document strictly: S3's schema and nothing else (a
+/// `CORSConfiguration` root holding 1 to [`MAX_RULES`] `CORSRule`s of `ID`, `AllowedHeader`,
+/// `AllowedMethod`, `AllowedOrigin`, `ExposeHeader` and `MaxAgeSeconds`, text only), no DTD,
+/// at most [`MAX_CONFIGURATION_BYTES`]; every rule validated as a config rule is. A document the
+/// proxy cannot apply exactly is refused whole: it answers preflights from what it reads.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketCors.html>
+pub fn parse_configuration(doc: &[u8]) -> Result<Vec<Rule>, DocumentError> {
+    if doc.len() > MAX_CONFIGURATION_BYTES {
+        return Err(DocumentError::TooLarge);
+    }
+    let raw = configuration_rules(doc)?;
+    if raw.len() > MAX_RULES {
+        return Err(DocumentError::TooManyRules);
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| Rule::try_from(r).map_err(|e| DocumentError::Rule(i, e)))
+        .collect()
+}
+
+/// The `CORSRule`s of a document, as written.
+fn configuration_rules(doc: &[u8]) -> Result<Vec<RawRule>, XmlError> {
+    use quick_xml::events::Event;
+    xml::check_document(doc)?;
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let outside = |name: &[u8]| {
+        XmlError::Malformed(format!(
+            "<{}> is not part of a CORSConfiguration",
+            String::from_utf8_lossy(name)
+        ))
+    };
+    let mut reader = quick_xml::Reader::from_reader(doc);
+    let mut depth = 0usize;
+    let mut rules: Vec<RawRule> = Vec::new();
+    // The field being read, and its text so far (text and references come as separate events).
+    let mut field: Option<(RuleField, String)> = None;
+    loop {
+        let event = reader.read_event().map_err(|e| malformed(&e))?;
+        match event {
+            Event::Start(e) | Event::Empty(e) if field.is_some() => {
+                return Err(outside(e.local_name().as_ref()));
+            }
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let name = e.local_name();
+                let empty = matches!(event, Event::Empty(_));
+                match (depth, name.as_ref()) {
+                    (0, b"CORSConfiguration") => {}
+                    (1, b"CORSRule") => rules.push(RawRule::default()),
+                    (2, n) => {
+                        let f = RuleField::from_name(n).ok_or_else(|| outside(n))?;
+                        if empty {
+                            let rule = rules.last_mut().ok_or_else(|| outside(n))?;
+                            f.set(rule, String::new())?;
+                        } else {
+                            field = Some((f, String::new()));
+                        }
+                    }
+                    (_, n) => return Err(outside(n)),
+                }
+                if !empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                if let Some((f, text)) = field.take() {
+                    let rule = rules
+                        .last_mut()
+                        .ok_or_else(|| XmlError::Malformed("a field outside CORSRule".into()))?;
+                    f.set(rule, text)?;
+                }
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(|e| malformed(&e))?;
+                match field.as_mut() {
+                    Some((_, value)) => value.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err(XmlError::Malformed("text outside a rule field".into())),
+                }
+            }
+            Event::GeneralRef(r) => {
+                let Some((_, value)) = field.as_mut() else {
+                    return Err(XmlError::Malformed("text outside a rule field".into()));
+                };
+                // `check_document` admitted only predefined and character references.
+                let reference = format!("&{};", String::from_utf8_lossy(&r));
+                value
+                    .push_str(&quick_xml::escape::unescape(&reference).map_err(|e| malformed(&e))?);
+            }
+            Event::CData(_) => {
+                return Err(XmlError::Malformed("CDATA in CORSConfiguration".into()))
+            }
+            Event::Eof => break,
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+        if rules.len() > MAX_RULES {
+            break;
+        }
+    }
+    if rules.is_empty() {
+        return Err(XmlError::Malformed("no CORSRule".into()));
+    }
+    Ok(rules)
 }
 
 // === Per request ===
@@ -305,18 +556,32 @@ impl BucketRules {
 /// What CORS knows about one request, taken from its head before authentication.
 #[derive(Debug)]
 pub struct Scope<'a> {
-    rules: Option<&'a [Rule]>,
+    applied: Applied<'a>,
     method: Method,
     origin: Option<HeaderValue>,
 }
 
 impl<'a> Scope<'a> {
-    /// `rules` are the addressed bucket's rules (`None` for no bucket or no CORS).
+    /// `rules` are the addressed bucket's rules from the config (`None` for no bucket or no
+    /// CORS).
     pub fn new(rules: Option<&'a [Rule]>, method: &Method, headers: &HeaderMap) -> Self {
+        Scope::applying(Applied::Config(rules), method, headers)
+    }
+
+    /// A scope with the rules from wherever the bucket's [`Source`] says.
+    pub fn applying(applied: Applied<'a>, method: &Method, headers: &HeaderMap) -> Self {
         Scope {
-            rules,
+            applied,
             method: method.clone(),
             origin: headers.get(ORIGIN).cloned(),
+        }
+    }
+
+    /// The rules in force, `None` when there are none (or they could not be read).
+    fn rules(&self) -> Option<&'a [Rule]> {
+        match self.applied {
+            Applied::Config(rules) | Applied::Bucket(rules) => rules,
+            Applied::Unavailable => None,
         }
     }
 
@@ -339,7 +604,10 @@ impl<'a> Scope<'a> {
                     String::from_utf8_lossy(requested.as_bytes()).into_owned(),
                 ))
             })?;
-        let rules = self.rules.ok_or(CorsError::NotEnabled)?;
+        let rules = match self.applied {
+            Applied::Unavailable => return Err(CorsError::Unavailable),
+            _ => self.rules().ok_or(CorsError::NotEnabled)?,
+        };
         let origin_str = origin.to_str().map_err(|_| CorsError::NotAllowed)?;
         let wanted = requested_headers(headers).ok_or(CorsError::NotAllowed)?;
         let (rule, via_any) = rules
@@ -393,7 +661,7 @@ impl<'a> Scope<'a> {
             return;
         }
         strip_cors_headers(headers);
-        let Some(rules) = self.rules else {
+        let Some(rules) = self.rules() else {
             return;
         };
         // The answer depends on Origin for this bucket, matched or not: a shared cache must
@@ -429,24 +697,33 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// `GetBucketCors`, `PutBucketCors` and `DeleteBucketCors` (`?cors` on a bucket), answered
-    /// from the config: the upstream's own CORS configuration is never used, so reading it would
-    /// mislead and writing it would do nothing. `None` for every other request.
+    /// `GetBucketCors`, `PutBucketCors` and `DeleteBucketCors` (`?cors` on a bucket) of a bucket
+    /// whose rules are the config's, answered from the config: the upstream's own CORS
+    /// configuration is not used for it, so reading it would mislead and writing it would do
+    /// nothing. `None` for every other request, and for buckets that take their rules from the
+    /// bucket (the pipeline forwards their writes and answers their reads from what it read).
     pub fn bucket_api(&self, op: Operation) -> Option<Result<Response<Body>, CorsError>> {
         let Operation::BucketConfig(BucketResource::Cors, verb) = op else {
             return None;
         };
-        if verb != Verb::Get {
-            return Some(Err(CorsError::ReadOnly));
-        }
-        let Some(rules) = self.rules else {
-            return Some(Err(CorsError::NoConfiguration));
+        let Applied::Config(rules) = self.applied else {
+            return None;
         };
-        let mut resp = Response::new(body::full(Bytes::from(configuration_xml(rules))));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
-        Some(Ok(resp))
+        if verb != Verb::Get {
+            return Some(Err(CorsError::ReadOnly(op.as_str())));
+        }
+        Some(configuration_response(rules))
     }
+}
+
+/// A `GetBucketCors` answer: the rules as S3's `CORSConfiguration` document, or S3's 404 when
+/// there are none.
+pub fn configuration_response(rules: Option<&[Rule]>) -> Result<Response<Body>, CorsError> {
+    let rules = rules.ok_or(CorsError::NoConfiguration)?;
+    let mut resp = Response::new(body::full(Bytes::from(configuration_xml(rules))));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    Ok(resp)
 }
 
 /// The header names of `Access-Control-Request-Headers`, lowercased, empty ones dropped;

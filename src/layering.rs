@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["authz", "outbound"],
     &["kms"],
     &["upstream"],
-    &["sse", "cse", "bulk"],
+    &["sse", "cse", "bulk", "bucket_cors"],
     &["config"],
     &["admin", "proxy", "reencrypt", "cse_command"],
     &["rewrap", "encrypt", "server"],

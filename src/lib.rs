@@ -6,8 +6,9 @@
 //! 1. [`accept`] terminates TLS and refuses plain HTTP with an S3 error;
 //! 2. framing checks refuse request-smuggling forms;
 //! 3. [`auth::verify`] checks the SigV4 (or SigV2) signature and wraps the body so it verifies
-//!    itself;
-//! 4. [`s3::route`] finds bucket, key and operation, and the client's bucket rights are checked;
+//!    itself; a request with no authentication at all is anonymous;
+//! 4. [`s3::route`] finds bucket, key and operation, and [`authz`] checks the client's bucket
+//!    rights (or, for an anonymous request, the bucket's anonymous reads);
 //! 5. XML bodies are buffered and checked, data bodies stream;
 //! 6. [`upstream`] re-signs and sends the request;
 //! 7. the response streams back; every error is rendered once, by [`error::ProxyError`].
@@ -22,6 +23,9 @@
 //! SSE-C keys on reads, fail-closed removal of unencrypted writes, copies the backend cannot
 //! make under the rule handed to the proxy, which makes them as [`cse`] makes its own).
 //!
+//! [`cors`] answers preflights from the config's rules, or from rules read from the bucket
+//! itself and cached by `bucket_cors` (`docs/cors.md`).
+//!
 //! [`metrics`] counts what [`proxy::handle`] and the accept loop see; [`admin`] serves the counts,
 //! liveness and readiness on a separate plain-HTTP listener; [`logging`] writes the access log
 //! and the audit log of key use (see `docs/operations.md`). [`server`] swaps the whole config
@@ -29,12 +33,13 @@
 //! terminators (see `docs/deploy.md`).
 
 pub mod auth;
-pub(crate) mod authz;
+pub mod authz;
 pub mod s3;
 
 pub(crate) mod accept;
 pub(crate) mod admin;
 pub(crate) mod body;
+pub(crate) mod bucket_cors;
 pub mod bulk;
 pub mod certs;
 pub mod config;

@@ -153,6 +153,9 @@ pub struct AccessRecord {
     pub forwarded_for: Option<String>,
     /// The access key id that signed the request, once authenticated.
     pub client: Option<String>,
+    /// The request carried no authentication at all and was taken as anonymous (logged as
+    /// `principal = "anonymous"`, else `"key"` when a key signed it, `"-"` before that).
+    pub anonymous: bool,
     pub method: String,
     pub bucket: Option<String>,
     pub key: Option<String>,
@@ -167,6 +170,14 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
+    fn principal(&self) -> &'static str {
+        match (self.anonymous, &self.client) {
+            (true, _) => "anonymous",
+            (false, Some(_)) => "key",
+            (false, None) => "-",
+        }
+    }
+
     fn write(&self, bytes_out: u64, complete: bool) {
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(
@@ -175,6 +186,7 @@ impl AccessRecord {
             peer = self.peer.map(tracing::field::display),
             forwarded_for = self.forwarded_for.as_deref(),
             client = self.client.as_deref().unwrap_or("-"),
+            principal = self.principal(),
             method = %self.method,
             bucket = self.bucket.as_deref().unwrap_or("-"),
             key = self.key.as_deref().unwrap_or("-"),

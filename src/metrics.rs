@@ -28,6 +28,8 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 #[derive(Default)]
 pub struct Metrics {
     requests: DashMap<(&'static str, &'static str, u16), AtomicU64>,
+    /// The part of `requests` sent without authentication (`[[bucket]] anonymous`).
+    anonymous_requests: DashMap<(&'static str, u16), AtomicU64>,
     duration: Histogram,
     request_bytes: AtomicU64,
     response_bytes: AtomicU64,
@@ -81,6 +83,11 @@ impl Metrics {
         if let Some(n) = response_bytes {
             self.response_bytes.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// A request served (or refused) without authentication, also counted by [`Self::answered`].
+    pub fn anonymous(&self, operation: &'static str, status: u16) {
+        inc(&self.anonymous_requests, (operation, status));
     }
 
     /// A request refused for its credentials or signature; `reason` is the S3 error code.
@@ -221,6 +228,18 @@ impl Metrics {
                     ("rule", rule),
                     ("status", &status.to_string()),
                 ],
+                n,
+            );
+        }
+        out.header(
+            "s3seal_anonymous_requests_total",
+            "counter",
+            "The requests of s3seal_requests_total that carried no authentication at all (anonymous reads), by S3 operation and HTTP status.",
+        );
+        for ((operation, status), n) in sorted(&self.anonymous_requests) {
+            out.sample(
+                "s3seal_anonymous_requests_total",
+                &[("operation", operation), ("status", &status.to_string())],
                 n,
             );
         }

@@ -1,11 +1,13 @@
 //! The request pipeline. [`handle`] is the only place that knows the order of the stages:
 //!
 //! 1. framing checks (no request smuggling forms reach anything else),
-//!    then CORS preflights (`OPTIONS`), answered from the bucket's rules without
-//!    authentication and never forwarded,
+//!    then CORS preflights (`OPTIONS`), answered from the bucket's rules (the config's, or
+//!    read from the bucket and cached) without authentication and never forwarded,
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
-//!    streams and holds back its last bytes until every proof holds),
-//! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation,
+//!    streams and holds back its last bytes until every proof holds; a request without any
+//!    authentication is anonymous),
+//! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation (an
+//!    anonymous request only where the bucket's `anonymous` setting opens its operation),
 //! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
 //! 5. body preparation (XML bodies are buffered, size-limited and checked for DTDs),
 //! 6. `upstream.sign` (re-signed with the upstream's credentials) and `upstream.send`; a
@@ -30,10 +32,11 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth::checksum::ChecksumAlgorithm;
-use crate::auth::{self, AuthContext, ClientIdentity, ClientKeys, Verified, VerifiedBody};
-use crate::authz;
+use crate::auth::{self, AuthContext, ClientKeys, Principal, Verified, VerifiedBody};
+use crate::authz::{self, AnonymousAccess};
 use crate::body::{Body, BoxError};
-use crate::cors::{self, BucketRules};
+use crate::bucket_cors::{self, Fetched};
+use crate::cors::{self, Applied, BucketRules};
 use crate::cse::{self, CseError, EncryptionRules};
 use crate::error::{ProxyError, S3Code, S3Error};
 use crate::forwarded::{self, ViaTrustedProxy};
@@ -41,7 +44,7 @@ use crate::logging::{AccessLogged, AccessRecord};
 use crate::metrics::Metrics;
 use crate::policy::{RuleKind, SsePolicies};
 use crate::s3::headers;
-use crate::s3::route::{self, BodyKind, Operation, RouteError, Routed};
+use crate::s3::route::{self, BodyKind, BucketResource, Operation, RouteError, Routed, Verb};
 use crate::s3::xml::{self, XmlError};
 use crate::sse;
 use crate::upstream::{self, Dispatch, Outgoing, Payload, Sender, UpstreamClient};
@@ -66,6 +69,10 @@ pub struct State {
     pub clients: ClientKeys,
     pub upstreams: HashMap<String, UpstreamClient>,
     pub buckets: BucketRules,
+    /// Rules read from the buckets that take them from the backend (`cors_from_bucket`).
+    pub bucket_cors: bucket_cors::Cache,
+    /// Buckets open to requests without authentication (`[[bucket]] anonymous`).
+    pub anonymous: AnonymousAccess,
     pub sse: SsePolicies,
     pub encryption: EncryptionRules,
     pub metrics: Arc<Metrics>,
@@ -90,15 +97,20 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let rule = rule_label(&state, head.as_ref().ok());
     let mut record = access_record(&req, head.as_ref().ok(), &request_id, started);
     record.operation = operation;
-    let cors = cors_scope(&state, head.as_ref().ok(), &req);
+    let from_bucket = rules_from_bucket(&state, head.as_ref().ok(), false).await;
+    let cors = cors_scope(&state, head.as_ref().ok(), from_bucket.as_ref(), &req);
     let (req, remainder) = linger::split(req, state.body_timeout);
     // Lines logged while the request is served (refusals, key use) carry its id.
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut client = None;
-    let result = pipeline(&state, &cors, head, req, &mut client)
+    let mut principal = None;
+    let result = pipeline(&state, &cors, head, req, &mut principal)
         .instrument(span)
         .await;
-    record.client = client.map(|c| c.access_key_id.clone());
+    record.anonymous = matches!(principal, Some(Principal::Anonymous));
+    record.client = principal
+        .as_ref()
+        .and_then(Principal::client)
+        .map(|c| c.access_key_id.clone());
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -115,6 +127,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     cors.decorate(resp.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_S3SEAL_REQUEST_ID, v);
+    }
+    if record.anonymous {
+        state.metrics.anonymous(operation, resp.status().as_u16());
     }
     state.metrics.answered(
         operation,
@@ -151,14 +166,11 @@ fn bucket_rules(state: &State, routed: &Routed) -> (bool, Option<RuleKind>) {
     })
 }
 
-fn upstream_of<'s>(
-    state: &'s State,
-    id: &ClientIdentity,
-) -> Result<&'s UpstreamClient, ProxyError> {
+fn upstream_of<'s>(state: &'s State, name: &str) -> Result<&'s UpstreamClient, ProxyError> {
     state
         .upstreams
-        .get(&id.upstream)
-        .ok_or_else(|| ProxyError::Internal(format!("no upstream '{}'", id.upstream)))
+        .get(name)
+        .ok_or_else(|| ProxyError::Internal(format!("no upstream '{name}'")))
 }
 
 /// The access-log fields known from the request head; the rest is filled in as it is served.
@@ -176,6 +188,7 @@ fn access_record(
             .get::<ViaTrustedProxy>()
             .and_then(|_| forwarded::client(req.headers())),
         client: None,
+        anonymous: false,
         method: req.method().to_string(),
         bucket: head.and_then(|r| r.target.bucket().map(str::to_owned)),
         key: head.and_then(|r| r.target.key().map(str::to_owned)),
@@ -211,7 +224,7 @@ async fn pipeline(
     cors: &cors::Scope<'_>,
     head: Result<Routed, RouteError>,
     req: Request<ClientBody>,
-    client: &mut Option<Arc<ClientIdentity>>,
+    principal: &mut Option<Principal>,
 ) -> Result<Response<Body>, ProxyError> {
     admit(&req)?;
     if req.method() == Method::OPTIONS {
@@ -230,11 +243,17 @@ async fn pipeline(
             .and_then(|r| r.target.bucket()),
     };
     let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
-    *client = Some(verified.identity.clone());
-    // Route errors are answered only after authentication, as S3 does.
-    let routed = head.map_err(ProxyError::downstream)?;
-    let authorized =
-        authz::authorize(routed, verified.identity.clone()).map_err(ProxyError::downstream)?;
+    *principal = Some(verified.principal.clone());
+    // Route errors are answered only after authentication, as S3 does; an anonymous request
+    // gets the answer it always got, whatever its route.
+    let routed = match head {
+        Err(_) if matches!(verified.principal, Principal::Anonymous) => {
+            return Err(ProxyError::downstream(authz::AuthzError::NotAnonymous))
+        }
+        head => head.map_err(ProxyError::downstream)?,
+    };
+    let authorized = authz::authorize(routed, verified.principal.clone(), &state.anonymous)
+        .map_err(ProxyError::downstream)?;
     let routed = authorized.routed();
     routed
         .check_declared_length(verified.content_length)
@@ -242,8 +261,11 @@ async fn pipeline(
     if let Some(answer) = cors.bucket_api(routed.op) {
         return answer.map_err(ProxyError::downstream);
     }
+    if routed.op == Operation::BucketConfig(BucketResource::Cors, Verb::Get) {
+        return bucket_cors_answer(state, routed).await;
+    }
     refuse_unsupported_rules(state, routed)?;
-    let upstream = upstream_of(state, authorized.identity())?.authorized(&authorized);
+    let upstream = upstream_of(state, authorized.upstream())?.authorized(&authorized);
     let Verified {
         parts,
         body,
@@ -293,10 +315,32 @@ async fn pipeline(
     let resp = sse.settle(&upstream, resp, replay).await?;
     let mut resp = transform.reply(&upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
-    if routed.op == Operation::ListBuckets {
-        resp = listing::visible_buckets(resp, authorized.identity().clone()).await?;
+    if let (Operation::ListBuckets, Some(id)) = (routed.op, authorized.principal().client()) {
+        resp = listing::visible_buckets(resp, id.clone()).await?;
+    }
+    if matches!(routed.op, Operation::BucketConfig(BucketResource::Cors, _)) {
+        // Changed (or not) through the proxy: the next request reads the bucket's rules again.
+        if let Some(b) = routed.target.bucket() {
+            state.bucket_cors.invalidate(b);
+        }
     }
     Ok(resp)
+}
+
+/// `GetBucketCors` of a bucket that takes its rules from the backend (config-sourced ones are
+/// answered by `cors::Scope::bucket_api`): the rules the proxy applies, read afresh, in S3's
+/// document form, so that the answer is what preflights are answered from. A bucket with no
+/// CORS source at all has no configuration.
+async fn bucket_cors_answer(state: &State, routed: &Routed) -> Result<Response<Body>, ProxyError> {
+    match rules_from_bucket(state, Some(routed), true).await {
+        Some(Fetched::Failed(e)) => Err(ProxyError::upstream(e)),
+        Some(Fetched::Rules(rules)) => {
+            cors::configuration_response(Some(&rules)).map_err(ProxyError::downstream)
+        }
+        Some(Fetched::NoRules) | None => {
+            cors::configuration_response(None).map_err(ProxyError::downstream)
+        }
+    }
 }
 
 /// The proxy's own requests for client-side encryption (HEAD, seal, ListParts) carry no SSE-C
@@ -411,13 +455,36 @@ fn route_head(state: &State, req: &Request<Incoming>) -> Result<Routed, RouteErr
 
 /// The CORS rules of the addressed bucket, found from the unauthenticated head: preflights
 /// carry no credentials, and refusals must be readable by the page that caused them.
+/// `from_bucket` holds the rules read for a bucket that takes them from the backend.
 fn cors_scope<'s>(
     state: &'s State,
     head: Option<&Routed>,
+    from_bucket: Option<&'s Fetched>,
     req: &Request<Incoming>,
 ) -> cors::Scope<'s> {
-    let rules = head.and_then(|r| r.target.bucket().and_then(|b| state.buckets.for_bucket(b)));
-    cors::Scope::new(rules, req.method(), req.headers())
+    let applied = match from_bucket {
+        Some(fetched) => fetched.applied(),
+        None => Applied::Config(
+            head.and_then(|r| r.target.bucket().and_then(|b| state.buckets.for_bucket(b))),
+        ),
+    };
+    cors::Scope::applying(applied, req.method(), req.headers())
+}
+
+/// The rules of the addressed bucket when it takes them from the backend (`None` otherwise):
+/// cached, or read now when stale or when `fresh`.
+async fn rules_from_bucket(state: &State, head: Option<&Routed>, fresh: bool) -> Option<Fetched> {
+    let bucket = head?.target.bucket()?;
+    let Some(cors::Source::Bucket(source)) = state.buckets.source(bucket) else {
+        return None;
+    };
+    let upstream = state.upstreams.get(&source.upstream);
+    Some(
+        state
+            .bucket_cors
+            .rules(bucket, source, upstream, fresh)
+            .await,
+    )
 }
 
 /// The checksum algorithm the client announced in `x-amz-trailer`, if any.
@@ -451,6 +518,10 @@ async fn read_document(
     }
     if routed.op == Operation::CompleteMultipartUpload {
         xml::check_part_order(&doc).map_err(ProxyError::downstream)?;
+    }
+    if routed.op == Operation::BucketConfig(BucketResource::Cors, Verb::Put) {
+        // Stored only if the proxy can apply it exactly: it answers preflights from it.
+        cors::parse_configuration(&doc).map_err(ProxyError::downstream)?;
     }
     Ok(doc)
 }

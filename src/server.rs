@@ -91,6 +91,8 @@ fn build(
         clients: config.clients,
         upstreams,
         buckets: config.buckets,
+        bucket_cors: crate::bucket_cors::Cache::default(),
+        anonymous: config.anonymous,
         sse: config.sse,
         encryption: config.encryption,
         metrics: metrics.clone(),

@@ -233,6 +233,41 @@ impl UpstreamClient {
         Sender { client: self }
     }
 
+    /// Reads `bucket`'s CORS configuration (`GetBucketCors`) for the proxy itself, to answer
+    /// preflights on buckets that take their rules from the bucket (`docs/cors.md`). Not a
+    /// [`Sender`]: this one fixed read of configuration is all the proxy sends upstream
+    /// without an [`Authorized`] request (preflights carry no credentials). The answer's body
+    /// is read up to `limit` bytes; a longer one is an error.
+    pub async fn bucket_cors(
+        &self,
+        bucket: &str,
+        limit: usize,
+    ) -> Result<(http::StatusCode, bytes::Bytes), UpstreamError> {
+        let target = Target::Bucket(bucket.to_owned());
+        let out = Outgoing {
+            method: Method::GET,
+            target: &target,
+            query: vec![("cors".to_owned(), String::new())],
+            headers: HeaderMap::new(),
+            content_length: None,
+        };
+        let sender = Sender { client: self };
+        let req = sender.sign(
+            out,
+            &Payload::Known(b""),
+            crate::body::empty(),
+            SystemTime::now(),
+        )?;
+        let resp = sender.send(req).await?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| UpstreamError::Answer(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     /// The upstream for `s3seal rewrap` and `s3seal reencrypt`: the operator's own commands,
     /// which act with the upstream's credentials by design and serve no client.
     pub fn operator(&self) -> Sender<'_> {

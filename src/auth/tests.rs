@@ -306,7 +306,7 @@ fn aws_example_get_object() {
         .body(Empty::<Bytes>::new())
         .unwrap();
     let v = run(req).unwrap();
-    assert_eq!(v.identity.access_key_id, AK);
+    assert_eq!(v.principal.client().unwrap().access_key_id, AK);
     assert!(!v.presigned);
     assert_eq!(v.content_length, None);
     assert_eq!(v.parts.headers["range"], "bytes=0-9");
@@ -1134,16 +1134,69 @@ fn authorization_of(req: &Request<Empty<Bytes>>) -> String {
 }
 
 #[test]
-fn no_credentials_is_access_denied() {
-    let req = Request::get("/k")
-        .header("host", "h")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    assert_eq!(run(req).unwrap_err(), AuthError::MissingAuthentication);
+fn no_credentials_at_all_is_anonymous() {
+    for uri in ["/k", "/k?versionId=1&response-content-type=text%2Fplain"] {
+        let req = Request::get(uri)
+            .header("host", "h")
+            .header("range", "bytes=0-9")
+            .header("origin", "https://app.example")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let v = run(req).unwrap();
+        assert!(matches!(v.principal, Principal::Anonymous));
+        assert!(!v.presigned);
+    }
     assert_eq!(
         AuthError::MissingAuthentication.code(),
         S3Code::AccessDenied
     );
+}
+
+#[test]
+fn any_attempt_at_authentication_is_verified_not_taken_as_anonymous() {
+    // Parts of a signature without the signature, in any case, are refused as unsigned.
+    for (uri, header) in [
+        ("/k", Some(("x-amz-date", AMZ_DATE))),
+        ("/k", Some(("x-amz-content-sha256", EMPTY_SHA256))),
+        ("/k", Some(("x-amz-security-token", "t"))),
+        ("/k", Some(("x-amz-request-payer", "requester"))),
+        ("/k?x-amz-signature=00", None),
+        ("/k?X-AMZ-CREDENTIAL=a", None),
+        ("/k?x-amz-expires=5", None),
+        ("/k?awsaccesskeyid=a", None),
+    ] {
+        let mut b = Request::get(uri).header("host", "h");
+        if let Some((n, v)) = header {
+            b = b.header(n, v);
+        }
+        let err = run(b.body(Empty::<Bytes>::new()).unwrap()).unwrap_err();
+        assert_eq!(
+            err.code(),
+            S3Code::AccessDenied,
+            "{uri} {header:?}: {err:?}"
+        );
+    }
+    // A signature that does not verify is refused, never served as anonymous.
+    let mut forged = get_signed(&[]);
+    let auth = authorization_of(&forged);
+    let last = if auth.ends_with('0') { "1" } else { "0" };
+    let bad = format!("{}{last}", &auth[..auth.len() - 1]);
+    forged
+        .headers_mut()
+        .insert(AUTHORIZATION, bad.parse().unwrap());
+    assert_eq!(run(forged).unwrap_err(), AuthError::SignatureDoesNotMatch);
+    // A presigned URL with a wrong signature, and SigV2 query authentication.
+    let bad = PRESIGNED.replace("X-Amz-Signature=a", "X-Amz-Signature=b");
+    assert_ne!(bad, PRESIGNED);
+    assert_eq!(
+        run(presigned(&bad)).unwrap_err(),
+        AuthError::SignatureDoesNotMatch
+    );
+    let err = run(presigned(&format!(
+        "/k?AWSAccessKeyId={AK}&Expires=99999999999&Signature=AAAA"
+    )))
+    .unwrap_err();
+    assert_eq!(err, AuthError::SignatureDoesNotMatch);
 }
 
 #[test]

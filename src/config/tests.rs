@@ -650,3 +650,120 @@ fn client_side_encryption_and_sse_c_on_one_bucket_are_refused_at_load() {
     assert!(c.encryption.for_bucket("vault").is_none());
     assert!(c.encryption.for_bucket("other").is_some());
 }
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("."), &env())
+}
+
+#[test]
+fn anonymous_access_is_off_unless_set_and_names_its_upstream() {
+    let c = load(GOOD).unwrap();
+    assert!(c.anonymous.for_bucket("public").is_none());
+    let c = load(&with_buckets(
+        r#"
+[[bucket]]
+pattern = "public-*"
+anonymous = { read = true }
+[[bucket]]
+pattern = "public-listed"
+anonymous = { read = true, list = true, upstream = "main" }
+[[bucket]]
+pattern = "public-closed"
+anonymous = { read = false }
+"#,
+    ))
+    .unwrap();
+    let a = c.anonymous.for_bucket("public-a").unwrap();
+    assert_eq!((a.read, a.list, a.upstream.as_str()), (true, false, "main"));
+    assert!(c.anonymous.for_bucket("public-listed").unwrap().list);
+    assert!(c.anonymous.for_bucket("public-closed").is_none());
+    assert!(c.anonymous.for_bucket("other").is_none());
+
+    for (table, key) in [
+        (
+            r#"anonymous = { read = true, upstream = "nope" }"#,
+            "bucket[0].anonymous.upstream",
+        ),
+        ("anonymous = { read = true, write = true }", "write"),
+    ] {
+        let err = load(&with_buckets(&format!(
+            "[[bucket]]\npattern = \"p\"\n{table}\n"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}
+
+#[test]
+fn upstream_must_be_named_when_there_are_several() {
+    let two = GOOD.replace(
+        "[[client]]",
+        "[[upstream]]\nname = \"other\"\nendpoint = \"https://o.example.test\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n\n[[client]]",
+    );
+    for table in ["anonymous = { read = true }", "cors_from_bucket = {}"] {
+        let err = load(&format!("{two}\n[[bucket]]\npattern = \"p\"\n{table}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("upstream: the config has 2 upstreams"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn cors_rules_come_from_the_config_or_from_the_bucket() {
+    let c = load(&with_buckets(
+        r#"
+[[bucket]]
+pattern = "site-*"
+cors_from_bucket = { cache_seconds = 5 }
+[[bucket]]
+pattern = "site-config"
+[[bucket.cors]]
+allowed_origins = ["*"]
+allowed_methods = ["GET"]
+"#,
+    ))
+    .unwrap();
+    match c.buckets.source("site-a") {
+        Some(cors::Source::Bucket(from)) => {
+            assert_eq!(from.upstream, "main");
+            assert_eq!(from.ttl, Duration::from_secs(5));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.buckets.for_bucket("site-a").is_none());
+    assert_eq!(c.buckets.for_bucket("site-config").map(<[_]>::len), Some(1));
+    let default = load(&with_buckets(
+        "[[bucket]]\npattern = \"s\"\ncors_from_bucket = {}\n",
+    ))
+    .unwrap();
+    assert!(matches!(
+        default.buckets.source("s"),
+        Some(cors::Source::Bucket(f)) if f.ttl == Duration::from_secs(60)
+    ));
+
+    for (table, key) in [
+        (
+            "cors_from_bucket = { cache_seconds = 0 }",
+            "bucket[0].cors_from_bucket.cache_seconds",
+        ),
+        (
+            "cors_from_bucket = { cache_seconds = 3601 }",
+            "bucket[0].cors_from_bucket.cache_seconds",
+        ),
+        (
+            "cors_from_bucket = {}\ncors = []",
+            "bucket[0].cors_from_bucket: a table takes its CORS rules either",
+        ),
+    ] {
+        let err = load(&with_buckets(&format!(
+            "[[bucket]]\npattern = \"p\"\n{table}\n"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}

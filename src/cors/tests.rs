@@ -367,6 +367,108 @@ fn bucket_cors_api_is_answered_from_the_config() {
     let put = Scope::new(Some(&rules), &Method::PUT, &HeaderMap::new());
     assert_eq!(
         put.bucket_api(put_cors).unwrap().unwrap_err(),
-        CorsError::ReadOnly
+        CorsError::ReadOnly("PutBucketCors")
     );
+}
+
+// === Rules stored on the bucket ===
+
+const S3_DOC_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+ <CORSRule>
+   <ID>site</ID>
+   <AllowedOrigin>http://www.example1.com</AllowedOrigin>
+   <AllowedMethod>PUT</AllowedMethod>
+   <AllowedMethod>POST</AllowedMethod>
+   <AllowedHeader>*</AllowedHeader>
+   <ExposeHeader>ETag</ExposeHeader>
+   <MaxAgeSeconds>3000</MaxAgeSeconds>
+ </CORSRule>
+ <CORSRule>
+   <AllowedOrigin>*</AllowedOrigin>
+   <AllowedMethod>GET</AllowedMethod>
+ </CORSRule>
+</CORSConfiguration>"#;
+
+#[test]
+fn configuration_documents_are_read_as_config_rules_are() {
+    let rules = parse_configuration(S3_DOC_XML.as_bytes()).unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].id.as_deref(), Some("site"));
+    assert_eq!(rules[0].methods, [Method::PUT, Method::POST]);
+    assert_eq!(rules[0].max_age, Some(3000));
+    assert!(rules[1].origin_match("https://any.example").is_some());
+    // What GetBucketCors renders reads back the same.
+    let again = parse_configuration(configuration_xml(&rules).as_bytes()).unwrap();
+    assert_eq!(configuration_xml(&again), configuration_xml(&rules));
+    // Entities and character references in text.
+    let doc = S3_DOC_XML.replace("www.example1.com", "a&amp;b&#46;example");
+    let rules = parse_configuration(doc.as_bytes()).unwrap();
+    assert_eq!(rules[0].origins[0].source, "http://a&b.example");
+}
+
+#[test]
+fn configuration_documents_are_refused_unless_exactly_s3s_schema() {
+    let rule = "<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod>";
+    let doc =
+        |inner: &str| format!("<CORSConfiguration>{rule}{inner}</CORSRule></CORSConfiguration>");
+    let refused = [
+        String::new(),
+        "<CORSConfiguration/>".into(),
+        "<CORSConfiguration></CORSConfiguration>".into(),
+        "<Other><CORSRule/></Other>".into(),
+        doc("<AllowedMethod>PATCH</AllowedMethod>"),
+        doc("<Unknown>x</Unknown>"),
+        doc("<ID>a</ID><ID>b</ID>"),
+        doc("<MaxAgeSeconds>-1</MaxAgeSeconds>"),
+        doc("<AllowedHeader><b>x</b></AllowedHeader>"),
+        doc("<ExposeHeader>x-*</ExposeHeader>"),
+        doc("<AllowedHeader><![CDATA[x]]></AllowedHeader>"),
+        format!("<CORSConfiguration>{rule}</CORSRule>stray</CORSConfiguration>"),
+        format!("<!DOCTYPE x [<!ENTITY e \"GET\">]><CORSConfiguration>{rule}</CORSRule></CORSConfiguration>"),
+        format!("<CORSConfiguration>{rule}<AllowedMethod>&e;</AllowedMethod></CORSRule></CORSConfiguration>"),
+        format!("<CORSConfiguration>{}</CORSConfiguration>", format!("{rule}</CORSRule>").repeat(MAX_RULES + 1)),
+        format!("<CORSConfiguration>{rule}<ID>{}</ID></CORSRule></CORSConfiguration>", "x".repeat(MAX_CONFIGURATION_BYTES)),
+    ];
+    for d in refused {
+        let err = parse_configuration(d.as_bytes()).expect_err(&d[..d.len().min(200)]);
+        assert!(
+            matches!(
+                err.code(),
+                S3Code::MalformedXML | S3Code::InvalidRequest | S3Code::MaxMessageLengthExceeded
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(parse_configuration(doc("").as_bytes()).is_ok());
+}
+
+#[test]
+fn rules_from_the_bucket_apply_and_fail_closed() {
+    let rules = parse_configuration(S3_DOC_XML.as_bytes()).unwrap();
+    let req = hm(&[
+        ("origin", "http://www.example1.com"),
+        ("access-control-request-method", "PUT"),
+    ]);
+    let scope = Scope::applying(Applied::Bucket(Some(&rules)), &Method::OPTIONS, &req);
+    assert!(scope.preflight(&req).is_ok());
+    let scope = Scope::applying(Applied::Bucket(None), &Method::OPTIONS, &req);
+    assert_eq!(scope.preflight(&req).unwrap_err(), CorsError::NotEnabled);
+    let scope = Scope::applying(Applied::Unavailable, &Method::OPTIONS, &req);
+    assert_eq!(scope.preflight(&req).unwrap_err(), CorsError::Unavailable);
+    assert_eq!(CorsError::Unavailable.code(), S3Code::AccessForbidden);
+    // An unreadable source adds no CORS headers and strips the upstream's.
+    let mut h = hm(&[("access-control-allow-origin", "*")]);
+    Scope::applying(Applied::Unavailable, &Method::GET, &req).decorate(&mut h);
+    assert!(h.is_empty());
+    // The S3 API on such buckets is the pipeline's, not the config's.
+    let put = Operation::BucketConfig(BucketResource::Cors, Verb::Put);
+    let scope = Scope::applying(Applied::Bucket(Some(&rules)), &Method::PUT, &req);
+    assert!(scope.bucket_api(put).is_none());
+    let message = CorsError::ReadOnly("DeleteBucketCors").to_string();
+    assert!(
+        message.starts_with("DeleteBucketCors is refused"),
+        "{message}"
+    );
+    assert!(message.contains("cors_from_bucket"), "{message}");
 }

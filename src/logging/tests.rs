@@ -45,6 +45,7 @@ fn record() -> AccessRecord {
         peer: Some("127.0.0.1:5000".parse().unwrap()),
         forwarded_for: None,
         client: Some("APPKEY1".into()),
+        anonymous: false,
         method: "GET".into(),
         bucket: Some("b".into()),
         key: Some("dir/k".into()),
@@ -84,6 +85,7 @@ fn access_line_is_written_once_when_the_body_ends() {
         r#""target":"s3seal::access""#,
         r#""request_id":"REQ1""#,
         r#""client":"APPKEY1""#,
+        r#""principal":"key""#,
         r#""method":"GET""#,
         r#""bucket":"b""#,
         r#""key":"dir/k""#,
@@ -98,6 +100,29 @@ fn access_line_is_written_once_when_the_body_ends() {
         assert!(line.contains(field), "{field} missing in {line}");
     }
     assert!(line.contains(r#""duration_ms":"#), "{line}");
+}
+
+#[test]
+fn anonymous_requests_are_marked_in_the_access_line() {
+    let mut anonymous = record();
+    anonymous.client = None;
+    anonymous.anonymous = true;
+    let mut refused = record();
+    refused.client = None;
+    let ((), out) = capture(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for r in [anonymous, refused] {
+            rt.block_on(AccessLogged::new(body(b""), r).collect())
+                .unwrap();
+        }
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains(r#""principal":"anonymous""#), "{out}");
+    assert!(lines[0].contains(r#""client":"-""#), "{out}");
+    assert!(lines[1].contains(r#""principal":"-""#), "{out}");
 }
 
 /// Yields one data frame, then never finishes: a download the client abandons.

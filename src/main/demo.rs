@@ -125,6 +125,7 @@ pub async fn config(args: &ServeArgs) -> anyhow::Result<(Config, Banner)> {
         upstreams: HashMap::from([("embedded".to_owned(), upstream)]),
         clients: ClientKeys::new([client]),
         buckets: s3seal::cors::BucketRules::none(),
+        anonymous: s3seal::authz::AnonymousAccess::none(),
         sse: s3seal::policy::SsePolicies::default(),
         encryption,
     };

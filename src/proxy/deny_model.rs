@@ -371,7 +371,11 @@ fn run(c: &Case) -> Verdict {
     let Ok(routed) = routed else {
         return Verdict::Refuse;
     };
-    let Ok(authorized) = crate::authz::authorize(routed, verified.identity.clone()) else {
+    let Ok(authorized) = crate::authz::authorize(
+        routed,
+        verified.principal.clone(),
+        &crate::authz::AnonymousAccess::none(),
+    ) else {
         return Verdict::Refuse;
     };
     let routed = authorized.routed().clone();

@@ -7,7 +7,7 @@ use crate::support::{self, backends, payload, Harness, CLIENT_AK, CLIENT_SK, REG
 
 /// Runs a client with the proxy's settings and only those (see BACKENDS.md on this
 /// machine's CA variables), off the async runtime that serves the proxy.
-async fn run(cmd: Command) -> Output {
+pub(crate) async fn run(cmd: Command) -> Output {
     run_with(cmd, |_| {}).await
 }
 

@@ -17,12 +17,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use s3seal::cors::{BucketRules, RawRule, Rule};
+use s3seal::cors::{BucketRules, FromBucket, RawRule, Rule, Source};
 use s3seal::cse::EncryptionRules;
 use s3seal::policy::SsePolicies;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::support::tap::Tap;
 use crate::support::{self, backends, raw, Harness, UpstreamInfo, CLIENT_AK, CLIENT_SK};
 
 /// The whole browser scenario must finish well within the one-minute bound.
@@ -31,6 +32,11 @@ const BROWSER_DEADLINE: Duration = Duration::from_secs(45);
 /// `cors-*` buckets: one rule for `origin`, with a wildcard header pattern and the headers
 /// browser code needs to read. `nocors-*` buckets have no rules.
 fn rules_for(origin: &str) -> BucketRules {
+    BucketRules::new([("cors-*".to_owned(), vec![rule_for(origin)])]).unwrap()
+}
+
+/// The rule of `cors-*` buckets.
+fn rule_for(origin: &str) -> Rule {
     let rule = RawRule {
         id: Some("browser-uploads".into()),
         allowed_origins: vec![origin.into()],
@@ -48,7 +54,7 @@ fn rules_for(origin: &str) -> BucketRules {
         max_age_seconds: Some(600),
         allow_credentials: false,
     };
-    BucketRules::new([("cors-*".to_owned(), vec![Rule::try_from(rule).unwrap()])]).unwrap()
+    Rule::try_from(rule).unwrap()
 }
 
 /// The proxy in front of a fresh in-process s3s-fs store, with `buckets` rules.
@@ -271,6 +277,265 @@ async fn upstream_cors_headers_are_replaced_moto() {
     }
 }
 
+// === Rules taken from the bucket ===
+
+/// `site-*` buckets take their CORS rules from the bucket (read again after 60 s); `cors-*`
+/// ones from the config (`rule_for`).
+fn sourced_rules(origin: &str) -> BucketRules {
+    let from = FromBucket {
+        upstream: "test".into(),
+        ttl: Duration::from_secs(60),
+    };
+    BucketRules::from_sources([
+        ("site-*".to_owned(), Source::Bucket(from)),
+        ("cors-*".to_owned(), Source::Config(vec![rule_for(origin)])),
+    ])
+    .unwrap()
+}
+
+/// The proxy in front of `backend` through a tap (`tap.request_lines()` shows what reached
+/// the backend), with [`sourced_rules`]; `h.direct()` goes to the backend itself.
+async fn tapped(backend: &backends::Backend, origin: &str) -> (Harness, Tap) {
+    let upstream = UpstreamInfo::of(backend);
+    let tap = Tap::start(&upstream.endpoint).await;
+    let mut via_tap = upstream.clone();
+    via_tap.endpoint.clone_from(&tap.endpoint);
+    let mut h = Harness::start_with_buckets(via_tap, sourced_rules(origin), |_| {}).await;
+    h.upstream = upstream;
+    (h, tap)
+}
+
+/// `aws s3api put-bucket-cors` through the proxy: `origin` may GET and PUT with any header.
+async fn put_bucket_cors_cli(h: &Harness, bucket: &str, origin: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("cors.json");
+    std::fs::write(
+        &doc,
+        format!(
+            r#"{{"CORSRules":[{{"ID":"from-cli","AllowedOrigins":["{origin}"],"AllowedMethods":["GET","PUT"],"AllowedHeaders":["*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":30}}]}}"#
+        ),
+    )
+    .unwrap();
+    let mut aws = Command::new("aws");
+    aws.arg("--endpoint-url")
+        .arg(h.endpoint())
+        .args(["s3api", "put-bucket-cors", "--bucket", bucket])
+        .arg("--cors-configuration")
+        .arg(format!("file://{}", doc.display()));
+    crate::clients::run(aws).await;
+}
+
+fn preflight_for(origin: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("origin", origin),
+        ("access-control-request-method", "PUT"),
+        ("access-control-request-headers", "content-type, x-amz-date"),
+    ]
+}
+
+/// The S3 error message and status of a failed SDK call.
+fn refusal<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> (u16, String) {
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    (
+        e.raw_response().map_or(0, |r| r.status().as_u16()),
+        e.message().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Rules set with `aws s3api put-bucket-cors` through the proxy are stored on the bucket, read
+/// back by the proxy and applied at once; kept for their period; refused when the proxy could
+/// not apply them; removed with `DeleteBucketCors`. Config-sourced buckets refuse the writes
+/// and answer `GetBucketCors` from the config. No preflight ever reaches the backend.
+async fn rules_from_the_bucket(backend: &backends::Backend) {
+    let page = "http://app.example.test";
+    let (h, tap) = tapped(backend, page).await;
+    let s3 = h.sdk();
+    let ep = h.endpoint();
+    let b = support::bucket("site");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let url = format!("{ep}/{b}/k");
+
+    // No configuration on the bucket: CORS is not enabled, as S3 answers.
+    let r = https("OPTIONS", &url, &preflight_for(page), Vec::new()).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("CORS is not enabled"), "{}", r.text());
+    let err = s3.get_bucket_cors().bucket(&b).send().await.unwrap_err();
+    assert_eq!(refusal(&err).0, 404);
+
+    put_bucket_cors_cli(&h, &b, page).await;
+    // In force at once: the proxy dropped what it had read when the change went through it.
+    let r = https("OPTIONS", &url, &preflight_for(page), Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some(page));
+    assert_eq!(r.header("access-control-allow-methods"), Some("GET, PUT"));
+    assert_eq!(r.header("access-control-max-age"), Some("30"));
+    let r = https(
+        "OPTIONS",
+        &url,
+        &preflight_for("https://evil.test"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("access-control-allow-origin").is_none());
+    // Actual responses carry the bucket's rule, and only the proxy's CORS headers.
+    let body = b"from the bucket's rules".to_vec();
+    let signed = sign("PUT", &url, &body, &[("origin", page)]);
+    let r = https("PUT", &url, &pairs(&signed), body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some(page));
+    assert_eq!(r.header("access-control-expose-headers"), Some("etag"));
+    // GetBucketCors answers the rules that apply, read from the bucket.
+    let cors = s3.get_bucket_cors().bucket(&b).send().await.unwrap();
+    let rule = &cors.cors_rules()[0];
+    assert_eq!(rule.id(), Some("from-cli"));
+    assert_eq!(rule.allowed_origins(), [page]);
+    assert_eq!(rule.allowed_methods(), ["GET", "PUT"]);
+    assert_eq!(rule.max_age_seconds(), Some(30));
+
+    // Kept for the period: a change made on the backend directly is not seen yet.
+    h.direct()
+        .put_bucket_cors()
+        .bucket(&b)
+        .cors_configuration(cors_configuration())
+        .send()
+        .await
+        .unwrap();
+    let r = https("OPTIONS", &url, &preflight_for(page), Vec::new()).await;
+    assert_eq!(r.status, 200, "the rules read moments ago are still used");
+
+    // A configuration the proxy could not apply is refused, and never reaches the bucket.
+    let unusable = aws_sdk_s3::types::CorsConfiguration::builder()
+        .cors_rules(
+            aws_sdk_s3::types::CorsRule::builder()
+                .allowed_origins(page)
+                .allowed_methods("PATCH")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let err = s3
+        .put_bucket_cors()
+        .bucket(&b)
+        .cors_configuration(unusable)
+        .send()
+        .await
+        .unwrap_err();
+    let (status, message) = refusal(&err);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("PATCH"), "{message}");
+
+    // DeleteBucketCors through the proxy: no rules, at once.
+    s3.delete_bucket_cors().bucket(&b).send().await.unwrap();
+    let r = https("OPTIONS", &url, &preflight_for(page), Vec::new()).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("CORS is not enabled"), "{}", r.text());
+
+    // Config-sourced buckets: the writes are refused saying why, reads answer the config.
+    let c = support::bucket("cors");
+    s3.create_bucket().bucket(&c).send().await.unwrap();
+    let err = s3
+        .put_bucket_cors()
+        .bucket(&c)
+        .cors_configuration(cors_configuration())
+        .send()
+        .await
+        .unwrap_err();
+    let (status, message) = refusal(&err);
+    assert_eq!(status, 405);
+    assert!(message.starts_with("PutBucketCors is refused"), "{message}");
+    assert!(message.contains("cors_from_bucket"), "{message}");
+    let err = s3.delete_bucket_cors().bucket(&c).send().await.unwrap_err();
+    let (status, message) = refusal(&err);
+    assert_eq!(status, 405);
+    assert!(
+        message.starts_with("DeleteBucketCors is refused"),
+        "{message}"
+    );
+    let cors = s3.get_bucket_cors().bucket(&c).send().await.unwrap();
+    assert_eq!(cors.cors_rules()[0].id(), Some("browser-uploads"));
+
+    // Every preflight was answered by the proxy; the rules were read from the bucket; the
+    // configuration the proxy refused was never sent.
+    let lines = tap.request_lines().await;
+    assert!(!lines.iter().any(|l| l.contains("OPTIONS ")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("GET /{b}?cors"))),
+        "{lines:#?}"
+    );
+    let puts = lines
+        .iter()
+        .filter(|l| l.contains(&format!("PUT /{b}?cors")))
+        .count();
+    assert_eq!(puts, 1, "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains(&format!("/{c}?cors"))),
+        "{lines:#?}"
+    );
+}
+
+/// Ceph RGW has S3's CORS: stored, answered and evaluated by the backend too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_from_the_bucket_rgw() {
+    let rgw = backends::shared_rgw();
+    rules_from_the_bucket(rgw).await;
+    rgw.check_alive().unwrap();
+}
+
+/// moto stores CORS configurations and adds `Access-Control-Allow-Origin: *` to every answer:
+/// the tap shows that no preflight reached it, and the headers that the proxy's answers carry
+/// are the bucket's rule's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_from_the_bucket_moto() {
+    rules_from_the_bucket(backends::shared_moto()).await;
+}
+
+/// A bucket whose rules cannot be read fails closed: its preflights are refused without CORS
+/// headers, its answers carry none, and `GetBucketCors` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_from_an_unreadable_bucket_fail_closed() {
+    // Nothing listens on the upstream's port.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", unused.local_addr().unwrap());
+    drop(unused);
+    let upstream = UpstreamInfo {
+        endpoint,
+        access_key: "unused".into(),
+        secret_key: "unused".into(),
+        region: support::REGION.into(),
+        checksum_trailers: s3seal::config::TrailerMode::default(),
+        ca_bundle: None,
+    };
+    let page = "http://app.example.test";
+    let h = Harness::start_with_buckets(upstream, sourced_rules(page), |_| {}).await;
+    let url = format!("{}/site-down/k", h.endpoint());
+    let r = https("OPTIONS", &url, &preflight_for(page), Vec::new()).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("<Code>AccessForbidden</Code>"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("could not be read"), "{}", r.text());
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = https("GET", &url, &[("origin", page)], Vec::new()).await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("access-control-allow-origin").is_none());
+    let err = h
+        .sdk()
+        .get_bucket_cors()
+        .bucket("site-down")
+        .send()
+        .await
+        .unwrap_err();
+    let (status, message) = refusal(&err);
+    assert_eq!(status, 502, "{message}");
+    assert!(message.contains("could not be read"), "{message}");
+}
+
 // === In a real browser ===
 
 /// A page on an allowed origin uploads with a presigned PUT and with a signed `fetch`, reads
@@ -412,11 +677,117 @@ async fn chromium_uploads_and_reads_across_origins() {
     assert_eq!(bytes.as_ref(), signed_body.as_bytes());
 }
 
+/// Rules set through the S3 API take effect in the browser: before `aws s3api
+/// put-bucket-cors`, a page's presigned GET and signed PUT are blocked by Chromium (and the
+/// PUT never happens); after it, both work and the page reads the exposed `ETag`. In front
+/// of RGW, which has CORS of its own, through a tap that shows no preflight reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_follows_rules_set_through_the_s3_api() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+
+    let Some(chromium) = find_chromium() else {
+        panic!("chromium is not installed: run scripts/install-test-deps.sh (Debian package `chromium`)");
+    };
+    let pages = PageServer::start().await;
+    let origin = format!("http://127.0.0.1:{}", pages.addr.port());
+    let rgw = backends::shared_rgw();
+    let (h, tap) = tapped(rgw, &origin).await;
+    let s3 = h.sdk();
+    let b = support::bucket("site");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let public = "read by the page";
+    s3.put_object()
+        .bucket(&b)
+        .key("hello.txt")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            public.as_bytes(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let conf = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+    let get = s3
+        .get_object()
+        .bucket(&b)
+        .key("hello.txt")
+        .presigned(conf)
+        .await
+        .unwrap();
+    let put_body = "uploaded by the page";
+    let put = sign(
+        "PUT",
+        &format!("{}/{b}/browser.txt", h.endpoint()),
+        put_body.as_bytes(),
+        &[],
+    );
+    pages.set_config(format!(
+        "{{\"put\":{},\"get\":{}}}",
+        signed_json(&put, Some(put_body)),
+        request_json("GET", get.uri(), get.headers(), None),
+    ));
+
+    let mut seen = HashMap::new();
+    for phase in ["before", "after"] {
+        if phase == "after" {
+            put_bucket_cors_cli(&h, &b, &origin).await;
+        }
+        let browser = Browser::launch(&chromium, &format!("{origin}/bucket.html?phase={phase}"));
+        let results = match pages.results(&[phase], BROWSER_DEADLINE).await {
+            Ok(r) => r,
+            Err(got) => panic!(
+                "the page did not report within {BROWSER_DEADLINE:?}; got {got:?}\nchromium log:\n{}",
+                browser.log()
+            ),
+        };
+        drop(browser);
+        seen.extend(results);
+        if phase == "before" {
+            let stored = s3.head_object().bucket(&b).key("browser.txt").send().await;
+            assert!(
+                stored.is_err(),
+                "the PUT was sent without a rule allowing it"
+            );
+        }
+    }
+    let before = &seen["before"];
+    let field = |k: &str| before.get(k).map(String::as_str);
+    assert!(
+        field("put.error").is_some_and(|e| e.contains("TypeError")),
+        "{before:?}"
+    );
+    assert!(
+        field("get.error").is_some_and(|e| e.contains("TypeError")),
+        "{before:?}"
+    );
+    let after = &seen["after"];
+    let field = |k: &str| after.get(k).map(String::as_str);
+    assert_eq!(field("error"), None, "{after:?}");
+    assert_eq!(field("put.status"), Some("200"), "{after:?}");
+    assert!(
+        field("put.etag").is_some(),
+        "ETag exposed by the bucket's rule: {after:?}"
+    );
+    assert_eq!(field("get.status"), Some("200"), "{after:?}");
+    assert_eq!(field("get.body"), Some(public));
+    let stored = s3
+        .get_object()
+        .bucket(&b)
+        .key("browser.txt")
+        .send()
+        .await
+        .unwrap();
+    let bytes = stored.body.collect().await.unwrap().into_bytes();
+    assert_eq!(bytes.as_ref(), put_body.as_bytes());
+    let lines = tap.request_lines().await;
+    assert!(!lines.iter().any(|l| l.contains("OPTIONS ")), "{lines:#?}");
+    rgw.check_alive().unwrap();
+}
+
 // === Helpers: signing ===
 
 /// Header-signed request for the test client (payload hash of `body`), plus `extra` headers
 /// that are sent but not signed (as a browser adds `Origin`).
-fn sign(method: &str, url: &str, body: &[u8], extra: &[(&str, &str)]) -> raw::Signed {
+pub(crate) fn sign(method: &str, url: &str, body: &[u8], extra: &[(&str, &str)]) -> raw::Signed {
     let mut s = raw::sign_request(
         method,
         url,
@@ -435,7 +806,7 @@ fn sign(method: &str, url: &str, body: &[u8], extra: &[(&str, &str)]) -> raw::Si
 }
 
 /// Changes the last signature hex digit.
-fn tamper(s: &mut raw::Signed) {
+pub(crate) fn tamper(s: &mut raw::Signed) {
     for (k, v) in &mut s.headers {
         if k.eq_ignore_ascii_case("authorization") {
             let last = if v.ends_with('0') { '1' } else { '0' };
@@ -445,7 +816,7 @@ fn tamper(s: &mut raw::Signed) {
     }
 }
 
-fn pairs(s: &raw::Signed) -> Vec<(&str, &str)> {
+pub(crate) fn pairs(s: &raw::Signed) -> Vec<(&str, &str)> {
     s.headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -498,23 +869,28 @@ fn signed_json(s: &raw::Signed, body: Option<&str>) -> String {
 
 // === Helpers: an HTTPS client that shows response headers ===
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-async fn https(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+pub(crate) async fn https(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
     let tls = support::client_tls();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -640,7 +1016,7 @@ async fn serve_page(
     };
     let path = req.uri().path().to_owned();
     match (req.method().as_str(), path.as_str()) {
-        ("GET", "/allowed.html" | "/blocked.html") => reply(
+        ("GET", "/allowed.html" | "/blocked.html" | "/bucket.html") => reply(
             "text/html; charset=utf-8",
             include_str!("cors/page.html").into(),
         ),

@@ -17,23 +17,27 @@ use crate::support::{self, backends, payload, raw, Harness, CLIENT_AK, CLIENT_SK
 /// `cse-*` buckets are encrypted (active key `k2`, old key `k1` still readable); `strict-*`
 /// ones refuse unencrypted objects; every other bucket is plain.
 pub(crate) fn rules() -> EncryptionRules {
-    let ring = || {
-        Keyring::new(
-            Kek::new(KeyId::new("k2").unwrap(), &[2; 32]),
-            vec![Kek::new(KeyId::new("k1").unwrap(), &[1; 32])],
-        )
-        .unwrap()
-    };
     EncryptionRules::new([
-        (
-            "cse-*".to_owned(),
-            Some(Rule::new(ring(), Unencrypted::PassThrough)),
-        ),
+        ("cse-*".to_owned(), Some(rules_ring())),
         (
             "strict-*".to_owned(),
-            Some(Rule::new(ring(), Unencrypted::Refuse)),
+            Some(Rule::new(keyring(), Unencrypted::Refuse)),
         ),
     ])
+    .unwrap()
+}
+
+/// The rule of `cse-*` buckets: the test keyring, unencrypted objects passed through.
+pub(crate) fn rules_ring() -> Rule {
+    Rule::new(keyring(), Unencrypted::PassThrough)
+}
+
+/// Active key `k2`, old key `k1`.
+fn keyring() -> Keyring {
+    Keyring::new(
+        Kek::new(KeyId::new("k2").unwrap(), &[2; 32]),
+        vec![Kek::new(KeyId::new("k1").unwrap(), &[1; 32])],
+    )
     .unwrap()
 }
 

@@ -22,6 +22,7 @@ mod endpoint;
 mod kms;
 mod negative;
 mod ops;
+mod public;
 mod sdk;
 mod server;
 mod shield;

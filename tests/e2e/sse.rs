@@ -46,7 +46,7 @@ fn rule(text: &str) -> SseRule {
     .unwrap()
 }
 
-fn policies(rules: &[(&str, &str)]) -> SsePolicies {
+pub(crate) fn policies(rules: &[(&str, &str)]) -> SsePolicies {
     SsePolicies::new(rules.iter().map(|(p, r)| ((*p).to_owned(), rule(r)))).unwrap()
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, Region};
 use s3seal::auth::{BucketPatterns, ClientIdentity, ClientKeys, Grants, SecretKey};
+use s3seal::authz::AnonymousAccess;
 use s3seal::config::{AddressingStyle, Config, Server, TrailerMode, Upstream};
 use s3seal::cors::BucketRules;
 use s3seal::cse::EncryptionRules;
@@ -121,10 +122,23 @@ impl Harness {
         encryption: EncryptionRules,
         tweak: impl FnOnce(&mut Server),
     ) -> Harness {
+        let anonymous = AnonymousAccess::none();
+        Harness::s3s_public(buckets, anonymous, sse, encryption, tweak).await
+    }
+
+    /// [`Harness::s3s_full`] with buckets open to anonymous reads.
+    pub async fn s3s_public(
+        buckets: BucketRules,
+        anonymous: AnonymousAccess,
+        sse: SsePolicies,
+        encryption: EncryptionRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = s3seal::embedded::start_store(dir.path()).await.unwrap();
         let upstream = UpstreamInfo::of_store(store);
-        let mut h = Harness::start_full(upstream, buckets, sse, encryption, tweak).await;
+        let mut h =
+            Harness::start_public(upstream, buckets, anonymous, sse, encryption, tweak).await;
         h.store_dir = Some(dir);
         h
     }
@@ -192,10 +206,23 @@ impl Harness {
         Harness::start_full(upstream, cors, sse, encryption, |_| {}).await
     }
 
-    /// The proxy with every kind of per-bucket rule.
+    /// The proxy with every kind of per-bucket rule but anonymous access.
     pub async fn start_full(
         upstream: UpstreamInfo,
         buckets: BucketRules,
+        sse: SsePolicies,
+        encryption: EncryptionRules,
+        tweak: impl FnOnce(&mut Server),
+    ) -> Harness {
+        let anonymous = AnonymousAccess::none();
+        Harness::start_public(upstream, buckets, anonymous, sse, encryption, tweak).await
+    }
+
+    /// The proxy with every kind of per-bucket rule (the upstream is named `test`).
+    pub async fn start_public(
+        upstream: UpstreamInfo,
+        buckets: BucketRules,
+        anonymous: AnonymousAccess,
         sse: SsePolicies,
         encryption: EncryptionRules,
         tweak: impl FnOnce(&mut Server),
@@ -263,6 +290,7 @@ impl Harness {
             upstreams: HashMap::from([("test".to_owned(), up)]),
             clients,
             buckets,
+            anonymous,
             sse,
             encryption,
         };

@@ -1,8 +1,11 @@
 // Driven by tests/e2e/cors.rs in headless Chromium. The same script runs on two origins:
-// /allowed.html on the origin the proxy's CORS rule names, /blocked.html on one it does not.
+// /allowed.html on the origin the proxy's CORS rule names, /blocked.html on one it does not;
+// /bucket.html?phase=NAME makes one PUT and one GET and reports them as NAME (before and
+// after the bucket's rules are set through the S3 API).
 // Every outcome is posted back to the page server; the test reads nothing else.
 
-const role = location.pathname.startsWith("/allowed") ? "allowed" : "blocked";
+const phase = new URLSearchParams(location.search).get("phase");
+const role = phase || (location.pathname.startsWith("/allowed") ? "allowed" : "blocked");
 
 // Posted as `step.field=value&...` (form encoding), so the test needs no JSON parser.
 function post(result) {
@@ -42,7 +45,10 @@ async function attempt(req) {
 async function run() {
   const cfg = await (await fetch("/config.json")).json();
   const out = {};
-  if (role === "allowed") {
+  if (phase) {
+    out.put = await attempt(cfg.put);
+    out.get = await attempt(cfg.get);
+  } else if (role === "allowed") {
     out.presignedPut = await attempt(cfg.presignedPut);
     out.signedPut = await attempt(cfg.signedPut);
     out.presignedGet = await attempt(cfg.presignedGet);

@@ -58,6 +58,18 @@ impl Tap {
         let needle = format!("\r\n{header}:");
         String::from_utf8_lossy(&sent).matches(&needle).count()
     }
+
+    /// The request lines (`METHOD target HTTP/1.1`) the backend has received through the tap,
+    /// once what the proxy sent has arrived.
+    pub async fn request_lines(&self) -> Vec<String> {
+        tokio::time::sleep(SETTLE).await;
+        let sent = self.sent.lock().await;
+        String::from_utf8_lossy(&sent)
+            .split("\r\n")
+            .filter(|l| l.ends_with(" HTTP/1.1"))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 async fn relay(client: TcpStream, server: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
