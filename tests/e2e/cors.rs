@@ -682,7 +682,7 @@ async fn chromium_uploads_and_reads_across_origins() {
 /// PUT never happens); after it, both work and the page reads the exposed `ETag`. In front
 /// of RGW, which has CORS of its own, through a tap that shows no preflight reached it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_follows_rules_set_through_the_s3_api() {
+async fn browser_follows_rules_set_through_the_s3_api_chromium_rgw() {
     use aws_sdk_s3::presigning::PresigningConfig;
 
     let Some(chromium) = find_chromium() else {
