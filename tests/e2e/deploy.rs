@@ -422,11 +422,38 @@ fn kubernetes_yaml_examples_have_the_expected_shape_and_valid_configs() {
 
     let gateway = yaml_documents(&repo_path("deploy/k8s/egress-gateway.yaml"));
     let kinds: Vec<&str> = gateway.iter().map(|d| s(&d["kind"])).collect();
-    assert_eq!(kinds, ["ConfigMap", "Deployment", "Service"]);
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget"
+        ]
+    );
     check_s3seal_deployment(&gateway, "s3seal");
     let service = &gateway[2];
     assert_eq!(service["spec"]["selector"]["app"], "s3seal");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+    // The autoscaler scales this Deployment on CPU, which needs a CPU request to be a share
+    // of; the budget covers the same pods and keeps fewer than minReplicas from going.
+    let pod = &gateway[1]["spec"]["template"]["spec"]["containers"][0];
+    assert!(pod["resources"]["requests"]["cpu"].is_string(), "{pod}");
+    let hpa = &gateway[3]["spec"];
+    assert_eq!(hpa["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(
+        hpa["scaleTargetRef"]["name"],
+        gateway[1]["metadata"]["name"]
+    );
+    assert_eq!(hpa["metrics"][0]["resource"]["name"], "cpu");
+    let pdb = &gateway[4]["spec"];
+    assert_eq!(
+        pdb["selector"]["matchLabels"],
+        gateway[1]["spec"]["selector"]["matchLabels"]
+    );
+    let min_available = pdb["minAvailable"].as_u64().unwrap();
+    assert!(min_available >= 1 && min_available < hpa["minReplicas"].as_u64().unwrap());
 }
 
 #[test]
