@@ -1,10 +1,11 @@
 //! What the bulk commands (`rewrap`, `reencrypt`, `encrypt`) share: walking a bucket's objects page by
 //! page (ListObjectsV2, optionally from `--start-after`), a bounded number of objects in
-//! flight at once, a progress line on stderr (objects and bytes done, rates) and a summary.
+//! flight at once, progress on stderr (objects and bytes done, rates, an ETA: [`progress`]) and
+//! a summary.
 //!
 //! Pages are done one after the other and every object of a page is finished before the
 //! next page is listed, so when a run stops, every key up to the last page's last key is done:
-//! the progress line names it, and `--start-after` resumes from there.
+//! the progress report names it, and `--start-after` resumes from there.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -22,6 +23,11 @@ use crate::body;
 use crate::s3::route::Target;
 use crate::upstream::{Outgoing, Payload, Sender};
 
+pub use progress::Progress;
+use progress::{Reporter, Tally};
+
+mod progress;
+
 /// A listing page: keys with their sizes, and the token of the next page.
 type Listing = (Vec<(String, u64)>, Option<String>);
 
@@ -30,12 +36,6 @@ const PAGE_KEYS: &str = "1000";
 
 /// The largest listing page read into memory (1000 keys of 1024 bytes, with XML around them).
 const MAX_LISTING_BYTES: usize = 8 * 1024 * 1024;
-
-/// Bytes in a MiB, for the progress line.
-const MIB: f64 = 1024.0 * 1024.0;
-
-/// How often the progress line is written at most.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which objects a bulk command visits, and how.
 #[derive(Debug, Clone)]
@@ -48,8 +48,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Decide, but write nothing.
     pub dry_run: bool,
-    /// Write a progress line on stderr.
-    pub progress: bool,
+    /// How to report progress on stderr.
+    pub progress: Progress,
 }
 
 impl Default for Options {
@@ -59,7 +59,7 @@ impl Default for Options {
             start_after: None,
             concurrency: 8,
             dry_run: false,
-            progress: false,
+            progress: Progress::Off,
         }
     }
 }
@@ -85,7 +85,7 @@ where
 {
     let total = Cell::new(None);
     let count = async {
-        if opts.progress {
+        if opts.progress != Progress::Off {
             total.set(count_all(client, bucket, opts, &visit).await);
         }
     };
@@ -111,49 +111,48 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let started = Instant::now();
-    let mut last_line = started;
+    let mut report = Reporter::new(opts.progress, name, std::io::stderr(), Instant::now());
+    let mut tally = Tally::default();
     let mut out = Vec::new();
-    let (mut failed, mut bytes) = (0usize, 0u64);
     let mut token = None;
-    loop {
-        let (listed, next) = list_page(client, bucket, opts, token.as_deref()).await?;
+    let walked = loop {
+        let (listed, next) = match list_page(client, bucket, opts, token.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => break Err(e),
+        };
         let last_key = listed.last().map(|(k, _)| k.clone());
-        let visited: Vec<(String, u64)> = listed.into_iter().filter(|(k, _)| visit(k)).collect();
-        bytes += visited.iter().map(|(_, size)| size).sum::<u64>();
-        let done: Vec<(String, Result<T, String>)> = stream::iter(visited)
-            .map(|(key, _)| {
+        let visited = listed.into_iter().filter(|(k, _)| visit(k));
+        let mut done = stream::iter(visited)
+            .map(|(key, size)| {
                 let work = each(key.clone());
-                async move { (key, work.await) }
+                async move { (key, size, work.await) }
             })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        failed += done.iter().filter(|(_, r)| r.is_err()).count();
-        out.extend(done);
-        if opts.progress && (next.is_none() || last_line.elapsed() >= PROGRESS_EVERY) {
-            last_line = Instant::now();
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            let resume = last_key.map_or_else(String::new, |k| {
-                format!("; done up to {k:?} (--start-after to resume)")
-            });
-            let eta = total
-                .get()
-                .map_or_else(String::new, |t| eta(t, (out.len(), bytes), secs));
-            #[allow(clippy::cast_precision_loss)]
-            let (rate, mib) = (out.len() as f64 / secs, bytes as f64 / MIB);
-            eprintln!(
-                "{name}: {} objects, {mib:.1} MiB, {failed} failed, {rate:.0}/s, {:.1} MiB/s, \
-                 {secs:.0}s{eta}{resume}",
-                out.len(),
-                mib / secs,
-            );
+            .buffer_unordered(opts.concurrency.max(1));
+        while let Some((key, size, outcome)) = done.next().await {
+            tally.done += 1;
+            tally.bytes += size;
+            tally.total = total.get();
+            let failure = outcome.as_ref().err();
+            tally.failed += usize::from(failure.is_some());
+            let failure = failure.map(|why| (key.as_str(), why.as_str()));
+            report.object_done(&tally, failure, Instant::now());
+            out.push((key, outcome));
         }
+        tally.done_up_to = last_key.or(tally.done_up_to);
+        tally.total = total.get();
+        report.page_done(&tally, next.is_none(), Instant::now());
         match next {
             Some(t) => token = Some(t),
-            None => return Ok(out),
+            None => break Ok(()),
         }
+    };
+    if walked.is_ok() {
+        // Every page was walked: what was visited is the total, counted or not.
+        tally.total = Some((tally.done, tally.bytes));
     }
+    // Also when a listing failed: the error is printed after the status line, not on it.
+    report.finish(&tally, Instant::now());
+    walked.map(|()| out)
 }
 
 /// The objects and bytes a run will visit, from a listing of its own; `None` if a page fails
@@ -178,23 +177,6 @@ async fn count_all(
             None => return Some((objects, bytes)),
         }
     }
-}
-
-/// `, <n>/<total>, ETA <s>s`: the time left at the rate so far, by bytes (by objects when
-/// they are all empty).
-fn eta((objects, bytes): (usize, u64), (done, done_bytes): (usize, u64), secs: f64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let part = if bytes > 0 {
-        done_bytes as f64 / bytes as f64
-    } else {
-        done as f64 / objects.max(1) as f64
-    };
-    let left = if part > 0.0 {
-        format!("{:.0}s", secs * (1.0 - part).max(0.0) / part)
-    } else {
-        "?".to_owned()
-    };
-    format!(", {done}/{objects}, ETA {left}")
 }
 
 /// The object's headers, from a HEAD that must answer 200.

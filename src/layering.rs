@@ -16,13 +16,13 @@ const LAYERS: &[&[&str]] = &[
     &["upstream"],
     &["sse", "cse", "bulk", "bucket_cors"],
     &["config"],
-    &["admin", "proxy", "reencrypt", "cse_command"],
+    &["admin", "proxy", "reencrypt", "cse_command", "recover"],
     &["rewrap", "encrypt", "server"],
 ];
 
 /// The only modules that may sign upstream requests without an `Authorized` request: the
 /// operator's maintenance commands.
-const OPERATOR_COMMANDS: &[&str] = &["reencrypt", "rewrap", "encrypt", "cse_command"];
+const OPERATOR_COMMANDS: &[&str] = &["reencrypt", "rewrap", "encrypt", "cse_command", "recover"];
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))

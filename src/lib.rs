@@ -58,6 +58,7 @@ pub(crate) mod metrics;
 pub(crate) mod outbound;
 pub mod policy;
 pub(crate) mod proxy;
+pub mod recover;
 pub mod reencrypt;
 pub mod rewrap;
 pub(crate) mod rules;

@@ -1,5 +1,6 @@
 //! The `s3seal` command line. `anyhow` lives only here.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,10 +91,19 @@ enum Command {
         /// The object's key in that bucket.
         #[arg(long, requires = "bucket")]
         object: Option<String>,
-        /// For a version 1 multipart object: its seal, `.s3seal/seal/<salt>` from the same
-        /// bucket (version 2 objects carry their seal in their metadata).
+        /// For a version 1 multipart object: a copy of its seal, the object
+        /// `.s3seal/seal/<base64url(salt)>` of the same bucket, instead of fetching it with
+        /// --config (version 2 objects carry their seal in their metadata).
         #[arg(long)]
         seal: Option<PathBuf>,
+        /// For a version 1 multipart object without --seal: the config (TOML) whose upstream
+        /// holds --bucket; its seal is fetched from there with the upstream's credentials.
+        /// Not read for other objects.
+        #[arg(long, short, env = "S3SEAL_CONFIG")]
+        config: Option<PathBuf>,
+        /// The upstream holding --bucket (needed when the config has several).
+        #[arg(long, requires = "config")]
+        upstream: Option<String>,
     },
     /// Rewrite a bucket's objects that still use one of its rule's old SSE-C keys under the
     /// current key (see docs/policy.md, "Key rotation").
@@ -167,7 +177,10 @@ impl BulkArgs {
             start_after: self.start_after.clone(),
             concurrency: usize::from(self.concurrency),
             dry_run: self.dry_run,
-            progress: true,
+            progress: s3seal::bulk::Progress::for_stderr(
+                std::io::stderr().is_terminal(),
+                std::env::var("COLUMNS").ok().as_deref(),
+            ),
         }
     }
 }
@@ -211,9 +224,16 @@ fn main() -> ExitCode {
             bucket,
             object,
             seal,
+            config,
+            upstream,
         }) => {
             let place = bucket.as_deref().zip(object.as_deref());
-            decrypt(&input, &out, &metadata, &keys, place, seal.as_deref())
+            let seal = match (seal, config) {
+                (Some(file), _) => Seal::File(file),
+                (None, Some(config)) => Seal::Fetch { config, upstream },
+                (None, None) => Seal::None,
+            };
+            decrypt(&input, &out, &metadata, &keys, place, seal)
         }
         Some(Command::Reencrypt(args)) => reencrypt(&args),
         Some(Command::Rewrap(args)) => rewrap(&args),
@@ -342,13 +362,26 @@ fn certs(out: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `decrypt` finds a version 1 multipart object's seal.
+enum Seal {
+    /// A copy, in this file (`--seal`).
+    File(PathBuf),
+    /// In the object's bucket, through the upstream of this config (`--config`).
+    Fetch {
+        config: PathBuf,
+        upstream: Option<String>,
+    },
+    /// Nowhere: decrypting such an object fails, naming the seal's object.
+    None,
+}
+
 fn decrypt(
     input: &Path,
     out: &Path,
     metadata: &Path,
     keys: &[String],
     place: Option<(&str, &str)>,
-    seal: Option<&Path>,
+    seal: Seal,
 ) -> anyhow::Result<()> {
     use s3seal::crypto::format::{Kek, KeyId, Place};
     use s3seal::crypto::offline;
@@ -368,10 +401,27 @@ fn decrypt(
     let meta = std::fs::read_to_string(metadata)
         .with_context(|| format!("reading {}", metadata.display()))?;
     let meta = offline::parse_metadata(&meta)?;
-    let seal = seal
-        .map(std::fs::read)
-        .transpose()
-        .context("reading the seal")?;
+    let seal = match seal {
+        Seal::File(file) => Some(
+            std::fs::read(&file).with_context(|| format!("reading the seal {}", file.display()))?,
+        ),
+        Seal::Fetch { config, upstream } => match (offline::v1_seal_name(&meta)?, place) {
+            (Some(name), Some((bucket, _))) => {
+                let config = Config::load(&config, &ProcessEnv)?;
+                let seal = block_on(s3seal::recover::v1_seal(
+                    config,
+                    upstream.as_deref(),
+                    bucket,
+                    &name,
+                ))??;
+                eprintln!("fetched the seal {name} from bucket {bucket}");
+                Some(seal)
+            }
+            // No seal needed; or no bucket to fetch it from, which decrypting reports.
+            _ => None,
+        },
+        Seal::None => None,
+    };
     let file =
         std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let stored = file.metadata()?.len();

@@ -21,10 +21,3 @@ fn listing_pages_give_keys_and_the_next_token() {
     assert_eq!(parse_listing(other).unwrap().0, [("k".to_owned(), 0)]);
     assert!(parse_listing(b"<ListBucketResult><Contents><Key>&x;</Key>").is_err());
 }
-
-#[test]
-fn the_eta_goes_by_bytes_or_by_objects() {
-    assert_eq!(eta((4, 1000), (1, 250), 10.0), ", 1/4, ETA 30s");
-    assert_eq!(eta((4, 0), (2, 0), 10.0), ", 2/4, ETA 10s");
-    assert_eq!(eta((4, 1000), (0, 0), 1.0), ", 0/4, ETA ?");
-}

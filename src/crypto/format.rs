@@ -346,6 +346,12 @@ impl Salt {
         fill_random(&mut salt);
         Salt(salt)
     }
+
+    /// Where a version 1 multipart object keeps its seal, in the object's bucket:
+    /// `.s3seal/seal/<base64url(salt)>` (§7.2).
+    pub fn v1_seal_name(&self) -> String {
+        format!(".s3seal/seal/{}", URL_SAFE_NO_PAD.encode(self.0))
+    }
 }
 
 /// The key commitment stored in metadata; public.

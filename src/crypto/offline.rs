@@ -22,8 +22,11 @@ pub enum OfflineError {
     Unencrypted,
     #[error("no key with id '{0}' was given")]
     UnknownKey(String),
-    #[error("a version 1 multipart object needs its seal (.s3seal/seal/<salt> in its bucket)")]
-    NeedSeal,
+    #[error(
+        "a version 1 multipart object needs its seal, the object {0} in its bucket: give --config \
+         (and --bucket) to fetch it from the upstream, or --seal with a copy of it"
+    )]
+    NeedSeal(String),
     #[error("the record has no seal: its upload was never completed through s3seal")]
     NoSeal,
     #[error("a version 2 object opens only at its place: give its bucket and key")]
@@ -74,7 +77,11 @@ pub fn decrypt_object<R: Read, W: Write>(
         }
         Layout::Multipart => {
             let seal = match meta.version {
-                Version::V1 => Seal::decode(seal.ok_or(OfflineError::NeedSeal)?, &key)?,
+                Version::V1 => {
+                    let seal =
+                        seal.ok_or_else(|| OfflineError::NeedSeal(meta.salt.v1_seal_name()))?;
+                    Seal::decode(seal, &key)?
+                }
                 Version::V2 => meta.seal(&key)?.ok_or(OfflineError::NoSeal)?,
             };
             if seal.ciphertext_len() != stored_len {
@@ -121,6 +128,16 @@ pub fn decrypt_object<R: Read, W: Write>(
     }
     output.flush()?;
     Ok(written)
+}
+
+/// The object that holds the seal of a version 1 multipart object, in the object's bucket
+/// (`docs/format.md` §7.2); `None` for other objects, which need no seal or carry theirs.
+pub fn v1_seal_name(metadata: &HeaderMap) -> Result<Option<String>, OfflineError> {
+    let meta = ObjectMetadata::from_headers(metadata)?.ok_or(OfflineError::Unencrypted)?;
+    Ok(
+        (meta.version == Version::V1 && meta.layout == Layout::Multipart)
+            .then(|| meta.salt.v1_seal_name()),
+    )
 }
 
 /// Reads object metadata as saved from the backend: the JSON of `aws s3api head-object`

@@ -17,8 +17,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use quick_xml::escape::escape;
@@ -27,7 +25,7 @@ use quick_xml::Reader;
 
 use crate::body::{self, Body};
 use crate::crypto::format::{
-    plaintext_len, Binding, Layout, ObjectKey, ObjectMetadata, PartNumber, Salt, Seal, UploadToken,
+    plaintext_len, Binding, Layout, ObjectKey, ObjectMetadata, PartNumber, Seal, UploadToken,
     MAX_SEAL_LEN, PART_ETAG_TAG_LEN,
 };
 use crate::error::ProxyError;
@@ -54,10 +52,6 @@ const PARTS_PER_PAGE: &str = "1000";
 pub(super) const MAX_SEAL_RUNS: usize = 4;
 /// Stored bytes of the longest seal a record keeps room for.
 pub(super) const MAX_SEAL_BYTES: usize = Seal::encoded_v2_len_for(MAX_SEAL_RUNS);
-
-fn seal_name(salt: &Salt) -> String {
-    format!("{SEAL_PREFIX}seal/{}", URL_SAFE_NO_PAD.encode(salt.0))
-}
 
 pub(super) async fn plan_create(
     rule: &Rule,
@@ -701,7 +695,7 @@ pub(super) async fn load_seal(
 ) -> Result<Seal, ProxyError> {
     let target = Target::Object {
         bucket: bucket.to_owned(),
-        key: seal_name(&key.salt()),
+        key: key.salt().v1_seal_name(),
     };
     let get = Outgoing {
         method: Method::GET,

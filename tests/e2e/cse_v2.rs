@@ -225,6 +225,71 @@ fn v1_record(
         .collect()
 }
 
+/// A version 1 multipart object of `parts` under `kek`, written around the proxy as releases
+/// before version 2 wrote them: the record without a seal, and the seal in its own object,
+/// whose name this returns.
+async fn put_v1_multipart(
+    direct: &aws_sdk_s3::Client,
+    b: &str,
+    name: &str,
+    kek: &Kek,
+    parts: &[Vec<u8>],
+) -> String {
+    let dek = DataKey::generate();
+    let key = ObjectKey::derive(&dek, Salt::generate());
+    let up = direct
+        .create_multipart_upload()
+        .bucket(b)
+        .key(name)
+        .set_metadata(Some(v1_record(kek, &dek, &key, Layout::Multipart)))
+        .send()
+        .await
+        .unwrap();
+    let mut completed = CompletedMultipartUpload::builder();
+    let mut sealed = Vec::new();
+    for (i, plain) in parts.iter().enumerate() {
+        let n = u32::try_from(i + 1).unwrap();
+        let number = PartNumber::multipart(n).unwrap();
+        let part = direct
+            .upload_part()
+            .bucket(b)
+            .key(name)
+            .upload_id(up.upload_id().unwrap())
+            .part_number(i32::try_from(n).unwrap())
+            .body(ByteStream::from(segment(&key, number, plain)))
+            .send()
+            .await
+            .unwrap();
+        completed = completed.parts(
+            CompletedPart::builder()
+                .part_number(i32::try_from(n).unwrap())
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        );
+        sealed.push((number, plain.len() as u64));
+    }
+    direct
+        .complete_multipart_upload()
+        .bucket(b)
+        .key(name)
+        .upload_id(up.upload_id().unwrap())
+        .multipart_upload(completed.build())
+        .send()
+        .await
+        .unwrap();
+    // Named here from the spec (`docs/format.md` §7.2), not by the code under test.
+    let seal_name = format!(".s3seal/seal/{}", URL_SAFE_NO_PAD.encode(key.salt().0));
+    direct
+        .put_object()
+        .bucket(b)
+        .key(&seal_name)
+        .body(ByteStream::from(Seal::new(sealed).unwrap().encode(&key)))
+        .send()
+        .await
+        .unwrap();
+    seal_name
+}
+
 /// Version 1 objects, a single-part one and a multipart one with its seal object, as earlier
 /// releases wrote them: read through the proxy, upgraded in place by `s3seal rewrap` (same
 /// data, version 2 record with the seal inside), and once the client deleted them, the bucket
@@ -250,57 +315,7 @@ async fn version_1_objects_upgrade(h: &Harness) {
         .unwrap();
 
     let parts = [payload(5 * MIB, 6), payload(1000, 7)];
-    let dek = DataKey::generate();
-    let key = ObjectKey::derive(&dek, Salt::generate());
-    let up = direct
-        .create_multipart_upload()
-        .bucket(&b)
-        .key("multi")
-        .set_metadata(Some(v1_record(&k1, &dek, &key, Layout::Multipart)))
-        .send()
-        .await
-        .unwrap();
-    let mut completed = CompletedMultipartUpload::builder();
-    let mut sealed = Vec::new();
-    for (i, plain) in parts.iter().enumerate() {
-        let n = u32::try_from(i + 1).unwrap();
-        let number = PartNumber::multipart(n).unwrap();
-        let part = direct
-            .upload_part()
-            .bucket(&b)
-            .key("multi")
-            .upload_id(up.upload_id().unwrap())
-            .part_number(i32::try_from(n).unwrap())
-            .body(ByteStream::from(segment(&key, number, plain)))
-            .send()
-            .await
-            .unwrap();
-        completed = completed.parts(
-            CompletedPart::builder()
-                .part_number(i32::try_from(n).unwrap())
-                .e_tag(part.e_tag().unwrap())
-                .build(),
-        );
-        sealed.push((number, plain.len() as u64));
-    }
-    direct
-        .complete_multipart_upload()
-        .bucket(&b)
-        .key("multi")
-        .upload_id(up.upload_id().unwrap())
-        .multipart_upload(completed.build())
-        .send()
-        .await
-        .unwrap();
-    let seal_name = format!(".s3seal/seal/{}", URL_SAFE_NO_PAD.encode(key.salt().0));
-    direct
-        .put_object()
-        .bucket(&b)
-        .key(&seal_name)
-        .body(ByteStream::from(Seal::new(sealed).unwrap().encode(&key)))
-        .send()
-        .await
-        .unwrap();
+    let seal_name = put_v1_multipart(&direct, &b, "multi", &k1, &parts).await;
     let multi = parts.concat();
 
     assert_eq!(get(&s3, &b, "single").await, Ok(single.clone()));
@@ -423,13 +438,19 @@ mod delete_bucket_keeps_client_objects {
 /// The config of the harness's proxy, for `s3seal rewrap`: `cse-*` buckets with the test
 /// keyring (`k2` active, `k1` old).
 pub(crate) fn config_for(h: &Harness) -> s3seal::config::Config {
+    let env = std::collections::HashMap::<String, String>::new();
+    s3seal::config::Config::from_toml(&config_text(h), std::path::Path::new("."), &env).unwrap()
+}
+
+/// [`config_for`]'s text, for the commands run as the binary.
+pub(crate) fn config_text(h: &Harness) -> String {
     let up = &h.upstream;
     let ca = up
         .ca_bundle
         .as_ref()
         .map(|p| format!("ca_bundle = \"{}\"\n", p.display()))
         .unwrap_or_default();
-    let text = format!(
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -457,9 +478,7 @@ encryption = {{ mode = "client-side", key_id = "k2", key = "{k2}", old_keys = [{
         region = up.region,
         k1 = STANDARD.encode([1u8; 32]),
         k2 = STANDARD.encode([2u8; 32]),
-    );
-    let env = std::collections::HashMap::<String, String>::new();
-    s3seal::config::Config::from_toml(&text, std::path::Path::new("."), &env).unwrap()
+    )
 }
 
 // moto 5.2 answers CompleteMultipartUpload in a form the SDK refuses (see `cse::multipart`),
@@ -596,4 +615,96 @@ mod versioned_multipart {
         let h = Harness::with_backend_rules(backends::shared_rgw(), rules()).await;
         Box::pin(versioned_multipart(&h)).await;
     }
+}
+
+/// `s3seal decrypt` finds a version 1 multipart object's seal itself: named from the record's
+/// salt and fetched from the object's bucket through the config's upstream. Without a config
+/// it names the object to fetch; `--seal` overrides the fetch; a missing seal is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decrypt_fetches_a_version_1_seal() {
+    let h = Harness::s3s_rules(rules()).await;
+    let (s3, direct) = (h.sdk(), h.direct());
+    let b = support::bucket("cse-v1-decrypt");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let k1 = Kek::new(KeyId::new("k1").unwrap(), &[1; 32]);
+    let parts = [payload(5 * MIB, 8), payload(3000, 9)];
+    let seal_name = put_v1_multipart(&direct, &b, "old/multi", &k1, &parts).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("k1"), STANDARD.encode([1u8; 32])).unwrap();
+    std::fs::write(path("s3seal.toml"), crate::cse_v2::config_text(&h)).unwrap();
+    let stored = direct
+        .get_object()
+        .bucket(&b)
+        .key("old/multi")
+        .send()
+        .await
+        .unwrap();
+    let meta = stored.metadata().cloned().unwrap_or_default();
+    let lines = meta.iter().fold(String::new(), |mut s, (k, v)| {
+        use std::fmt::Write as _;
+        let _ = writeln!(s, "x-amz-meta-{k}: {v}");
+        s
+    });
+    std::fs::write(path("meta"), lines).unwrap();
+    let cipher = stored.body.collect().await.unwrap().into_bytes();
+    std::fs::write(path("bin"), cipher).unwrap();
+
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3seal"))
+            .arg("decrypt")
+            .arg("--in")
+            .arg(path("bin"))
+            .arg("--metadata")
+            .arg(path("meta"))
+            .arg("--out")
+            .arg(path("out"))
+            .args(["--bucket", &b, "--object", "old/multi"])
+            .arg("--key")
+            .arg(format!("k1={}", path("k1").display()))
+            .args(extra)
+            .env_remove("S3SEAL_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    let config = path("s3seal.toml").display().to_string();
+
+    // No config: nothing to fetch with, and the message names the seal's object.
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&seal_name), "{stderr}");
+    assert!(!path("out").exists());
+
+    // With the config: fetched, verified, decrypted.
+    let (code, stderr) = run(&["--config", &config]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&seal_name), "{stderr}");
+    assert!(std::fs::read(path("out")).unwrap() == parts.concat());
+    std::fs::remove_file(path("out")).unwrap();
+
+    // `--seal` wins over the fetch: another object's seal does not verify.
+    std::fs::write(path("wrong-seal"), b"s3seal-seal-1 not this one").unwrap();
+    let wrong = path("wrong-seal").display().to_string();
+    let (code, stderr) = run(&["--config", &config, "--seal", &wrong]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!path("out").exists());
+
+    // The seal object gone: the answer names it and the status.
+    direct
+        .delete_object()
+        .bucket(&b)
+        .key(&seal_name)
+        .send()
+        .await
+        .unwrap();
+    let (code, stderr) = run(&["--config", &config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&seal_name) && stderr.contains("404"),
+        "{stderr}"
+    );
+    assert!(!path("out").exists());
 }

@@ -132,8 +132,8 @@ async fn encrypt_in_place(h: &Harness) {
         None,
         &Options {
             concurrency: 2,
-            // The progress line (on stderr), with its counting listing alongside.
-            progress: true,
+            // The progress lines (on stderr), with their counting listing alongside.
+            progress: s3seal::bulk::Progress::Lines,
             ..Default::default()
         },
     )
@@ -221,3 +221,97 @@ async fn encrypt_in_place(h: &Harness) {
 }
 
 multipart_backends!(encrypt_in_place);
+
+/// On a terminal (the command run under `script`, which gives it one), the bulk commands draw
+/// one status line in place: `\r`, clear to the end of the line, never as wide as `COLUMNS`,
+/// a failure on its own line above it, and a newline before the summary. Not on a terminal,
+/// the same run writes plain lines without a control character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bar_on_a_terminal() {
+    let h = Harness::s3s_rules(rules()).await;
+    let direct = h.direct();
+    let b = support::bucket("cse-bar");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    for i in 0..5 {
+        direct
+            .put_object()
+            .bucket(&b)
+            .key(format!("plain-{i}"))
+            .body(ByteStream::from(payload(100_000, i)))
+            .send()
+            .await
+            .unwrap();
+    }
+    direct
+        .put_object()
+        .bucket(&b)
+        .key("crowded")
+        .metadata("filler", "x".repeat(1900))
+        .body(ByteStream::from(b"crowded".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("s3seal.toml");
+    std::fs::write(&config, crate::cse_v2::config_text(&h)).unwrap();
+    let command = format!(
+        "'{}' encrypt --bucket {b} --config '{}'",
+        env!("CARGO_BIN_EXE_s3seal"),
+        config.display()
+    );
+
+    // Room for a bar beside the numbers, not for the resume key after them.
+    let width = 110;
+    let out = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env("COLUMNS", width.to_string())
+        .env_remove("S3SEAL_CONFIG")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{screen:?}");
+    let draws: Vec<&str> = screen.split("\r\x1b[K").skip(1).collect();
+    assert!(draws.len() >= 2, "{screen:?}");
+    // Status lines, that is: a failure is printed whole, and scrolls up like any line.
+    for draw in draws.iter().filter(|d| !d.starts_with("failed ")) {
+        let line = draw.split(['\r', '\n']).next().unwrap();
+        assert!(line.chars().count() < width, "wider than {width}: {line:?}");
+    }
+    // The failure, on a line of its own, and the bar drawn again under it.
+    let failure = draws
+        .iter()
+        .position(|d| d.starts_with("failed crowded: "))
+        .unwrap_or_else(|| panic!("{screen:?}"));
+    assert!(draws[failure].ends_with("\r\n"), "{screen:?}");
+    assert!(draws[failure + 1].starts_with("encrypt "), "{screen:?}");
+    // The last state, ended by a newline, then the summary on stdout.
+    let last = draws.last().unwrap();
+    assert!(
+        last.starts_with("encrypt [") && last.contains("] 100% 6/6 objects"),
+        "{last:?}"
+    );
+    // Cut to the width, not to a default.
+    let status = last.split('\r').next().unwrap();
+    assert_eq!(status.chars().count(), width - 1, "{status:?}");
+    let (_, after) = last.split_once("\r\n").unwrap();
+    assert!(
+        after.contains("\r\n0 already_encrypted, 5 encrypted, 1 failed\r\n"),
+        "{after:?}"
+    );
+
+    // Not a terminal: plain lines.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3seal"))
+        .args(["encrypt", "--bucket", &b, "--config"])
+        .arg(&config)
+        .env("COLUMNS", width.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains(['\r', '\x1b']), "{stderr:?}");
+    assert!(
+        stderr.starts_with("encrypt: 6 objects, ") && stderr.contains(" 1 failed, "),
+        "{stderr}"
+    );
+}
