@@ -1,7 +1,7 @@
 //! The AWS S3 Encryption Client's object formats (S3EC), as pure functions: reading the content
 //! metadata of format versions 2 and 3 from object metadata and instruction files, opening
 //! their data keys' `AES/GCM` wraps, the version 3 key commitment, and writing a version 3
-//! record. No I/O; `crate::cse` fetches what these functions read.
+//! record. No I/O: the client-side encryption stage fetches what these functions read.
 //!
 //! An S3EC object is one AES-256-GCM message with one tag at its end:
 //! - version 2 (`x-amz-cek-alg = AES/GCM/NoPadding`): the data key is the content key, the IV
@@ -20,7 +20,7 @@
 mod body;
 pub mod gcm;
 
-pub use body::{Release, S3ecBody};
+pub use body::{Release, S3ecBody, SealBody};
 
 use std::collections::BTreeMap;
 
@@ -349,11 +349,11 @@ impl Record {
         self.content.cipher_name().as_bytes()
     }
 
-    /// Opens an `AES/GCM` wrap with the first of `keks` it opens under.
+    /// Opens an `AES/GCM` wrap with the first of `keks` it opens under; that key too.
     pub fn unwrap_local<'k>(
         &self,
         keks: impl IntoIterator<Item = &'k Kek>,
-    ) -> Result<DataKey, S3ecError> {
+    ) -> Result<(DataKey, &'k Kek), S3ecError> {
         if self.wrap != Wrap::AesGcm {
             return Err(S3ecError::Unwrap);
         }
@@ -361,6 +361,7 @@ impl Record {
             .find_map(|k| {
                 k.unwrap_with_aad(&self.encrypted_data_key, self.wrap_aad())
                     .ok()
+                    .map(|dek| (dek, k))
             })
             .ok_or(S3ecError::Unwrap)
     }

@@ -202,3 +202,94 @@ where
         SizeHint::with_exact(self.to_yield)
     }
 }
+
+pin_project! {
+    /// Encrypts `inner`, `declared` plaintext bytes, as one S3EC GCM message and appends its
+    /// tag: the stored form of a version 3 object. Refuses a body that is not `declared` bytes
+    /// long (`PlaintextLength`); the tag is only yielded after the inner body ended, so a
+    /// failed body never stores a complete object. Inner trailers are dropped: they describe
+    /// the plaintext.
+    pub struct SealBody<B> {
+        #[pin]
+        inner: B,
+        gcm: Option<Gcm>,
+        declared: u64,
+        received: u64,
+        // Ciphertext and tag bytes still to yield.
+        to_yield: u64,
+    }
+}
+
+impl<B> SealBody<B> {
+    pub fn new(inner: B, cipher: &ContentCipher, declared: u64) -> Self {
+        SealBody {
+            inner,
+            gcm: Some(cipher.stream()),
+            declared,
+            received: 0,
+            to_yield: declared + TAG_LEN as u64,
+        }
+    }
+}
+
+impl<B> Body for SealBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let mut this = self.project();
+        loop {
+            let Some(gcm) = this.gcm.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let error = match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    *this.received += data.len() as u64;
+                    if *this.received > *this.declared {
+                        StreamError::PlaintextLength {
+                            declared: *this.declared,
+                            received: *this.received,
+                        }
+                    } else if data.is_empty() {
+                        continue;
+                    } else {
+                        let mut text = BytesMut::from(&data[..]);
+                        gcm.encrypt(&mut text);
+                        *this.to_yield -= text.len() as u64;
+                        return Poll::Ready(Some(Ok(Frame::data(text.freeze()))));
+                    }
+                }
+                Some(Err(e)) => StreamError::Body(e.into()),
+                None if *this.received == *this.declared => {
+                    let tag = this.gcm.take().expect("sealed once").tag();
+                    *this.to_yield = 0;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(&tag)))));
+                }
+                None => StreamError::PlaintextLength {
+                    declared: *this.declared,
+                    received: *this.received,
+                },
+            };
+            *this.gcm = None;
+            return Poll::Ready(Some(Err(error)));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.gcm.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.to_yield)
+    }
+}

@@ -327,7 +327,8 @@ fn aes_gcm_wraps_and_version_3_records_round_trip() {
         other => panic!("{other:?}"),
     };
     assert_eq!(read, record);
-    let opened = read.unwrap_local([&other, &kek]).unwrap();
+    let (opened, by) = read.unwrap_local([&other, &kek]).unwrap();
+    assert_eq!(by.id(), kek.id());
     assert_eq!(opened.expose(), dek.expose());
     assert_eq!(read.unwrap_local([&other]).unwrap_err(), S3ecError::Unwrap);
 
