@@ -488,6 +488,8 @@ pub enum CseError {
     #[error("The stored S3 Encryption Client object cannot be decrypted: {0}")]
     S3ec(#[from] crate::crypto::s3ec::S3ecError),
     /// The instruction file a version 3 object needs: the backend's status for it.
+    #[error("The stored S3 Encryption Client object does not authenticate: {0}")]
+    S3ecBody(#[source] BoxError),
     #[error("The S3 Encryption Client object's instruction file could not be read ({0}).")]
     InstructionFile(StatusCode),
     #[error("The object was written by the S3 Encryption Client as one authenticated message of {size} bytes; this bucket releases such objects only after verifying them whole, up to {limit} bytes (encryption.s3ec.max_verified_bytes, or large_objects = \"stream-with-abort\").")]
@@ -540,7 +542,9 @@ impl S3Error for CseError {
             | CseError::Answer(_) => S3Code::InternalError,
             CseError::Kms(e) => e.code(),
             CseError::SealPending => S3Code::SlowDown,
-            CseError::S3ec(_) | CseError::InstructionFile(_) => S3Code::InternalError,
+            CseError::S3ec(_) | CseError::S3ecBody(_) | CseError::InstructionFile(_) => {
+                S3Code::InternalError
+            }
             CseError::S3ecTooLarge { .. } => S3Code::InvalidObjectState,
             CseError::S3ecRange => S3Code::InvalidRequest,
             CseError::S3ecMultipart => S3Code::NotImplemented,
@@ -561,6 +565,7 @@ impl From<CseError> for ProxyError {
             | CseError::Kms(_)
             | CseError::SealPending
             | CseError::S3ec(_)
+            | CseError::S3ecBody(_)
             | CseError::InstructionFile(_) => ProxyError::upstream(e),
             CseError::Unsupported(_)
             | CseError::ReservedMetadata

@@ -311,10 +311,28 @@ pub(super) async fn reply(
         return Ok(Read::Decrypted(body));
     }
     let cipher = rule.open_s3ec(&record, bucket, key).await?;
-    let body = S3ecBody::new(body, &cipher, stored, release)
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed_unsync();
-    Ok(Read::Decrypted(body))
+    let verified = matches!(release, Release::Verified);
+    let body = S3ecBody::new(body, &cipher, stored, release);
+    if !verified {
+        return Ok(Read::Decrypted(
+            body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+        ));
+    }
+    // Verified before the answer starts, so a failure is an S3 error, not a cut connection.
+    let verified = verify_whole(body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()).await;
+    rule.count_failure("decrypt", verified.is_err());
+    Ok(Read::Decrypted(crate::body::full(verified?)))
+}
+
+/// The whole plaintext of a verified read, once its tag verified.
+async fn verify_whole(mut body: Body) -> Result<Bytes, CseError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.map_err(CseError::S3ecBody)?.data_ref() {
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// A `PutObject` in a bucket that writes S3EC: the record goes into the request's metadata,
