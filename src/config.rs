@@ -795,7 +795,7 @@ impl RawEncryption {
         };
         if s3ec.max_verified_bytes > MAX_S3EC_VERIFIED_BYTES {
             return Err(invalid(
-                &format!("{key}.s3ec.max_verified_bytes"),
+                format!("{key}.s3ec.max_verified_bytes"),
                 format!(
                     "at most {MAX_S3EC_VERIFIED_BYTES} bytes: the proxy holds that much per read"
                 ),

@@ -508,7 +508,7 @@ pub enum CseError {
 impl S3Error for CseError {
     fn code(&self) -> S3Code {
         match self {
-            CseError::Unsupported(_) => S3Code::NotImplemented,
+            CseError::Unsupported(_) | CseError::S3ecMultipart => S3Code::NotImplemented,
             CseError::ReservedMetadata
             | CseError::BadCopySource
             | CseError::UploadId
@@ -524,9 +524,13 @@ impl S3Error for CseError {
             CseError::NoSuchUpload => S3Code::NoSuchUpload,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
-            CseError::Unencrypted => S3Code::InvalidObjectState,
-            CseError::PartAndRange | CseError::IrregularParts(_) => S3Code::InvalidRequest,
-            CseError::TooLarge(_) | CseError::TooLargeInPlace(_) => S3Code::EntityTooLarge,
+            CseError::Unencrypted | CseError::S3ecTooLarge { .. } => S3Code::InvalidObjectState,
+            CseError::PartAndRange | CseError::IrregularParts(_) | CseError::S3ecRange => {
+                S3Code::InvalidRequest
+            }
+            CseError::TooLarge(_)
+            | CseError::TooLargeInPlace(_)
+            | CseError::S3ecTooLargeToWrite(_) => S3Code::EntityTooLarge,
             CseError::Read(status) => match *status {
                 StatusCode::NOT_FOUND => S3Code::NoSuchKey,
                 StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
@@ -545,10 +549,6 @@ impl S3Error for CseError {
             CseError::S3ec(_) | CseError::S3ecBody(_) | CseError::InstructionFile(_) => {
                 S3Code::InternalError
             }
-            CseError::S3ecTooLarge { .. } => S3Code::InvalidObjectState,
-            CseError::S3ecRange => S3Code::InvalidRequest,
-            CseError::S3ecMultipart => S3Code::NotImplemented,
-            CseError::S3ecTooLargeToWrite(_) => S3Code::EntityTooLarge,
         }
     }
 }

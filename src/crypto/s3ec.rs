@@ -6,7 +6,7 @@
 //! An S3EC object is one AES-256-GCM message with one tag at its end:
 //! - version 2 (`x-amz-cek-alg = AES/GCM/NoPadding`): the data key is the content key, the IV
 //!   is `x-amz-iv`, no AAD;
-//! - version 3 (`x-amz-c = 115`, ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY): HKDF-SHA512 with the
+//! - version 3 (`x-amz-c = 115`, `ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY`): HKDF-SHA512 with the
 //!   28-byte message id `x-amz-i` as salt derives a 28-byte commitment, which must equal
 //!   `x-amz-d`, and the content key; the IV is twelve `0x01` bytes and the AAD the suite id
 //!   `00 73`.
@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 use super::format::{DataKey, Kek, KEY_LEN, MAX_WRAPPED_DEK_LEN};
 use gcm::{IV_LEN, TAG_LEN};
 
-/// The suite id of ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY, as bytes (the content AAD and the
+/// The suite id of `ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY`, as bytes (the content AAD and the
 /// HKDF info prefix) and as `x-amz-c` writes it.
 pub const SUITE_V3: [u8; 2] = [0x00, 0x73];
 pub const SUITE_V3_TEXT: &str = "115";
@@ -221,9 +221,9 @@ pub fn with_instruction_file(object: &Metadata, file: &Metadata) -> Result<Recor
 /// The content cipher of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// ALG_AES_256_GCM_IV12_TAG16_NO_KDF.
+    /// `ALG_AES_256_GCM_IV12_TAG16_NO_KDF`.
     V2 { iv: [u8; IV_LEN] },
-    /// ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY.
+    /// `ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY`.
     V3 {
         message_id: [u8; MESSAGE_ID_LEN],
         commitment: [u8; COMMITMENT_LEN],

@@ -327,7 +327,7 @@ pub(super) fn segments_for(
 
 impl Open {
     pub(super) async fn reply(
-        mut self,
+        self,
         upstream: &Sender<'_>,
         resp: Response<Body>,
     ) -> Result<Response<Body>, ProxyError> {
@@ -342,26 +342,9 @@ impl Open {
         let stored_headers = parts.headers.clone();
         strip_stored_headers(&mut parts.headers);
         let Some(meta) = meta else {
-            let Some(settings) = &self.rule.s3ec else {
-                return self.unencrypted(parts, body);
-            };
-            let mut parts = parts;
-            let read = s3ec::reply(
-                &self.rule,
-                settings,
-                upstream,
-                (&self.bucket, &self.object),
-                &stored_headers,
-                &mut parts,
-                body,
-                self.head,
-                self.s3ec_range.take(),
-            )
-            .await?;
-            return match read {
-                s3ec::Read::Decrypted(body) => Ok(Response::from_parts(parts, body)),
-                s3ec::Read::Other(body) => self.unencrypted(parts, body),
-            };
+            return self
+                .without_record(upstream, parts, body, &stored_headers)
+                .await;
         };
         let h = &mut parts.headers;
         h.remove(header::TRANSFER_ENCODING);
@@ -444,6 +427,37 @@ impl Open {
 }
 
 impl Open {
+    /// The answer for an object without an s3seal record: an S3 Encryption Client object's,
+    /// if the bucket reads those, or an unencrypted one's.
+    async fn without_record(
+        mut self,
+        upstream: &Sender<'_>,
+        parts: http::response::Parts,
+        body: Body,
+        stored_headers: &HeaderMap,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Some(settings) = &self.rule.s3ec else {
+            return self.unencrypted(parts, body);
+        };
+        let mut parts = parts;
+        let read = s3ec::reply(
+            &self.rule,
+            settings,
+            upstream,
+            (&self.bucket, &self.object),
+            stored_headers,
+            &mut parts,
+            body,
+            self.head,
+            self.s3ec_range.take(),
+        )
+        .await?;
+        match read {
+            s3ec::Read::Decrypted(body) => Ok(Response::from_parts(parts, body)),
+            s3ec::Read::Other(body) => self.unencrypted(parts, body),
+        }
+    }
+
     /// The answer for an object without any client-side record.
     fn unencrypted(
         &self,

@@ -110,7 +110,7 @@ async fn real_client_both_ways(backend: &backends::Backend) {
     // Written by the client, read through s3seal.
     let b = support::bucket("s3ec-py");
     let lines = python_client(backend, moto, &key_id, &["write".into(), b.clone()]).await;
-    let written: Vec<(&str, u64, &str)> = lines
+    let written: Vec<(&str, i64, &str)> = lines
         .iter()
         .filter_map(|l| l.strip_prefix("wrote "))
         .map(|l| {
@@ -122,7 +122,7 @@ async fn real_client_both_ways(backend: &backends::Backend) {
     for (key, size, md5) in &written {
         let got = s3.get_object().bucket(&b).key(*key).send().await;
         let got = got.unwrap_or_else(|e| panic!("{key}: {:?}", e.into_service_error()));
-        assert_eq!(got.content_length(), Some(*size as i64), "{key}");
+        assert_eq!(got.content_length(), Some(*size), "{key}");
         assert!(
             got.metadata().is_none_or(|m| !m.contains_key("x-amz-c")),
             "{key}: the S3EC record is shown"
@@ -130,7 +130,7 @@ async fn real_client_both_ways(backend: &backends::Backend) {
         let body = got.body.collect().await.unwrap().into_bytes();
         assert_eq!(&md5_hex(&body), md5, "{key}: wrong plaintext");
         let head = s3.head_object().bucket(&b).key(*key).send().await.unwrap();
-        assert_eq!(head.content_length(), Some(*size as i64), "{key}: HEAD");
+        assert_eq!(head.content_length(), Some(*size), "{key}: HEAD");
     }
     // Ranges are unauthenticated: refused unless the bucket opts in.
     let err = s3

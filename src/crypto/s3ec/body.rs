@@ -14,6 +14,7 @@ use super::gcm::{Gcm, RangeCipher, TAG_LEN};
 use super::ContentCipher;
 
 /// When plaintext leaves the proxy.
+#[derive(Debug, Clone, Copy)]
 pub enum Release {
     /// Only after the tag verified: the whole object is held (its size was checked against
     /// the bucket's limit before the read).

@@ -412,7 +412,7 @@ proptest! {
         let (first, end) = (first.min(last), first.max(last) + 1);
         let (from, to) = cipher_span(first as u64, end as u64);
         let to = to.min(stored.len() as u64);
-        let span = &stored[from as usize..to as usize];
+        let span = &stored[usize::try_from(from).unwrap()..usize::try_from(to).unwrap()];
         let body = S3ecBody::new(
             split(span, &[cut], true),
             &cipher,
