@@ -10,13 +10,14 @@
 #   browser tests; curl as a slow HTTP/1.1 and HTTP/2 reader (tests/e2e/ops.rs); python3-yaml
 #   and systemd (systemd-analyze) for the deployment-file checks
 #   (tests/e2e/deploy.rs).
-# Python packages: boto3 and awscli as clients, moto's standalone server as a backend.
+# Python packages: boto3 and awscli as clients, moto's standalone server as a backend, and the
+#   AWS S3 Encryption Client for Python (tests/e2e/s3ec.rs).
 set -euo pipefail
 
 DEBIAN_PACKAGES=(radosgw ceph-mon ceph-osd ceph-common s3cmd rclone chromium python3-yaml systemd curl)
 
 # pip package spec -> check that succeeds when it is already usable.
-PYTHON_PACKAGES=(boto3 awscli 'moto[server]')
+PYTHON_PACKAGES=(boto3 awscli 'moto[server]' 'amazon-s3-encryption-client-python==4.0.0')
 python_check() {
     case "$1" in
     boto3) python3 -c 'import boto3' 2>/dev/null ;;
@@ -24,6 +25,9 @@ python_check() {
     # The extra pulls in flask and flask-cors; without them moto_server exists but fails.
     'moto[server]') command -v moto_server >/dev/null \
         && python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null ;;
+    'amazon-s3-encryption-client-python==4.0.0') python3 -c \
+        'import importlib.metadata as m; assert m.version("amazon-s3-encryption-client-python") == "4.0.0"' \
+        2>/dev/null ;;
     *) return 1 ;;
     esac
 }

@@ -312,6 +312,8 @@ pub struct RawEncryption {
     /// What happens to objects without s3seal metadata (written before encryption was on).
     #[serde(default)]
     pub unencrypted_objects: cse::Unencrypted,
+    /// Objects of the AWS S3 Encryption Client: read with this keyring, perhaps written.
+    pub s3ec: Option<cse::S3ecSettings>,
 }
 
 /// `kms = { endpoint, key_id, region, access_key_id, secret_access_key, ... }`.
@@ -862,6 +864,10 @@ fn validate_encryption(
     EncryptionRules::new(rules).map_err(|e| invalid("bucket.pattern", e.to_string()))
 }
 
+/// The largest `s3ec.max_verified_bytes`: an S3EC object that size is held in memory whole,
+/// per concurrent read.
+const MAX_S3EC_VERIFIED_BYTES: u64 = 1024 * 1024 * 1024;
+
 impl RawEncryption {
     fn validate(
         self,
@@ -874,7 +880,8 @@ impl RawEncryption {
                 || self.key.is_some()
                 || self.kms.is_some()
                 || !self.old_keys.is_empty()
-                || self.unencrypted_objects != cse::Unencrypted::default();
+                || self.unencrypted_objects != cse::Unencrypted::default()
+                || self.s3ec.is_some();
             return if extra {
                 Err(invalid(key, "mode = \"none\" takes no other keys"))
             } else {
@@ -903,7 +910,19 @@ impl RawEncryption {
             }
         };
         let keyring = keyring.map_err(|e| invalid(key, e))?;
-        Ok(Some(cse::Rule::new(keyring, self.unencrypted_objects)))
+        let rule = cse::Rule::new(keyring, self.unencrypted_objects);
+        let Some(s3ec) = self.s3ec else {
+            return Ok(Some(rule));
+        };
+        if s3ec.max_verified_bytes > MAX_S3EC_VERIFIED_BYTES {
+            return Err(invalid(
+                format!("{key}.s3ec.max_verified_bytes"),
+                format!(
+                    "at most {MAX_S3EC_VERIFIED_BYTES} bytes: the proxy holds that much per read"
+                ),
+            ));
+        }
+        Ok(Some(rule.with_s3ec(s3ec)))
     }
 }
 

@@ -11,6 +11,7 @@ mod decrypt;
 mod encrypt;
 pub mod format;
 pub mod offline;
+pub mod s3ec;
 mod segments;
 
 pub use decrypt::DecryptBody;
@@ -36,6 +37,9 @@ pub enum StreamError {
     ChunkAuthentication { index: u32 },
     #[error("ciphertext chunk {index} belongs to another upload of this part")]
     SegmentMismatch { index: u32 },
+    /// An S3 Encryption Client object's one tag (`s3ec`).
+    #[error("the object's authentication tag does not verify")]
+    ObjectAuthentication,
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ mod listing;
 mod multipart;
 mod read;
 pub(crate) mod record;
+mod s3ec;
 
 pub use read::RangeSpec;
+pub use s3ec::{Large as S3ecLarge, Settings as S3ecSettings};
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -239,6 +241,8 @@ impl Keyring {
 pub struct Rule {
     keyring: Keyring,
     unencrypted: Unencrypted,
+    /// Reading (and perhaps writing) the AWS S3 Encryption Client's objects.
+    s3ec: Option<S3ecSettings>,
     metrics: OnceLock<Arc<Metrics>>,
 }
 
@@ -247,6 +251,7 @@ impl std::fmt::Debug for Rule {
         f.debug_struct("Rule")
             .field("keyring", &self.keyring)
             .field("unencrypted", &self.unencrypted)
+            .field("s3ec", &self.s3ec)
             .finish_non_exhaustive()
     }
 }
@@ -256,8 +261,21 @@ impl Rule {
         Rule {
             keyring,
             unencrypted,
+            s3ec: None,
             metrics: OnceLock::new(),
         }
+    }
+
+    /// The rule, also reading S3 Encryption Client objects (and writing them, if `settings`
+    /// say so) with its keyring.
+    #[must_use]
+    pub fn with_s3ec(mut self, settings: S3ecSettings) -> Self {
+        self.s3ec = Some(settings);
+        self
+    }
+
+    fn writes_s3ec(&self) -> bool {
+        self.s3ec.as_ref().is_some_and(|s| s.write)
     }
 
     /// Unwraps the data key of the object read at `bucket`/`object` and checks its commitment
@@ -467,6 +485,21 @@ pub enum CseError {
     /// A version 2 multipart object the backend completed, whose record has no seal yet.
     #[error("The object's upload is still being completed; retry the request.")]
     SealPending,
+    #[error("The stored S3 Encryption Client object cannot be decrypted: {0}")]
+    S3ec(#[from] crate::crypto::s3ec::S3ecError),
+    /// The instruction file a version 3 object needs: the backend's status for it.
+    #[error("The stored S3 Encryption Client object does not authenticate: {0}")]
+    S3ecBody(#[source] BoxError),
+    #[error("The S3 Encryption Client object's instruction file could not be read ({0}).")]
+    InstructionFile(StatusCode),
+    #[error("The object was written by the S3 Encryption Client as one authenticated message of {size} bytes; this bucket releases such objects only after verifying them whole, up to {limit} bytes (encryption.s3ec.max_verified_bytes, or large_objects = \"stream-with-abort\").")]
+    S3ecTooLarge { size: u64, limit: u64 },
+    #[error("The object was written by the S3 Encryption Client: a part of it cannot be authenticated, and this bucket does not serve unauthenticated ranged reads (encryption.s3ec.ranged_reads).")]
+    S3ecRange,
+    #[error("This bucket writes S3 Encryption Client objects, which are one message each: multipart uploads are not supported; use a single PutObject.")]
+    S3ecMultipart,
+    #[error("Your object ({0} bytes) is too large for one S3 Encryption Client message.")]
+    S3ecTooLargeToWrite(u64),
     /// More runs of equal part sizes than the record has room for (`docs/format.md` §7).
     #[error("The parts of this upload vary in size too often to be sealed: at most {0} runs of consecutive parts of one size (all parts of one size but the last is one or two runs).")]
     IrregularParts(usize),
@@ -475,7 +508,7 @@ pub enum CseError {
 impl S3Error for CseError {
     fn code(&self) -> S3Code {
         match self {
-            CseError::Unsupported(_) => S3Code::NotImplemented,
+            CseError::Unsupported(_) | CseError::S3ecMultipart => S3Code::NotImplemented,
             CseError::ReservedMetadata
             | CseError::BadCopySource
             | CseError::UploadId
@@ -491,9 +524,13 @@ impl S3Error for CseError {
             CseError::NoSuchUpload => S3Code::NoSuchUpload,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
-            CseError::Unencrypted => S3Code::InvalidObjectState,
-            CseError::PartAndRange | CseError::IrregularParts(_) => S3Code::InvalidRequest,
-            CseError::TooLarge(_) | CseError::TooLargeInPlace(_) => S3Code::EntityTooLarge,
+            CseError::Unencrypted | CseError::S3ecTooLarge { .. } => S3Code::InvalidObjectState,
+            CseError::PartAndRange | CseError::IrregularParts(_) | CseError::S3ecRange => {
+                S3Code::InvalidRequest
+            }
+            CseError::TooLarge(_)
+            | CseError::TooLargeInPlace(_)
+            | CseError::S3ecTooLargeToWrite(_) => S3Code::EntityTooLarge,
             CseError::Read(status) => match *status {
                 StatusCode::NOT_FOUND => S3Code::NoSuchKey,
                 StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
@@ -509,6 +546,9 @@ impl S3Error for CseError {
             | CseError::Answer(_) => S3Code::InternalError,
             CseError::Kms(e) => e.code(),
             CseError::SealPending => S3Code::SlowDown,
+            CseError::S3ec(_) | CseError::S3ecBody(_) | CseError::InstructionFile(_) => {
+                S3Code::InternalError
+            }
         }
     }
 }
@@ -523,7 +563,10 @@ impl From<CseError> for ProxyError {
             | CseError::Inconsistent(_)
             | CseError::Answer(_)
             | CseError::Kms(_)
-            | CseError::SealPending => ProxyError::upstream(e),
+            | CseError::SealPending
+            | CseError::S3ec(_)
+            | CseError::S3ecBody(_)
+            | CseError::InstructionFile(_) => ProxyError::upstream(e),
             CseError::Unsupported(_)
             | CseError::ReservedMetadata
             | CseError::ReservedKey
@@ -545,7 +588,11 @@ impl From<CseError> for ProxyError {
             | CseError::Read(_)
             | CseError::IrregularParts(_)
             | CseError::TooLarge(_)
-            | CseError::TooLargeInPlace(_) => ProxyError::downstream(e),
+            | CseError::TooLargeInPlace(_)
+            | CseError::S3ecTooLarge { .. }
+            | CseError::S3ecRange
+            | CseError::S3ecMultipart
+            | CseError::S3ecTooLargeToWrite(_) => ProxyError::downstream(e),
         }
     }
 }
@@ -559,6 +606,9 @@ pub enum Transform {
     /// `PutObject` or `UploadPart`: the body is encrypted under `key`; the answer's `ETag`
     /// gets `mark` (an object's, or the part's).
     Seal { key: Option<PartKey>, mark: String },
+    /// `PutObject` in a bucket that writes S3 Encryption Client objects: the body becomes one
+    /// GCM message under this cipher.
+    SealS3ec(Option<crate::crypto::s3ec::ContentCipher>),
     /// `GetObject` or `HeadObject`: plaintext sizes, and a decrypted body.
     Open(read::Open),
     /// A listing: plaintext sizes, the proxy's seals hidden.
@@ -633,7 +683,11 @@ async fn plan_for(
         return Err(CseError::ReservedKey.into());
     }
     match routed.op {
+        Operation::PutObject if rule.writes_s3ec() => Ok(s3ec::plan_put(rule, out).await?),
         Operation::PutObject => Ok(plan_put(rule, out).await?),
+        Operation::CreateMultipartUpload if rule.writes_s3ec() => {
+            Err(CseError::S3ecMultipart.into())
+        }
         Operation::GetObject => read::plan_get(rule, upstream, out).await,
         Operation::HeadObject => read::plan_head(rule, upstream, out).await,
         Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions => {
@@ -1195,6 +1249,7 @@ impl Transform {
             Transform::CopyPart(_) => BodyKind::Data,
             Transform::Pass
             | Transform::Seal { .. }
+            | Transform::SealS3ec(_)
             | Transform::Open(_)
             | Transform::List
             | Transform::ListParts { .. }
@@ -1220,6 +1275,11 @@ impl Transform {
             Transform::Seal { key, .. } => {
                 let key = key.take().ok_or_else(twice)?;
                 let body = encrypt(&mut out, body, key)?;
+                Ok((out, body, None))
+            }
+            Transform::SealS3ec(cipher) => {
+                let cipher = cipher.take().ok_or_else(twice)?;
+                let body = s3ec::seal(&mut out, body, &cipher)?;
                 Ok((out, body, None))
             }
             // The client's body is empty: the part is the source's plaintext.
@@ -1256,6 +1316,7 @@ impl Transform {
             Transform::Complete(complete) => complete.prepare(upstream, out, &doc).await,
             Transform::Pass
             | Transform::Seal { .. }
+            | Transform::SealS3ec(_)
             | Transform::Open(_)
             | Transform::List
             | Transform::ListParts { .. }
@@ -1281,6 +1342,14 @@ impl Transform {
                     strip_checksums(&mut parts.headers);
                 }
                 mark_etag(&mut parts.headers, &mark)?;
+                Ok(Response::from_parts(parts, body))
+            }
+            Transform::SealS3ec(_) => {
+                let (mut parts, body) = resp.into_parts();
+                if parts.status.is_success() {
+                    strip_checksums(&mut parts.headers);
+                }
+                mark_etag(&mut parts.headers, ETAG_SUFFIX)?;
                 Ok(Response::from_parts(parts, body))
             }
             Transform::Open(open) => open.reply(upstream, resp).await,

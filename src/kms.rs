@@ -155,7 +155,7 @@ impl Op {
 struct GenerateRequest<'a> {
     key_id: &'a str,
     key_spec: &'static str,
-    encryption_context: BTreeMap<&'static str, &'a str>,
+    encryption_context: BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -163,7 +163,7 @@ struct GenerateRequest<'a> {
 struct DecryptRequest<'a> {
     key_id: &'a str,
     ciphertext_blob: String,
-    encryption_context: BTreeMap<&'static str, &'a str>,
+    encryption_context: BTreeMap<&'a str, &'a str>,
 }
 
 /// `Encrypt` of an existing data key: a rewrap (`docs/format.md` §5.4).
@@ -172,7 +172,7 @@ struct DecryptRequest<'a> {
 struct EncryptRequest<'a> {
     key_id: &'a str,
     plaintext: &'a str,
-    encryption_context: BTreeMap<&'static str, &'a str>,
+    encryption_context: BTreeMap<&'a str, &'a str>,
 }
 
 /// The answers: `GenerateDataKey` has both fields, `Decrypt` only the plaintext, `Encrypt`
@@ -203,7 +203,7 @@ struct ErrorAnswer {
 /// version 2 record's in `bucket`. Version 2 names the bucket and not the key, so one data
 /// key can serve a bucket's new objects (the write cache); the object key is bound by the
 /// commitment (`docs/format.md` §5.1, §5.3).
-fn context(bucket: Option<&str>) -> BTreeMap<&'static str, &str> {
+fn context(bucket: Option<&str>) -> BTreeMap<&str, &str> {
     match bucket {
         None => BTreeMap::from([(CONTEXT_VERSION, "v1")]),
         Some(bucket) => BTreeMap::from([(CONTEXT_VERSION, "v2"), (CONTEXT_BUCKET, bucket)]),
@@ -339,15 +339,15 @@ impl Kms {
             .await?;
         if called {
             // This proxy's own reads of the new objects need no Decrypt.
-            self.remember(&self.settings.key_id, Some(bucket), &pair.1, pair.0.clone());
+            let id = cache_id(&self.settings.key_id, &context(Some(bucket)), &pair.1);
+            self.remember(id, pair.0.clone());
         } else {
             self.cache_hit(Op::GenerateDataKey);
         }
         Ok(pair.clone())
     }
 
-    fn remember(&self, key_id: &str, bucket: Option<&str>, wrapped: &[u8], key: Arc<DataKey>) {
-        let id = cache_id(key_id, bucket, wrapped);
+    fn remember(&self, id: [u8; 32], key: Arc<DataKey>) {
         let mut readers = self.readers.lock().expect("not poisoned");
         if readers.len() >= MAX_CACHED_BLOBS {
             evict(
@@ -375,7 +375,52 @@ impl Kms {
         bucket: Option<&str>,
         wrapped: &[u8],
     ) -> Result<Arc<DataKey>, KmsError> {
-        let id = cache_id(key_id, bucket, wrapped);
+        self.open_in(key_id, &context(bucket), wrapped).await
+    }
+
+    /// The data key inside a blob another client wrapped under `key_id` with its own
+    /// encryption context (an S3 Encryption Client object's `kms+context`), cached and
+    /// remembered when refused as [`Kms::open`] does.
+    pub async fn open_with_context(
+        &self,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+        wrapped: &[u8],
+    ) -> Result<Arc<DataKey>, KmsError> {
+        let context = context
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.open_in(key_id, &context, wrapped).await
+    }
+
+    /// A new data key wrapped under the current key with `context` (an S3 Encryption Client
+    /// object's), not cached: each such object gets its own.
+    pub async fn data_key_with_context(
+        &self,
+        context: &BTreeMap<String, String>,
+    ) -> Result<(DataKey, Vec<u8>), KmsError> {
+        let op = Op::GenerateDataKey;
+        let request = GenerateRequest {
+            key_id: &self.settings.key_id,
+            key_spec: "AES_256",
+            encryption_context: context
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        };
+        let mut answer = self.call(op, &request).await?;
+        let blob = blob(op, &mut answer)?;
+        Ok((plaintext_key(op, &answer.plaintext)?, blob))
+    }
+
+    async fn open_in(
+        &self,
+        key_id: &str,
+        context: &BTreeMap<&str, &str>,
+        wrapped: &[u8],
+    ) -> Result<Arc<DataKey>, KmsError> {
+        let id = cache_id(key_id, context, wrapped);
         if let Some(refusal) = self.refusal(&id) {
             return Err(refusal);
         }
@@ -408,7 +453,7 @@ impl Kms {
                     return Err(refusal);
                 }
                 *asked = true;
-                let opened = self.decrypt(key_id, bucket, wrapped).await;
+                let opened = self.decrypt(key_id, context, wrapped).await;
                 // Remembered before the waiters are let in.
                 match &opened {
                     Err(e) if e.is_verdict() => self.remember_refusal(id, e),
@@ -496,14 +541,14 @@ impl Kms {
     async fn decrypt(
         &self,
         key_id: &str,
-        bucket: Option<&str>,
+        context: &BTreeMap<&str, &str>,
         wrapped: &[u8],
     ) -> Result<Arc<DataKey>, KmsError> {
         let op = Op::Decrypt;
         let request = DecryptRequest {
             key_id,
             ciphertext_blob: STANDARD.encode(wrapped),
-            encryption_context: context(bucket),
+            encryption_context: context.clone(),
         };
         let answer = self.call(op, &request).await?;
         Ok(Arc::new(plaintext_key(op, &answer.plaintext)?))
@@ -574,13 +619,18 @@ impl Kms {
 /// configured key must be opened by KMS under that key, not found in the cache).
 /// What a cached key is found by: the KMS key, the context it was opened with (a blob opened
 /// for one bucket must not be served for another without asking KMS) and the blob.
-fn cache_id(key_id: &str, bucket: Option<&str>, wrapped: &[u8]) -> [u8; 32] {
+fn cache_id(key_id: &str, context: &BTreeMap<&str, &str>, wrapped: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
-    for field in [key_id, bucket.unwrap_or("")] {
+    let pairs = context.iter().flat_map(|(k, v)| [*k, *v]);
+    for field in std::iter::once(key_id).chain(pairs) {
         h.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
         h.update(field.as_bytes());
     }
-    h.update([u8::from(bucket.is_some())]);
+    h.update(
+        u32::try_from(context.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     h.update(wrapped);
     h.finalize().into()
 }

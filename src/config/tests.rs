@@ -295,6 +295,60 @@ fn bucket_encryption_keys() {
 }
 
 #[test]
+fn bucket_encryption_s3ec() {
+    let k1 = STANDARD.encode([1u8; 32]);
+    let with =
+        |table: &str| format!("{GOOD}\n[[bucket]]\npattern = \"vault-*\"\nencryption = {table}\n");
+    let text = with(&format!(
+        r#"{{ mode = "client-side", key_id = "a", key = "{k1}", s3ec = {{ max_verified_bytes = 1048576, large_objects = "stream-with-abort", ranged_reads = true }} }}"#
+    ));
+    let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+    let rule = format!("{:?}", c.encryption.for_bucket("vault-a").unwrap());
+    assert!(
+        rule.contains("s3ec: Some(Settings { max_verified_bytes: 1048576, large_objects: StreamWithAbort, ranged_reads: true, write: false })"),
+        "{rule}"
+    );
+    // Defaults: verified reads up to 16 MiB, larger ones refused, no ranges, no writes.
+    let text = with(&format!(
+        r#"{{ mode = "client-side", key_id = "a", key = "{k1}", s3ec = {{}} }}"#
+    ));
+    let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+    let rule = format!("{:?}", c.encryption.for_bucket("vault-a").unwrap());
+    assert!(
+        rule.contains("s3ec: Some(Settings { max_verified_bytes: 16777216, large_objects: Refuse, ranged_reads: false, write: false })"),
+        "{rule}"
+    );
+    let refused = |table: String, needle: &str| {
+        let err = Config::from_toml(&with(&table), Path::new("."), &env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{table}: {err}");
+    };
+    refused(
+        format!(
+            r#"{{ mode = "client-side", key_id = "a", key = "{k1}", s3ec = {{ max_verified_bytes = 4294967296 }} }}"#
+        ),
+        "bucket[0].encryption.s3ec.max_verified_bytes",
+    );
+    refused(
+        format!(
+            r#"{{ mode = "client-side", key_id = "a", key = "{k1}", s3ec = {{ large_objects = "stream" }} }}"#
+        ),
+        "unknown variant",
+    );
+    refused(
+        format!(
+            r#"{{ mode = "client-side", key_id = "a", key = "{k1}", s3ec = {{ ranges = true }} }}"#
+        ),
+        "unknown field",
+    );
+    refused(
+        r#"{ mode = "none", s3ec = {} }"#.into(),
+        "takes no other keys",
+    );
+}
+
+#[test]
 fn bucket_encryption_with_kms() {
     let k1 = STANDARD.encode([1u8; 32]);
     let with =

@@ -884,6 +884,10 @@ impl Kek {
 
     /// `nonce || AES-GCM(KEK, nonce, DEK, aad) || tag`, `aad` as [`Kek::aad`] says.
     pub fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Vec<u8> {
+        self.seal_wrapped(dek, self.aad(binding))
+    }
+
+    fn seal_wrapped(&self, dek: &DataKey, aad: Aad<Vec<u8>>) -> Vec<u8> {
         let mut nonce = [0; NONCE_LEN];
         fill_random(&mut nonce);
         let mut out = Vec::with_capacity(LOCAL_WRAPPED_DEK_LEN);
@@ -893,7 +897,7 @@ impl Kek {
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                self.aad(binding),
+                aad,
                 &mut out[NONCE_LEN..],
             )
             .expect("a 32-byte key is far below AES-GCM's message limit");
@@ -902,6 +906,22 @@ impl Kek {
     }
 
     pub fn unwrap(&self, wrapped: &[u8], binding: Binding<'_>) -> Result<DataKey, FormatError> {
+        self.open_wrapped(wrapped, self.aad(binding))
+    }
+
+    /// Another format's wrap of a data key under this KEK, `nonce || AES-GCM(KEK, nonce, DEK,
+    /// aad) || tag` with the `aad` that format names: the S3 Encryption Client's `AES/GCM`
+    /// (`crate::crypto::s3ec`).
+    pub fn unwrap_with_aad(&self, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, FormatError> {
+        self.open_wrapped(wrapped, Aad::from(aad.to_vec()))
+    }
+
+    /// The wrap [`Kek::unwrap_with_aad`] opens, under a fresh random nonce.
+    pub fn wrap_with_aad(&self, dek: &DataKey, aad: &[u8]) -> Vec<u8> {
+        self.seal_wrapped(dek, Aad::from(aad.to_vec()))
+    }
+
+    fn open_wrapped(&self, wrapped: &[u8], aad: Aad<Vec<u8>>) -> Result<DataKey, FormatError> {
         if wrapped.len() != LOCAL_WRAPPED_DEK_LEN {
             return Err(FormatError::Unwrap);
         }
@@ -910,7 +930,7 @@ impl Kek {
         let mut buf = Zeroizing::new(sealed.to_vec());
         let dek = self
             .key
-            .open_in_place(nonce, self.aad(binding), &mut buf)
+            .open_in_place(nonce, aad, &mut buf)
             .map_err(|_| FormatError::Unwrap)?;
         Ok(DataKey::from_bytes(
             dek.try_into().map_err(|_| FormatError::Unwrap)?,

@@ -36,7 +36,7 @@ enum Item {
 
 /// A body that yields scripted frames, returning `Pending` (after waking) before each one when
 /// `pending` is set, so the adapters' state survives across polls.
-struct Script {
+pub(super) struct Script {
     items: VecDeque<Item>,
     pending: bool,
     ready: bool,
@@ -68,7 +68,7 @@ impl Body for Script {
 }
 
 /// `data` cut at `cuts` (taken modulo its length, so any values do), as a script.
-fn split(data: &[u8], cuts: &[usize], pending: bool) -> Script {
+pub(super) fn split(data: &[u8], cuts: &[usize], pending: bool) -> Script {
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
     points.extend([0, data.len()]);
     points.sort_unstable();
@@ -93,7 +93,7 @@ fn script(items: Vec<Item>) -> Script {
 
 /// Drives `body` to its end: its data, and its error if it failed. Checks that `size_hint` is
 /// exact throughout a successful run and that the body then reports its end.
-fn drain<B: Body<Data = Bytes>>(body: B) -> (Vec<u8>, Option<B::Error>) {
+pub(super) fn drain<B: Body<Data = Bytes>>(body: B) -> (Vec<u8>, Option<B::Error>) {
     let mut body = pin!(body);
     let mut cx = Context::from_waker(Waker::noop());
     let announced = body.size_hint().exact().expect("an exact size hint");

@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::upstream::{Outgoing, Sender};
 
 use super::{
-    content_length, head, mark_etag, multipart, object_plaintext_len, strip_stored_headers,
+    content_length, head, mark_etag, multipart, object_plaintext_len, s3ec, strip_stored_headers,
     version_query, CseError, Rule, Transform, Unencrypted, ETAG_SUFFIX,
 };
 
@@ -35,6 +35,8 @@ pub struct Open {
     head: bool,
     /// A ranged GET, planned from a HEAD.
     range: Option<Planned>,
+    /// A ranged GET of an S3 Encryption Client object, planned from a HEAD.
+    s3ec_range: Option<s3ec::PlannedRange>,
 }
 
 /// A plaintext range of an encrypted object, and the ciphertext chunks that hold it.
@@ -69,6 +71,7 @@ pub(super) async fn plan_head(
         object: object_of(out),
         head: true,
         range: None,
+        s3ec_range: None,
     };
     if let Some(number) = part_number(out)? {
         open.range = plan_part(rule, upstream, out, number).await?;
@@ -181,6 +184,7 @@ pub(super) async fn plan_get(
         object: object_of(out),
         head: false,
         range: None,
+        s3ec_range: None,
     };
     if let Some(number) = part_number(out)? {
         open.range = plan_part(rule, upstream, out, number).await?;
@@ -212,6 +216,9 @@ pub(super) async fn plan_get(
         out.headers.insert(header::IF_MATCH, etag.clone());
     }
     let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
+        if let Some(settings) = &rule.s3ec {
+            open.s3ec_range = s3ec::plan_range(settings, head.headers(), spec, out)?;
+        }
         // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
         return Ok(Transform::Open(open));
     };
@@ -335,17 +342,9 @@ impl Open {
         let stored_headers = parts.headers.clone();
         strip_stored_headers(&mut parts.headers);
         let Some(meta) = meta else {
-            if self.rule.unencrypted == Unencrypted::Refuse {
-                return Err(CseError::Unencrypted.into());
-            }
-            if self.range.is_some() {
-                // The HEAD saw an encrypted object, the GET an unencrypted one, despite If-Match.
-                return Err(CseError::Inconsistent(
-                    "the object changed between HEAD and GET".into(),
-                )
-                .into());
-            }
-            return Ok(Response::from_parts(parts, body));
+            return self
+                .without_record(upstream, parts, body, &stored_headers)
+                .await;
         };
         let h = &mut parts.headers;
         h.remove(header::TRANSFER_ENCODING);
@@ -423,6 +422,57 @@ impl Open {
         let body = DecryptSegments::new(body, segments)
             .map_err(|e| -> BoxError { Box::new(e) })
             .boxed_unsync();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+impl Open {
+    /// The answer for an object without an s3seal record: an S3 Encryption Client object's,
+    /// if the bucket reads those, or an unencrypted one's.
+    async fn without_record(
+        mut self,
+        upstream: &Sender<'_>,
+        parts: http::response::Parts,
+        body: Body,
+        stored_headers: &HeaderMap,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Some(settings) = &self.rule.s3ec else {
+            return self.unencrypted(parts, body);
+        };
+        let mut parts = parts;
+        let read = s3ec::reply(
+            &self.rule,
+            settings,
+            upstream,
+            (&self.bucket, &self.object),
+            stored_headers,
+            &mut parts,
+            body,
+            self.head,
+            self.s3ec_range.take(),
+        )
+        .await?;
+        match read {
+            s3ec::Read::Decrypted(body) => Ok(Response::from_parts(parts, body)),
+            s3ec::Read::Other(body) => self.unencrypted(parts, body),
+        }
+    }
+
+    /// The answer for an object without any client-side record.
+    fn unencrypted(
+        &self,
+        parts: http::response::Parts,
+        body: Body,
+    ) -> Result<Response<Body>, ProxyError> {
+        if self.rule.unencrypted == Unencrypted::Refuse {
+            return Err(CseError::Unencrypted.into());
+        }
+        if self.range.is_some() {
+            // The HEAD saw an encrypted object, the GET an unencrypted one, despite If-Match.
+            return Err(
+                CseError::Inconsistent("the object changed between HEAD and GET".into()).into(),
+            );
+        }
         Ok(Response::from_parts(parts, body))
     }
 }

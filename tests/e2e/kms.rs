@@ -20,7 +20,7 @@ use crate::admin::{get, sample};
 use crate::support::{self, backends, payload, with_admin, Harness, UpstreamInfo};
 
 /// A new symmetric key from moto's `TrentService.CreateKey`; its key id.
-async fn create_key(moto: &backends::Backend) -> String {
+pub(crate) async fn create_key(moto: &backends::Backend) -> String {
     let body = b"{}".to_vec();
     let uri = format!("{}/", moto.endpoint);
     let host = moto.endpoint.trim_start_matches("http://").to_owned();

@@ -23,6 +23,7 @@ mod kms;
 mod negative;
 mod ops;
 mod public;
+mod s3ec;
 mod sdk;
 mod server;
 mod shield;

@@ -1,0 +1,377 @@
+//! Objects of the AWS S3 Encryption Client (S3EC, `crate::crypto::s3ec`) in buckets whose
+//! rule has `s3ec`: read with the bucket's keyring (its local keys open `AES/GCM` wraps, its
+//! KMS key `kms+context` ones), and, when the rule says so, written by single `PutObject`s in
+//! format version 3 (`docs/config.md`, "S3 Encryption Client objects").
+//!
+//! An S3EC object is one GCM message with one tag, so by default nothing is released before
+//! the tag verified: objects up to `max_verified_bytes` are held whole, larger ones refused.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+
+use crate::body::{Body, BoxError};
+use crate::crypto::format::DataKey;
+use crate::crypto::s3ec::{
+    self, ContentCipher, Found, Metadata, Record, Release, S3ecBody, S3ecError, Wrap,
+};
+use crate::error::ProxyError;
+use crate::logging::{self, KeyOperation};
+use crate::s3::route::Target;
+use crate::upstream::{Outgoing, Sender};
+
+use super::{exchange, Active, CseError, Rule};
+
+/// The default of `max_verified_bytes`: objects up to this size are held whole until their
+/// tag verifies.
+pub const DEFAULT_MAX_VERIFIED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A bucket's S3EC settings (`encryption.s3ec` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Objects up to this many plaintext bytes are decrypted whole and released only once
+    /// their tag verified.
+    #[serde(default = "default_max_verified")]
+    pub max_verified_bytes: u64,
+    /// Larger objects: refused, or streamed with the connection aborted if the tag fails.
+    #[serde(default)]
+    pub large_objects: Large,
+    /// Whether ranged (and `partNumber`) reads are served, unauthenticated, in counter mode.
+    #[serde(default)]
+    pub ranged_reads: bool,
+    /// Whether new objects are written as S3EC version 3 (single `PutObject` only).
+    #[serde(default)]
+    pub write: bool,
+}
+
+fn default_max_verified() -> u64 {
+    DEFAULT_MAX_VERIFIED_BYTES
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_verified_bytes: DEFAULT_MAX_VERIFIED_BYTES,
+            large_objects: Large::default(),
+            ranged_reads: false,
+            write: false,
+        }
+    }
+}
+
+/// What happens to an S3EC object above `max_verified_bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Large {
+    /// `403 InvalidObjectState`, naming the limit.
+    #[default]
+    Refuse,
+    /// Plaintext is released as it is decrypted; a tag that fails aborts the answer, so the
+    /// client sees a truncated body (its `Content-Length` is the plaintext's).
+    StreamWithAbort,
+}
+
+/// The object's record: from its metadata, or completed by its instruction file.
+async fn record(
+    upstream: &Sender<'_>,
+    bucket: &str,
+    key: &str,
+    h: &HeaderMap,
+) -> Result<Option<Record>, ProxyError> {
+    let meta = Metadata::from_headers(h);
+    match s3ec::detect(&meta).map_err(CseError::S3ec)? {
+        Found::None => Ok(None),
+        Found::Record(r) => Ok(Some(r)),
+        Found::InstructionFile => {
+            let target = Target::Object {
+                bucket: bucket.to_owned(),
+                key: format!("{key}{}", s3ec::INSTRUCTION_SUFFIX),
+            };
+            let out = Outgoing {
+                method: Method::GET,
+                target: &target,
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                content_length: None,
+            };
+            let (status, _, body) = exchange(
+                upstream,
+                out,
+                Bytes::new(),
+                s3ec::MAX_INSTRUCTION_FILE_BYTES,
+            )
+            .await?;
+            if status != StatusCode::OK {
+                return Err(CseError::InstructionFile(status).into());
+            }
+            let file = Metadata::from_instruction_file(&body).map_err(CseError::S3ec)?;
+            Ok(Some(
+                s3ec::with_instruction_file(&meta, &file).map_err(CseError::S3ec)?,
+            ))
+        }
+    }
+}
+
+impl Rule {
+    /// The content cipher of an S3EC object at `bucket`/`key`: its data key opened with this
+    /// bucket's keyring, its commitment checked.
+    async fn open_s3ec(
+        &self,
+        record: &Record,
+        bucket: &str,
+        key: &str,
+    ) -> Result<ContentCipher, CseError> {
+        let opened = async {
+            let (id, dek) = match record.wrap {
+                Wrap::AesGcm => {
+                    let (dek, kek) = record.unwrap_local(self.keyring.local())?;
+                    (kek.id().as_str().to_owned(), Arc::new(dek))
+                }
+                Wrap::KmsContext => {
+                    let kms = self.keyring.kms().ok_or(S3ecError::Unwrap)?;
+                    let context = record.kms_context()?;
+                    let dek = kms
+                        .open_with_context(kms.current(), context, &record.encrypted_data_key)
+                        .await?;
+                    (kms.object_key_id(), dek)
+                }
+            };
+            let cipher = record.content_cipher(&dek)?;
+            Ok::<_, CseError>((id, cipher))
+        }
+        .await;
+        self.count_failure("decrypt", opened.is_err());
+        let (id, cipher) = opened?;
+        logging::key_use(KeyOperation::Decrypt, bucket, Some(key), &id);
+        Ok(cipher)
+    }
+
+    /// A new version 3 record for an object at `bucket`/`key`, its data key from the active
+    /// key (KMS `GenerateDataKey`, or a random key wrapped under the local key).
+    async fn new_s3ec(&self, bucket: &str, key: &str) -> Result<(Record, ContentCipher), CseError> {
+        let made = async {
+            let cek_alg = BTreeMap::from([(
+                s3ec::KMS_CONTEXT_CEK_ALG.to_owned(),
+                s3ec::SUITE_V3_TEXT.to_owned(),
+            )]);
+            let (id, wrap, dek, blob, context) = match &self.keyring.active {
+                Active::Kms(kms) => {
+                    let (dek, blob) = kms.data_key_with_context(&cek_alg).await?;
+                    (kms.object_key_id(), Wrap::KmsContext, dek, blob, cek_alg)
+                }
+                Active::Local(kek) => {
+                    let dek = DataKey::generate();
+                    let blob = kek.wrap_with_aad(&dek, s3ec::SUITE_V3_TEXT.as_bytes());
+                    let id = kek.id().as_str().to_owned();
+                    (id, Wrap::AesGcm, dek, blob, BTreeMap::new())
+                }
+            };
+            let made = Record::new_v3(&dek, wrap, blob, context, s3ec::message_id());
+            Ok::<_, CseError>((id, made))
+        }
+        .await;
+        self.count_failure("encrypt", made.is_err());
+        let (id, made) = made?;
+        logging::key_use(KeyOperation::Encrypt, bucket, Some(key), &id);
+        Ok(made)
+    }
+}
+
+/// How a read of an S3EC object was planned.
+pub(super) struct PlannedRange {
+    /// The plaintext bytes asked for, and the object's plaintext size.
+    pub plain: Range<u64>,
+    pub total: u64,
+    /// The stored span sent for, and the stored object's size.
+    pub span: Range<u64>,
+    pub stored: u64,
+}
+
+/// Plans a ranged read of an S3EC object whose HEAD answered `head`: refused unless the bucket
+/// allows unauthenticated ranges; otherwise the stored span of whole AES blocks.
+pub(super) fn plan_range(
+    settings: &Settings,
+    head: &HeaderMap,
+    spec: super::RangeSpec,
+    out: &mut Outgoing<'_>,
+) -> Result<Option<PlannedRange>, CseError> {
+    if s3ec::detect(&Metadata::from_headers(head))? == Found::None {
+        return Ok(None);
+    }
+    if !settings.ranged_reads {
+        return Err(CseError::S3ecRange);
+    }
+    let stored = super::content_length(head)?;
+    let total = s3ec::plaintext_len(stored)
+        .ok_or_else(|| CseError::Inconsistent(format!("{stored} bytes is no S3EC object")))?;
+    let plain = spec.resolve(total).ok_or(CseError::InvalidRange(total))?;
+    let (from, to) = s3ec::cipher_span(plain.start, plain.end);
+    out.headers.insert(
+        header::RANGE,
+        HeaderValue::try_from(format!("bytes={from}-{}", to - 1)).expect("digits and '-'"),
+    );
+    Ok(Some(PlannedRange {
+        plain,
+        total,
+        span: from..to,
+        stored,
+    }))
+}
+
+/// What a read of an encrypted bucket's object without an s3seal record became.
+pub(super) enum Read {
+    /// An S3EC object: the body decrypted (or, for a HEAD, the empty body).
+    Decrypted(Body),
+    /// No S3EC object either: the backend's body, untouched.
+    Other(Body),
+}
+
+/// The answer to a read of an S3EC object, once the backend answered with `parts` (headers
+/// already stripped of the stored record) and `body`. `stored_headers` are the backend's own.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn reply(
+    rule: &Rule,
+    settings: &Settings,
+    upstream: &Sender<'_>,
+    (bucket, key): (&str, &str),
+    stored_headers: &HeaderMap,
+    parts: &mut http::response::Parts,
+    body: Body,
+    head: bool,
+    range: Option<PlannedRange>,
+) -> Result<Read, ProxyError> {
+    let Some(record) = record(upstream, bucket, key, stored_headers).await? else {
+        return Ok(Read::Other(body));
+    };
+    for name in Metadata::header_names() {
+        parts.headers.remove(name);
+    }
+    let h = &mut parts.headers;
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(crate::s3::headers::CONTENT_MD5);
+    let (release, shown, stored) = match (parts.status, range) {
+        (StatusCode::PARTIAL_CONTENT, Some(planned)) if !head => {
+            if super::read::content_range_total(stored_headers) != Some(planned.stored) {
+                return Err(CseError::Inconsistent(
+                    "the object changed between HEAD and GET".into(),
+                )
+                .into());
+            }
+            let content_range = format!(
+                "bytes {}-{}/{}",
+                planned.plain.start,
+                planned.plain.end - 1,
+                planned.total
+            );
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::try_from(content_range).expect("digits"),
+            );
+            let release = Release::Range {
+                offset: planned.span.start,
+                skip: planned.plain.start - planned.span.start,
+                len: planned.plain.end - planned.plain.start,
+            };
+            let span = planned.span.end - planned.span.start;
+            (release, planned.plain.end - planned.plain.start, span)
+        }
+        (StatusCode::OK, None) => {
+            let stored = super::content_length(stored_headers)?;
+            let plain = s3ec::plaintext_len(stored).ok_or_else(|| {
+                CseError::Inconsistent(format!("{stored} bytes is no S3EC object"))
+            })?;
+            let release = if head || plain <= settings.max_verified_bytes {
+                Release::Verified
+            } else if settings.large_objects == Large::StreamWithAbort {
+                Release::Streaming
+            } else {
+                return Err(CseError::S3ecTooLarge {
+                    size: plain,
+                    limit: settings.max_verified_bytes,
+                }
+                .into());
+            };
+            h.remove(header::CONTENT_RANGE);
+            (release, plain, stored)
+        }
+        // A range or part the backend served without the proxy planning it.
+        _ => return Err(CseError::S3ecRange.into()),
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(shown));
+    if head {
+        return Ok(Read::Decrypted(body));
+    }
+    let cipher = rule.open_s3ec(&record, bucket, key).await?;
+    let verified = matches!(release, Release::Verified);
+    let body = S3ecBody::new(body, &cipher, stored, release);
+    if !verified {
+        return Ok(Read::Decrypted(
+            body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+        ));
+    }
+    // Verified before the answer starts, so a failure is an S3 error, not a cut connection.
+    let verified = verify_whole(body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()).await;
+    rule.count_failure("decrypt", verified.is_err());
+    Ok(Read::Decrypted(crate::body::full(verified?)))
+}
+
+/// The whole plaintext of a verified read, once its tag verified.
+async fn verify_whole(mut body: Body) -> Result<Bytes, CseError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.map_err(CseError::S3ecBody)?.data_ref() {
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// A `PutObject` in a bucket that writes S3EC: the record goes into the request's metadata,
+/// and the body is sealed as one GCM message with its tag appended.
+pub(super) async fn plan_put(
+    rule: &Rule,
+    out: &mut Outgoing<'_>,
+) -> Result<super::Transform, CseError> {
+    super::check_client_metadata(&out.headers)?;
+    if Metadata::from_headers(&out.headers).is_empty() {
+        super::strip_checksums(&mut out.headers);
+        out.headers.remove(crate::s3::headers::CONTENT_MD5);
+    } else {
+        return Err(CseError::ReservedMetadata);
+    }
+    let place = super::place(out.target);
+    let (record, cipher) = rule.new_s3ec(place.bucket, place.key).await?;
+    record.write_headers(&mut out.headers)?;
+    if super::user_metadata_len(&out.headers) > super::MAX_USER_METADATA_BYTES {
+        return Err(CseError::MetadataTooLarge(0));
+    }
+    Ok(super::Transform::SealS3ec(Some(cipher)))
+}
+
+/// `body` sealed under `cipher`, with the upstream's `Content-Length` set to the stored size.
+pub(super) fn seal(
+    out: &mut Outgoing<'_>,
+    body: Body,
+    cipher: &ContentCipher,
+) -> Result<Body, ProxyError> {
+    let declared = out
+        .content_length
+        .ok_or_else(|| ProxyError::Internal("a data body without a declared length".to_owned()))?;
+    if declared > s3ec::MAX_PLAINTEXT_LEN {
+        return Err(CseError::S3ecTooLargeToWrite(declared).into());
+    }
+    let sealed = s3ec::SealBody::new(body, cipher, declared);
+    out.content_length = Some(sealed.size_hint().exact().unwrap_or_default());
+    Ok(sealed
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed_unsync())
+}
