@@ -39,7 +39,7 @@ use crate::s3::headers::{
 };
 
 use checksum::ChecksumAlgorithm;
-use sigv4::{Credential, Signature, SigningKey};
+use sigv4::{Credential, Signature};
 use verified_body::{BodyPlan, ChunkSigning, Encoding, ExpectedChecksum};
 
 pub use budget::BufferBudget;
@@ -254,7 +254,9 @@ fn authenticate(
     let canonical_headers = sigv4::canonical_headers(&parts.headers, authority, &signed)
         .map_err(|missing| AuthError::SignedHeaderAbsent(missing.0))?;
     let scope = sigv4::scope(&claim.credential.date, cx.region);
-    let key = SigningKey::derive(identity.secret.expose(), &claim.credential.date, cx.region);
+    let key = identity
+        .secret
+        .signing_key(&claim.credential.date, cx.region);
     let sign_with_uri = |uri: &str| {
         let canonical_request = sigv4::canonical_request(
             parts.method.as_str(),

@@ -3,10 +3,7 @@
 //! signing rules (S3's single URI encoding, the payload hash header) and the credentials' form
 //! are decided once.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use arc_swap::ArcSwapOption;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
@@ -19,9 +16,9 @@ use http::{HeaderName, HeaderValue, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use zeroize::Zeroizing;
 
-use crate::auth::sigv4::{self, SigningKey};
+use crate::auth::credentials::SecretKey;
+use crate::auth::sigv4;
 use crate::body::Body;
 
 /// The pooled HTTPS (or, where the endpoint says so, plain HTTP) client of one destination.
@@ -98,9 +95,8 @@ pub struct Signer {
     /// The credentials in the signing library's form, built once rather than per request.
     identity: Identity,
     access_key_id: String,
-    secret_access_key: Zeroizing<String>,
-    /// The S3 signing key of the day it was derived for (`YYYYMMDD`).
-    day_key: ArcSwapOption<(String, SigningKey)>,
+    /// Keeps the S3 signing key of the day.
+    secret_access_key: SecretKey,
     region: String,
     service: Service,
 }
@@ -142,8 +138,7 @@ impl Signer {
         Signer {
             identity,
             access_key_id: access_key_id.to_owned(),
-            secret_access_key: Zeroizing::new(secret_access_key.to_owned()),
-            day_key: ArcSwapOption::empty(),
+            secret_access_key: SecretKey::new(secret_access_key),
             region: region.to_owned(),
             service,
         }
@@ -218,7 +213,11 @@ impl Signer {
         );
         let scope = sigv4::scope(date, &self.region);
         let string_to_sign = sigv4::string_to_sign(&amz_date, &scope, &canonical);
-        let signature = hex::encode(self.key_for(date).sign(string_to_sign.as_bytes()));
+        let signature = hex::encode(
+            self.secret_access_key
+                .signing_key(date, &self.region)
+                .sign(string_to_sign.as_bytes()),
+        );
         let authorization = format!(
             "{} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             sigv4::ALGORITHM,
@@ -229,19 +228,6 @@ impl Signer {
             HeaderValue::from_str(&authorization).map_err(|_| failed("access key id"))?,
         );
         Ok(())
-    }
-
-    /// The S3 signing key for `date` (`YYYYMMDD`), derived on the first request of each day.
-    fn key_for(&self, date: &str) -> SigningKey {
-        if let Some(cached) = self.day_key.load().as_deref() {
-            if cached.0 == date {
-                return cached.1.clone();
-            }
-        }
-        let key = SigningKey::derive(&self.secret_access_key, date, &self.region);
-        self.day_key
-            .store(Some(Arc::new((date.to_owned(), key.clone()))));
-        key
     }
 
     /// The generic SigV4 rules, by the `aws-sigv4` library (KMS).

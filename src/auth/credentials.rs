@@ -4,23 +4,59 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::auth::sigv4::SigningKey;
 use crate::s3::operation::Access;
 
 /// A secret access key. Zeroized on drop, redacted in `Debug`, compared in constant time.
+///
+/// It keeps the SigV4 signing key it last derived: `kSigning` depends only on the secret, the
+/// date and the region, so one derivation (four HMACs) serves every request of a day instead
+/// of being repeated per request. Clones share that cache.
 #[derive(Clone)]
-pub struct SecretKey(Zeroizing<String>);
+pub struct SecretKey {
+    secret: Zeroizing<String>,
+    day_key: Arc<ArcSwapOption<DayKey>>,
+}
+
+/// A signing key and the scope it was derived for.
+struct DayKey {
+    date: String,
+    region: String,
+    key: SigningKey,
+}
 
 impl SecretKey {
     pub fn new(s: impl Into<String>) -> Self {
-        SecretKey(Zeroizing::new(s.into()))
+        SecretKey {
+            secret: Zeroizing::new(s.into()),
+            day_key: Arc::default(),
+        }
     }
 
     /// The only way to read the secret.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.secret
+    }
+
+    /// `kSigning` for `date` (`YYYYMMDD`) and `region`, from the cache when the last key
+    /// derived was for the same scope.
+    pub fn signing_key(&self, date: &str, region: &str) -> SigningKey {
+        if let Some(cached) = self.day_key.load().as_deref() {
+            if cached.date == date && cached.region == region {
+                return cached.key.clone();
+            }
+        }
+        let key = SigningKey::derive(&self.secret, date, region);
+        self.day_key.store(Some(Arc::new(DayKey {
+            date: date.to_owned(),
+            region: region.to_owned(),
+            key: key.clone(),
+        })));
+        key
     }
 }
 
@@ -32,7 +68,7 @@ impl fmt::Debug for SecretKey {
 
 impl PartialEq for SecretKey {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.secret.as_bytes().ct_eq(other.secret.as_bytes()).into()
     }
 }
 
@@ -156,6 +192,27 @@ mod tests {
         assert_eq!(format!("{a:?}"), "SecretKey(<redacted>)");
         assert_eq!(a, SecretKey::new("wJalrXUtnFEMI"));
         assert_ne!(a, SecretKey::new("wJalrXUtnFEMJ"));
+    }
+
+    /// The cached signing key is the derived one, and a new scope (the next day, another
+    /// region) derives anew rather than reusing the cached key.
+    #[test]
+    fn signing_keys_follow_the_scope() {
+        let secret = SecretKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+        let sign = |k: SigningKey| k.sign(b"string to sign");
+        for (date, region) in [
+            ("20130524", "us-east-1"),
+            ("20130524", "us-east-1"),
+            ("20130525", "us-east-1"),
+            ("20130525", "eu-west-1"),
+            ("20130524", "us-east-1"),
+        ] {
+            assert_eq!(
+                sign(secret.signing_key(date, region)),
+                sign(SigningKey::derive(secret.expose(), date, region)),
+                "{date} {region}"
+            );
+        }
     }
 
     #[test]
