@@ -58,11 +58,25 @@ impl FromStr for LogFormat {
 /// which includes the access log and the audit log.
 pub const DEFAULT_FILTER: &str = "info";
 
-/// Installs the process-wide subscriber, writing to stderr. `filter` is an `EnvFilter`
+/// Lines waiting for stderr at most. When stderr does not keep up (a full pipe to a stalled
+/// log collector), further lines are dropped and counted
+/// (`s3seal_log_lines_dropped_total`) rather than blocking the workers that serve requests.
+/// About 300 bytes a line: at most ~1.2 MiB held.
+const LOG_BUFFER_LINES: usize = 4096;
+
+/// Keeps the log writer's thread; dropping it writes out the lines still queued (waiting at
+/// most about a second), so `main` holds it until its last line is logged.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+}
+
+/// Installs the process-wide subscriber, writing to stderr through a thread of its own (the
+/// access log must never block a worker on a slow stderr). `filter` is an `EnvFilter`
 /// directive string (`info`, `s3seal::access=info,warn`, ...); an invalid one falls back to
 /// [`DEFAULT_FILTER`] with a warning, since a typo in a log setting should not stop a proxy.
 /// The format is fixed for the life of the process: a reload does not change it.
-pub fn init(format: LogFormat, filter: Option<&str>) {
+pub fn init(format: LogFormat, filter: Option<&str>) -> LogGuard {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let (filter, bad) = match filter.map(EnvFilter::try_new) {
         None => (EnvFilter::new(DEFAULT_FILTER), None),
@@ -71,10 +85,18 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
     };
     // Colours only for a person at a terminal, not in files, journald or container logs.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    subscriber(format, filter, ansi, std::io::stderr).init();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("s3seal-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    crate::metrics::count_dropped_log_lines(move || dropped.dropped_lines() as u64);
+    subscriber(format, filter, ansi, writer).init();
     if let Some(e) = bad {
         tracing::warn!(error = %e, "invalid log filter; using '{DEFAULT_FILTER}'");
     }
+    LogGuard { _writer: guard }
 }
 
 /// Dependencies that describe requests below `info`, pinned at [`PINNED_LEVEL`] whatever

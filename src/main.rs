@@ -203,8 +203,10 @@ struct ServeArgs {
 const EXIT_CONFIG: u8 = 64;
 
 /// Set once `serve` has started its log subscriber: fatal errors are then logged through it,
-/// in the format the operator chose.
-static LOGGING: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+/// in the format the operator chose. Holds the log writer until `main` takes it, so that the
+/// last lines (the fatal error among them) are written out before the process exits.
+static LOGGING: std::sync::OnceLock<std::sync::Mutex<Option<s3seal::logging::LogGuard>>> =
+    std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -241,14 +243,18 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args, cli.log_format),
         None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = if config_caused(&e) { EXIT_CONFIG } else { 1 };
             fatal(&report(&e), code, cli_format);
             ExitCode::from(code)
         }
+    };
+    if let Some(guard) = LOGGING.get() {
+        drop(guard.lock().map(|mut g| g.take()));
     }
+    code
 }
 
 /// Reports the error that ends the process: through the log subscriber when it runs (so a
@@ -605,8 +611,8 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let format = log_format
         .or(config.as_ref().map(|c| c.server.log_format))
         .unwrap_or_default();
-    s3seal::logging::init(format, log_filter().as_deref());
-    let _ = LOGGING.set(());
+    let guard = s3seal::logging::init(format, log_filter().as_deref());
+    let _ = LOGGING.set(std::sync::Mutex::new(Some(guard)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

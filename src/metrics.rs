@@ -55,6 +55,16 @@ pub struct Metrics {
     checksum_trailers: ArcSwap<Vec<(String, Arc<dyn StateSource>)>>,
 }
 
+/// Reads how many log lines the log writer dropped (set once by `logging::init`).
+type DroppedLogLines = Box<dyn Fn() -> u64 + Send + Sync>;
+static DROPPED_LOG_LINES: std::sync::OnceLock<DroppedLogLines> = std::sync::OnceLock::new();
+
+/// Where `/metrics` reads `s3seal_log_lines_dropped_total` from: the process's log writer,
+/// which lives below every `Metrics` registry (one per process, not per configuration).
+pub fn count_dropped_log_lines(source: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = DROPPED_LOG_LINES.set(Box::new(source));
+}
+
 /// Something learnt at run time that `/metrics` shows as one of a fixed set of states (a
 /// state set: one sample per state, 1 for the current one). Lets a higher layer's state be
 /// rendered without this module knowing its type.
@@ -334,6 +344,14 @@ impl Metrics {
         );
         for (kind, n) in sorted(&self.client_timeouts) {
             out.sample("s3seal_client_timeouts_total", &[("kind", kind)], n);
+        }
+        if let Some(dropped) = DROPPED_LOG_LINES.get() {
+            out.header(
+                "s3seal_log_lines_dropped_total",
+                "counter",
+                "Log lines (access, audit, events) dropped because stderr did not keep up; workers never wait for it.",
+            );
+            out.sample("s3seal_log_lines_dropped_total", &[], dropped());
         }
         out.counter(
             "s3seal_tls_handshake_failures_total",

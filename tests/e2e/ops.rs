@@ -838,3 +838,118 @@ encryption = {{ mode = "client-side", key_id = "kek1", key = {{ env = "S3SEAL_TE
         }
     }
 }
+
+/// `s3seal serve` killed when dropped, for a test that holds its stderr itself.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A log collector that stops reading must not stop the proxy. stderr is a pipe the test reads
+/// only until the listeners are reported, then never again, as a stalled collector would. A
+/// worker that wrote its access-log line to stderr itself would block in `write(2)` once the
+/// pipe (64 KiB) is full, and every request after that would hang; the log writer's own
+/// thread blocks instead, the lines beyond its buffer are dropped and counted, and requests go
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stderr_never_blocks_requests() {
+    use std::io::BufRead as _;
+    // More access-log lines than the writer buffers (4096) plus what the pipe holds.
+    const REQUESTS: usize = 6000;
+    const TASKS: usize = 8;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = s3seal::embedded::start_store(store_dir.path())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_fresh_certs(dir.path());
+    let conf = dir.path().join("s3seal.toml");
+    std::fs::write(&conf, config(&store, (CLIENT_AK, CLIENT_SK), 5)).unwrap();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_s3seal"))
+            .args(["serve", "--config"])
+            .arg(&conf)
+            .env("S3SEAL_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let read_listeners = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut text = String::new();
+        loop {
+            assert!(
+                reader.read_line(&mut text).unwrap() > 0,
+                "s3seal closed stderr during start:\n{text}"
+            );
+            let found = crate::support::serve::reported_listeners(&text);
+            let addr = |name: &str| found.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+            if let (Some(https), Some(admin)) = (addr("https"), addr("admin")) {
+                // The reader is handed back and kept, unread: the pipe stays open and fills.
+                return (reader, https, admin);
+            }
+        }
+    });
+    let (_unread, https, admin) = tokio::time::timeout(Duration::from_secs(60), read_listeners)
+        .await
+        .expect("listeners reported within 60 s")
+        .unwrap();
+
+    let s3 = support::sdk_client_trusting(
+        &format!("https://localhost:{}", https.port()),
+        CLIENT_AK,
+        CLIENT_SK,
+        REGION,
+        ca,
+    );
+    s3.create_bucket().bucket("stalled").send().await.unwrap();
+    s3.put_object()
+        .bucket("stalled")
+        .key("k")
+        .body(ByteStream::from_static(b"small"))
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let s3 = s3.clone();
+            tokio::spawn(async move {
+                for _ in 0..REQUESTS / TASKS {
+                    s3.head_object()
+                        .bucket("stalled")
+                        .key("k")
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(180), async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{REQUESTS} requests did not finish in 180 s with stderr unread ({:?} so far)",
+            started.elapsed()
+        )
+    });
+    let metrics = admin_get(admin, "/metrics").await.unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("s3seal_log_lines_dropped_total "))
+        .expect("s3seal_log_lines_dropped_total on /metrics")
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "no log line was dropped:\n{metrics}");
+}
