@@ -112,7 +112,7 @@ pub(crate) async fn convert_object(
             CseError::Inconsistent("the GET and the HEAD differ in size".to_owned()).into(),
         );
     }
-    let (sent_tx, sent_rx) = oneshot::channel();
+    let (sent_tx, mut sent_rx) = oneshot::channel();
     let plaintext = DigestBody {
         inner: source.into_body(),
         hash: Some(digest::Context::new(&digest::SHA256)),
@@ -137,7 +137,18 @@ pub(crate) async fn convert_object(
     let signed = upstream
         .sign(put, &Payload::Streamed, sealed, SystemTime::now())
         .map_err(ProxyError::upstream)?;
-    let written = upstream.send(signed).await.map_err(ProxyError::upstream)?;
+    let written = match upstream.send(signed).await {
+        Ok(written) => written,
+        // The PUT fails with its body: say why the body failed, if it was the source.
+        Err(e) => {
+            return Err(match sent_rx.try_recv() {
+                Ok(Err(why)) => {
+                    CseError::Inconsistent(format!("the object does not read whole: {why}")).into()
+                }
+                _ => ProxyError::upstream(e),
+            })
+        }
+    };
     let (parts, answer) = written.into_parts();
     if !parts.status.is_success() {
         let answer = answer
@@ -151,8 +162,8 @@ pub(crate) async fn convert_object(
         ))
         .into());
     }
-    let sent = sent_rx.await.map_err(|_| {
-        CseError::Inconsistent("the PUT succeeded before the plaintext ended".to_owned())
+    let sent = sent_rx.await.ok().and_then(Result::ok).ok_or_else(|| {
+        CseError::Inconsistent("the PUT succeeded, but the plaintext did not end".to_owned())
     })?;
     verify(rule, upstream, target, &parts.headers, to, sent).await?;
     Ok(Convert::Converted(size))
@@ -276,18 +287,21 @@ async fn digest_of(mut body: Body) -> Result<(u64, digest::Digest), BoxError> {
 }
 
 pin_project! {
-    /// `inner` unchanged; once it ended cleanly, its length and SHA-256 go to `done`. A body
-    /// that fails or is dropped before its end sends nothing.
+    /// `inner` unchanged; once it ended cleanly, its length and SHA-256 go to `done`, or its
+    /// error (with its causes) if it failed. A body dropped before its end sends nothing.
     struct DigestBody<B> {
         #[pin]
         inner: B,
         hash: Option<digest::Context>,
         len: u64,
-        done: Option<oneshot::Sender<(u64, digest::Digest)>>,
+        done: Option<oneshot::Sender<Digested>>,
     }
 }
 
-impl<B: http_body::Body<Data = Bytes>> http_body::Body for DigestBody<B> {
+/// What [`DigestBody`] saw: the length and SHA-256 of a whole body, or why it failed.
+type Digested = Result<(u64, digest::Digest), String>;
+
+impl<B: http_body::Body<Data = Bytes, Error = BoxError>> http_body::Body for DigestBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -304,12 +318,15 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for DigestBody<B> {
                     *this.len += data.len() as u64;
                 }
             }
-            Some(Err(_)) => {
+            Some(Err(e)) => {
                 this.hash.take();
+                if let Some(done) = this.done.take() {
+                    let _ = done.send(Err(with_causes(e.as_ref())));
+                }
             }
             None => {
                 if let (Some(hash), Some(done)) = (this.hash.take(), this.done.take()) {
-                    let _ = done.send((*this.len, hash.finish()));
+                    let _ = done.send(Ok((*this.len, hash.finish())));
                 }
             }
         }
@@ -323,4 +340,16 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for DigestBody<B> {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// An error and its causes, as one line.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
