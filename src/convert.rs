@@ -23,6 +23,8 @@ pub struct Report {
     pub already: Vec<String>,
     /// Without any client-side record: left alone (`s3seal encrypt` encrypts them).
     pub unencrypted: Vec<String>,
+    /// Instruction files of S3 Encryption Client objects (`<key>.instruction`): left alone.
+    pub instruction_files: Vec<String>,
     /// Converted (or, in a dry run, to be converted), with their plaintext sizes.
     pub converted: Vec<(String, u64)>,
     /// Not converted, with the reason.
@@ -70,6 +72,7 @@ pub async fn run(
         match outcome {
             Ok(Convert::Already) => report.already.push(key),
             Ok(Convert::Unencrypted) => report.unencrypted.push(key),
+            Ok(Convert::InstructionFile) => report.instruction_files.push(key),
             Ok(Convert::Converted(size)) => report.converted.push((key, size)),
             Err(why) => report.failed.push((key, why)),
         }

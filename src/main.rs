@@ -572,6 +572,7 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
     let counts = [
         ("already_converted", report.already.len()),
         ("unencrypted", report.unencrypted.len()),
+        ("instruction_files", report.instruction_files.len()),
         ("converted", report.converted.len()),
     ];
     let changed: Vec<(String, String)> = report

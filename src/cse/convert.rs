@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use crate::body::{self, Body, BoxError};
 use crate::crypto::format::{ciphertext_len, ObjectMetadata, META_PREFIX};
 use crate::crypto::s3ec::gcm::TAG_LEN;
-use crate::crypto::s3ec::{detect, Found, Metadata};
+use crate::crypto::s3ec::{detect, is_instruction_file, Found, Metadata};
 use crate::error::ProxyError;
 use crate::s3::headers;
 use crate::s3::route::Target;
@@ -66,6 +66,8 @@ pub(crate) enum Convert {
     Already,
     /// Without any client-side record (`s3seal encrypt` is for those).
     Unencrypted,
+    /// An S3 Encryption Client object's instruction file, not an object of its own.
+    InstructionFile,
     /// Converted (or, in a dry run, to be), with its plaintext size.
     Converted(u64),
 }
@@ -80,6 +82,9 @@ pub(crate) async fn convert_object(
     to: Format,
     dry_run: bool,
 ) -> Result<Convert, ProxyError> {
+    if is_instruction_file(&Metadata::from_headers(found)) {
+        return Ok(Convert::InstructionFile);
+    }
     let Some(from) = format_of(found)? else {
         return Ok(Convert::Unencrypted);
     };

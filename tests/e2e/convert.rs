@@ -1,5 +1,8 @@
-//! `s3seal convert` (issue 13): a bucket's objects moved from s3seal's format to the AWS S3
-//! Encryption Client's format 3 and back, in place, in process against s3s-fs: contents equal
+//! `s3seal convert` (issue 13). With the real client on moto (KMS from moto): objects s3seal
+//! wrote, converted, are read by `amazon-s3-encryption-client-python`, and the objects it wrote
+//! (formats 2 and 3, one with an instruction file), converted, are read through s3seal as
+//! s3seal objects. In process against s3s-fs, a bucket's objects moved from s3seal's format to
+//! the S3 Encryption Client's format 3 and back: contents equal
 //! after the round trip, the stored metadata carries the target format's record only, user
 //! metadata and content headers survive, a multipart s3seal object becomes one S3EC message,
 //! objects above the bucket's `max_verified_bytes` convert (streamed, their tag checked
@@ -18,8 +21,9 @@ use s3seal::convert::{self, Format, Report};
 use s3seal::crypto::format::{Kek, KeyId};
 use s3seal::cse::{EncryptionRules, Keyring, Rule, S3ecSettings, Unencrypted};
 
-use crate::s3ec::{put_direct, v3_object};
-use crate::support::{self, payload, Harness};
+use crate::cse::md5_hex;
+use crate::s3ec::{put_direct, python_client, v3_object};
+use crate::support::{self, backends, payload, Harness, UpstreamInfo};
 
 /// The key `s3ec::v3_object` wraps with.
 const LOCAL_KEY: [u8; 32] = [7; 32];
@@ -362,5 +366,79 @@ async fn convert_needs_s3ec_settings() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains(needle), "{bucket}: {err}");
+    }
+}
+
+/// s3seal's objects, converted to format 3 under the bucket's KMS key, read by the real client;
+/// the client's own objects, converted to s3seal's format, read through the proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn convert_python_client_moto() {
+    let moto = backends::shared_moto();
+    let key_id = crate::kms::create_key(moto).await;
+    let config = || crate::kms::rotated_config(moto, &key_id, "", ", s3ec = {}");
+    let h = Harness::start_full(
+        UpstreamInfo::of(moto),
+        s3seal::cors::BucketRules::none(),
+        s3seal::policy::SsePolicies::default(),
+        config().encryption,
+        |_| {},
+    )
+    .await;
+    let s3 = h.sdk();
+
+    let b = support::bucket("kms-conv");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let mut expect = vec!["read".to_owned(), b.clone()];
+    for (i, size) in [0usize, 1000, 70_001].into_iter().enumerate() {
+        let data = payload(size, i as u64 + 60);
+        let key = format!("by-s3seal-{size}");
+        s3.put_object()
+            .bucket(&b)
+            .key(&key)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        expect.push(format!("{key}={}", md5_hex(&data)));
+    }
+    let report = convert::run(config(), &b, None, Format::S3ec, &Options::default())
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.converted.len(), 3, "{report:?}");
+    let lines = python_client(moto, moto, &key_id, &expect).await;
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("read ")).count(),
+        3,
+        "{lines:?}"
+    );
+
+    let c = support::bucket("kms-py");
+    let lines = python_client(moto, moto, &key_id, &["write".into(), c.clone()]).await;
+    let written: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("wrote "))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_owned(), f[2].to_owned())
+        })
+        .collect();
+    assert_eq!(written.len(), 5, "{lines:?}");
+    let report = convert::run(config(), &c, None, Format::S3seal, &Options::default())
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.converted.len(), 5, "{report:?}");
+    assert_eq!(report.instruction_files, ["v3-instruction.instruction"]);
+    assert!(report.unencrypted.is_empty(), "{report:?}");
+    for (key, md5) in &written {
+        let (_, meta, _) = stored(&h, &c, key).await;
+        assert!(
+            meta.keys().any(|k| k.starts_with("s3seal-")),
+            "{key}: {meta:?}"
+        );
+        let got = s3.get_object().bucket(&c).key(key).send().await.unwrap();
+        let body = got.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&md5_hex(&body), md5, "{key}");
     }
 }

@@ -61,7 +61,7 @@ fn kms_rules(moto: &backends::Backend, key_id: &str) -> EncryptionRules {
 }
 
 /// Runs `tests/e2e/clients/s3ec_client.py` against `backend` directly; its output lines.
-async fn python_client(
+pub(crate) async fn python_client(
     backend: &backends::Backend,
     moto: &backends::Backend,
     key_id: &str,
