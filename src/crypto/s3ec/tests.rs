@@ -292,11 +292,11 @@ fn instruction_files() {
     let marker = headers(&[("x-amz-crypto-instr-file", "")]);
     assert!(is_instruction_file(&Metadata::from_headers(&marker)));
     assert!(!is_instruction_file(&object));
-    let mut marked = object.clone();
-    marked
+    let mut with_record = object.clone();
+    with_record
         .0
         .insert("x-amz-crypto-instr-file".into(), String::new());
-    assert!(!is_instruction_file(&marked));
+    assert!(!is_instruction_file(&with_record));
 
     // The file may not replace what the object's metadata holds.
     let mut spoofed = json.clone();
