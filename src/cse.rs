@@ -16,6 +16,7 @@
 
 mod attributes;
 mod bucket;
+pub(crate) mod convert;
 mod copy;
 pub(crate) mod in_place;
 mod listing;
@@ -272,6 +273,11 @@ impl Rule {
     pub fn with_s3ec(mut self, settings: S3ecSettings) -> Self {
         self.s3ec = Some(settings);
         self
+    }
+
+    /// Whether the rule reads S3 Encryption Client objects (`encryption.s3ec`).
+    pub(crate) fn reads_s3ec(&self) -> bool {
+        self.s3ec.is_some()
     }
 
     fn writes_s3ec(&self) -> bool {

@@ -1,6 +1,8 @@
 //! What the operator's commands over a bucket with client-side encryption (`s3seal rewrap`,
-//! `s3seal encrypt`) share: finding the bucket's rule and upstream, acting with the upstream's
+//! `s3seal encrypt`, `s3seal convert`) share: finding the bucket's rule and upstream, acting with the upstream's
 //! own credentials, and visiting every object but the proxy's own.
+
+use std::sync::Arc;
 
 use crate::bulk::{self, Options};
 use crate::config::Config;
@@ -12,6 +14,8 @@ use crate::upstream::Sender;
 pub enum EncryptedBucketError {
     #[error("bucket {0} has no client-side encryption in the config")]
     NotEncrypted(String),
+    #[error("bucket {0} has no encryption.s3ec in the config: its rule does not read the S3 Encryption Client's format")]
+    NoS3ec(String),
     #[error(transparent)]
     Upstream(#[from] crate::upstream::ChooseError),
     #[error("listing the bucket failed: {0}")]
@@ -29,7 +33,7 @@ pub(crate) async fn for_each<T>(
     upstream: Option<&str>,
     opts: &Options,
     name: &str,
-    each: impl AsyncFn(&Sender<'_>, &Rule, String) -> Result<T, String>,
+    each: impl AsyncFn(&Sender<'_>, &Arc<Rule>, String) -> Result<T, String>,
 ) -> Result<Vec<(String, Result<T, String>)>, EncryptedBucketError> {
     let rule = config
         .encryption
@@ -38,7 +42,7 @@ pub(crate) async fn for_each<T>(
         .clone();
     let upstream = crate::upstream::client_for(config.upstreams, upstream)?;
     let client = upstream.operator();
-    let (client, rule, each) = (&client, &*rule, &each);
+    let (client, rule, each) = (&client, &rule, &each);
     let visit = |key: &str| !key.starts_with(crate::s3::route::RESERVED_PREFIX);
     bulk::for_each(client, bucket, opts, name, visit, |key| {
         each(client, rule, key)

@@ -394,6 +394,26 @@ impl Kms {
         self.open_in(key_id, &context, wrapped).await
     }
 
+    /// [`Kms::open_with_context`] under this key's ids in turn, the current one first, then
+    /// `old_key_ids`, until one opens the blob: its id as objects name it (`kms:` and the key
+    /// id), and the data key. KMS's verdict on the blob under one key moves on to the next;
+    /// any other failure (unreachable, throttled) is returned at once.
+    pub async fn open_any_with_context(
+        &self,
+        context: &BTreeMap<String, String>,
+        wrapped: &[u8],
+    ) -> Result<(String, Arc<DataKey>), KmsError> {
+        let mut refused = None;
+        for key_id in std::iter::once(&self.settings.key_id).chain(&self.settings.old_key_ids) {
+            match self.open_with_context(key_id, context, wrapped).await {
+                Ok(dek) => return Ok((format!("{KEY_ID_PREFIX}{key_id}"), dek)),
+                Err(e) if e.is_verdict() => refused = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(refused.expect("the current key was tried"))
+    }
+
     /// A new data key wrapped under the current key with `context` (an S3 Encryption Client
     /// object's), not cached: each such object gets its own.
     pub async fn data_key_with_context(

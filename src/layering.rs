@@ -17,12 +17,19 @@ const LAYERS: &[&[&str]] = &[
     &["sse", "cse", "bulk", "bucket_cors"],
     &["config"],
     &["admin", "proxy", "reencrypt", "cse_command", "recover"],
-    &["rewrap", "encrypt", "server"],
+    &["rewrap", "encrypt", "convert", "server"],
 ];
 
 /// The only modules that may sign upstream requests without an `Authorized` request: the
 /// operator's maintenance commands.
-const OPERATOR_COMMANDS: &[&str] = &["reencrypt", "rewrap", "encrypt", "cse_command", "recover"];
+const OPERATOR_COMMANDS: &[&str] = &[
+    "reencrypt",
+    "rewrap",
+    "encrypt",
+    "convert",
+    "cse_command",
+    "recover",
+];
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))

@@ -43,6 +43,7 @@ pub(crate) mod bucket_cors;
 pub mod bulk;
 pub mod certs;
 pub mod config;
+pub mod convert;
 pub mod cors;
 pub mod crypto;
 pub mod cse;

@@ -115,6 +115,10 @@ enum Command {
     /// on) in place under its rule, checking each result (see docs/config.md, "Encrypting
     /// existing objects").
     Encrypt(BulkArgs),
+    /// Convert a client-side encrypted bucket's objects, in place, between s3seal's format and
+    /// the AWS S3 Encryption Client's format 3, checking each result (see docs/config.md,
+    /// "Converting to and from the S3 Encryption Client's format").
+    Convert(ConvertArgs),
     /// Print a new random key-encryption key (32 bytes, base64) for a client-side encryption
     /// rule's `key`.
     #[command(
@@ -140,7 +144,25 @@ enum Command {
     },
 }
 
-/// The arguments of the bulk commands (`reencrypt`, `rewrap`, `encrypt`).
+/// The arguments of `convert`: a bulk command's, and the target format.
+#[derive(clap::Args)]
+struct ConvertArgs {
+    /// The format to convert objects to; objects already in it are left alone.
+    #[arg(long, value_enum)]
+    to: ConvertTo,
+    #[command(flatten)]
+    bulk: BulkArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConvertTo {
+    /// The AWS S3 Encryption Client's format 3 (single PutObject, record in the metadata).
+    S3ec,
+    /// s3seal's own format (version 2).
+    S3seal,
+}
+
+/// The arguments of the bulk commands (`reencrypt`, `rewrap`, `encrypt`, `convert`).
 #[derive(clap::Args)]
 struct BulkArgs {
     /// The config file (TOML) whose rules and upstreams the command uses.
@@ -240,6 +262,7 @@ fn main() -> ExitCode {
         Some(Command::Reencrypt(args)) => reencrypt(&args),
         Some(Command::Rewrap(args)) => rewrap(&args),
         Some(Command::Encrypt(args)) => encrypt(&args),
+        Some(Command::Convert(args)) => convert(&args),
         Some(Command::Serve(args)) => serve(args, cli.log_format),
         None => serve(ServeArgs::parse_defaults(), cli.log_format),
     };
@@ -532,6 +555,40 @@ fn encrypt(args: &BulkArgs) -> anyhow::Result<()> {
     summarize(
         args,
         "encrypt",
+        (&changed, ["size", "bytes:"]),
+        &counts,
+        &report.failed,
+    )
+}
+
+fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
+    let bulk = &args.bulk;
+    let config = Config::load(&bulk.config, &ProcessEnv)?;
+    let to = match args.to {
+        ConvertTo::S3ec => s3seal::convert::Format::S3ec,
+        ConvertTo::S3seal => s3seal::convert::Format::S3seal,
+    };
+    let report = block_on(s3seal::convert::run(
+        config,
+        &bulk.bucket,
+        bulk.upstream.as_deref(),
+        to,
+        &bulk.options(),
+    ))??;
+    let counts = [
+        ("already_converted", report.already.len()),
+        ("unencrypted", report.unencrypted.len()),
+        ("instruction_files", report.instruction_files.len()),
+        ("converted", report.converted.len()),
+    ];
+    let changed: Vec<(String, String)> = report
+        .converted
+        .iter()
+        .map(|(key, size)| (key.clone(), size.to_string()))
+        .collect();
+    summarize(
+        bulk,
+        &format!("convert to {}", to.name()),
         (&changed, ["size", "bytes:"]),
         &counts,
         &report.failed,

@@ -177,6 +177,12 @@ impl Metadata {
     }
 }
 
+/// Whether the metadata is an instruction file's own (the object `<key>.instruction`): the
+/// marker `x-amz-crypto-instr-file` and no other mapkey.
+pub fn is_instruction_file(meta: &Metadata) -> bool {
+    meta.has(INSTRUCTION_MARKER) && meta.0.len() == 1
+}
+
 /// What an object's metadata says about S3EC.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {

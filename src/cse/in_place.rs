@@ -32,17 +32,17 @@ use super::{
 
 /// The largest object one `PutObject` stores on S3 (the ciphertext, here).
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html>
-const MAX_PUT_OBJECT_SIZE: u64 = record::MAX_COPY_OBJECT_SIZE;
+pub(super) const MAX_PUT_OBJECT_SIZE: u64 = record::MAX_COPY_OBJECT_SIZE;
 /// Headers of the HEAD answer a PUT takes again as they were: the object keeps its storage
 /// class and its server-side encryption (the command's PUT does not pass the `sse` stage).
-const KEPT: [&str; 4] = [
+pub(super) const KEPT: [&str; 4] = [
     "x-amz-storage-class",
     "x-amz-server-side-encryption",
     "x-amz-server-side-encryption-aws-kms-key-id",
     "x-amz-server-side-encryption-bucket-key-enabled",
 ];
 /// The backend's answer to a PUT: empty, or a small error document.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(super) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What `s3seal encrypt` did to one object.
 pub(crate) enum Encrypt {
@@ -250,12 +250,12 @@ async fn read_final_chunk(
     Ok(())
 }
 
-fn etag(h: &HeaderMap) -> Option<&str> {
+pub(super) fn etag(h: &HeaderMap) -> Option<&str> {
     h.get(header::ETAG)
         .and_then(|v| v.to_str().ok())
         .map(unquoted)
 }
 
-fn header_value(text: &str) -> Result<HeaderValue, CseError> {
+pub(super) fn header_value(text: &str) -> Result<HeaderValue, CseError> {
     HeaderValue::try_from(text).map_err(|e| CseError::Answer(e.to_string()))
 }

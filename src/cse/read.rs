@@ -37,6 +37,10 @@ pub struct Open {
     range: Option<Planned>,
     /// A ranged GET of an S3 Encryption Client object, planned from a HEAD.
     s3ec_range: Option<s3ec::PlannedRange>,
+    /// An operator's command reads (`s3seal convert`): a whole S3 Encryption Client object
+    /// streams whatever its size, because what it feeds withholds its own end until this
+    /// body ended cleanly, after the tag verified (`convert`).
+    operator: bool,
 }
 
 /// A plaintext range of an encrypted object, and the ciphertext chunks that hold it.
@@ -72,6 +76,7 @@ pub(super) async fn plan_head(
         head: true,
         range: None,
         s3ec_range: None,
+        operator: false,
     };
     if let Some(number) = part_number(out)? {
         open.range = plan_part(rule, upstream, out, number).await?;
@@ -173,6 +178,20 @@ async fn plan_part(
     }))
 }
 
+/// A whole-object read (`GetObject` or `HeadObject`) of an operator's command, as
+/// [`Open::operator`] says.
+pub(super) fn plan_operator_read(rule: &Arc<Rule>, out: &Outgoing<'_>) -> Transform {
+    Transform::Open(Open {
+        rule: Arc::clone(rule),
+        bucket: bucket_of(out),
+        object: object_of(out),
+        head: out.method == http::Method::HEAD,
+        range: None,
+        s3ec_range: None,
+        operator: true,
+    })
+}
+
 pub(super) async fn plan_get(
     rule: &Arc<Rule>,
     upstream: &Sender<'_>,
@@ -185,6 +204,7 @@ pub(super) async fn plan_get(
         head: false,
         range: None,
         s3ec_range: None,
+        operator: false,
     };
     if let Some(number) = part_number(out)? {
         open.range = plan_part(rule, upstream, out, number).await?;
@@ -439,10 +459,18 @@ impl Open {
         let Some(settings) = &self.rule.s3ec else {
             return self.unencrypted(parts, body);
         };
+        let settings = if self.operator {
+            s3ec::Settings {
+                large_objects: s3ec::Large::StreamWithAbort,
+                ..settings.clone()
+            }
+        } else {
+            settings.clone()
+        };
         let mut parts = parts;
         let read = s3ec::reply(
             &self.rule,
-            settings,
+            &settings,
             upstream,
             (&self.bucket, &self.object),
             stored_headers,

@@ -137,10 +137,8 @@ impl Rule {
                 Wrap::KmsContext => {
                     let kms = self.keyring.kms().ok_or(S3ecError::Unwrap)?;
                     let context = record.kms_context()?;
-                    let dek = kms
-                        .open_with_context(kms.current(), context, &record.encrypted_data_key)
-                        .await?;
-                    (kms.object_key_id(), dek)
+                    kms.open_any_with_context(context, &record.encrypted_data_key)
+                        .await?
                 }
             };
             let cipher = record.content_cipher(&dek)?;

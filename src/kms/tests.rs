@@ -249,6 +249,30 @@ async fn a_refused_blob_is_remembered_and_a_throttled_one_is_not() {
     assert!(throttled.refused.lock().unwrap().is_empty());
 }
 
+/// An S3 Encryption Client blob (`kms+context`) names no key id: each of the rule's keys is
+/// asked in turn while KMS refuses it, and a failure that is no verdict on the blob stops there.
+#[tokio::test]
+async fn a_context_blob_is_tried_under_the_old_keys_too() {
+    let context = BTreeMap::from([("aws:x-amz-cek-alg".to_owned(), "115".to_owned())]);
+    let (endpoint, calls) = refusing_kms("IncorrectKeyException").await;
+    let err = kms(&endpoint)
+        .open_any_with_context(&context, b"blob")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, KmsError::Refused { kind, .. } if kind == "IncorrectKeyException"),
+        "{err}"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let (endpoint, calls) = refusing_kms("ThrottlingException").await;
+    assert!(kms(&endpoint)
+        .open_any_with_context(&context, b"blob")
+        .await
+        .is_err());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn concurrent_opens_of_a_refused_blob_cost_one_call() {
     let (endpoint, calls) = refusing_kms("InvalidCiphertextException").await;

@@ -596,7 +596,7 @@ async fn kms_refusals_are_remembered_moto() {
 
 /// A config whose `kms-*` buckets use the KMS key `key_id`; `kms_extra` goes into the `kms`
 /// table, `extra` into the `encryption` table.
-fn rotated_config(
+pub(crate) fn rotated_config(
     moto: &backends::Backend,
     key_id: &str,
     kms_extra: &str,

@@ -10,6 +10,7 @@ mod backends_smoke;
 
 mod admin;
 mod clients;
+mod convert;
 mod cors;
 mod cse;
 mod cse_s3;

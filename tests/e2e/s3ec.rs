@@ -61,7 +61,7 @@ fn kms_rules(moto: &backends::Backend, key_id: &str) -> EncryptionRules {
 }
 
 /// Runs `tests/e2e/clients/s3ec_client.py` against `backend` directly; its output lines.
-async fn python_client(
+pub(crate) async fn python_client(
     backend: &backends::Backend,
     moto: &backends::Backend,
     key_id: &str,
@@ -229,7 +229,7 @@ fn local_rules() -> EncryptionRules {
 
 /// An S3EC version 3 object of `plain` under the local key, as the client stores it: its
 /// metadata (without `x-amz-meta-`) and its stored bytes.
-fn v3_object(plain: &[u8]) -> (HashMap<String, String>, Vec<u8>) {
+pub(crate) fn v3_object(plain: &[u8]) -> (HashMap<String, String>, Vec<u8>) {
     let kek = Kek::new(KeyId::new("any").unwrap(), &LOCAL_KEY);
     let dek = DataKey::generate();
     let blob = kek.wrap_with_aad(&dek, s3ec::SUITE_V3_TEXT.as_bytes());
@@ -256,7 +256,7 @@ fn v3_object(plain: &[u8]) -> (HashMap<String, String>, Vec<u8>) {
     (meta, stored)
 }
 
-async fn put_direct(
+pub(crate) async fn put_direct(
     h: &Harness,
     b: &str,
     key: &str,
