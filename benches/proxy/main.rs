@@ -14,6 +14,7 @@
 
 mod load;
 mod report;
+mod scaling;
 mod setup;
 
 use std::sync::Arc;
@@ -143,7 +144,16 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
         .await
         .context("starting the s3s-fs store")?;
     let binary = setup::proxy_binary();
-    let proxy = Proxy::start(&binary, data.path(), store_addr, &store_keys)?;
+    if std::env::var_os("S3SEAL_BENCH_SCALING").is_some() {
+        return scaling::run(plan, &binary, data.path(), store_addr, &store_keys).await;
+    }
+    let proxy = Proxy::start(
+        &binary,
+        &data.path().join("s3seal"),
+        store_addr,
+        &store_keys,
+        0,
+    )?;
     let nginx = Nginx::start(data.path(), store_addr)?;
     let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem"))?;
     let s3seal_url = format!("https://{}", proxy.addr);

@@ -43,7 +43,7 @@ pub fn mib_per_s(r: &Round) -> f64 {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn req_per_s(r: &Round) -> f64 {
+pub fn req_per_s(r: &Round) -> f64 {
     r.latencies.len() as f64 / r.elapsed.as_secs_f64()
 }
 
@@ -74,7 +74,7 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// The median over rounds of each round's `p`-th latency percentile, ms.
-fn latency(rounds: &[Round], p: f64) -> f64 {
+pub fn latency(rounds: &[Round], p: f64) -> f64 {
     median(rounds.iter().map(|r| percentile_ms(&r.latencies, p)))
 }
 

@@ -1,6 +1,7 @@
 //! The two servers under test: the s3s-fs store (in this process) and the real `s3seal`
 //! binary (a child process, so its memory can be read from `/proc`).
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -94,23 +95,29 @@ pub struct Proxy {
 
 impl Proxy {
     /// Writes a config in `dir` (an SSE-S3 rule for `SSE_BUCKET`, client-side encryption for
-    /// `CSE_BUCKET`), starts `s3seal serve` in front of the store, and waits until its port
-    /// accepts connections.
+    /// `CSE_BUCKET`, and `other_patterns` more `[[bucket]]` tables for buckets the bench never
+    /// uses, as a gateway serving many tenants has), starts `s3seal serve` in front of the
+    /// store, and waits until its port accepts connections.
     pub fn start(
         binary: &Path,
         dir: &Path,
         store: SocketAddr,
         store_keys: &Keys,
+        other_patterns: usize,
     ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).context("creating the proxy folder")?;
         let addr = free_port()?;
         let keys = Keys {
             access_key_id: s3seal::embedded::random_token(20),
             secret_access_key: s3seal::embedded::random_token(40),
         };
         let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
-        let config = format!(
+        // `max_connections_per_peer`: the scaling bench holds 512 connections from one
+        // address, the default limit, plus the pool's spares.
+        let mut config = format!(
             "[server]\n\
              listen = \"{addr}\"\n\
+             max_connections_per_peer = 2048\n\
              tls_cert = {cert:?}\n\
              tls_key = {key:?}\n\
              \n\
@@ -143,6 +150,12 @@ impl Proxy {
             cse_bucket = crate::load::CSE_BUCKET,
             kek = random_kek(),
         );
+        for i in 0..other_patterns {
+            let _ = write!(
+                config,
+                "\n[[bucket]]\npattern = \"tenant-{i}-*\"\nsse = {{ rule = \"sse-s3\" }}\n"
+            );
+        }
         let config_path = dir.join("s3seal.toml");
         File::create(&config_path)
             .and_then(|mut f| f.write_all(config.as_bytes()))
