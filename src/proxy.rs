@@ -52,10 +52,12 @@ use crate::upstream::{self, Dispatch, Outgoing, Payload, Sender, UpstreamClient}
 mod copy;
 #[cfg(test)]
 mod deny_model;
+mod form;
 mod linger;
 mod listing;
 mod uploads;
 
+use form::RequestBody;
 use linger::ClientBody;
 
 /// Everything a request needs, frozen for the lifetime of the config.
@@ -232,17 +234,32 @@ async fn pipeline(
             .preflight(req.headers())
             .map_err(ProxyError::downstream);
     }
+    let virtual_host_bucket = head
+        .as_ref()
+        .ok()
+        .filter(|r| r.virtual_host)
+        .and_then(|r| r.target.bucket())
+        .map(str::to_owned);
     let cx = AuthContext {
         region: &state.region,
         now: SystemTime::now(),
         sigv2: state.sigv2,
-        virtual_host_bucket: head
-            .as_ref()
-            .ok()
-            .filter(|r| r.virtual_host)
-            .and_then(|r| r.target.bucket()),
+        virtual_host_bucket: virtual_host_bucket.as_deref(),
     };
-    let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+    // A form upload is verified from its fields and becomes the PutObject that stores it.
+    let (verified, head, reply) = match head {
+        Ok(routed) if routed.op == Operation::PostObject => {
+            let (verified, routed, reply) =
+                form::verify(req, routed, &state.clients, &cx).await?;
+            (verified, Ok(routed), Some(reply))
+        }
+        head => {
+            let req = req.map(http_body_util::Either::Left);
+            let verified =
+                auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+            (verified, head, None)
+        }
+    };
     *principal = Some(verified.principal.clone());
     // Route errors are answered only after authentication, as S3 does; an anonymous request
     // gets the answer it always got, whatever its route.
@@ -315,6 +332,9 @@ async fn pipeline(
     let resp = sse.settle(&upstream, resp, replay).await?;
     let mut resp = transform.reply(&upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
+    if let Some(reply) = reply {
+        resp = reply.respond(resp)?;
+    }
     if let (Operation::ListBuckets, Some(id)) = (routed.op, authorized.principal().client()) {
         resp = listing::visible_buckets(resp, id.clone()).await?;
     }
@@ -507,7 +527,7 @@ fn check_delete_keys(doc: &[u8]) -> Result<(), ProxyError> {
 /// DeleteObjects outside the proxy's namespace.
 async fn read_document(
     routed: &Routed,
-    body: VerifiedBody<ClientBody>,
+    body: VerifiedBody<RequestBody>,
 ) -> Result<Bytes, ProxyError> {
     let doc = read_bounded(body).await?;
     if routed.body == BodyKind::Xml {
@@ -526,7 +546,7 @@ async fn read_document(
     Ok(doc)
 }
 
-async fn read_bounded(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
+async fn read_bounded(body: VerifiedBody<RequestBody>) -> Result<Bytes, ProxyError> {
     let failure = body.failure();
     match Limited::new(body, xml::MAX_DOCUMENT_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

@@ -1,0 +1,540 @@
+//! Browser form uploads (`PostObject`): the `multipart/form-data` body up to its file, and the
+//! POST policy that the form's signature covers. Pure: the caller feeds bytes and the clock.
+//!
+//! [`FormReader`] reads the fields that precede the `file` field (at most
+//! [`MAX_PRE_DATA_BYTES`], S3's limit) and stops where the file's content begins; the file
+//! itself is never buffered. [`Policy`] parses the base64 JSON policy and checks a form
+//! against it as S3 does: expiration, each condition, and that every field is covered.
+//!
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html>,
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
+
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::error::{S3Code, S3Error};
+
+/// The most the fields before the file may take, boundaries and part headers included: S3
+/// answers `MaxPostPreDataLengthExceeded` past 20 KiB.
+pub const MAX_PRE_DATA_BYTES: usize = 20 * 1024;
+
+/// The longest boundary RFC 2046 §5.1.1 allows.
+const MAX_BOUNDARY_BYTES: usize = 70;
+
+/// Fields that no policy condition needs to name.
+/// Reference: sigv4-HTTPPOSTConstructPolicy, "Conditions".
+fn is_exempt(name: &str) -> bool {
+    matches!(name, "x-amz-signature" | "file" | "policy") || name.starts_with("x-ignore-")
+}
+
+/// Why a form upload is refused, in S3's words where S3 has them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostError {
+    #[error("Bucket POST must be of the enclosure-type multipart/form-data")]
+    NotMultipart,
+    #[error("The body of your POST request is not well-formed multipart/form-data.")]
+    Malformed,
+    #[error("Your POST request fields preceding the upload file were too large.")]
+    PreDataTooLarge,
+    #[error("Bucket POST must contain a field named '{0}'.  If it is specified, please check the order of the fields.")]
+    MissingField(&'static str),
+    #[error("POST requires exactly one file upload per request.")]
+    NoFile,
+    #[error("The form field '{0}' appears more than once.")]
+    DuplicateField(String),
+    #[error("The form field '{0}' is not valid: {1}")]
+    BadField(&'static str, &'static str),
+    #[error("s3seal does not accept the form field '{0}'.")]
+    UnsupportedField(String),
+    #[error("Invalid Policy: {0}")]
+    InvalidPolicy(&'static str),
+    #[error("Invalid according to Policy: Policy expired.")]
+    Expired,
+    #[error("Invalid according to Policy: Policy Condition failed: {0}")]
+    ConditionFailed(String),
+    #[error("Invalid according to Policy: Extra input fields: {0}")]
+    ExtraField(String),
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    TooLarge,
+    #[error("Your proposed upload is smaller than the minimum allowed size")]
+    TooSmall,
+}
+
+impl S3Error for PostError {
+    fn code(&self) -> S3Code {
+        match self {
+            PostError::NotMultipart => S3Code::PreconditionFailed,
+            PostError::Malformed => S3Code::MalformedPOSTRequest,
+            PostError::PreDataTooLarge => S3Code::MaxPostPreDataLengthExceeded,
+            PostError::MissingField(_)
+            | PostError::NoFile
+            | PostError::DuplicateField(_)
+            | PostError::BadField(..)
+            | PostError::UnsupportedField(_) => S3Code::InvalidArgument,
+            PostError::InvalidPolicy(_) => S3Code::InvalidPolicyDocument,
+            PostError::Expired | PostError::ConditionFailed(_) | PostError::ExtraField(_) => {
+                S3Code::AccessDenied
+            }
+            PostError::TooLarge => S3Code::EntityTooLarge,
+            PostError::TooSmall => S3Code::EntityTooSmall,
+        }
+    }
+}
+
+// === The form ===
+
+/// The boundary of a `multipart/form-data` `Content-Type` (RFC 7578 §4.1).
+pub fn boundary(content_type: &str) -> Result<String, PostError> {
+    let mut params = content_type.split(';');
+    let media = params.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("multipart/form-data") {
+        return Err(PostError::NotMultipart);
+    }
+    for p in params {
+        let Some((name, value)) = p.split_once('=') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("boundary") {
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            if value.is_empty() || value.len() > MAX_BOUNDARY_BYTES || !value.is_ascii() {
+                return Err(PostError::Malformed);
+            }
+            return Ok(value.to_owned());
+        }
+    }
+    Err(PostError::Malformed)
+}
+
+/// The fields of a form, in order, names lower-cased (S3 reads them case-insensitively).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Form {
+    fields: Vec<(String, String)>,
+    /// The `filename` of the file field, as the browser sent it.
+    pub filename: Option<String>,
+}
+
+impl Form {
+    /// A form of these fields (names lower-cased); a name given twice is refused.
+    pub fn new<N: AsRef<str>, V: Into<String>>(
+        fields: impl IntoIterator<Item = (N, V)>,
+        filename: Option<String>,
+    ) -> Result<Self, PostError> {
+        let mut form = Form {
+            fields: Vec::new(),
+            filename,
+        };
+        for (name, value) in fields {
+            form.push(name.as_ref().to_ascii_lowercase(), value.into())?;
+        }
+        Ok(form)
+    }
+
+    fn push(&mut self, name: String, value: String) -> Result<(), PostError> {
+        if self.get(&name).is_some() {
+            return Err(PostError::DuplicateField(name));
+        }
+        self.fields.push((name, value));
+        Ok(())
+    }
+
+    /// A field's value; `name` is lower case.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every field, names lower-cased, in the order sent.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The object key: the `key` field with `${filename}` replaced by the file's name, as S3
+    /// does.
+    pub fn key(&self) -> Result<String, PostError> {
+        let key = self.get("key").ok_or(PostError::MissingField("key"))?;
+        Ok(key.replace("${filename}", self.filename.as_deref().unwrap_or("")))
+    }
+}
+
+/// The form's head, read up to the first byte of the file's content.
+#[derive(Debug)]
+pub struct FormHead {
+    pub form: Form,
+    /// Bytes of the body before the file's content.
+    pub file_offset: u64,
+    /// File bytes read with the head (the rest of the last chunk fed).
+    pub file_start: Vec<u8>,
+}
+
+/// Reads a form body up to its file field. Fields after the file cannot be read without
+/// buffering it, so the file must be the last part, directly followed by the closing
+/// delimiter ([`FormReader::closing`]); browsers, `requests` and the SDKs' examples send it so.
+#[derive(Debug)]
+pub struct FormReader {
+    /// `--boundary`.
+    delimiter: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl FormReader {
+    pub fn new(boundary: &str) -> Self {
+        FormReader {
+            delimiter: format!("--{boundary}").into_bytes(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// What must follow the file's content and end the body: `CRLF --boundary-- CRLF`.
+    pub fn closing(&self) -> Vec<u8> {
+        let mut c = b"\r\n".to_vec();
+        c.extend_from_slice(&self.delimiter);
+        c.extend_from_slice(b"--\r\n");
+        c
+    }
+
+    /// Takes the next bytes of the body; `Some` once the file's content begins.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<FormHead>, PostError> {
+        self.buf.extend_from_slice(data);
+        match self.parse()? {
+            Some((form, offset)) => {
+                let file_start = self.buf.split_off(offset);
+                Ok(Some(FormHead {
+                    form,
+                    file_offset: offset as u64,
+                    file_start,
+                }))
+            }
+            None if self.buf.len() > MAX_PRE_DATA_BYTES => Err(PostError::PreDataTooLarge),
+            None => Ok(None),
+        }
+    }
+
+    /// Parses the buffer from its start: the fields and the offset of the file's content, or
+    /// `None` when more bytes are needed.
+    fn parse(&self) -> Result<Option<(Form, usize)>, PostError> {
+        let buf = &self.buf[..self.buf.len().min(MAX_PRE_DATA_BYTES)];
+        let d = &self.delimiter;
+        // The body opens with the first delimiter (no preamble).
+        let mut opening = d.clone();
+        opening.extend_from_slice(b"\r\n");
+        let seen = buf.len().min(opening.len());
+        if buf[..seen] != opening[..seen] {
+            return Err(PostError::Malformed);
+        }
+        if seen < opening.len() {
+            return Ok(None);
+        }
+        let mut form = Form::default();
+        let mut pos = opening.len();
+        loop {
+            let Some(end) = find(&buf[pos..], b"\r\n\r\n") else {
+                return Ok(None);
+            };
+            let part = parse_part_headers(&buf[pos..pos + end])?;
+            pos += end + 4;
+            if part.name.eq_ignore_ascii_case("file") {
+                form.filename = part.filename;
+                return Ok(Some((form, pos)));
+            }
+            let mut value_end_marker = b"\r\n".to_vec();
+            value_end_marker.extend_from_slice(d);
+            let Some(end) = find(&buf[pos..], &value_end_marker) else {
+                return Ok(None);
+            };
+            let value =
+                String::from_utf8(buf[pos..pos + end].to_vec()).map_err(|_| PostError::Malformed)?;
+            form.push(part.name.to_ascii_lowercase(), value)?;
+            pos += end + value_end_marker.len();
+            match buf.get(pos..pos + 2) {
+                None => return Ok(None),
+                Some(b"\r\n") => pos += 2,
+                // The closing delimiter before any file.
+                Some(b"--") => return Err(PostError::NoFile),
+                Some(_) => return Err(PostError::Malformed),
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+struct PartHeaders {
+    name: String,
+    filename: Option<String>,
+}
+
+/// A part's headers: a `Content-Disposition: form-data` with a name is required; its
+/// `Content-Type` (and any other header) is not S3's business, the `Content-Type` field is.
+fn parse_part_headers(raw: &[u8]) -> Result<PartHeaders, PostError> {
+    let raw = std::str::from_utf8(raw).map_err(|_| PostError::Malformed)?;
+    let mut found = None;
+    for line in raw.split("\r\n") {
+        let (name, value) = line.split_once(':').ok_or(PostError::Malformed)?;
+        if !name.trim().eq_ignore_ascii_case("content-disposition") {
+            continue;
+        }
+        if found.is_some() {
+            return Err(PostError::Malformed);
+        }
+        found = Some(parse_disposition(value)?);
+    }
+    found.ok_or(PostError::Malformed)
+}
+
+/// `form-data; name="x"; filename="y"` (RFC 7578 §4.2), quoted strings with `\` escapes.
+fn parse_disposition(value: &str) -> Result<PartHeaders, PostError> {
+    let mut rest = value.trim_start();
+    let kind_end = rest.find(';').unwrap_or(rest.len());
+    if !rest[..kind_end].trim().eq_ignore_ascii_case("form-data") {
+        return Err(PostError::Malformed);
+    }
+    rest = &rest[kind_end..];
+    let (mut name, mut filename) = (None, None);
+    while let Some(r) = rest.strip_prefix(';') {
+        let r = r.trim_start();
+        let (param, after) = r.split_once('=').ok_or(PostError::Malformed)?;
+        let (value, after) = if let Some(q) = after.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = q.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((i, '"')) => break i,
+                    Some((_, '\\')) => out.push(chars.next().ok_or(PostError::Malformed)?.1),
+                    Some((_, c)) => out.push(c),
+                    None => return Err(PostError::Malformed),
+                }
+            };
+            (out, &q[end + 1..])
+        } else {
+            let end = after.find(';').unwrap_or(after.len());
+            (after[..end].trim().to_owned(), &after[end..])
+        };
+        match param.trim().to_ascii_lowercase().as_str() {
+            "name" if name.is_none() => name = Some(value),
+            "filename" if filename.is_none() => filename = Some(value),
+            "name" | "filename" => return Err(PostError::Malformed),
+            _ => {}
+        }
+        rest = after.trim_start();
+    }
+    if !rest.is_empty() {
+        return Err(PostError::Malformed);
+    }
+    Ok(PartHeaders {
+        name: name.filter(|n| !n.is_empty()).ok_or(PostError::Malformed)?,
+        filename,
+    })
+}
+
+// === The policy ===
+
+/// One condition of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `{"field": "value"}` or `["eq", "$field", "value"]`.
+    Eq { field: String, value: String },
+    /// `["starts-with", "$field", "prefix"]`; an empty prefix admits any value.
+    StartsWith { field: String, prefix: String },
+    /// `["content-length-range", min, max]`: the file's size in bytes, inclusive.
+    LengthRange { min: u64, max: u64 },
+}
+
+impl Condition {
+    /// The condition as S3 quotes it in its refusal.
+    fn quoted(&self) -> String {
+        let q = |s: &str| serde_json::Value::from(s).to_string();
+        match self {
+            Condition::Eq { field, value } => format!("[\"eq\", {}, {}]", q(&format!("${field}")), q(value)),
+            Condition::StartsWith { field, prefix } => {
+                format!("[\"starts-with\", {}, {}]", q(&format!("${field}")), q(prefix))
+            }
+            Condition::LengthRange { min, max } => {
+                format!("[\"content-length-range\", {min}, {max}]")
+            }
+        }
+    }
+
+    /// Whether the form holds. `bucket` is the addressed bucket; a field the form lacks is
+    /// read as empty.
+    fn holds(&self, form: &Form, bucket: &str) -> bool {
+        let value = |field: &str| {
+            if field == "bucket" {
+                bucket
+            } else {
+                form.get(field).unwrap_or("")
+            }
+        };
+        match self {
+            Condition::Eq { field, value: want } => value(field) == want,
+            // "Content-Type values for a starts-with condition that include commas are
+            // interpreted as lists. Each value in the list must meet the condition."
+            Condition::StartsWith { field, prefix } if field == "content-type" => value(field)
+                .split(',')
+                .all(|v| v.trim_start().starts_with(prefix.as_str())),
+            Condition::StartsWith { field, prefix } => value(field).starts_with(prefix.as_str()),
+            Condition::LengthRange { .. } => true,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Condition::Eq { field, .. } | Condition::StartsWith { field, .. } => Some(field),
+            Condition::LengthRange { .. } => None,
+        }
+    }
+}
+
+/// A decoded POST policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub expiration: SystemTime,
+    pub conditions: Vec<Condition>,
+}
+
+impl Policy {
+    /// Decodes the `policy` field: base64 of a UTF-8 JSON document with `expiration` (ISO
+    /// 8601, UTC) and `conditions`.
+    pub fn parse(b64: &str) -> Result<Self, PostError> {
+        let invalid_json = PostError::InvalidPolicy("Invalid JSON.");
+        let raw = STANDARD
+            .decode(b64.trim())
+            .map_err(|_| PostError::InvalidPolicy("Policy could not be base64-decoded."))?;
+        let doc: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| invalid_json.clone())?;
+        let doc = doc.as_object().ok_or(invalid_json)?;
+        let expiration = doc
+            .get("expiration")
+            .ok_or(PostError::InvalidPolicy("Policy missing expiration."))?
+            .as_str()
+            .and_then(parse_expiration)
+            .ok_or(PostError::InvalidPolicy("Invalid 'expiration' value."))?;
+        let list = doc
+            .get("conditions")
+            .ok_or(PostError::InvalidPolicy("Policy missing conditions."))?
+            .as_array()
+            .ok_or(PostError::InvalidPolicy("Invalid 'conditions' value."))?;
+        let mut conditions = Vec::new();
+        for c in list {
+            parse_condition(c, &mut conditions)?;
+        }
+        Ok(Policy {
+            expiration,
+            conditions,
+        })
+    }
+
+    /// Checks a form as S3 does: the policy has not expired, every condition holds, and
+    /// every field but the exempt ones is named by a condition.
+    pub fn check(&self, form: &Form, bucket: &str, now: SystemTime) -> Result<(), PostError> {
+        if now > self.expiration {
+            return Err(PostError::Expired);
+        }
+        if let Some(failed) = self.conditions.iter().find(|c| !c.holds(form, bucket)) {
+            return Err(PostError::ConditionFailed(failed.quoted()));
+        }
+        for (name, _) in form.fields() {
+            if !is_exempt(name) && !self.conditions.iter().any(|c| c.field() == Some(name)) {
+                return Err(PostError::ExtraField(name.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the file's size against every `content-length-range`.
+    pub fn check_length(&self, len: u64) -> Result<(), PostError> {
+        for c in &self.conditions {
+            if let Condition::LengthRange { min, max } = c {
+                if len > *max {
+                    return Err(PostError::TooLarge);
+                }
+                if len < *min {
+                    return Err(PostError::TooSmall);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `2007-12-01T12:00:00.000Z` (fractions optional), UTC only.
+fn parse_expiration(s: &str) -> Option<SystemTime> {
+    if !s.ends_with('Z') {
+        return None;
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.into())
+}
+
+/// A condition's field: `$name`, case-insensitive.
+fn field_name(v: &serde_json::Value) -> Result<String, PostError> {
+    v.as_str()
+        .and_then(|s| s.strip_prefix('$'))
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .ok_or(PostError::InvalidPolicy("Invalid condition field name."))
+}
+
+fn string(v: &serde_json::Value) -> Result<String, PostError> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or(PostError::InvalidPolicy("Condition values must be strings."))
+}
+
+/// A byte count: a non-negative integer, or a string of one.
+fn length(v: &serde_json::Value) -> Result<u64, PostError> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .ok_or(PostError::InvalidPolicy(
+            "content-length-range takes two non-negative integers.",
+        ))
+}
+
+fn parse_condition(c: &serde_json::Value, out: &mut Vec<Condition>) -> Result<(), PostError> {
+    match c {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (field, value) in map {
+                out.push(Condition::Eq {
+                    field: field.to_ascii_lowercase(),
+                    value: string(value)?,
+                });
+            }
+        }
+        serde_json::Value::Array(items) => {
+            let op = items.first().and_then(serde_json::Value::as_str);
+            match (op.map(str::to_ascii_lowercase).as_deref(), items.len()) {
+                (Some("eq"), 3) => out.push(Condition::Eq {
+                    field: field_name(&items[1])?,
+                    value: string(&items[2])?,
+                }),
+                (Some("starts-with"), 3) => out.push(Condition::StartsWith {
+                    field: field_name(&items[1])?,
+                    prefix: string(&items[2])?,
+                }),
+                (Some("content-length-range"), 3) => {
+                    let (min, max) = (length(&items[1])?, length(&items[2])?);
+                    if min > max {
+                        return Err(PostError::InvalidPolicy(
+                            "content-length-range minimum exceeds its maximum.",
+                        ));
+                    }
+                    out.push(Condition::LengthRange { min, max });
+                }
+                _ => return Err(PostError::InvalidPolicy("Invalid condition.")),
+            }
+        }
+        _ => return Err(PostError::InvalidPolicy("Invalid condition.")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
