@@ -537,4 +537,4 @@ fn parse_condition(c: &serde_json::Value, out: &mut Vec<Condition>) -> Result<()
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
