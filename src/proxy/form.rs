@@ -24,16 +24,23 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Either};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::{self, AuthContext, AuthError, ClientKeys, Verified};
 use crate::body::{self, Body, BoxError};
 use crate::error::ProxyError;
-use crate::s3::post::{self, FormReader, PostError};
+use crate::s3::post::{self, FileFraming, FormReader, PostError};
 use crate::s3::route::{encode_path, Routed};
 
 use super::linger::ClientBody;
 use super::FramingError;
+
+/// Query values of the redirect: everything but RFC 3986 unreserved characters encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// The body every request's verification wraps: the client's, or a form upload's file.
 pub(super) type RequestBody = Either<ClientBody, FileBody<ClientBody>>;
@@ -78,13 +85,11 @@ pub(super) async fn verify(
             None => return Err(refused(PostError::Malformed)),
         }
     };
-    let closing = reader.closing();
-    let file_len = total
-        .checked_sub(form_head.file_offset + closing.len() as u64)
-        .ok_or(refused(PostError::Malformed))?;
+    let framing = form_head.file(&reader, total).map_err(refused)?;
+    let file_len = framing.len();
     let form = form_head.form;
     let bucket = head.target.bucket().unwrap_or_default().to_owned();
-    let file = FileBody::new(form_head.file_start.into(), client, file_len, closing);
+    let file = FileBody::new(form_head.file_start.into(), client, framing);
     let verified = auth::post::verify_form(
         parts,
         &form,
@@ -170,7 +175,7 @@ impl Reply {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let q = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let q = |s: &str| utf8_percent_encode(s, QUERY_VALUE).to_string();
         let header = |v: &str| {
             HeaderValue::from_str(v).map_err(|_| ProxyError::Internal("unencodable header".into()))
         };
@@ -223,77 +228,30 @@ fn escape(s: &str) -> String {
 // === impl FileBody ===
 
 pin_project_lite::pin_project! {
-    /// The file of a form upload: the client's body from the file's first byte, ending
-    /// `len` bytes later, where the closing delimiter must end the body. The last file bytes
-    /// are held back until it has.
+    /// The file of a form upload: the client's body from the file's first byte, framed by
+    /// `s3::post::FileFraming` (which holds the file's end back until the closing delimiter
+    /// has ended the body).
     pub(super) struct FileBody<B> {
         #[pin]
         client: B,
-        state: Box<FileState>,
+        // Bytes read with the form's fields, not yet passed on.
+        pending: Option<Bytes>,
+        framing: Box<FileFraming>,
     }
-}
-
-#[derive(Debug)]
-struct FileState {
-    phase: Phase,
-    /// Bytes read with the form's fields, not yet passed on.
-    pending: Option<Bytes>,
-    /// File bytes not yet received.
-    remaining: u64,
-    /// The file's last bytes, held until the closing delimiter has ended the body.
-    held: Bytes,
-    closing: Vec<u8>,
-    /// What followed the file so far.
-    tail: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    File,
-    Closing,
-    Done,
 }
 
 impl<B> FileBody<B> {
-    fn new(start: Bytes, client: B, len: u64, closing: Vec<u8>) -> Self {
+    fn new(start: Bytes, client: B, framing: FileFraming) -> Self {
         FileBody {
             client,
-            state: Box::new(FileState {
-                phase: Phase::File,
-                pending: (!start.is_empty()).then_some(start),
-                remaining: len,
-                held: Bytes::new(),
-                closing,
-                tail: Vec::new(),
-            }),
+            pending: (!start.is_empty()).then_some(start),
+            framing: Box::new(framing),
         }
     }
 }
 
-impl FileState {
-    /// Takes received bytes; returns the file bytes that may go on now.
-    fn ingest(&mut self, mut data: Bytes) -> Result<Option<Bytes>, BoxError> {
-        if self.phase == Phase::File {
-            // Strictly shorter: the chunk that ends the file is held back.
-            if (data.len() as u64) < self.remaining {
-                self.remaining -= data.len() as u64;
-                return Ok(Some(data));
-            }
-            let end = usize::try_from(self.remaining).unwrap_or(usize::MAX);
-            self.held = data.split_to(end);
-            self.remaining = 0;
-            self.phase = Phase::Closing;
-        }
-        self.tail.extend_from_slice(&data);
-        if !self.closing.starts_with(&self.tail) {
-            return Err(malformed());
-        }
-        Ok(None)
-    }
-}
-
-fn malformed() -> BoxError {
-    Box::new(AuthError::Post(PostError::Malformed))
+fn refused(e: PostError) -> BoxError {
+    Box::new(AuthError::Post(e))
 }
 
 impl<B: http_body::Body<Data = Bytes, Error = BoxError>> http_body::Body for FileBody<B> {
@@ -306,10 +264,10 @@ impl<B: http_body::Body<Data = Bytes, Error = BoxError>> http_body::Body for Fil
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         loop {
-            if this.state.phase == Phase::Done {
+            if this.framing.is_done() {
                 return Poll::Ready(None);
             }
-            let data = match this.state.pending.take() {
+            let data = match this.pending.take() {
                 Some(data) => data,
                 None => match ready!(this.client.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => match frame.into_data() {
@@ -318,29 +276,24 @@ impl<B: http_body::Body<Data = Bytes, Error = BoxError>> http_body::Body for Fil
                     },
                     Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                     None => {
-                        let state = &mut **this.state;
-                        if state.phase != Phase::Closing || state.tail != state.closing {
-                            return Poll::Ready(Some(Err(malformed())));
-                        }
-                        state.phase = Phase::Done;
-                        let last = std::mem::take(&mut state.held);
-                        return Poll::Ready((!last.is_empty()).then(|| Ok(Frame::data(last))));
+                        return Poll::Ready(match this.framing.finish() {
+                            Ok(last) if last.is_empty() => None,
+                            Ok(last) => Some(Ok(Frame::data(last))),
+                            Err(e) => Some(Err(refused(e))),
+                        })
                     }
                 },
             };
-            match this.state.ingest(data) {
+            match this.framing.ingest(data) {
                 Ok(Some(file)) => return Poll::Ready(Some(Ok(Frame::data(file)))),
                 Ok(None) => {}
-                Err(e) => {
-                    this.state.phase = Phase::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Err(e) => return Poll::Ready(Some(Err(refused(e)))),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.state.phase == Phase::Done
+        self.framing.is_done()
     }
 }
 

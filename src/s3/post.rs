@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use bytes::Bytes;
 
 use crate::error::{S3Code, S3Error};
 
@@ -174,6 +175,138 @@ pub struct FormHead {
     pub file_start: Vec<u8>,
 }
 
+impl FormHead {
+    /// The framing of the file in a body of `total` bytes: its length (the body less the
+    /// fields and the closing delimiter), and the machine that checks its end.
+    pub fn file(&self, reader: &FormReader, total: u64) -> Result<FileFraming, PostError> {
+        let closing = reader.closing();
+        let len = total
+            .checked_sub(self.file_offset + closing.len() as u64)
+            .ok_or(PostError::Malformed)?;
+        Ok(FileFraming {
+            phase: Phase::File,
+            remaining: len,
+            len,
+            held: Bytes::new(),
+            // `CRLF --boundary`: where any part after the file would begin.
+            delimiter: closing[..closing.len() - 4].to_vec(),
+            carry: Vec::new(),
+            closing,
+            tail: Vec::new(),
+        })
+    }
+}
+
+/// The file's bytes between the form's fields and the closing delimiter, checked as they
+/// pass: the delimiter must not occur inside the file (RFC 2046 §5.1.1: that would be another
+/// part, which cannot be read without buffering the file), and must end the body exactly
+/// where the file's length says. The chunk that completes the file is held back until it has.
+#[derive(Debug)]
+pub struct FileFraming {
+    phase: Phase,
+    /// File bytes not yet received.
+    remaining: u64,
+    len: u64,
+    /// The file's last bytes, held until the closing delimiter has ended the body.
+    held: Bytes,
+    delimiter: Vec<u8>,
+    /// The file's last bytes passed on (fewer than the delimiter's), to find a delimiter cut
+    /// across two chunks.
+    carry: Vec<u8>,
+    closing: Vec<u8>,
+    /// What followed the file so far.
+    tail: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    File,
+    Closing,
+    Done,
+}
+
+impl FileFraming {
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Takes the next bytes of the body; returns the file bytes that may go on now.
+    pub fn ingest(&mut self, mut data: Bytes) -> Result<Option<Bytes>, PostError> {
+        let result = self.step(&mut data);
+        if result.is_err() {
+            self.phase = Phase::Done;
+        }
+        result
+    }
+
+    fn step(&mut self, data: &mut Bytes) -> Result<Option<Bytes>, PostError> {
+        match self.phase {
+            Phase::Done => return Err(PostError::Malformed),
+            Phase::File => {
+                let end = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+                // Strictly shorter: the chunk that ends the file is held back.
+                let file = if data.len() < end {
+                    std::mem::take(data)
+                } else {
+                    data.split_to(end)
+                };
+                self.scan(&file)?;
+                self.remaining -= file.len() as u64;
+                if data.is_empty() && self.remaining > 0 {
+                    return Ok(Some(file));
+                }
+                self.held = file;
+                self.phase = Phase::Closing;
+            }
+            Phase::Closing => {}
+        }
+        self.tail.extend_from_slice(data);
+        if !self.closing.starts_with(&self.tail) {
+            return Err(PostError::Malformed);
+        }
+        Ok(None)
+    }
+
+    /// Refuses a delimiter inside the file, also one cut across chunks.
+    fn scan(&mut self, file: &[u8]) -> Result<(), PostError> {
+        let d = &self.delimiter;
+        let mut seam = std::mem::take(&mut self.carry);
+        seam.extend_from_slice(&file[..file.len().min(d.len() - 1)]);
+        if find(&seam, d).is_some() || find(file, d).is_some() {
+            return Err(PostError::Malformed);
+        }
+        let keep = d.len() - 1;
+        self.carry = if file.len() >= keep {
+            file[file.len() - keep..].to_vec()
+        } else {
+            seam[seam.len().saturating_sub(keep)..].to_vec()
+        };
+        Ok(())
+    }
+
+    /// The end of the body: the held-back end of the file, if the closing delimiter ended it.
+    pub fn finish(&mut self) -> Result<Bytes, PostError> {
+        let complete = self.phase == Phase::Closing && self.tail == self.closing;
+        self.phase = Phase::Done;
+        if complete {
+            Ok(std::mem::take(&mut self.held))
+        } else {
+            Err(PostError::Malformed)
+        }
+    }
+
+    /// Whether the file has been passed on whole, or refused.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
 /// Reads a form body up to its file field. Fields after the file cannot be read without
 /// buffering it, so the file must be the last part, directly followed by the closing
 /// delimiter ([`FormReader::closing`]); browsers, `requests` and the SDKs' examples send it so.
@@ -265,7 +398,16 @@ impl FormReader {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = hay[from..].iter().position(|&b| b == first) {
+        let at = from + i;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 struct PartHeaders {

@@ -17,15 +17,21 @@ fn client(chunks: &[&[u8]]) -> Chunks {
     StreamBody::new(futures_util::stream::iter(frames))
 }
 
+/// The framing of a `len`-byte file in a form with boundary `b` and no other field.
+fn framing(len: u64) -> FileFraming {
+    let mut reader = FormReader::new("b");
+    let head = reader
+        .feed(b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    let total = head.file_offset + len + CLOSING.len() as u64;
+    head.file(&reader, total).unwrap()
+}
+
 /// Reads the file body to its end: the bytes passed on before the end or the error, and how
 /// it ended.
 async fn read(start: &[u8], chunks: &[&[u8]], len: u64) -> (Vec<u8>, Result<(), String>) {
-    let mut body = FileBody::new(
-        Bytes::copy_from_slice(start),
-        client(chunks),
-        len,
-        CLOSING.to_vec(),
-    );
+    let mut body = FileBody::new(Bytes::copy_from_slice(start), client(chunks), framing(len));
     let mut out = Vec::new();
     loop {
         match body.frame().await {
@@ -74,7 +80,7 @@ async fn the_last_file_bytes_wait_for_the_closing_delimiter() {
 
 #[tokio::test]
 async fn the_failure_is_the_forms_own() {
-    let mut body = FileBody::new(Bytes::new(), client(&[b"x\r\n--z"]), 1, CLOSING.to_vec());
+    let mut body = FileBody::new(Bytes::new(), client(&[b"x\r\n--z"]), framing(1));
     let err = loop {
         if let Err(e) = body.frame().await.unwrap() {
             break e;
@@ -171,7 +177,7 @@ fn a_redirect_gets_bucket_key_and_etag() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         r.headers()[LOCATION],
-        "https://app.test/done?x=1&bucket=bkt&key=dir%2Fa%20b%2Etxt&etag=%22abc%22"
+        "https://app.test/done?x=1&bucket=bkt&key=dir%2Fa%20b.txt&etag=%22abc%22"
     );
     // A URL S3 cannot read is as if absent.
     let r = reply(&[("redirect", "not a url")], false)

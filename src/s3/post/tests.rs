@@ -177,6 +177,79 @@ fn fields_past_twenty_kib_are_refused() {
     assert!(read(&body(&[("x-amz-meta-big", &fits)], "f", b""), 4096).is_ok());
 }
 
+/// The file's framing in a form of boundary BOUNDARY whose file has `len` bytes.
+fn framing(len: u64) -> FileFraming {
+    let data = body(&[("key", "k")], "f", b"");
+    let mut r = FormReader::new(BOUNDARY);
+    let head = r.feed(&data).unwrap().unwrap();
+    head.file(&r, data.len() as u64 + len).unwrap()
+}
+
+/// Feeds `data` cut at `cut`; the file bytes passed on, and how the body ended.
+fn frame(len: u64, data: &[u8], cut: usize) -> (Vec<u8>, Result<(), PostError>) {
+    let mut f = framing(len);
+    let mut out = Vec::new();
+    for part in [&data[..cut], &data[cut..]] {
+        match f.ingest(Bytes::copy_from_slice(part)) {
+            Ok(Some(b)) => out.extend_from_slice(&b),
+            Ok(None) => {}
+            Err(e) => return (out, Err(e)),
+        }
+    }
+    match f.finish() {
+        Ok(last) => {
+            out.extend_from_slice(&last);
+            (out, Ok(()))
+        }
+        Err(e) => (out, Err(e)),
+    }
+}
+
+#[test]
+fn the_file_is_framed_by_the_closing_delimiter() {
+    let closing = FormReader::new(BOUNDARY).closing();
+    let file = b"some file\r\n--not the boundary\r\n";
+    let whole = [file.as_slice(), &closing].concat();
+    for cut in 0..=whole.len() {
+        let (out, end) = frame(file.len() as u64, &whole, cut);
+        assert_eq!(end, Ok(()), "cut {cut}");
+        assert_eq!(out, file);
+    }
+    assert_eq!(framing(5).len(), 5);
+    assert!(framing(0).is_empty());
+    // The body is shorter than its fields and closing delimiter.
+    let data = body(&[("key", "k")], "f", b"");
+    let mut r = FormReader::new(BOUNDARY);
+    let head = r.feed(&data).unwrap().unwrap();
+    assert_eq!(
+        head.file(&r, head.file_offset).unwrap_err(),
+        PostError::Malformed
+    );
+}
+
+#[test]
+fn a_part_after_the_file_is_found_wherever_it_is_cut() {
+    // A field after the file looks like file content followed by the closing delimiter; the
+    // delimiter inside is what gives it away, also when cut across chunks.
+    let closing = FormReader::new(BOUNDARY).closing();
+    let late = format!(
+        "data\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nv"
+    );
+    let whole = [late.as_bytes(), &closing].concat();
+    for cut in 0..=whole.len() {
+        let (out, end) = frame(late.len() as u64, &whole, cut);
+        assert_eq!(end, Err(PostError::Malformed), "cut {cut}");
+        assert!(out.len() < late.len(), "cut {cut}: the whole file was passed on");
+    }
+    // Garbage after the delimiter, a cut-off or a missing delimiter: the end is held back.
+    for tail in [[closing.as_slice(), b"x"].concat(), closing[..5].to_vec(), Vec::new()] {
+        let whole = [b"0123".as_slice(), &tail].concat();
+        let (out, end) = frame(4, &whole, 2);
+        assert_eq!(end, Err(PostError::Malformed));
+        assert_eq!(out, b"01");
+    }
+}
+
 // === The policy ===
 
 fn b64(json: &str) -> String {
