@@ -249,8 +249,7 @@ async fn pipeline(
     // A form upload is verified from its fields and becomes the PutObject that stores it.
     let (verified, head, reply) = match head {
         Ok(routed) if routed.op == Operation::PostObject => {
-            let (verified, routed, reply) =
-                form::verify(req, routed, &state.clients, &cx).await?;
+            let (verified, routed, reply) = form::verify(req, routed, &state.clients, &cx).await?;
             (verified, Ok(routed), Some(reply))
         }
         head => {

@@ -20,8 +20,8 @@ use crate::s3::post::{Form, Policy, PostError};
 
 use super::budget::BufferBudget;
 use super::sigv4::{self, Credential, SigningKey, ALGORITHM};
-use super::{body_plan, AuthContext, AuthError, ClientKeys, Payload, Principal, Verified};
 use super::VerifiedBody;
+use super::{body_plan, AuthContext, AuthError, ClientKeys, Payload, Principal, Verified};
 
 /// Fields the proxy reads itself; they never become headers.
 const CONTROL_FIELDS: &[&str] = &[
@@ -47,8 +47,14 @@ const HEADER_FIELDS: &[(&str, &str)] = &[
     ("expires", "expires"),
     ("acl", "x-amz-acl"),
     ("x-amz-storage-class", "x-amz-storage-class"),
-    ("x-amz-website-redirect-location", "x-amz-website-redirect-location"),
-    ("x-amz-server-side-encryption", "x-amz-server-side-encryption"),
+    (
+        "x-amz-website-redirect-location",
+        "x-amz-website-redirect-location",
+    ),
+    (
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption",
+    ),
     (
         "x-amz-server-side-encryption-aws-kms-key-id",
         "x-amz-server-side-encryption-aws-kms-key-id",
@@ -133,7 +139,12 @@ fn authenticate(
     keys: &ClientKeys,
     cx: &AuthContext<'_>,
 ) -> Result<Principal, AuthError> {
-    let signs = ["policy", "x-amz-signature", "x-amz-credential", "x-amz-algorithm"];
+    let signs = [
+        "policy",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-algorithm",
+    ];
     if signs.iter().all(|f| form.get(f).is_none()) {
         // SigV2 forms (`AWSAccessKeyId`, `signature`) are not taken; a form without any
         // signature is anonymous, which no bucket opens to writes.

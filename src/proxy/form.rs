@@ -151,7 +151,11 @@ impl Reply {
         let location = if routed.virtual_host {
             format!("https://{}/{}", routed.authority, encode_path(&key))
         } else {
-            format!("https://{}/{bucket}/{}", routed.authority, encode_path(&key))
+            format!(
+                "https://{}/{bucket}/{}",
+                routed.authority,
+                encode_path(&key)
+            )
         };
         Reply {
             answer,
@@ -213,7 +217,9 @@ impl Reply {
                     escape(&self.key),
                     escape(&etag)
                 );
-                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(doc.len()));
+                parts
+                    .headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(doc.len()));
                 body::full(doc)
             }
         };

@@ -382,8 +382,8 @@ impl FormReader {
             let Some(end) = find(&buf[pos..], &value_end_marker) else {
                 return Ok(None);
             };
-            let value =
-                String::from_utf8(buf[pos..pos + end].to_vec()).map_err(|_| PostError::Malformed)?;
+            let value = String::from_utf8(buf[pos..pos + end].to_vec())
+                .map_err(|_| PostError::Malformed)?;
             form.push(part.name.to_ascii_lowercase(), value)?;
             pos += end + value_end_marker.len();
             match buf.get(pos..pos + 2) {
@@ -496,9 +496,15 @@ impl Condition {
     fn quoted(&self) -> String {
         let q = |s: &str| serde_json::Value::from(s).to_string();
         match self {
-            Condition::Eq { field, value } => format!("[\"eq\", {}, {}]", q(&format!("${field}")), q(value)),
+            Condition::Eq { field, value } => {
+                format!("[\"eq\", {}, {}]", q(&format!("${field}")), q(value))
+            }
             Condition::StartsWith { field, prefix } => {
-                format!("[\"starts-with\", {}, {}]", q(&format!("${field}")), q(prefix))
+                format!(
+                    "[\"starts-with\", {}, {}]",
+                    q(&format!("${field}")),
+                    q(prefix)
+                )
             }
             Condition::LengthRange { min, max } => {
                 format!("[\"content-length-range\", {min}, {max}]")
@@ -551,7 +557,8 @@ impl Policy {
         let raw = STANDARD
             .decode(b64.trim())
             .map_err(|_| PostError::InvalidPolicy("Policy could not be base64-decoded."))?;
-        let doc: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| invalid_json.clone())?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|_| invalid_json.clone())?;
         let doc = doc.as_object().ok_or(invalid_json)?;
         let expiration = doc
             .get("expiration")
@@ -628,7 +635,9 @@ fn field_name(v: &serde_json::Value) -> Result<String, PostError> {
 fn string(v: &serde_json::Value) -> Result<String, PostError> {
     v.as_str()
         .map(str::to_owned)
-        .ok_or(PostError::InvalidPolicy("Condition values must be strings."))
+        .ok_or(PostError::InvalidPolicy(
+            "Condition values must be strings.",
+        ))
 }
 
 /// A byte count: a non-negative integer, or a string of one.

@@ -61,11 +61,24 @@ async fn post(h: &Harness, bucket: &str, body: Vec<u8>) -> (u16, http::HeaderMap
         ),
         ("origin".to_owned(), "https://app.test".to_owned()),
     ];
-    send("POST", &format!("{}/{bucket}", h.endpoint()), &headers, body).await
+    send(
+        "POST",
+        &format!("{}/{bucket}", h.endpoint()),
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn object(h: &Harness, bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let got = h.sdk().get_object().bucket(bucket).key(key).send().await.ok()?;
+    let got = h
+        .sdk()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
     Some(got.body.collect().await.unwrap().into_bytes().to_vec())
 }
 
@@ -77,7 +90,12 @@ async fn form_upload_streams_the_file_and_refusals_store_nothing() {
     let b = support::bucket("post");
     h.sdk().create_bucket().bucket(&b).send().await.unwrap();
     let data = payload(9 * 1024 * 1024 + 7, 3);
-    let body = form(&b, &[("key", "big/${filename}")], r#", ["starts-with", "$key", "big/"]"#, &data);
+    let body = form(
+        &b,
+        &[("key", "big/${filename}")],
+        r#", ["starts-with", "$key", "big/"]"#,
+        &data,
+    );
     let (status, headers, text) = post(&h, &b, body).await;
     assert_eq!(status, 204, "{text}");
     assert!(headers.contains_key("etag"));
@@ -85,23 +103,45 @@ async fn form_upload_streams_the_file_and_refusals_store_nothing() {
 
     let ranged = r#", ["starts-with", "$key", ""], ["content-length-range", 1, 1000]"#;
     let (status, _, text) = post(&h, &b, form(&b, &[("key", "r")], ranged, &[7; 1001])).await;
-    assert_eq!((status, error_code(&text)), (400, "EntityTooLarge"), "{text}");
+    assert_eq!(
+        (status, error_code(&text)),
+        (400, "EntityTooLarge"),
+        "{text}"
+    );
     let (status, _, text) = post(&h, &b, form(&b, &[("key", "r")], ranged, b"")).await;
-    assert_eq!((status, error_code(&text)), (400, "EntityTooSmall"), "{text}");
+    assert_eq!(
+        (status, error_code(&text)),
+        (400, "EntityTooSmall"),
+        "{text}"
+    );
     assert_eq!(object(&h, &b, "r").await, None);
 
     // Bytes after the closing delimiter: the held-back end of the file never goes upstream.
-    let mut trailing = form(&b, &[("key", "t")], r#", ["starts-with", "$key", ""]"#, &[1; 100_000]);
+    let mut trailing = form(
+        &b,
+        &[("key", "t")],
+        r#", ["starts-with", "$key", ""]"#,
+        &[1; 100_000],
+    );
     trailing.extend_from_slice(b"junk");
     let (status, _, text) = post(&h, &b, trailing).await;
-    assert_eq!((status, error_code(&text)), (400, "MalformedPOSTRequest"), "{text}");
+    assert_eq!(
+        (status, error_code(&text)),
+        (400, "MalformedPOSTRequest"),
+        "{text}"
+    );
     assert_eq!(object(&h, &b, "t").await, None);
 
     // The proxy's namespace is refused here as in a path.
     let (status, _, text) = post(
         &h,
         &b,
-        form(&b, &[("key", ".s3seal/x")], r#", ["starts-with", "$key", ""]"#, b"x"),
+        form(
+            &b,
+            &[("key", ".s3seal/x")],
+            r#", ["starts-with", "$key", ""]"#,
+            b"x",
+        ),
     )
     .await;
     assert_eq!((status, error_code(&text)), (403, "AccessDenied"), "{text}");
@@ -113,7 +153,12 @@ async fn encrypted(h: &Harness) {
     let b = format!("cse-{}", support::bucket("post"));
     h.sdk().create_bucket().bucket(&b).send().await.unwrap();
     let data = payload(300_000, 9);
-    let body = form(&b, &[("key", "sealed.bin")], r#", {"key": "sealed.bin"}"#, &data);
+    let body = form(
+        &b,
+        &[("key", "sealed.bin")],
+        r#", {"key": "sealed.bin"}"#,
+        &data,
+    );
     let (status, _, text) = post(h, &b, body).await;
     assert_eq!(status, 204, "{text}");
     assert!(object(h, &b, "sealed.bin").await == Some(data.clone()));
@@ -131,7 +176,10 @@ async fn encrypted(h: &Harness) {
         .unwrap()
         .into_bytes();
     assert_ne!(stored.len(), data.len(), "stored as sent");
-    assert!(!stored.windows(64).any(|w| w == &data[1000..1064]), "plaintext at rest");
+    assert!(
+        !stored.windows(64).any(|w| w == &data[1000..1064]),
+        "plaintext at rest"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

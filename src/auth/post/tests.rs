@@ -3,8 +3,8 @@ use std::time::{Duration, SystemTime};
 use http_body_util::{BodyExt, Full};
 
 use super::*;
-use crate::error::S3Error as _;
 use crate::auth::{BucketPatterns, ClientIdentity, Grants, SecretKey};
+use crate::error::S3Error as _;
 use crate::s3::post::tests::{aws_example_form, AWS_EXAMPLE_POLICY};
 
 /// The signature of the AWS SigV4 POST example (sigv4-post-example).
@@ -45,7 +45,11 @@ fn head() -> Parts {
         .0
 }
 
-fn verify(form: &Form, file: &'static [u8], now: SystemTime) -> Result<Verified<Full<Bytes>>, AuthError> {
+fn verify(
+    form: &Form,
+    file: &'static [u8],
+    now: SystemTime,
+) -> Result<Verified<Full<Bytes>>, AuthError> {
     verify_form(
         head(),
         form,
@@ -63,7 +67,9 @@ use bytes::Bytes;
 async fn the_aws_example_form_verifies_and_becomes_a_put() {
     let form = aws_example_form(AWS_EXAMPLE_SIGNATURE);
     let v = verify(&form, b"cat picture", example_time()).unwrap();
-    assert!(matches!(&v.principal, Principal::Client(id) if id.access_key_id == "AKIAIOSFODNN7EXAMPLE"));
+    assert!(
+        matches!(&v.principal, Principal::Client(id) if id.access_key_id == "AKIAIOSFODNN7EXAMPLE")
+    );
     assert_eq!(v.parts.method, Method::PUT);
     assert_eq!(v.content_length, Some(11));
     let h = &v.parts.headers;
@@ -76,7 +82,13 @@ async fn the_aws_example_form_verifies_and_becomes_a_put() {
     assert_eq!(get("x-amz-meta-tag"), Some(""));
     assert_eq!(get("x-amz-server-side-encryption"), Some("AES256"));
     // Neither the form's own framing, the browser's headers, nor the proof go upstream.
-    for absent in ["origin", "policy", "x-amz-signature", "x-amz-credential", "key"] {
+    for absent in [
+        "origin",
+        "policy",
+        "x-amz-signature",
+        "x-amz-credential",
+        "key",
+    ] {
         assert_eq!(get(absent), None, "{absent}");
     }
     let body = v.body.collect().await.unwrap().to_bytes();
@@ -99,13 +111,25 @@ fn a_wrong_signature_key_or_scope_is_refused() {
         let fields = aws_example_form(AWS_EXAMPLE_SIGNATURE);
         let fields: Vec<(String, String)> = fields
             .fields()
-            .map(|(n, v)| (n.to_owned(), if n == name { value.to_owned() } else { v.to_owned() }))
+            .map(|(n, v)| {
+                (
+                    n.to_owned(),
+                    if n == name {
+                        value.to_owned()
+                    } else {
+                        v.to_owned()
+                    },
+                )
+            })
             .collect();
         Form::new(fields, Some("cat.jpg".into())).unwrap()
     };
     assert_eq!(
         verify(
-            &with("x-amz-credential", "NOBODY/20151229/us-east-1/s3/aws4_request"),
+            &with(
+                "x-amz-credential",
+                "NOBODY/20151229/us-east-1/s3/aws4_request"
+            ),
             b"",
             now
         )
@@ -113,8 +137,14 @@ fn a_wrong_signature_key_or_scope_is_refused() {
         AuthError::InvalidAccessKeyId
     );
     for (field, value) in [
-        ("x-amz-credential", "AKIAIOSFODNN7EXAMPLE/20151229/eu-west-1/s3/aws4_request"),
-        ("x-amz-credential", "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3"),
+        (
+            "x-amz-credential",
+            "AKIAIOSFODNN7EXAMPLE/20151229/eu-west-1/s3/aws4_request",
+        ),
+        (
+            "x-amz-credential",
+            "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3",
+        ),
         ("x-amz-date", "20151230T000000Z"),
         ("x-amz-date", "yesterday"),
     ] {
@@ -144,8 +174,15 @@ fn unsigned_partly_signed_and_token_forms_are_refused() {
         verify(&unsigned, b"", now).unwrap_err(),
         AuthError::MissingAuthentication
     );
-    let v2 = Form::new([("key", "k"), ("AWSAccessKeyId", "a"), ("signature", "s")], None).unwrap();
-    assert_eq!(verify(&v2, b"", now).unwrap_err(), AuthError::UnsupportedAlgorithm);
+    let v2 = Form::new(
+        [("key", "k"), ("AWSAccessKeyId", "a"), ("signature", "s")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        verify(&v2, b"", now).unwrap_err(),
+        AuthError::UnsupportedAlgorithm
+    );
     let partial = Form::new([("key", "k"), ("policy", AWS_EXAMPLE_POLICY)], None).unwrap();
     assert_eq!(
         verify(&partial, b"", now).unwrap_err(),
@@ -197,7 +234,11 @@ fn fields_that_are_no_object_property_are_refused() {
     );
     let bad_value = Form::new([("content-type", "a\u{7f}b")], None).unwrap();
     assert!(put_headers(&bad_value, None, 0).is_err());
-    let ignored = Form::new([("x-ignore-me", "x"), ("success_action_status", "201")], None).unwrap();
+    let ignored = Form::new(
+        [("x-ignore-me", "x"), ("success_action_status", "201")],
+        None,
+    )
+    .unwrap();
     let h = put_headers(&ignored, None, 5).unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(h.get(CONTENT_LENGTH).unwrap(), "5");
@@ -206,14 +247,27 @@ fn fields_that_are_no_object_property_are_refused() {
 #[tokio::test]
 async fn a_checksum_field_is_verified_as_the_file_streams() {
     // crc32 of "hello" is 0x3610a686.
-    let crc = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0x36, 0x10, 0xa6, 0x86]);
+    let crc = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        [0x36, 0x10, 0xa6, 0x86],
+    );
     let put = |value: &str| {
         let form = Form::new([("x-amz-checksum-crc32", value.to_owned())], None).unwrap();
         let headers = put_headers(&form, None, 5).unwrap();
         body_plan(&headers, Payload::Unsigned, None).unwrap()
     };
-    let ok = VerifiedBody::new(Full::new(Bytes::from_static(b"hello")), put(&crc), Default::default()).unwrap();
+    let ok = VerifiedBody::new(
+        Full::new(Bytes::from_static(b"hello")),
+        put(&crc),
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(&ok.collect().await.unwrap().to_bytes()[..], b"hello");
-    let bad = VerifiedBody::new(Full::new(Bytes::from_static(b"hellO")), put(&crc), Default::default()).unwrap();
+    let bad = VerifiedBody::new(
+        Full::new(Bytes::from_static(b"hellO")),
+        put(&crc),
+        Default::default(),
+    )
+    .unwrap();
     assert!(bad.collect().await.is_err());
 }

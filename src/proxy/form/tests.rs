@@ -6,7 +6,8 @@ use crate::s3::route::{Addressing, Operation};
 
 const CLOSING: &[u8] = b"\r\n--b--\r\n";
 
-type Chunks = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>>;
+type Chunks =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>>;
 
 /// The client's body after the form's fields, cut into `chunks`.
 fn client(chunks: &[&[u8]]) -> Chunks {
@@ -99,7 +100,11 @@ fn routed(virtual_host: bool) -> Routed {
     } else {
         "/bkt".parse().unwrap()
     };
-    let host = if virtual_host { "bkt.s3.test" } else { "s3.test" };
+    let host = if virtual_host {
+        "bkt.s3.test"
+    } else {
+        "s3.test"
+    };
     let mut h = http::HeaderMap::new();
     h.insert(http::header::HOST, HeaderValue::from_static(host));
     let head = crate::s3::route::route(

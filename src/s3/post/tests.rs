@@ -52,10 +52,7 @@ fn content_type_gives_the_boundary() {
         Err(PostError::NotMultipart)
     );
     assert_eq!(boundary(""), Err(PostError::NotMultipart));
-    assert_eq!(
-        boundary("multipart/form-data"),
-        Err(PostError::Malformed)
-    );
+    assert_eq!(boundary("multipart/form-data"), Err(PostError::Malformed));
     assert_eq!(
         boundary("multipart/form-data; boundary="),
         Err(PostError::Malformed)
@@ -232,17 +229,23 @@ fn a_part_after_the_file_is_found_wherever_it_is_cut() {
     // A field after the file looks like file content followed by the closing delimiter; the
     // delimiter inside is what gives it away, also when cut across chunks.
     let closing = FormReader::new(BOUNDARY).closing();
-    let late = format!(
-        "data\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nv"
-    );
+    let late =
+        format!("data\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nv");
     let whole = [late.as_bytes(), &closing].concat();
     for cut in 0..=whole.len() {
         let (out, end) = frame(late.len() as u64, &whole, cut);
         assert_eq!(end, Err(PostError::Malformed), "cut {cut}");
-        assert!(out.len() < late.len(), "cut {cut}: the whole file was passed on");
+        assert!(
+            out.len() < late.len(),
+            "cut {cut}: the whole file was passed on"
+        );
     }
     // Garbage after the delimiter, a cut-off or a missing delimiter: the end is held back.
-    for tail in [[closing.as_slice(), b"x"].concat(), closing[..5].to_vec(), Vec::new()] {
+    for tail in [
+        [closing.as_slice(), b"x"].concat(),
+        closing[..5].to_vec(),
+        Vec::new(),
+    ] {
         let whole = [b"0123".as_slice(), &tail].concat();
         let (out, end) = frame(4, &whole, 2);
         assert_eq!(end, Err(PostError::Malformed));
@@ -341,15 +344,27 @@ fn eq_and_starts_with_conditions() {
     let p = policy(
         r#"["eq", "$key", "a/b"], ["starts-with", "$x-amz-meta-note", "hi"], {"acl": "private"}"#,
     );
-    let ok = form(&[("key", "a/b"), ("x-amz-meta-note", "hi there"), ("acl", "private")]);
+    let ok = form(&[
+        ("key", "a/b"),
+        ("x-amz-meta-note", "hi there"),
+        ("acl", "private"),
+    ]);
     assert_eq!(p.check(&ok, "b", now()), Ok(()));
     for (bad, failed) in [
         (
-            form(&[("key", "a/c"), ("x-amz-meta-note", "hi"), ("acl", "private")]),
+            form(&[
+                ("key", "a/c"),
+                ("x-amz-meta-note", "hi"),
+                ("acl", "private"),
+            ]),
             r#"["eq", "$key", "a/b"]"#,
         ),
         (
-            form(&[("key", "a/b"), ("x-amz-meta-note", "oh hi"), ("acl", "private")]),
+            form(&[
+                ("key", "a/b"),
+                ("x-amz-meta-note", "oh hi"),
+                ("acl", "private"),
+            ]),
             r#"["starts-with", "$x-amz-meta-note", "hi"]"#,
         ),
         // A field the form lacks is empty: the exact match fails.
@@ -365,23 +380,39 @@ fn eq_and_starts_with_conditions() {
     }
     // Condition names are case-insensitive; values are not.
     let p = policy(r#"["eq", "$Content-Type", "text/plain"]"#);
-    assert!(p.check(&form(&[("content-type", "text/plain")]), "b", now()).is_ok());
-    assert!(p.check(&form(&[("content-type", "Text/Plain")]), "b", now()).is_err());
+    assert!(p
+        .check(&form(&[("content-type", "text/plain")]), "b", now())
+        .is_ok());
+    assert!(p
+        .check(&form(&[("content-type", "Text/Plain")]), "b", now())
+        .is_err());
 }
 
 #[test]
 fn an_empty_prefix_admits_anything_and_content_type_lists_are_checked_each() {
     let p = policy(r#"["starts-with", "$success_action_redirect", ""]"#);
     assert!(p
-        .check(&form(&[("success_action_redirect", "https://x/")]), "b", now())
+        .check(
+            &form(&[("success_action_redirect", "https://x/")]),
+            "b",
+            now()
+        )
         .is_ok());
     assert!(p.check(&form(&[]), "b", now()).is_ok());
     let p = policy(r#"["starts-with", "$Content-Type", "image/"]"#);
     assert!(p
-        .check(&form(&[("content-type", "image/png, image/gif")]), "b", now())
+        .check(
+            &form(&[("content-type", "image/png, image/gif")]),
+            "b",
+            now()
+        )
         .is_ok());
     assert!(p
-        .check(&form(&[("content-type", "image/png,text/html")]), "b", now())
+        .check(
+            &form(&[("content-type", "image/png,text/html")]),
+            "b",
+            now()
+        )
         .is_err());
 }
 
@@ -456,7 +487,8 @@ fn malformed_policies_are_refused() {
         r#"{}"#,
         r#""key""#,
     ] {
-        let doc = format!(r#"{{"expiration": "2030-01-01T00:00:00Z", "conditions": [{condition}]}}"#);
+        let doc =
+            format!(r#"{{"expiration": "2030-01-01T00:00:00Z", "conditions": [{condition}]}}"#);
         assert_eq!(
             Policy::parse(&b64(&doc)).unwrap_err().code(),
             S3Code::InvalidPolicyDocument,
