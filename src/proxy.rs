@@ -234,31 +234,7 @@ async fn pipeline(
             .preflight(req.headers())
             .map_err(ProxyError::downstream);
     }
-    let virtual_host_bucket = head
-        .as_ref()
-        .ok()
-        .filter(|r| r.virtual_host)
-        .and_then(|r| r.target.bucket())
-        .map(str::to_owned);
-    let cx = AuthContext {
-        region: &state.region,
-        now: SystemTime::now(),
-        sigv2: state.sigv2,
-        virtual_host_bucket: virtual_host_bucket.as_deref(),
-    };
-    // A form upload is verified from its fields and becomes the PutObject that stores it.
-    let (verified, head, reply) = match head {
-        Ok(routed) if routed.op == Operation::PostObject => {
-            let (verified, routed, reply) = form::verify(req, routed, &state.clients, &cx).await?;
-            (verified, Ok(routed), Some(reply))
-        }
-        head => {
-            let req = req.map(http_body_util::Either::Left);
-            let verified =
-                auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
-            (verified, head, None)
-        }
-    };
+    let (verified, head, form_answer) = verify(state, head, req).await?;
     *principal = Some(verified.principal.clone());
     // Route errors are answered only after authentication, as S3 does; an anonymous request
     // gets the answer it always got, whatever its route.
@@ -331,8 +307,8 @@ async fn pipeline(
     let resp = sse.settle(&upstream, resp, replay).await?;
     let mut resp = transform.reply(&upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
-    if let Some(reply) = reply {
-        resp = reply.respond(resp)?;
+    if let Some(answer) = form_answer {
+        resp = answer.respond(resp)?;
     }
     if let (Operation::ListBuckets, Some(id)) = (routed.op, authorized.principal().client()) {
         resp = listing::visible_buckets(resp, id.clone()).await?;
@@ -344,6 +320,46 @@ async fn pipeline(
         }
     }
     Ok(resp)
+}
+
+/// Authenticates the request: a form upload from its fields (it becomes the PutObject that
+/// stores its file, routed, with the answer the form asked for), any other from its head.
+async fn verify(
+    state: &State,
+    head: Result<Routed, RouteError>,
+    req: Request<ClientBody>,
+) -> Result<
+    (
+        Verified<RequestBody>,
+        Result<Routed, RouteError>,
+        Option<form::Reply>,
+    ),
+    ProxyError,
+> {
+    let virtual_host_bucket = head
+        .as_ref()
+        .ok()
+        .filter(|r| r.virtual_host)
+        .and_then(|r| r.target.bucket())
+        .map(str::to_owned);
+    let cx = AuthContext {
+        region: &state.region,
+        now: SystemTime::now(),
+        sigv2: state.sigv2,
+        virtual_host_bucket: virtual_host_bucket.as_deref(),
+    };
+    Ok(match head {
+        Ok(routed) if routed.op == Operation::PostObject => {
+            let (verified, routed, answer) = form::verify(req, routed, &state.clients, &cx).await?;
+            (verified, Ok(routed), Some(answer))
+        }
+        head => {
+            let req = req.map(http_body_util::Either::Left);
+            let verified =
+                auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+            (verified, head, None)
+        }
+    })
 }
 
 /// `GetBucketCors` of a bucket that takes its rules from the backend (config-sourced ones are

@@ -121,7 +121,7 @@ async fn form_upload_streams_the_file_and_refusals_store_nothing() {
         &b,
         &[("key", "t")],
         r#", ["starts-with", "$key", ""]"#,
-        &[1; 100_000],
+        &vec![1; 100_000],
     );
     trailing.extend_from_slice(b"junk");
     let (status, _, text) = post(&h, &b, trailing).await;
@@ -192,7 +192,7 @@ async fn encrypted_form_upload_rgw() {
     encrypted(&Harness::with_backend_rules(backends::shared_rgw(), rules()).await).await;
 }
 
-/// The `requests` suite (tests/e2e/clients/post_form.py).
+/// The `requests` suite (`tests/e2e/clients/post_form.py`).
 async fn requests_suite(h: &Harness) {
     let mut cmd = Command::new("python3");
     cmd.arg(support::repo_path("tests/e2e/clients/post_form.py"))

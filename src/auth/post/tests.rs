@@ -259,14 +259,14 @@ async fn a_checksum_field_is_verified_as_the_file_streams() {
     let ok = VerifiedBody::new(
         Full::new(Bytes::from_static(b"hello")),
         put(&crc),
-        Default::default(),
+        super::super::budget::Charge::default(),
     )
     .unwrap();
     assert_eq!(&ok.collect().await.unwrap().to_bytes()[..], b"hello");
     let bad = VerifiedBody::new(
         Full::new(Bytes::from_static(b"hellO")),
         put(&crc),
-        Default::default(),
+        super::super::budget::Charge::default(),
     )
     .unwrap();
     assert!(bad.collect().await.is_err());

@@ -484,7 +484,7 @@ fn malformed_policies_are_refused() {
         r#"["content-length-range", 10, 2]"#,
         r#"["content-length-range", -1, 2]"#,
         r#"{"key": 1}"#,
-        r#"{}"#,
+        "{}",
         r#""key""#,
     ] {
         let doc =
