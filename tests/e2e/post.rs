@@ -17,11 +17,15 @@ use crate::support::{self, backends, payload, Harness, CLIENT_AK, CLIENT_SK, REG
 
 const BOUNDARY: &str = "s3sealFormBoundary";
 
-/// A form signed with the test client's key: `fields` (the key among them) and the policy's
-/// `conditions` (JSON), then the file.
-fn form(bucket: &str, fields: &[(&str, &str)], conditions: &str, file: &[u8]) -> Vec<u8> {
-    let now = SystemTime::now();
-    let amz_date = format_amz_date(now);
+/// The fields of a form signed with the test client's key: the signature's, then `fields`
+/// (the key among them); the policy names the bucket, the signature's fields and `conditions`
+/// (JSON, each after a comma).
+pub(crate) fn signed_fields(
+    bucket: &str,
+    fields: &[(&str, &str)],
+    conditions: &str,
+) -> Vec<(String, String)> {
+    let amz_date = format_amz_date(SystemTime::now());
     let date = &amz_date[..8];
     let credential = format!("{CLIENT_AK}/{date}/{REGION}/s3/aws4_request");
     let policy = format!(
@@ -29,17 +33,25 @@ fn form(bucket: &str, fields: &[(&str, &str)], conditions: &str, file: &[u8]) ->
     );
     let policy = base64::engine::general_purpose::STANDARD.encode(policy);
     let signature = SigningKey::derive(CLIENT_SK, date, REGION).sign(policy.as_bytes());
-    let signature = hex::encode(signature);
-    let mut all: Vec<(&str, &str)> = vec![
-        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
-        ("x-amz-credential", &credential),
-        ("x-amz-date", &amz_date),
-        ("policy", &policy),
-        ("x-amz-signature", &signature),
+    let mut all = vec![
+        ("x-amz-algorithm".to_owned(), "AWS4-HMAC-SHA256".to_owned()),
+        ("x-amz-credential".to_owned(), credential),
+        ("x-amz-date".to_owned(), amz_date.clone()),
+        ("policy".to_owned(), policy),
+        ("x-amz-signature".to_owned(), hex::encode(signature)),
     ];
-    all.extend_from_slice(fields);
+    all.extend(
+        fields
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    all
+}
+
+/// A signed form's body (see [`signed_fields`]) with `file` last.
+fn form(bucket: &str, fields: &[(&str, &str)], conditions: &str, file: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
-    for (name, value) in all {
+    for (name, value) in signed_fields(bucket, fields, conditions) {
         body.extend_from_slice(
             format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
                 .as_bytes(),
