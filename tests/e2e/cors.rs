@@ -679,7 +679,7 @@ async fn chromium_uploads_and_reads_across_origins() {
 
 /// A real HTML `<form>` (its file set through `DataTransfer`, then `form.submit()`) uploads
 /// with a POST policy; Chromium follows the `303` to `success_action_redirect` with the
-/// bucket, key and ETag, and the object holds the file (docs/cors.md, "With an HTML form").
+/// bucket, key and `ETag`, and the object holds the file (docs/cors.md, "With an HTML form").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_submits_a_form_upload() {
     let Some(chromium) = find_chromium() else {
@@ -703,10 +703,11 @@ async fn chromium_submits_a_form_upload() {
         ],
         &conditions,
     );
-    let inputs: String = fields
-        .iter()
-        .map(|(n, v)| format!("<input type=\"hidden\" name=\"{n}\" value=\"{v}\">\n"))
-        .collect();
+    let inputs = fields.iter().fold(String::new(), |mut out, (n, v)| {
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "<input type=\"hidden\" name=\"{n}\" value=\"{v}\">");
+        out
+    });
     let content = "hello from a browser form";
     pages.set_config(format!(
         r#"<!doctype html><html><body>
