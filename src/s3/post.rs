@@ -315,6 +315,16 @@ pub struct FormReader {
     /// `--boundary`.
     delimiter: Vec<u8>,
     buf: Vec<u8>,
+    /// The fields read so far.
+    form: Form,
+    /// Where reading resumes: the first byte after the opening delimiter, or of a part's
+    /// headers, or of the value of `field`.
+    pos: usize,
+    /// How far the search for the current part's end has looked, so that bytes fed one at a
+    /// time are not searched again each time (no quadratic work before authentication).
+    searched: usize,
+    /// The field whose value begins at `pos`.
+    field: Option<String>,
 }
 
 impl FormReader {
@@ -322,6 +332,10 @@ impl FormReader {
         FormReader {
             delimiter: format!("--{boundary}").into_bytes(),
             buf: Vec::new(),
+            form: Form::default(),
+            pos: 0,
+            searched: 0,
+            field: None,
         }
     }
 
@@ -337,10 +351,10 @@ impl FormReader {
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<FormHead>, PostError> {
         self.buf.extend_from_slice(data);
         match self.parse()? {
-            Some((form, offset)) => {
+            Some(offset) => {
                 let file_start = self.buf.split_off(offset);
                 Ok(Some(FormHead {
-                    form,
+                    form: std::mem::take(&mut self.form),
                     file_offset: offset as u64,
                     file_start,
                 }))
@@ -350,50 +364,80 @@ impl FormReader {
         }
     }
 
-    /// Parses the buffer from its start: the fields and the offset of the file's content, or
-    /// `None` when more bytes are needed.
-    fn parse(&self) -> Result<Option<(Form, usize)>, PostError> {
-        let buf = &self.buf[..self.buf.len().min(MAX_PRE_DATA_BYTES)];
-        let d = &self.delimiter;
-        // The body opens with the first delimiter (no preamble).
-        let mut opening = d.clone();
-        opening.extend_from_slice(b"\r\n");
-        let seen = buf.len().min(opening.len());
-        if buf[..seen] != opening[..seen] {
-            return Err(PostError::Malformed);
+    /// Reads on from `pos`: the offset of the file's content, or `None` when more bytes are
+    /// needed.
+    fn parse(&mut self) -> Result<Option<usize>, PostError> {
+        let len = self.buf.len().min(MAX_PRE_DATA_BYTES);
+        if self.pos == 0 {
+            // The body opens with the first delimiter (no preamble).
+            let mut opening = self.delimiter.clone();
+            opening.extend_from_slice(b"\r\n");
+            let seen = len.min(opening.len());
+            if self.buf[..seen] != opening[..seen] {
+                return Err(PostError::Malformed);
+            }
+            if seen < opening.len() {
+                return Ok(None);
+            }
+            self.pos = opening.len();
+            self.searched = self.pos;
         }
-        if seen < opening.len() {
-            return Ok(None);
-        }
-        let mut form = Form::default();
-        let mut pos = opening.len();
+        let mut marker = b"\r\n".to_vec();
+        marker.extend_from_slice(&self.delimiter);
         loop {
-            let Some(end) = find(&buf[pos..], b"\r\n\r\n") else {
+            let Some(name) = self.field.take() else {
+                // A part's headers, up to the empty line.
+                let Some(end) = self.find_from(len, b"\r\n\r\n") else {
+                    return Ok(None);
+                };
+                let part = parse_part_headers(&self.buf[self.pos..end])?;
+                self.pos = end + 4;
+                self.searched = self.pos;
+                if part.name.eq_ignore_ascii_case("file") {
+                    self.form.filename = part.filename;
+                    return Ok(Some(self.pos));
+                }
+                self.field = Some(part.name.to_ascii_lowercase());
+                continue;
+            };
+            // A field's value, up to the next delimiter and what follows it.
+            let Some(end) = self.find_from(len, &marker) else {
+                self.field = Some(name);
                 return Ok(None);
             };
-            let part = parse_part_headers(&buf[pos..pos + end])?;
-            pos += end + 4;
-            if part.name.eq_ignore_ascii_case("file") {
-                form.filename = part.filename;
-                return Ok(Some((form, pos)));
-            }
-            let mut value_end_marker = b"\r\n".to_vec();
-            value_end_marker.extend_from_slice(d);
-            let Some(end) = find(&buf[pos..], &value_end_marker) else {
-                return Ok(None);
+            let after = end + marker.len();
+            let next = match self.buf[..len].get(after..after + 2) {
+                None => {
+                    // Found again next time, from here.
+                    self.searched = end;
+                    self.field = Some(name);
+                    return Ok(None);
+                }
+                Some(next) => <[u8; 2]>::try_from(next).unwrap_or_default(),
             };
-            let value = String::from_utf8(buf[pos..pos + end].to_vec())
+            let value = String::from_utf8(self.buf[self.pos..end].to_vec())
                 .map_err(|_| PostError::Malformed)?;
-            form.push(part.name.to_ascii_lowercase(), value)?;
-            pos += end + value_end_marker.len();
-            match buf.get(pos..pos + 2) {
-                None => return Ok(None),
-                Some(b"\r\n") => pos += 2,
+            self.form.push(name, value)?;
+            match &next {
+                b"\r\n" => {}
                 // The closing delimiter before any file.
-                Some(b"--") => return Err(PostError::NoFile),
-                Some(_) => return Err(PostError::Malformed),
+                b"--" => return Err(PostError::NoFile),
+                _ => return Err(PostError::Malformed),
             }
+            self.pos = after + 2;
+            self.searched = self.pos;
         }
+    }
+
+    /// The first `needle` in the buffer (up to `len`) at or after `pos`, searching only what
+    /// was not searched before; records how far it looked.
+    fn find_from(&mut self, len: usize, needle: &[u8]) -> Option<usize> {
+        let from = self.searched.max(self.pos);
+        let found = find(&self.buf[from..len], needle).map(|i| from + i);
+        if found.is_none() {
+            self.searched = len.saturating_sub(needle.len() - 1).max(self.pos);
+        }
+        found
     }
 }
 

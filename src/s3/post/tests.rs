@@ -172,6 +172,20 @@ fn fields_past_twenty_kib_are_refused() {
     // Just under the limit, everything included, is read.
     let fits = "v".repeat(MAX_PRE_DATA_BYTES - 400);
     assert!(read(&body(&[("x-amz-meta-big", &fits)], "f", b""), 4096).is_ok());
+    // Byte by byte too, without searching the buffer again for each byte.
+    let mut r = FormReader::new(BOUNDARY);
+    let data = body(&[("x-amz-meta-big", &fits)], "f", b"");
+    let mut head = None;
+    for b in &data {
+        if let Some(h) = r.feed(std::slice::from_ref(b)).unwrap() {
+            head = Some(h);
+            break;
+        }
+    }
+    assert_eq!(
+        head.unwrap().form.get("x-amz-meta-big"),
+        Some(fits.as_str())
+    );
 }
 
 /// The file's framing in a form of boundary BOUNDARY whose file has `len` bytes.
