@@ -14,9 +14,12 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body::Body;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use subtle::ConstantTimeEq;
 
+use crate::s3::headers::X_AMZ_TAGGING;
 use crate::s3::post::{Form, Policy, PostError};
+use crate::s3::xml;
 
 use super::budget::BufferBudget;
 use super::sigv4::{self, Credential, SigningKey, ALGORITHM};
@@ -37,7 +40,8 @@ const CONTROL_FIELDS: &[&str] = &[
 ];
 
 /// Fields that set object properties, and the `PutObject` header each becomes. The list is
-/// closed: any other field is refused (a `x-amz-meta-*` field keeps its name).
+/// closed: any other field is refused (a `x-amz-meta-*` field keeps its name; `tagging`, a
+/// `Tagging` document, becomes `x-amz-tagging`).
 /// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html>
 const HEADER_FIELDS: &[(&str, &str)] = &[
     ("content-type", "content-type"),
@@ -213,6 +217,10 @@ fn put_headers(
         if CONTROL_FIELDS.contains(&name) || name.starts_with("x-ignore-") {
             continue;
         }
+        if name == "tagging" {
+            headers.insert(X_AMZ_TAGGING, tagging_header(value)?);
+            continue;
+        }
         let header = if name.starts_with("x-amz-meta-") {
             HeaderName::from_bytes(name.as_bytes()).ok()
         } else {
@@ -227,6 +235,19 @@ fn put_headers(
         headers.insert(header, value);
     }
     Ok(headers)
+}
+
+/// The `tagging` field (a `Tagging` XML document) as PutObject's `x-amz-tagging` header.
+fn tagging_header(doc: &str) -> Result<HeaderValue, AuthError> {
+    let bad = || PostError::BadField("tagging", "expecting a Tagging document");
+    let tags = xml::tag_set(doc.as_bytes()).map_err(|_| bad())?;
+    let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let query = tags
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(HeaderValue::from_str(&query).map_err(|_| bad())?)
 }
 
 #[cfg(test)]

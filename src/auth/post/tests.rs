@@ -271,3 +271,20 @@ async fn a_checksum_field_is_verified_as_the_file_streams() {
     .unwrap();
     assert!(bad.collect().await.is_err());
 }
+
+#[test]
+fn the_tagging_field_becomes_x_amz_tagging() {
+    let doc = "<Tagging><TagSet><Tag><Key>team</Key><Value>a&amp;b</Value></Tag>\
+               <Tag><Key>x y</Key><Value>1</Value></Tag></TagSet></Tagging>";
+    let form = Form::new([("tagging", doc)], None).unwrap();
+    let h = put_headers(&form, None, 0).unwrap();
+    assert_eq!(h.get("x-amz-tagging").unwrap(), "team=a%26b&x%20y=1");
+    let bad = Form::new([("tagging", "team=a")], None).unwrap();
+    assert_eq!(
+        put_headers(&bad, None, 0).unwrap_err(),
+        AuthError::Post(PostError::BadField(
+            "tagging",
+            "expecting a Tagging document"
+        ))
+    );
+}

@@ -135,6 +135,20 @@ check("redirect carries bucket, key, etag",
       and "etag=%22" in loc, loc)
 made.append("redir.txt")
 
+tagging = ("<Tagging><TagSet><Tag><Key>team</Key><Value>web</Value></Tag>"
+           "<Tag><Key>kind</Key><Value>a b</Value></Tag></TagSet></Tagging>")
+p = presign("tagged.txt", {"tagging": tagging}, [{"tagging": tagging}])
+r = post(p["url"], p["fields"], b"tagged")
+check("tagging field", r.status_code == 204, (r.status_code, r.text))
+try:
+    tags = {t["Key"]: t["Value"]
+            for t in s3.get_object_tagging(Bucket=bucket, Key="tagged.txt")["TagSet"]}
+    check("tags stored", tags == {"team": "web", "kind": "a b"}, tags)
+except botocore.exceptions.ClientError as e:
+    # s3s-fs has no object tagging.
+    check("tags: backend without tagging", e.response["Error"]["Code"] == "NotImplemented", e)
+made.append("tagged.txt")
+
 crc = base64.b64encode(zlib.crc32(b"checked").to_bytes(4, "big")).decode()
 p = presign("crc.txt", {"x-amz-checksum-crc32": crc}, [{"x-amz-checksum-crc32": crc}])
 r = post(p["url"], p["fields"], b"checked")
