@@ -5,7 +5,9 @@
 //!    read from the bucket and cached) without authentication and never forwarded,
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
 //!    streams and holds back its last bytes until every proof holds; a request without any
-//!    authentication is anonymous),
+//!    authentication is anonymous); a browser form upload (`PostObject`) is verified from
+//!    its fields instead (`form`: signature and POST policy) and goes on as the PutObject that
+//!    stores its streamed file, answered at the end as S3 answers a form,
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation (an
 //!    anonymous request only where the bucket's `anonymous` setting opens its operation),
 //! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
