@@ -17,6 +17,7 @@ pub mod checksum;
 pub mod chunked;
 pub mod credentials;
 mod error;
+pub mod post;
 pub mod presigned;
 pub mod sigv2;
 pub mod sigv4;

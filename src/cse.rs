@@ -707,8 +707,8 @@ async fn plan_for(
             multipart::plan_abort(out);
             Ok(Transform::Copy)
         }
-        // A form upload's body is a multipart/form-data document the proxy does not rewrite:
-        // forwarding it would store plaintext.
+        // A form body would store plaintext: the pipeline turns every verified form upload
+        // into the PutObject that stores it before this stage, and this keeps it so.
         Operation::PostObject => Err(CseError::Unsupported("PostObject").into()),
         Operation::SelectObjectContent => Err(CseError::Unsupported("SelectObjectContent").into()),
         Operation::GetObjectAttributes => Ok(attributes::plan(rule, out)),

@@ -41,6 +41,8 @@ pub enum S3Code {
     InvalidPartOrder,
     /// A `partNumber` the object does not have (416).
     InvalidPartNumber,
+    /// A POST form's policy that is no base64 JSON policy document (400).
+    InvalidPolicyDocument,
     /// A `Range` that starts at or beyond the end of the object (416).
     InvalidRange,
     InvalidRequest,
@@ -48,8 +50,12 @@ pub enum S3Code {
     InvalidToken,
     InvalidURI,
     KeyTooLongError,
+    /// A POST form body that is not well-formed `multipart/form-data` (400).
+    MalformedPOSTRequest,
     MalformedXML,
     MaxMessageLengthExceeded,
+    /// The fields of a POST form before its file exceed S3's 20 KiB (400).
+    MaxPostPreDataLengthExceeded,
     MetadataTooLarge,
     MethodNotAllowed,
     MissingContentLength,
@@ -96,13 +102,16 @@ impl S3Code {
             S3Code::InvalidPart => "InvalidPart",
             S3Code::InvalidPartOrder => "InvalidPartOrder",
             S3Code::InvalidPartNumber => "InvalidPartNumber",
+            S3Code::InvalidPolicyDocument => "InvalidPolicyDocument",
             S3Code::InvalidRange => "InvalidRange",
             S3Code::InvalidRequest => "InvalidRequest",
             S3Code::InvalidToken => "InvalidToken",
             S3Code::InvalidURI => "InvalidURI",
             S3Code::KeyTooLongError => "KeyTooLongError",
+            S3Code::MalformedPOSTRequest => "MalformedPOSTRequest",
             S3Code::MalformedXML => "MalformedXML",
             S3Code::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            S3Code::MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
             S3Code::MetadataTooLarge => "MetadataTooLarge",
             S3Code::MethodNotAllowed => "MethodNotAllowed",
             S3Code::MissingContentLength => "MissingContentLength",
@@ -150,12 +159,15 @@ impl S3Code {
             | S3Code::InvalidPart
             | S3Code::InvalidPartNumber
             | S3Code::InvalidPartOrder
+            | S3Code::InvalidPolicyDocument
             | S3Code::InvalidRange
             | S3Code::InvalidRequest
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError
+            | S3Code::MalformedPOSTRequest
             | S3Code::MalformedXML
             | S3Code::MaxMessageLengthExceeded
+            | S3Code::MaxPostPreDataLengthExceeded
             | S3Code::MetadataTooLarge
             | S3Code::MethodNotAllowed
             | S3Code::MissingContentLength
@@ -195,12 +207,15 @@ impl S3Code {
             | S3Code::InvalidDigest
             | S3Code::InvalidPart
             | S3Code::InvalidPartOrder
+            | S3Code::InvalidPolicyDocument
             | S3Code::InvalidRequest
             | S3Code::InvalidToken
             | S3Code::InvalidURI
             | S3Code::KeyTooLongError
+            | S3Code::MalformedPOSTRequest
             | S3Code::MalformedXML
             | S3Code::MaxMessageLengthExceeded
+            | S3Code::MaxPostPreDataLengthExceeded
             | S3Code::MetadataTooLarge
             | S3Code::MissingSecurityHeader
             | S3Code::RequestTimeout

@@ -6,7 +6,8 @@
 //! 1. [`accept`] terminates TLS and refuses plain HTTP with an S3 error;
 //! 2. framing checks refuse request-smuggling forms;
 //! 3. [`auth::verify`] checks the SigV4 (or SigV2) signature and wraps the body so it verifies
-//!    itself; a request with no authentication at all is anonymous;
+//!    itself; a request with no authentication at all is anonymous; a browser form upload is
+//!    verified by its POST policy ([`auth::post`]) and becomes the PutObject of its file;
 //! 4. [`s3::route`] finds bucket, key and operation, and [`authz`] checks the client's bucket
 //!    rights (or, for an anonymous request, the bucket's anonymous reads);
 //! 5. XML bodies are buffered and checked, data bodies stream;

@@ -425,8 +425,9 @@ pub enum PolicyError {
         rule: &'static str,
         header: HeaderName,
     },
-    /// Browser POST uploads carry their SSE fields in the form body, which the proxy does not
-    /// rewrite, so only `none` buckets accept them.
+    /// A form body under a rule: the pipeline turns every verified form upload into the
+    /// PutObject that stores it before this stage, so no form body goes upstream, and this
+    /// refusal keeps it so.
     #[error("Access Denied: this bucket's encryption rule is {rule}; browser POST uploads cannot be encrypted by the proxy.")]
     PostObject { rule: &'static str },
     #[error("The {header} header is invalid: {reason}.")]

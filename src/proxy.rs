@@ -5,7 +5,9 @@
 //!    read from the bucket and cached) without authentication and never forwarded,
 //! 2. `auth::verify` → [`Verified`] (signature, scope, time; the body verifies itself as it
 //!    streams and holds back its last bytes until every proof holds; a request without any
-//!    authentication is anonymous),
+//!    authentication is anonymous); a browser form upload (`PostObject`) is verified from
+//!    its fields instead (`form`: signature and POST policy) and goes on as the PutObject that
+//!    stores its streamed file, answered at the end as S3 answers a form,
 //! 3. `s3::route` → [`Routed`] (bucket, key, operation) and bucket authorisation (an
 //!    anonymous request only where the bucket's `anonymous` setting opens its operation),
 //! 4. `sse::Stage::prepare`: the bucket's SSE rule rewrites the SSE headers (or refuses),
@@ -52,10 +54,12 @@ use crate::upstream::{self, Dispatch, Outgoing, Payload, Sender, UpstreamClient}
 mod copy;
 #[cfg(test)]
 mod deny_model;
+mod form;
 mod linger;
 mod listing;
 mod uploads;
 
+use form::RequestBody;
 use linger::ClientBody;
 
 /// Everything a request needs, frozen for the lifetime of the config.
@@ -232,17 +236,7 @@ async fn pipeline(
             .preflight(req.headers())
             .map_err(ProxyError::downstream);
     }
-    let cx = AuthContext {
-        region: &state.region,
-        now: SystemTime::now(),
-        sigv2: state.sigv2,
-        virtual_host_bucket: head
-            .as_ref()
-            .ok()
-            .filter(|r| r.virtual_host)
-            .and_then(|r| r.target.bucket()),
-    };
-    let verified = auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+    let (verified, head, form_answer) = verify(state, head, req).await?;
     *principal = Some(verified.principal.clone());
     // Route errors are answered only after authentication, as S3 does; an anonymous request
     // gets the answer it always got, whatever its route.
@@ -315,6 +309,9 @@ async fn pipeline(
     let resp = sse.settle(&upstream, resp, replay).await?;
     let mut resp = transform.reply(&upstream, resp).await?;
     upstream::forwardable_response_headers(resp.headers_mut());
+    if let Some(answer) = form_answer {
+        resp = answer.respond(resp)?;
+    }
     if let (Operation::ListBuckets, Some(id)) = (routed.op, authorized.principal().client()) {
         resp = listing::visible_buckets(resp, id.clone()).await?;
     }
@@ -325,6 +322,46 @@ async fn pipeline(
         }
     }
     Ok(resp)
+}
+
+/// Authenticates the request: a form upload from its fields (it becomes the PutObject that
+/// stores its file, routed, with the answer the form asked for), any other from its head.
+async fn verify(
+    state: &State,
+    head: Result<Routed, RouteError>,
+    req: Request<ClientBody>,
+) -> Result<
+    (
+        Verified<RequestBody>,
+        Result<Routed, RouteError>,
+        Option<form::Reply>,
+    ),
+    ProxyError,
+> {
+    let virtual_host_bucket = head
+        .as_ref()
+        .ok()
+        .filter(|r| r.virtual_host)
+        .and_then(|r| r.target.bucket())
+        .map(str::to_owned);
+    let cx = AuthContext {
+        region: &state.region,
+        now: SystemTime::now(),
+        sigv2: state.sigv2,
+        virtual_host_bucket: virtual_host_bucket.as_deref(),
+    };
+    Ok(match head {
+        Ok(routed) if routed.op == Operation::PostObject => {
+            let (verified, routed, answer) = form::verify(req, routed, &state.clients, &cx).await?;
+            (verified, Ok(routed), Some(answer))
+        }
+        head => {
+            let req = req.map(http_body_util::Either::Left);
+            let verified =
+                auth::verify(req, &state.clients, &cx).map_err(ProxyError::downstream)?;
+            (verified, head, None)
+        }
+    })
 }
 
 /// `GetBucketCors` of a bucket that takes its rules from the backend (config-sourced ones are
@@ -507,7 +544,7 @@ fn check_delete_keys(doc: &[u8]) -> Result<(), ProxyError> {
 /// DeleteObjects outside the proxy's namespace.
 async fn read_document(
     routed: &Routed,
-    body: VerifiedBody<ClientBody>,
+    body: VerifiedBody<RequestBody>,
 ) -> Result<Bytes, ProxyError> {
     let doc = read_bounded(body).await?;
     if routed.body == BodyKind::Xml {
@@ -526,7 +563,7 @@ async fn read_document(
     Ok(doc)
 }
 
-async fn read_bounded(body: VerifiedBody<ClientBody>) -> Result<Bytes, ProxyError> {
+async fn read_bounded(body: VerifiedBody<RequestBody>) -> Result<Bytes, ProxyError> {
     let failure = body.failure();
     match Limited::new(body, xml::MAX_DOCUMENT_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

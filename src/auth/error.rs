@@ -4,6 +4,7 @@
 
 use crate::body::BoxError;
 use crate::error::{S3Code, S3Error};
+use crate::s3::post::PostError;
 
 use super::checksum::ChecksumAlgorithm;
 use super::chunked::ChunkedError;
@@ -111,6 +112,11 @@ pub enum AuthError {
     UndeclaredTrailer(String),
     #[error("The trailer '{0}' declared in x-amz-trailer was not sent.")]
     MissingTrailer(&'static str),
+
+    // --- browser form uploads ---
+    /// A form upload's form or policy, refused as S3 refuses it.
+    #[error("{0}")]
+    Post(#[from] PostError),
 }
 
 impl S3Error for AuthError {
@@ -161,6 +167,7 @@ impl S3Error for AuthError {
             AuthError::RequestTimeout => S3Code::RequestTimeout,
             AuthError::InvalidContentMd5 => S3Code::InvalidDigest,
             AuthError::ContentMd5Mismatch | AuthError::ChecksumMismatch(_) => S3Code::BadDigest,
+            AuthError::Post(e) => e.code(),
         }
     }
 }

@@ -536,6 +536,10 @@ where
                     let e: BoxError = e.into();
                     let failure = if crate::body::is_stalled(e.as_ref()) {
                         AuthError::RequestTimeout
+                    } else if let Some(own) = e.downcast_ref::<AuthError>() {
+                        // An inner body that verifies a framing of its own (a form upload's
+                        // closing delimiter) names its failure.
+                        own.clone()
                     } else {
                         AuthError::IncompleteBody {
                             expected: this.machine.expected_len.unwrap_or(this.machine.received),

@@ -14,6 +14,7 @@ pub use crate::error::X_AMZ_REQUEST_ID;
 pub const X_AMZ_ID_2: HeaderName = HeaderName::from_static("x-amz-id-2");
 pub const X_AMZ_COPY_SOURCE: HeaderName = HeaderName::from_static("x-amz-copy-source");
 pub const X_AMZ_COPY_SOURCE_RANGE: HeaderName = HeaderName::from_static("x-amz-copy-source-range");
+pub const X_AMZ_TAGGING: HeaderName = HeaderName::from_static("x-amz-tagging");
 pub const X_AMZ_METADATA_DIRECTIVE: HeaderName =
     HeaderName::from_static("x-amz-metadata-directive");
 pub const X_AMZ_SDK_CHECKSUM_ALGORITHM: HeaderName =

@@ -407,6 +407,37 @@ impl Routed {
         }
         Ok(())
     }
+
+    /// The `PutObject` that a verified form upload (`PostObject` on this bucket) becomes: its
+    /// key (from the form, checked as a path's key is) and the metadata its fields set
+    /// (`headers`, the PUT's), checked against S3's limit.
+    pub fn form_upload(self, key: &str, headers: &HeaderMap) -> Result<Routed, RouteError> {
+        let bucket = match (self.op, &self.target) {
+            (Operation::PostObject, Target::Bucket(b)) => b.clone(),
+            _ => return Err(RouteError::MethodNotAllowed),
+        };
+        if key.is_empty() {
+            return Err(RouteError::MissingParameter("key"));
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(RouteError::KeyTooLong(key.len()));
+        }
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(RouteError::ReservedKey);
+        }
+        if user_metadata_bytes(headers) > MAX_USER_METADATA_BYTES {
+            return Err(RouteError::MetadataTooLarge);
+        }
+        Ok(Routed {
+            target: Target::Object {
+                bucket,
+                key: key.to_owned(),
+            },
+            op: Operation::PutObject,
+            body: BodyKind::Data,
+            ..self
+        })
+    }
 }
 
 /// The one copy-source parser (see [`CopySource`]). More than one header is refused: which

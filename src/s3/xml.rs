@@ -194,6 +194,82 @@ pub fn delete_keys(body: &[u8]) -> Result<Vec<String>, XmlError> {
     Ok(keys)
 }
 
+/// The tags of a `Tagging` document (`Tagging` > `TagSet` > `Tag` > `Key`, `Value`), in order:
+/// the form of a browser form upload's `tagging` field.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html>
+pub fn tag_set(body: &[u8]) -> Result<Vec<(String, String)>, XmlError> {
+    check_document(body)?;
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let outside = || XmlError::Malformed("an element outside the Tagging schema".into());
+    let schema = |path: &[Vec<u8>]| {
+        let names: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+        matches!(
+            names.as_slice(),
+            [b"Tagging"]
+                | [b"Tagging", b"TagSet"]
+                | [b"Tagging", b"TagSet", b"Tag"]
+                | [b"Tagging", b"TagSet", b"Tag", b"Key" | b"Value"]
+        )
+    };
+    let mut reader = Reader::from_reader(body);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut tags = Vec::new();
+    let (mut key, mut value): (Option<String>, Option<String>) = (None, None);
+    let mut text = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                path.push(e.local_name().as_ref().to_vec());
+                if !schema(&path) {
+                    return Err(outside());
+                }
+                text.clear();
+            }
+            Ok(Event::Empty(e)) => {
+                path.push(e.local_name().as_ref().to_vec());
+                match (schema(&path), path.len()) {
+                    (false, _) | (true, 3) => return Err(outside()),
+                    (true, 4) if path[3] == b"Key" => key = Some(String::new()),
+                    (true, 4) => value = Some(String::new()),
+                    (true, _) => {}
+                }
+                path.pop();
+            }
+            Ok(Event::End(_)) => {
+                match path.len() {
+                    4 if path[3] == b"Key" => key = Some(std::mem::take(&mut text)),
+                    4 => value = Some(std::mem::take(&mut text)),
+                    3 => match (key.take(), value.take()) {
+                        (Some(k), Some(v)) => tags.push((k, v)),
+                        _ => {
+                            return Err(XmlError::Malformed(
+                                "a Tag needs one Key and one Value".into(),
+                            ))
+                        }
+                    },
+                    _ => {}
+                }
+                path.pop();
+            }
+            Ok(Event::Text(t)) if path.len() == 4 => {
+                text.push_str(&t.decode().map_err(|e| malformed(&e))?);
+            }
+            Ok(Event::CData(t)) if path.len() == 4 => {
+                text.push_str(&t.decode().map_err(|e| malformed(&e))?);
+            }
+            Ok(Event::GeneralRef(r)) if path.len() == 4 => {
+                // `check_document` admitted only predefined and character references.
+                let reference = format!("&{};", String::from_utf8_lossy(&r));
+                text.push_str(&quick_xml::escape::unescape(&reference).map_err(|e| malformed(&e))?);
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(malformed(&e)),
+        }
+    }
+    Ok(tags)
+}
+
 /// A CompleteMultipartUpload body lists at least one part, in strictly ascending order of
 /// part number: S3 refuses any other order with `InvalidPartOrder` (and duplicates with it),
 /// where some backends (Ceph RGW) complete the upload in the order given.
@@ -372,6 +448,27 @@ mod tests {
     fn refuses_oversized_documents() {
         let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
         assert_eq!(check_document(&big), Err(XmlError::TooLarge));
+    }
+
+    #[test]
+    fn tag_sets_are_read_in_order() {
+        let doc = b"<Tagging><TagSet><Tag><Key>a b</Key><Value>1&amp;2</Value></Tag>\
+                    <Tag><Key>c</Key><Value/></Tag></TagSet></Tagging>";
+        assert_eq!(
+            tag_set(doc).unwrap(),
+            [("a b".into(), "1&2".into()), ("c".into(), String::new())]
+        );
+        assert_eq!(tag_set(b"<Tagging><TagSet/></Tagging>").unwrap(), []);
+        for bad in [
+            b"<Tagging><TagSet><Tag><Key>k</Key></Tag></TagSet></Tagging>".as_slice(),
+            b"<Tagging><TagSet><Tag/></TagSet></Tagging>",
+            b"<Tagging><Other/></Tagging>",
+            b"<Delete/>",
+            b"<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value>",
+            b"<!DOCTYPE x><Tagging/>",
+        ] {
+            assert!(tag_set(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

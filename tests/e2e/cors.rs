@@ -677,6 +677,80 @@ async fn chromium_uploads_and_reads_across_origins() {
     assert_eq!(bytes.as_ref(), signed_body.as_bytes());
 }
 
+/// A real HTML `<form>` (its file set through `DataTransfer`, then `form.submit()`) uploads
+/// with a POST policy; Chromium follows the `303` to `success_action_redirect` with the
+/// bucket, key and `ETag`, and the object holds the file (docs/cors.md, "With an HTML form").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_submits_a_form_upload() {
+    let Some(chromium) = find_chromium() else {
+        panic!("chromium is not installed: run scripts/install-test-deps.sh (Debian package `chromium`)");
+    };
+    let pages = PageServer::start().await;
+    let origin = format!("http://127.0.0.1:{}", pages.addr.port());
+    let h = s3s_with_rules(rules_for(&origin)).await;
+    let s3 = h.sdk();
+    let b = support::bucket("form");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let done = format!("{origin}/done");
+    let conditions = format!(
+        r#", ["starts-with", "$key", "uploads/"], {{"success_action_redirect": "{done}"}}"#
+    );
+    let fields = crate::post::signed_fields(
+        &b,
+        &[
+            ("key", "uploads/${filename}"),
+            ("success_action_redirect", &done),
+        ],
+        &conditions,
+    );
+    let inputs = fields.iter().fold(String::new(), |mut out, (n, v)| {
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "<input type=\"hidden\" name=\"{n}\" value=\"{v}\">");
+        out
+    });
+    let content = "hello from a browser form";
+    pages.set_config(format!(
+        r#"<!doctype html><html><body>
+<form id="f" action="{}/{b}" method="post" enctype="multipart/form-data">
+{inputs}<input type="file" name="file" id="file">
+</form>
+<script>
+const files = new DataTransfer();
+files.items.add(new File(["{content}"], "hello.txt", {{ type: "text/plain" }}));
+document.getElementById("file").files = files.files;
+document.getElementById("f").submit();
+</script></body></html>"#,
+        h.endpoint()
+    ));
+
+    let browser = Browser::launch(&chromium, &format!("{origin}/form.html"));
+    let results = match pages.results(&["done"], BROWSER_DEADLINE).await {
+        Ok(r) => r,
+        Err(got) => panic!(
+            "the form's redirect did not arrive within {BROWSER_DEADLINE:?}; got {got:?}\nchromium log:\n{}",
+            browser.log()
+        ),
+    };
+    drop(browser);
+    let done = &results["done"];
+    assert_eq!(done.get("bucket"), Some(&b), "{done:?}");
+    assert_eq!(
+        done.get("key").map(String::as_str),
+        Some("uploads/hello.txt")
+    );
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("uploads/hello.txt")
+        .send()
+        .await
+        .unwrap();
+    let etag = got.e_tag().unwrap().to_owned();
+    assert_eq!(done.get("etag"), Some(&etag), "{done:?}");
+    let bytes = got.body.collect().await.unwrap().into_bytes();
+    assert_eq!(bytes.as_ref(), content.as_bytes());
+}
+
 /// Rules set through the S3 API take effect in the browser: before `aws s3api
 /// put-bucket-cors`, a page's presigned GET and signed PUT are blocked by Chromium (and the
 /// PUT never happens); after it, both work and the page reads the exposed `ETag`. In front
@@ -1028,6 +1102,16 @@ async fn serve_page(
             "application/json",
             config.get().cloned().unwrap_or_default(),
         ),
+        // A page the test wrote whole (a form upload's), and where its redirect lands.
+        ("GET", "/form.html") => reply(
+            "text/html; charset=utf-8",
+            config.get().cloned().unwrap_or_default(),
+        ),
+        ("GET", "/done") => {
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let _ = results.send(("done".to_owned(), query));
+            reply("text/plain", "stored".into())
+        }
         ("POST", p) if p.starts_with("/result/") => {
             let role = p.trim_start_matches("/result/").to_owned();
             let body = req.into_body().collect().await.unwrap().to_bytes();

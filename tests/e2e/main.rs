@@ -23,6 +23,7 @@ mod endpoint;
 mod kms;
 mod negative;
 mod ops;
+mod post;
 mod public;
 mod s3ec;
 mod sdk;
