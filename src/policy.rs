@@ -306,7 +306,7 @@ impl RawSseRule {
                     return Err(config_err("key_id", "not a valid header value"));
                 }
                 // RGW answers 400 without a key id, and a rule that names its key can be
-                // verified; see BACKENDS.md.
+                // verified (docs/policy.md).
                 Encryption::SseKms(KmsParams {
                     key_id: Some(key_id),
                     context: self.context.as_ref().map(|c| B64.encode(context_json(c))),

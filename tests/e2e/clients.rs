@@ -5,8 +5,9 @@ use std::process::{Command, Output};
 
 use crate::support::{self, backends, payload, Harness, CLIENT_AK, CLIENT_SK, REGION};
 
-/// Runs a client with the proxy's settings and only those (see BACKENDS.md on this
-/// machine's CA variables), off the async runtime that serves the proxy.
+/// Runs a client with the proxy's settings and only those (a machine may export CA-bundle
+/// variables such as `AWS_CA_BUNDLE` that would override them), off the async runtime that
+/// serves the proxy.
 pub(crate) async fn run(cmd: Command) -> Output {
     run_with(cmd, |_| {}).await
 }

@@ -934,7 +934,7 @@ async fn rgw_copies_into_and_out_of_sse_c() {
     assert_eq!(get_bytes(&direct, &sealed, "dst", None).await, Err(400));
     assert!(get_bytes(&s3, &sealed, "dst", None).await.unwrap() == data);
 
-    // Out of an SSE-C object: RGW 16 refuses to copy any encrypted source (BACKENDS.md).
+    // Out of an SSE-C object: RGW 16 refuses to copy any encrypted source (docs/policy.md).
     put(&s3, &sealed, "enc", &data).await;
     s3.copy_object()
         .bucket(&plain)

@@ -38,7 +38,7 @@ cfg = Config(
     s3={"addressing_style": "path"},
     retries={"max_attempts": 1},
     signature_version="s3v4",
-    # Ceph RGW 16 refuses the trailer form boto3 sends by default (BACKENDS.md).
+    # Ceph RGW 16 refuses the trailer form boto3 sends by default (411/400).
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
     read_timeout=30,

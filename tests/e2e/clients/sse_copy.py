@@ -26,7 +26,7 @@ direct = boto3.client(
     aws_access_key_id=os.environ["DIRECT_ACCESS_KEY_ID"],
     aws_secret_access_key=os.environ["DIRECT_SECRET_ACCESS_KEY"],
     region_name="us-east-1",
-    # Ceph RGW 16 refuses the trailer form boto3 sends by default (BACKENDS.md).
+    # Ceph RGW 16 refuses the trailer form boto3 sends by default (411/400).
     config=cfg.merge(Config(request_checksum_calculation="when_required",
                             response_checksum_validation="when_required",
                             read_timeout=10)),

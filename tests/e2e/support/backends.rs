@@ -6,8 +6,9 @@
 //!   SSE-KMS (the `testing` KMS backend, keys [`RGW_KMS_KEY_IDS`]) and strict `SigV4`.
 //!
 //! Both listen on plain HTTP on a free `127.0.0.1` port and keep everything under a temporary
-//! directory. Where each one falls short of AWS is in `shared/BACKENDS.md`; never take a 200
-//! from either as proof that something was encrypted.
+//! directory. Neither implements every AWS rule (moto accepts SSE headers
+//! without encrypting, RGW 16 stores SSE-S3 objects in clear; docs/policy.md); never take a
+//! 200 from either as proof that something was encrypted.
 //!
 //! Starting RGW takes about 13 s, so tests normally share one per test process through
 //! [`shared_rgw`] and [`shared_moto`]; how the servers die with the test process is explained
@@ -84,7 +85,7 @@ impl Backend {
     }
 
     /// Whether every process of this backend is still running. A dead RGW is a known
-    /// hazard (BACKENDS.md: 16.2.15 aborts on some `UploadPartCopy` requests); a test should
+    /// hazard (16.2.15 aborts on an `UploadPartCopy` whose source key is percent-encoded); a test should
     /// check this before blaming the proxy for a failed connection.
     pub fn is_alive(&self) -> bool {
         self.processes.exited().is_empty()

@@ -1,5 +1,5 @@
 //! A one-machine Ceph cluster with RGW: one mon, one memstore OSD, radosgw (beast) on plain
-//! HTTP, no cephx, no mgr. The recipe and why each setting is there: `shared/BACKENDS.md`.
+//! HTTP, no cephx, no mgr. Why each setting is there is said where it is written.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -99,7 +99,7 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    /// Brings the cluster up in BACKENDS.md's order; returns radosgw's HTTP port.
+    /// Brings the cluster up (mon, then OSD, then radosgw); returns radosgw's HTTP port.
     fn start(&self) -> Result<u16, String> {
         for sub in ["run", "log", "mon", "osd"] {
             std::fs::create_dir(self.dir.join(sub))
