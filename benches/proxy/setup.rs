@@ -276,9 +276,13 @@ impl Processes {
     /// Resets the peak-RSS mark (`VmHWM`) so the next phase's peak can be read on its own
     /// (Linux `clear_refs`, value 5). Returns false where the kernel refuses it.
     pub fn reset_peak(self) -> bool {
-        self.pids()
+        // Every process is reset even when one refuses (counted, not short-circuited).
+        let refused = self
+            .pids()
             .into_iter()
-            .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+            .filter(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_err())
+            .count();
+        refused == 0
     }
 }
 
