@@ -649,11 +649,11 @@ fn check_framing(h: &HeaderMap) -> Result<(), FramingError> {
     }
 }
 
+/// 16 uppercase hex digits, the shape of S3's `x-amz-request-id`. From the thread's RNG: an
+/// id needs to be unique, not secret, and a fresh OS random number per request cost a
+/// `getrandom` system call on every request.
 fn new_request_id() -> String {
-    let mut s = uuid::Uuid::new_v4().simple().to_string();
-    s.truncate(16);
-    s.make_ascii_uppercase();
-    s
+    format!("{:016X}", rand::random::<u64>())
 }
 
 #[cfg(test)]

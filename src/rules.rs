@@ -68,10 +68,16 @@ impl<T> ByBucket<T> {
         if self.values.is_empty() {
             return None;
         }
-        self.set
-            .matches(bucket)
-            .into_iter()
-            .min()
+        // Several lookups a request: reuse one buffer per thread rather than allocate the
+        // match list each time.
+        thread_local! {
+            static MATCHES: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        MATCHES
+            .with_borrow_mut(|matches| {
+                self.set.matches_into(bucket, matches);
+                matches.iter().copied().min()
+            })
             .map(|i| &self.values[i])
     }
 

@@ -16,6 +16,7 @@ mod load;
 mod report;
 mod scaling;
 mod setup;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +154,7 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
         store_addr,
         &store_keys,
         0,
+        &setup::random_kek(),
     )?;
     let nginx = Nginx::start(data.path(), store_addr)?;
     let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem"))?;
@@ -214,6 +216,11 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
     let (cases, phases) = bench.measure(plan).await?;
     let log = bench.proxy.log_text();
     drop(bench);
+    let streams = if streams::label(plan).contains(&case_filter()) {
+        Some(streams::run(plan, &binary).await?)
+    } else {
+        None
+    };
     report::print(&report::Report {
         plan,
         binary: &binary,
@@ -226,6 +233,9 @@ async fn run(plan: &Plan) -> anyhow::Result<()> {
         elapsed: started.elapsed(),
         proxy_log: &log,
     });
+    if let Some(streams) = &streams {
+        streams::print(streams);
+    }
     Ok(())
 }
 
@@ -260,7 +270,7 @@ impl Bench {
     /// contains `S3SEAL_BENCH_CASE` when it is set: for profiling one case); both proxies'
     /// peak-RSS marks are reset between object sizes.
     async fn measure(&self, plan: &Plan) -> anyhow::Result<(Vec<Case>, Vec<Phase>)> {
-        let only = std::env::var("S3SEAL_BENCH_CASE").unwrap_or_default();
+        let only = case_filter();
         let mut cases = Vec::new();
         let mut phases = Vec::new();
         for (size, concurrency, gets, puts) in SIZES {
@@ -362,6 +372,11 @@ impl Bench {
             Server::S3seal => Some(self.proxy.process()),
         }
     }
+}
+
+/// `S3SEAL_BENCH_CASE`: only the cases whose label contains it run (all when unset).
+fn case_filter() -> String {
+    std::env::var("S3SEAL_BENCH_CASE").unwrap_or_default()
 }
 
 /// `GET 4 KiB`, `PUT 256 MiB`, ...

@@ -27,10 +27,12 @@ const TARGET_PLAIN: f64 = 1.0;
 /// ... and this with client-side encryption.
 const TARGET_CSE: f64 = 0.9;
 /// Peak RSS of s3seal, MiB.
-const TARGET_RSS_MIB: f64 = 48.0;
+pub const TARGET_RSS_MIB: f64 = 48.0;
 
 pub fn size_label(size: u64) -> String {
-    if size >= MIB {
+    if size >= 1024 * MIB && size % (1024 * MIB) == 0 {
+        format!("{} GiB", size / (1024 * MIB))
+    } else if size >= MIB {
         format!("{} MiB", size / MIB)
     } else {
         format!("{} KiB", size / 1024)

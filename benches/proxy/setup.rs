@@ -97,13 +97,15 @@ impl Proxy {
     /// Writes a config in `dir` (an SSE-S3 rule for `SSE_BUCKET`, client-side encryption for
     /// `CSE_BUCKET`, and `other_patterns` more `[[bucket]]` tables for buckets the bench never
     /// uses, as a gateway serving many tenants has), starts `s3seal serve` in front of the
-    /// store, and waits until its port accepts connections.
+    /// store, and waits until its port accepts connections. `kek`: the client-side
+    /// encryption key (base64), shared by proxies that read each other's objects.
     pub fn start(
         binary: &Path,
         dir: &Path,
         store: SocketAddr,
         store_keys: &Keys,
         other_patterns: usize,
+        kek: &str,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).context("creating the proxy folder")?;
         let addr = free_port()?;
@@ -148,7 +150,6 @@ impl Proxy {
             sk = keys.secret_access_key,
             sse_bucket = crate::load::SSE_BUCKET,
             cse_bucket = crate::load::CSE_BUCKET,
-            kek = random_kek(),
         );
         for i in 0..other_patterns {
             let _ = write!(
@@ -478,7 +479,7 @@ pub fn machine() -> String {
 }
 
 /// A fresh key-encryption key for the bench's encrypted bucket, in base64.
-fn random_kek() -> String {
+pub fn random_kek() -> String {
     use base64::Engine as _;
     let mut key = [0u8; 32];
     aws_lc_rs::rand::fill(&mut key).expect("the system random generator");
