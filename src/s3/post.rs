@@ -535,19 +535,43 @@ pub enum Condition {
     LengthRange { min: u64, max: u64 },
 }
 
+/// Fields whose values are secrets or credentials: an SSE-C key (or its digest), a session
+/// token, the form's signature, the signed policy itself. Their values are never quoted in a
+/// refusal, which is both answered and logged.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/ServerSideEncryptionCustomerKeys.html>
+fn is_secret(field: &str) -> bool {
+    matches!(
+        field,
+        "x-amz-server-side-encryption-customer-key"
+            | "x-amz-server-side-encryption-customer-key-md5"
+            | "x-amz-security-token"
+            | "x-amz-signature"
+            | "policy"
+    )
+}
+
+/// What a refusal shows in place of a secret field's value.
+const REDACTED: &str = "(redacted)";
+
 impl Condition {
-    /// The condition as S3 quotes it in its refusal.
+    /// The condition as S3 quotes it in its refusal, with the values of secret fields
+    /// redacted.
     fn quoted(&self) -> String {
         let q = |s: &str| serde_json::Value::from(s).to_string();
+        let shown = |field: &str, value: &str| q(if is_secret(field) { REDACTED } else { value });
         match self {
             Condition::Eq { field, value } => {
-                format!("[\"eq\", {}, {}]", q(&format!("${field}")), q(value))
+                format!(
+                    "[\"eq\", {}, {}]",
+                    q(&format!("${field}")),
+                    shown(field, value)
+                )
             }
             Condition::StartsWith { field, prefix } => {
                 format!(
                     "[\"starts-with\", {}, {}]",
                     q(&format!("${field}")),
-                    q(prefix)
+                    shown(field, prefix)
                 )
             }
             Condition::LengthRange { min, max } => {

@@ -403,6 +403,34 @@ fn eq_and_starts_with_conditions() {
 }
 
 #[test]
+fn a_failed_condition_on_a_secret_field_does_not_quote_the_secret() {
+    // The refusal is logged as well as answered: a key written in the policy must not reach
+    // the log.
+    let key = "c2VjcmV0LWtleS0zMi1ieXRlcy1sb25nLXh4eHh4eHg=";
+    for field in [
+        "x-amz-server-side-encryption-customer-key",
+        "x-amz-server-side-encryption-customer-key-MD5",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "policy",
+    ] {
+        for cond in [
+            format!(r#"["eq", "${field}", "{key}"]"#),
+            format!(r#"["starts-with", "${field}", "{key}"]"#),
+            format!(r#"{{"{field}": "{key}"}}"#),
+        ] {
+            let err = policy(&cond)
+                .check(&form(&[(field, "other")]), "b", now())
+                .unwrap_err();
+            let shown = err.to_string();
+            assert!(matches!(err, PostError::ConditionFailed(_)), "{shown}");
+            assert!(!shown.contains(key), "{shown}");
+            assert!(shown.contains(&field.to_ascii_lowercase()), "{shown}");
+        }
+    }
+}
+
+#[test]
 fn an_empty_prefix_admits_anything_and_content_type_lists_are_checked_each() {
     let p = policy(r#"["starts-with", "$success_action_redirect", ""]"#);
     assert!(p
