@@ -208,6 +208,17 @@ pub fn detect(meta: &Metadata) -> Result<Found, S3ecError> {
     Record::parse(meta).map(Found::Record)
 }
 
+/// The record of an object whose metadata holds no S3EC mapkey, read from its instruction
+/// file alone: formats 1 and 2 keep "all of the content metadata" there
+/// (`data-format/metadata-strategy.md`, "V1/V2 Instruction Files"). Format 3 never does (its
+/// content keys stay in the object metadata), so a format 3 file found this way is refused.
+pub fn record_in_instruction_file(file: &Metadata) -> Result<Record, S3ecError> {
+    if let Some(k) = V3_OBJECT_ONLY.into_iter().find(|k| file.has(k)) {
+        return Err(S3ecError::InstructionFileOverride(k));
+    }
+    Record::parse(file)
+}
+
 /// A version 3 object's metadata completed by its instruction file.
 pub fn with_instruction_file(object: &Metadata, file: &Metadata) -> Result<Record, S3ecError> {
     if let Some(k) = V3_OBJECT_ONLY.into_iter().find(|k| file.has(k)) {

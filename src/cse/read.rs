@@ -36,7 +36,7 @@ pub struct Open {
     /// A ranged GET, planned from a HEAD.
     range: Option<Planned>,
     /// A ranged GET of an S3 Encryption Client object, planned from a HEAD.
-    s3ec_range: Option<s3ec::PlannedRange>,
+    s3ec_range: Option<s3ec::RangePlan>,
     /// An operator's command reads (`s3seal convert`): a whole S3 Encryption Client object
     /// streams whatever its size, because what it feeds withholds its own end until this
     /// body ended cleanly, after the tag verified (`convert`).
@@ -237,7 +237,8 @@ pub(super) async fn plan_get(
     }
     let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
         if let Some(settings) = &rule.s3ec {
-            open.s3ec_range = s3ec::plan_range(settings, head.headers(), spec, out)?;
+            open.s3ec_range =
+                Some(s3ec::plan_range(settings, upstream, head.headers(), spec, out).await?);
         }
         // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
         return Ok(Transform::Open(open));

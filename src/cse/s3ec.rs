@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -24,9 +25,9 @@ use crate::crypto::s3ec::{
 use crate::error::ProxyError;
 use crate::logging::{self, KeyOperation};
 use crate::s3::route::Target;
-use crate::upstream::{Outgoing, Sender};
+use crate::upstream::{Outgoing, Payload, Sender};
 
-use super::{exchange, Active, CseError, Rule};
+use super::{Active, CseError, Rule};
 
 /// The default of `max_verified_bytes`: objects up to this size are held whole until their
 /// tag verifies.
@@ -78,7 +79,11 @@ pub enum Large {
     StreamWithAbort,
 }
 
-/// The object's record: from its metadata, or completed by its instruction file.
+/// The object's record: from its metadata, completed by its instruction file (format 3), or,
+/// when the metadata holds no S3EC mapkey, wholly in its instruction file (formats 1 and 2).
+/// The specification: "If the object matches none of the V1/V2/V3 formats, the S3EC MUST
+/// attempt to get the instruction file" (`data-format/content-metadata.md`, "Determining S3EC
+/// Object Status"). `None`: no record anywhere, the object is not the S3EC's.
 async fn record(
     upstream: &Sender<'_>,
     bucket: &str,
@@ -87,35 +92,70 @@ async fn record(
 ) -> Result<Option<Record>, ProxyError> {
     let meta = Metadata::from_headers(h);
     match s3ec::detect(&meta).map_err(CseError::S3ec)? {
-        Found::None => Ok(None),
         Found::Record(r) => Ok(Some(r)),
         Found::InstructionFile => {
-            let target = Target::Object {
-                bucket: bucket.to_owned(),
-                key: format!("{key}{}", s3ec::INSTRUCTION_SUFFIX),
-            };
-            let out = Outgoing {
-                method: Method::GET,
-                target: &target,
-                query: Vec::new(),
-                headers: HeaderMap::new(),
-                content_length: None,
-            };
-            let (status, _, body) = exchange(
-                upstream,
-                out,
-                Bytes::new(),
-                s3ec::MAX_INSTRUCTION_FILE_BYTES,
-            )
-            .await?;
-            if status != StatusCode::OK {
-                return Err(CseError::InstructionFile(status).into());
-            }
-            let file = Metadata::from_instruction_file(&body).map_err(CseError::S3ec)?;
+            let file = instruction_file(upstream, bucket, key)
+                .await?
+                .ok_or(CseError::InstructionFile(StatusCode::NOT_FOUND))?;
             Ok(Some(
                 s3ec::with_instruction_file(&meta, &file).map_err(CseError::S3ec)?,
             ))
         }
+        Found::None => match instruction_file(upstream, bucket, key).await? {
+            Some(file) => Ok(Some(
+                s3ec::record_in_instruction_file(&file).map_err(CseError::S3ec)?,
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+/// The S3EC mapkeys of `<key>.instruction`, at most [`s3ec::MAX_INSTRUCTION_FILE_BYTES`];
+/// `None` if the backend has no such object. Its metadata is not read: the Go client writes
+/// the file without the `x-amz-crypto-instr-file` marker, and whatever exists under that name
+/// must be a valid file, or the object is refused (never served as ciphertext). Any other
+/// answer (a `403` included) refuses the object too.
+async fn instruction_file(
+    upstream: &Sender<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Metadata>, ProxyError> {
+    let target = Target::Object {
+        bucket: bucket.to_owned(),
+        key: format!("{key}{}", s3ec::INSTRUCTION_SUFFIX),
+    };
+    let out = Outgoing {
+        method: Method::GET,
+        target: &target,
+        query: Vec::new(),
+        headers: HeaderMap::new(),
+        content_length: None,
+    };
+    let req = upstream
+        .sign(
+            out,
+            &Payload::Known(&[]),
+            crate::body::empty(),
+            SystemTime::now(),
+        )
+        .map_err(ProxyError::upstream)?;
+    let (parts, body) = upstream
+        .send(req)
+        .await
+        .map_err(ProxyError::upstream)?
+        .into_parts();
+    match parts.status {
+        StatusCode::NOT_FOUND => Ok(None),
+        StatusCode::OK => {
+            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            // Longer than any instruction file: not one.
+            let body = super::collect_bounded(body, s3ec::MAX_INSTRUCTION_FILE_BYTES)
+                .await
+                .map_err(|_| CseError::S3ec(S3ecError::InstructionFile))?;
+            let file = Metadata::from_instruction_file(&body).map_err(CseError::S3ec)?;
+            Ok(Some(file))
+        }
+        status => Err(CseError::InstructionFile(status).into()),
     }
 }
 
@@ -182,8 +222,20 @@ impl Rule {
     }
 }
 
-/// How a read of an S3EC object was planned.
+/// What planning a ranged read found.
+pub(super) enum RangePlan {
+    /// No S3EC record, in the metadata or an instruction file: the range goes upstream as
+    /// asked.
+    NoRecord,
+    /// An S3EC object, read in counter mode.
+    Range(PlannedRange),
+}
+
+/// How a ranged read of an S3EC object was planned.
 pub(super) struct PlannedRange {
+    /// The object's record, as the HEAD (and its instruction file) gave it; the GET is pinned
+    /// to the HEAD's `ETag`.
+    record: Record,
     /// The plaintext bytes asked for, and the object's plaintext size.
     pub plain: Range<u64>,
     pub total: u64,
@@ -192,19 +244,22 @@ pub(super) struct PlannedRange {
     pub stored: u64,
 }
 
-/// Plans a ranged read of an S3EC object whose HEAD answered `head`: refused unless the bucket
-/// allows unauthenticated ranges; otherwise the stored span of whole AES blocks.
-pub(super) fn plan_range(
+/// Plans a ranged read of the object at `out`'s target, whose HEAD answered `head`: refused
+/// for an S3EC object unless the bucket allows unauthenticated ranges; otherwise the stored
+/// span of whole AES blocks.
+pub(super) async fn plan_range(
     settings: &Settings,
+    upstream: &Sender<'_>,
     head: &HeaderMap,
     spec: super::RangeSpec,
     out: &mut Outgoing<'_>,
-) -> Result<Option<PlannedRange>, CseError> {
-    if s3ec::detect(&Metadata::from_headers(head))? == Found::None {
-        return Ok(None);
-    }
+) -> Result<RangePlan, ProxyError> {
+    let place = super::place(out.target);
+    let Some(record) = record(upstream, place.bucket, place.key, head).await? else {
+        return Ok(RangePlan::NoRecord);
+    };
     if !settings.ranged_reads {
-        return Err(CseError::S3ecRange);
+        return Err(CseError::S3ecRange.into());
     }
     let stored = super::content_length(head)?;
     let total = s3ec::plaintext_len(stored)
@@ -215,7 +270,8 @@ pub(super) fn plan_range(
         header::RANGE,
         HeaderValue::try_from(format!("bytes={from}-{}", to - 1)).expect("digits and '-'"),
     );
-    Ok(Some(PlannedRange {
+    Ok(RangePlan::Range(PlannedRange {
+        record,
         plain,
         total,
         span: from..to,
@@ -243,10 +299,27 @@ pub(super) async fn reply(
     parts: &mut http::response::Parts,
     body: Body,
     head: bool,
-    range: Option<PlannedRange>,
+    range: Option<RangePlan>,
 ) -> Result<Read, ProxyError> {
-    let Some(record) = record(upstream, bucket, key, stored_headers).await? else {
-        return Ok(Read::Other(body));
+    let (record, range) = match range {
+        Some(RangePlan::Range(planned)) => (planned.record.clone(), Some(planned)),
+        Some(RangePlan::NoRecord) => {
+            // The HEAD found no record; the GET must not either (a backend that ignores the
+            // `If-Match` pin could answer with another object).
+            if s3ec::detect(&Metadata::from_headers(stored_headers)).map_err(CseError::S3ec)?
+                != Found::None
+            {
+                return Err(CseError::Inconsistent(
+                    "the object changed between HEAD and GET".into(),
+                )
+                .into());
+            }
+            return Ok(Read::Other(body));
+        }
+        None => match record(upstream, bucket, key, stored_headers).await? {
+            Some(record) => (record, None),
+            None => return Ok(Read::Other(body)),
+        },
     };
     for name in Metadata::header_names() {
         parts.headers.remove(name);

@@ -256,6 +256,41 @@ pub(crate) fn v3_object(plain: &[u8]) -> (HashMap<String, String>, Vec<u8>) {
     (meta, stored)
 }
 
+/// An S3EC format 2 object of `plain` under the local key (`AES/GCM` wrap), as the Go and Java
+/// clients store it with an instruction file: the file's JSON map (every mapkey; the
+/// specification's "V1/V2 Instruction Files") and the stored bytes, whose own metadata holds
+/// no mapkey.
+fn v2_instruction_file_object(plain: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let kek = Kek::new(KeyId::new("any").unwrap(), &LOCAL_KEY);
+    let dek = DataKey::generate();
+    let iv = [9u8; 12];
+    let record = Record {
+        content: s3ec::Content::V2 { iv },
+        wrap: Wrap::AesGcm,
+        encrypted_data_key: kek.wrap_with_aad(&dek, s3ec::CEK_ALG_V2.as_bytes()),
+        context: BTreeMap::new(),
+    };
+    let file = BTreeMap::from([
+        ("x-amz-key-v2", STANDARD.encode(&record.encrypted_data_key)),
+        ("x-amz-iv", STANDARD.encode(iv)),
+        ("x-amz-matdesc", "{}".to_owned()),
+        ("x-amz-wrap-alg", "AES/GCM".to_owned()),
+        ("x-amz-cek-alg", s3ec::CEK_ALG_V2.to_owned()),
+        ("x-amz-tag-len", "128".to_owned()),
+        ("x-amz-unencrypted-content-length", plain.len().to_string()),
+    ]);
+    let mut gcm = record.content_cipher(&dek).unwrap().stream();
+    let mut stored = plain.to_vec();
+    gcm.encrypt(&mut stored);
+    stored.extend_from_slice(&gcm.tag());
+    (serde_json::to_vec(&file).unwrap(), stored)
+}
+
+/// The instruction file object's own metadata, as the Java and Ruby clients write it.
+fn instruction_marker() -> HashMap<String, String> {
+    HashMap::from([("x-amz-crypto-instr-file".to_owned(), String::new())])
+}
+
 pub(crate) async fn put_direct(
     h: &Harness,
     b: &str,
@@ -462,4 +497,95 @@ async fn s3ec_writes_read_back() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(err.code(), Some("NotImplemented"));
+}
+
+#[tokio::test]
+async fn s3ec_format_2_objects_with_instruction_files_are_decrypted() {
+    let h = Harness::s3s_rules(local_rules()).await;
+    let s3 = h.sdk();
+    let b = support::bucket("ec");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let plain = payload(3000, 11);
+    let (file, stored) = v2_instruction_file_object(&plain);
+    put_direct(&h, &b, "obj", &HashMap::new(), stored.clone()).await;
+    put_direct(
+        &h,
+        &b,
+        "obj.instruction",
+        &instruction_marker(),
+        file.clone(),
+    )
+    .await;
+    let got = s3.get_object().bucket(&b).key("obj").send().await.unwrap();
+    assert_eq!(got.content_length(), Some(3000));
+    let body = got.body.collect().await.unwrap().into_bytes();
+    assert!(
+        body.as_ref() != stored.as_slice(),
+        "the ciphertext was served"
+    );
+    assert!(body.as_ref() == plain.as_slice(), "wrong plaintext");
+    let head = s3.head_object().bucket(&b).key("obj").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(3000));
+
+    // The Go client writes the file without the marker: read all the same.
+    put_direct(&h, &b, "go", &HashMap::new(), stored.clone()).await;
+    put_direct(&h, &b, "go.instruction", &HashMap::new(), file.clone()).await;
+    let got = s3.get_object().bucket(&b).key("go").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
+
+    // A file that is no S3EC record, or a tampered one: refused, never the stored bytes.
+    let mut wrong_iv: BTreeMap<String, String> = serde_json::from_slice(&file).unwrap();
+    wrong_iv.insert("x-amz-iv".into(), STANDARD.encode([1u8; 12]));
+    let v3_rest = br#"{"x-amz-3":"AAAA","x-amz-w":"02"}"#.to_vec();
+    for (bad, needle) in [
+        (b"not json".to_vec(), "instruction file"),
+        (vec![b' '; 20_000], "instruction file"),
+        (v3_rest, "x-amz-c"),
+        (
+            serde_json::to_vec(&wrong_iv).unwrap(),
+            "does not authenticate",
+        ),
+    ] {
+        put_direct(&h, &b, "obj.instruction", &instruction_marker(), bad).await;
+        let (code, message) = get_error(&h, &b, "obj").await;
+        assert_eq!(code.as_deref(), Some("InternalError"), "{message}");
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+
+    // Objects without a record or an instruction file are served as stored.
+    put_direct(&h, &b, "plain", &HashMap::new(), plain.clone()).await;
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("plain")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
+
+    // Ranges, on a bucket that allows them, find the record in the file too.
+    let rb = support::bucket("ecrange");
+    s3.create_bucket().bucket(&rb).send().await.unwrap();
+    put_direct(&h, &rb, "obj", &HashMap::new(), stored).await;
+    put_direct(&h, &rb, "obj.instruction", &instruction_marker(), file).await;
+    let got = s3
+        .get_object()
+        .bucket(&rb)
+        .key("obj")
+        .range("bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_range(), Some("bytes 100-199/3000"));
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == &plain[100..200]);
+    put_direct(&h, &rb, "plain", &HashMap::new(), plain.clone()).await;
+    let got = s3
+        .get_object()
+        .bucket(&rb)
+        .key("plain")
+        .range("bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == &plain[100..200]);
 }

@@ -319,6 +319,56 @@ fn instruction_files() {
     }
 }
 
+#[test]
+fn a_format_2_record_may_be_wholly_in_the_instruction_file() {
+    // Go's and Java's format 2 instruction files: every mapkey, the object metadata has none
+    // (the Go client also writes the plaintext length).
+    let v2 = [
+        (
+            "x-amz-key-v2",
+            "PsuclPnlo2O0MQoov6kL1TBlaZG6oyNwWuAqmAgq7g8b9ZeeORi3VTMg624FU9jx",
+        ),
+        ("x-amz-iv", "dqqlq2dRVSQ5hFRb"),
+        (
+            "x-amz-matdesc",
+            r#"{"aws:x-amz-cek-alg":"AES/GCM/NoPadding"}"#,
+        ),
+        ("x-amz-wrap-alg", "kms+context"),
+        ("x-amz-cek-alg", "AES/GCM/NoPadding"),
+        ("x-amz-tag-len", "128"),
+    ];
+    let from_headers = record(&v2).unwrap();
+    let mut json: BTreeMap<&str, &str> = v2.iter().copied().collect();
+    json.insert("x-amz-unencrypted-content-length", "56");
+    let file = Metadata::from_instruction_file(&serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(record_in_instruction_file(&file).unwrap(), from_headers);
+
+    // Format 3 keeps its content keys in the object: a file that holds them is refused, and
+    // one without them is no complete record.
+    let v3: BTreeMap<&str, &str> = v3_metadata().into_iter().collect();
+    let file = Metadata::from_instruction_file(&serde_json::to_vec(&v3).unwrap()).unwrap();
+    assert_eq!(
+        record_in_instruction_file(&file).unwrap_err(),
+        S3ecError::InstructionFileOverride("x-amz-c")
+    );
+    let rest: BTreeMap<&str, &str> = v3
+        .into_iter()
+        .filter(|(k, _)| !["x-amz-c", "x-amz-d", "x-amz-i"].contains(k))
+        .collect();
+    let file = Metadata::from_instruction_file(&serde_json::to_vec(&rest).unwrap()).unwrap();
+    assert_eq!(
+        record_in_instruction_file(&file).unwrap_err(),
+        S3ecError::Missing("x-amz-c")
+    );
+    // Format 1 is refused wherever it is.
+    let v1 = br#"{"x-amz-key":"AAAA","x-amz-iv":"AAAA","x-amz-matdesc":"{}"}"#;
+    let file = Metadata::from_instruction_file(v1).unwrap();
+    assert!(matches!(
+        record_in_instruction_file(&file),
+        Err(S3ecError::Unsupported(_))
+    ));
+}
+
 // === Local keys and writing ===
 
 #[test]
