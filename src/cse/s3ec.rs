@@ -84,7 +84,7 @@ pub enum Large {
 /// The specification: "If the object matches none of the V1/V2/V3 formats, the S3EC MUST
 /// attempt to get the instruction file" (`data-format/content-metadata.md`, "Determining S3EC
 /// Object Status"). `None`: no record anywhere, the object is not the S3EC's.
-async fn record(
+pub(super) async fn record(
     upstream: &Sender<'_>,
     bucket: &str,
     key: &str,

@@ -260,7 +260,7 @@ pub(crate) fn v3_object(plain: &[u8]) -> (HashMap<String, String>, Vec<u8>) {
 /// clients store it with an instruction file: the file's JSON map (every mapkey; the
 /// specification's "V1/V2 Instruction Files") and the stored bytes, whose own metadata holds
 /// no mapkey.
-fn v2_instruction_file_object(plain: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn v2_instruction_file_object(plain: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let kek = Kek::new(KeyId::new("any").unwrap(), &LOCAL_KEY);
     let dek = DataKey::generate();
     let iv = [9u8; 12];
@@ -287,7 +287,7 @@ fn v2_instruction_file_object(plain: &[u8]) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The instruction file object's own metadata, as the Java and Ruby clients write it.
-fn instruction_marker() -> HashMap<String, String> {
+pub(crate) fn instruction_marker() -> HashMap<String, String> {
     HashMap::from([("x-amz-crypto-instr-file".to_owned(), String::new())])
 }
 
