@@ -178,9 +178,15 @@ impl Metadata {
 }
 
 /// Whether the metadata is an instruction file's own (the object `<key>.instruction`): the
-/// marker `x-amz-crypto-instr-file` and no other mapkey.
+/// marker `x-amz-crypto-instr-file`, and no other mapkey but the plaintext length, which the
+/// AWS SDK for Ruby writes beside it (`AWS::S3::S3Object#write` with
+/// `encryption_materials_location: :instruction_file`).
 pub fn is_instruction_file(meta: &Metadata) -> bool {
-    meta.has(INSTRUCTION_MARKER) && meta.0.len() == 1
+    meta.has(INSTRUCTION_MARKER)
+        && meta
+            .0
+            .keys()
+            .all(|k| k == INSTRUCTION_MARKER || k == UNENCRYPTED_LEN)
 }
 
 /// What an object's metadata says about S3EC.
@@ -192,6 +198,9 @@ pub enum Found {
     Record(Record),
     /// Version 3 content fields without the data key: the rest is in `<key>.instruction`.
     InstructionFile,
+    /// The object is itself an instruction file ([`is_instruction_file`]): another object's
+    /// record, not content.
+    IsInstructionFile,
 }
 
 /// Reads an object's metadata as the specification's "Determining S3EC Object Status" says,
@@ -200,6 +209,9 @@ pub enum Found {
 pub fn detect(meta: &Metadata) -> Result<Found, S3ecError> {
     if meta.is_empty() {
         return Ok(Found::None);
+    }
+    if is_instruction_file(meta) {
+        return Ok(Found::IsInstructionFile);
     }
     let v3_content = V3_OBJECT_ONLY.iter().all(|k| meta.has(k));
     if v3_content && !meta.has(KEY_V3) && !meta.has(KEY_V2) && !meta.has(KEY_V1) {

@@ -93,6 +93,10 @@ pub(super) async fn record(
     let meta = Metadata::from_headers(h);
     match s3ec::detect(&meta).map_err(CseError::S3ec)? {
         Found::Record(r) => Ok(Some(r)),
+        Found::IsInstructionFile => {
+            let owner = key.strip_suffix(s3ec::INSTRUCTION_SUFFIX).unwrap_or(key);
+            Err(CseError::S3ecInstructionFile(owner.to_owned()).into())
+        }
         Found::InstructionFile => {
             let file = instruction_file(upstream, bucket, key)
                 .await?

@@ -589,3 +589,49 @@ async fn s3ec_format_2_objects_with_instruction_files_are_decrypted() {
         .unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == &plain[100..200]);
 }
+
+/// An instruction file is another object's record, hidden like s3seal's own: GET, HEAD and
+/// ranged GET answer `403 AccessDenied` naming the object it belongs to.
+#[tokio::test]
+async fn s3ec_instruction_files_are_not_served() {
+    let h = Harness::s3s_rules(local_rules()).await;
+    let s3 = h.sdk();
+    let (file, stored) = v2_instruction_file_object(&payload(100, 12));
+    let ruby = HashMap::from([
+        ("x-amz-crypto-instr-file".to_owned(), String::new()),
+        (
+            "x-amz-unencrypted-content-length".to_owned(),
+            "100".to_owned(),
+        ),
+    ]);
+    for prefix in ["ec", "ecrange"] {
+        let b = support::bucket(prefix);
+        s3.create_bucket().bucket(&b).send().await.unwrap();
+        put_direct(&h, &b, "dir/obj", &HashMap::new(), stored.clone()).await;
+        for marker in [instruction_marker(), ruby.clone()] {
+            put_direct(&h, &b, "dir/obj.instruction", &marker, file.clone()).await;
+            let (code, message) = get_error(&h, &b, "dir/obj.instruction").await;
+            assert_eq!(code.as_deref(), Some("AccessDenied"), "{message}");
+            assert!(message.contains("'dir/obj'"), "{message}");
+            let err = s3
+                .get_object()
+                .bucket(&b)
+                .key("dir/obj.instruction")
+                .range("bytes=0-9")
+                .send()
+                .await
+                .unwrap_err()
+                .into_service_error();
+            assert_eq!(err.code(), Some("AccessDenied"), "{prefix}: {err:?}");
+            let err = s3
+                .head_object()
+                .bucket(&b)
+                .key("dir/obj.instruction")
+                .send()
+                .await
+                .unwrap_err();
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            assert_eq!(status, Some(403), "{prefix}: {err:?}");
+        }
+    }
+}

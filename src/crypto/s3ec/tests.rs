@@ -288,15 +288,26 @@ fn instruction_files() {
     let file = Metadata::from_instruction_file(&serde_json::to_vec(&json).unwrap()).unwrap();
     let merged = with_instruction_file(&object, &file).unwrap();
     assert_eq!(merged, record(&v3_metadata()).unwrap());
-    // The instruction file object's own metadata: the marker alone.
-    let marker = headers(&[("x-amz-crypto-instr-file", "")]);
-    assert!(is_instruction_file(&Metadata::from_headers(&marker)));
+    // The instruction file object's own metadata: the marker, alone or (Ruby) with the
+    // plaintext length. Such an object is another's record, not content.
+    for own in [
+        &[("x-amz-crypto-instr-file", "")][..],
+        &[
+            ("x-amz-crypto-instr-file", ""),
+            ("x-amz-unencrypted-content-length", "5"),
+        ],
+    ] {
+        let own = Metadata::from_headers(&headers(own));
+        assert!(is_instruction_file(&own));
+        assert_eq!(detect(&own).unwrap(), Found::IsInstructionFile);
+    }
     assert!(!is_instruction_file(&object));
     let mut with_record = object.clone();
     with_record
         .0
         .insert("x-amz-crypto-instr-file".into(), String::new());
     assert!(!is_instruction_file(&with_record));
+    assert_eq!(detect(&with_record).unwrap(), Found::InstructionFile);
 
     // The file may not replace what the object's metadata holds.
     let mut spoofed = json.clone();
