@@ -207,7 +207,10 @@ pub enum Found {
 /// strictly: mixed versions, version 1 (AES-CBC, unauthenticated) and incomplete records are
 /// errors, never plaintext.
 pub fn detect(meta: &Metadata) -> Result<Found, S3ecError> {
-    if meta.is_empty() {
+    // The plaintext length describes no cipher: the AWS SDK for Ruby writes it, and nothing
+    // else, on an object whose record is in its instruction file. Such metadata "matches none
+    // of the V1/V2/V3 formats", and the instruction file is looked for.
+    if meta.0.keys().all(|k| k == UNENCRYPTED_LEN) {
         return Ok(Found::None);
     }
     if is_instruction_file(meta) {

@@ -533,6 +533,24 @@ async fn s3ec_format_2_objects_with_instruction_files_are_decrypted() {
     let got = s3.get_object().bucket(&b).key("go").send().await.unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
 
+    // Ruby writes the plaintext length on the object: still no record there.
+    let length = HashMap::from([(
+        "x-amz-unencrypted-content-length".to_owned(),
+        "3000".to_owned(),
+    )]);
+    put_direct(&h, &b, "rb", &length, stored.clone()).await;
+    put_direct(
+        &h,
+        &b,
+        "rb.instruction",
+        &instruction_marker(),
+        file.clone(),
+    )
+    .await;
+    let got = s3.get_object().bucket(&b).key("rb").send().await.unwrap();
+    assert!(got.metadata().is_none_or(HashMap::is_empty), "{got:?}");
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
+
     // A file that is no S3EC record, or a tampered one: refused, never the stored bytes.
     let mut wrong_iv: BTreeMap<String, String> = serde_json::from_slice(&file).unwrap();
     wrong_iv.insert("x-amz-iv".into(), STANDARD.encode([1u8; 12]));

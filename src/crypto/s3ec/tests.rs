@@ -274,6 +274,12 @@ fn tampered_metadata_is_refused() {
         detect(&Metadata::from_headers(&headers(&[("color", "blue")]))).unwrap(),
         Found::None
     );
+    // The plaintext length alone is no record: the record may be in the instruction file.
+    let length_only = headers(&[("x-amz-unencrypted-content-length", "5")]);
+    assert_eq!(
+        detect(&Metadata::from_headers(&length_only)).unwrap(),
+        Found::None
+    );
 }
 
 #[test]
