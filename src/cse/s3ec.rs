@@ -357,7 +357,9 @@ pub(super) async fn reply(
             let span = planned.span.end - planned.span.start;
             (release, planned.plain.end - planned.plain.start, span)
         }
-        (StatusCode::OK, None) => {
+        // The whole object: no range was asked, or the backend ignored it. Released as any
+        // whole object is, verified or refused by size.
+        (StatusCode::OK, _) => {
             let stored = super::content_length(stored_headers)?;
             let plain = s3ec::plaintext_len(stored).ok_or_else(|| {
                 CseError::Inconsistent(format!("{stored} bytes is no S3EC object"))

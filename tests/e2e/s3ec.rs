@@ -653,3 +653,60 @@ async fn s3ec_instruction_files_are_not_served() {
         }
     }
 }
+
+/// `If-Range` (RFC 9110 §13.1.5) is evaluated by the proxy against the `ETag` it shows: the
+/// range when it holds, the whole object (verified, as any whole S3EC object) when it does not,
+/// for S3EC and s3seal objects alike.
+#[tokio::test]
+async fn s3ec_if_range_gives_the_range_or_the_whole_object() {
+    let h = Harness::s3s_rules(local_rules()).await;
+    let s3 = h.sdk();
+    let b = support::bucket("ecrange");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let plain = payload(1000, 13);
+    let (meta, stored) = v3_object(&plain);
+    put_direct(&h, &b, "s3ec", &meta, stored).await;
+    s3.put_object()
+        .bucket(&b)
+        .key("s3seal")
+        .body(ByteStream::from(plain.clone()))
+        .send()
+        .await
+        .unwrap();
+    for key in ["s3ec", "s3seal"] {
+        let shown = s3.head_object().bucket(&b).key(key).send().await.unwrap();
+        let shown = shown.e_tag().unwrap().to_owned();
+        let weak = format!("W/{shown}");
+        for (if_range, whole) in [
+            (shown.as_str(), false),
+            ("\"a-different-one-s3seal\"", true),
+            (weak.as_str(), true),
+        ] {
+            let value = http::HeaderValue::from_str(if_range).unwrap();
+            let got = s3
+                .get_object()
+                .bucket(&b)
+                .key(key)
+                .range("bytes=10-19")
+                .customize()
+                .mutate_request(move |req| {
+                    req.headers_mut().insert("if-range", value.clone());
+                })
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{key} {if_range}: {:?}", e.into_service_error()));
+            let body = got.body.collect().await.unwrap().into_bytes();
+            if whole {
+                assert_eq!(got.content_range, None, "{key} {if_range}");
+                assert!(body.as_ref() == plain.as_slice(), "{key} {if_range}");
+            } else {
+                assert_eq!(
+                    got.content_range.as_deref(),
+                    Some("bytes 10-19/1000"),
+                    "{key} {if_range}"
+                );
+                assert!(body.as_ref() == &plain[10..20], "{key} {if_range}");
+            }
+        }
+    }
+}
