@@ -519,6 +519,40 @@ fn malformed_policies_are_refused() {
             "{expiration}"
         );
     }
+    // Only the two elements, each once, and no key repeated in a condition.
+    assert_eq!(
+        invalid(r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [], "x": 1}"#),
+        PostError::InvalidPolicy("Policy may hold only expiration and conditions.")
+    );
+    for repeated in [
+        r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [], "conditions": []}"#,
+        r#"{"expiration": "2000-01-01T00:00:00Z", "expiration": "2030-01-01T00:00:00Z", "conditions": []}"#,
+        r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [{"key": "a", "key": "b"}]}"#,
+    ] {
+        assert_eq!(
+            invalid(repeated),
+            PostError::InvalidPolicy("Policy has a repeated key."),
+            "{repeated}"
+        );
+    }
+    // These fields are matched exactly only; eq is fine.
+    for field in [
+        "bucket",
+        "x-amz-algorithm",
+        "X-Amz-Credential",
+        "x-amz-date",
+    ] {
+        let doc = format!(
+            r#"{{"expiration": "2030-01-01T00:00:00Z", "conditions": [["starts-with", "${field}", ""]]}}"#
+        );
+        let err = Policy::parse(&b64(&doc)).unwrap_err();
+        assert_eq!(err.code(), S3Code::InvalidPolicyDocument, "{field}");
+        assert!(
+            err.to_string().contains(&field.to_ascii_lowercase()),
+            "{err}"
+        );
+        policy(&format!(r#"["eq", "${field}", "x"]"#));
+    }
     for condition in [
         r#"["eq", "key", "x"]"#,
         r#"["eq", "$key"]"#,
