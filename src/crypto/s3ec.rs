@@ -116,6 +116,8 @@ pub enum S3ecError {
     InstructionFile,
     #[error("the instruction file holds {0}, which only the object metadata may hold")]
     InstructionFileOverride(&'static str),
+    #[error("the object metadata's {0} contradicts its instruction file")]
+    InstructionFileContradiction(&'static str),
     #[error("the encryption context's {KMS_CONTEXT_CEK_ALG} is not this object's content cipher")]
     ContextCipher,
     #[error("the data key does not open with any key of the bucket's keyring")]
@@ -227,18 +229,24 @@ pub fn detect(meta: &Metadata) -> Result<Found, S3ecError> {
 /// file alone: formats 1 and 2 keep "all of the content metadata" there
 /// (`data-format/metadata-strategy.md`, "V1/V2 Instruction Files"). Format 3 never does (its
 /// content keys stay in the object metadata), so a format 3 file found this way is refused.
-pub fn record_in_instruction_file(file: &Metadata) -> Result<Record, S3ecError> {
+/// What `object`'s metadata holds beside it (at most the plaintext length, see [`detect`]) must
+/// agree with the file.
+pub fn record_in_instruction_file(object: &Metadata, file: &Metadata) -> Result<Record, S3ecError> {
     if let Some(k) = V3_OBJECT_ONLY.into_iter().find(|k| file.has(k)) {
         return Err(S3ecError::InstructionFileOverride(k));
     }
+    agree(object, file, &[])?;
     Record::parse(file)
 }
 
-/// A version 3 object's metadata completed by its instruction file.
+/// A version 3 object's metadata completed by its instruction file. Any other mapkey the
+/// object's metadata holds must say what the file says: one of two contradicting records
+/// would otherwise be dropped unseen.
 pub fn with_instruction_file(object: &Metadata, file: &Metadata) -> Result<Record, S3ecError> {
     if let Some(k) = V3_OBJECT_ONLY.into_iter().find(|k| file.has(k)) {
         return Err(S3ecError::InstructionFileOverride(k));
     }
+    agree(object, file, &V3_OBJECT_ONLY)?;
     let mut merged = file.0.clone();
     for k in V3_OBJECT_ONLY {
         if let Some(v) = object.get(k) {
@@ -246,6 +254,22 @@ pub fn with_instruction_file(object: &Metadata, file: &Metadata) -> Result<Recor
         }
     }
     Record::parse(&Metadata(merged))
+}
+
+/// Every mapkey of `object` but `except` has the same value in `file`; the plaintext length,
+/// which describes no cipher, may be the object's alone.
+fn agree(object: &Metadata, file: &Metadata, except: &[&str]) -> Result<(), S3ecError> {
+    for k in MAPKEYS.into_iter().filter(|k| !except.contains(k)) {
+        let Some(ours) = object.get(k) else {
+            continue;
+        };
+        match file.get(k) {
+            Some(theirs) if theirs == ours => {}
+            None if k == UNENCRYPTED_LEN => {}
+            _ => return Err(S3ecError::InstructionFileContradiction(k)),
+        }
+    }
+    Ok(())
 }
 
 // === Record ===

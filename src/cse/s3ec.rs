@@ -107,7 +107,7 @@ pub(super) async fn record(
         }
         Found::None => match instruction_file(upstream, bucket, key).await? {
             Some(file) => Ok(Some(
-                s3ec::record_in_instruction_file(&file).map_err(CseError::S3ec)?,
+                s3ec::record_in_instruction_file(&meta, &file).map_err(CseError::S3ec)?,
             )),
             None => Ok(None),
         },
