@@ -334,3 +334,13 @@ fn list_parts_shows_plaintext_sizes_and_the_etags_upload_part_showed() {
     let other = ObjectKey::derive(&DataKey::from_bytes([7; 32]), Salt([8; 32]));
     assert_ne!(mark, part_mark(&other, one, 65536));
 }
+
+/// A verified S3EC read holds its plaintext once: the frame the body yields is what is sent.
+#[tokio::test]
+async fn a_verified_read_does_not_copy_its_one_frame() {
+    let frame = Bytes::from(vec![7u8; 64 * 1024]);
+    let at = frame.as_ptr();
+    let whole = s3ec::verify_whole(body::full(frame)).await.unwrap();
+    assert_eq!(whole.len(), 64 * 1024);
+    assert_eq!(whole.as_ptr(), at);
+}
