@@ -237,9 +237,6 @@ pub(super) enum RangePlan {
 
 /// How a ranged read of an S3EC object was planned.
 pub(super) struct PlannedRange {
-    /// The object's record, as the HEAD (and its instruction file) gave it; the GET is pinned
-    /// to the HEAD's `ETag`.
-    record: Record,
     /// The plaintext bytes asked for, and the object's plaintext size.
     pub plain: Range<u64>,
     pub total: u64,
@@ -259,9 +256,12 @@ pub(super) async fn plan_range(
     out: &mut Outgoing<'_>,
 ) -> Result<RangePlan, ProxyError> {
     let place = super::place(out.target);
-    let Some(record) = record(upstream, place.bucket, place.key, head).await? else {
+    if record(upstream, place.bucket, place.key, head)
+        .await?
+        .is_none()
+    {
         return Ok(RangePlan::NoRecord);
-    };
+    }
     if !settings.ranged_reads {
         return Err(CseError::S3ecRange.into());
     }
@@ -275,7 +275,6 @@ pub(super) async fn plan_range(
         HeaderValue::try_from(format!("bytes={from}-{}", to - 1)).expect("digits and '-'"),
     );
     Ok(RangePlan::Range(PlannedRange {
-        record,
         plain,
         total,
         span: from..to,
@@ -305,8 +304,8 @@ pub(super) async fn reply(
     head: bool,
     range: Option<RangePlan>,
 ) -> Result<Read, ProxyError> {
-    let (record, range) = match range {
-        Some(RangePlan::Range(planned)) => (planned.record.clone(), Some(planned)),
+    let range = match range {
+        Some(RangePlan::Range(planned)) => Some(planned),
         Some(RangePlan::NoRecord) => {
             // The HEAD found no record; the GET must not either (a backend that ignores the
             // `If-Match` pin could answer with another object).
@@ -320,10 +319,15 @@ pub(super) async fn reply(
             }
             return Ok(Read::Other(body));
         }
-        None => match record(upstream, bucket, key, stored_headers).await? {
-            Some(record) => (record, None),
-            None => return Ok(Read::Other(body)),
-        },
+        None => None,
+    };
+    let Some(record) = record(upstream, bucket, key, stored_headers).await? else {
+        if range.is_some() {
+            return Err(
+                CseError::Inconsistent("the object changed between HEAD and GET".into()).into(),
+            );
+        }
+        return Ok(Read::Other(body));
     };
     for name in Metadata::header_names() {
         parts.headers.remove(name);
