@@ -493,11 +493,15 @@ pub enum CseError {
     SealPending,
     #[error("The stored S3 Encryption Client object cannot be decrypted: {0}")]
     S3ec(#[from] crate::crypto::s3ec::S3ecError),
-    /// The instruction file a version 3 object needs: the backend's status for it.
     #[error("The stored S3 Encryption Client object does not authenticate: {0}")]
     S3ecBody(#[source] BoxError),
+    /// The instruction file an object needs: the backend's status for it.
     #[error("The S3 Encryption Client object's instruction file could not be read ({0}).")]
     InstructionFile(StatusCode),
+    /// A read of an instruction file itself: the record of the object named, which the proxy
+    /// hides as it hides its own (`docs/format.md` §11.2).
+    #[error("This object is the S3 Encryption Client's instruction file of the object '{0}', which s3seal does not serve: read '{0}' instead.")]
+    S3ecInstructionFile(String),
     #[error("The object was written by the S3 Encryption Client as one authenticated message of {size} bytes; this bucket releases such objects only after verifying them whole, up to {limit} bytes (encryption.s3ec.max_verified_bytes, or large_objects = \"stream-with-abort\").")]
     S3ecTooLarge { size: u64, limit: u64 },
     #[error("The object was written by the S3 Encryption Client: a part of it cannot be authenticated, and this bucket does not serve unauthenticated ranged reads (encryption.s3ec.ranged_reads).")]
@@ -522,7 +526,7 @@ impl S3Error for CseError {
             | CseError::CopyRange
             | CseError::CopyRangeSize(_) => S3Code::InvalidArgument,
             CseError::NoSuchPart(_) => S3Code::InvalidPartNumber,
-            CseError::ReservedKey => S3Code::AccessDenied,
+            CseError::ReservedKey | CseError::S3ecInstructionFile(_) => S3Code::AccessDenied,
             CseError::InvalidPart(_) => S3Code::InvalidPart,
             CseError::PartOrder => S3Code::InvalidPartOrder,
             CseError::PartTooSmall(_) => S3Code::EntityTooSmall,
@@ -576,6 +580,7 @@ impl From<CseError> for ProxyError {
             CseError::Unsupported(_)
             | CseError::ReservedMetadata
             | CseError::ReservedKey
+            | CseError::S3ecInstructionFile(_)
             | CseError::UploadId
             | CseError::InvalidPart(_)
             | CseError::PartOrder

@@ -116,6 +116,8 @@ pub enum S3ecError {
     InstructionFile,
     #[error("the instruction file holds {0}, which only the object metadata may hold")]
     InstructionFileOverride(&'static str),
+    #[error("the object metadata's {0} contradicts its instruction file")]
+    InstructionFileContradiction(&'static str),
     #[error("the encryption context's {KMS_CONTEXT_CEK_ALG} is not this object's content cipher")]
     ContextCipher,
     #[error("the data key does not open with any key of the bucket's keyring")]
@@ -178,9 +180,15 @@ impl Metadata {
 }
 
 /// Whether the metadata is an instruction file's own (the object `<key>.instruction`): the
-/// marker `x-amz-crypto-instr-file` and no other mapkey.
+/// marker `x-amz-crypto-instr-file`, and no other mapkey but the plaintext length, which the
+/// AWS SDK for Ruby writes beside it (`AWS::S3::S3Object#write` with
+/// `encryption_materials_location: :instruction_file`).
 pub fn is_instruction_file(meta: &Metadata) -> bool {
-    meta.has(INSTRUCTION_MARKER) && meta.0.len() == 1
+    meta.has(INSTRUCTION_MARKER)
+        && meta
+            .0
+            .keys()
+            .all(|k| k == INSTRUCTION_MARKER || k == UNENCRYPTED_LEN)
 }
 
 /// What an object's metadata says about S3EC.
@@ -192,14 +200,23 @@ pub enum Found {
     Record(Record),
     /// Version 3 content fields without the data key: the rest is in `<key>.instruction`.
     InstructionFile,
+    /// The object is itself an instruction file ([`is_instruction_file`]): another object's
+    /// record, not content.
+    IsInstructionFile,
 }
 
 /// Reads an object's metadata as the specification's "Determining S3EC Object Status" says,
 /// strictly: mixed versions, version 1 (AES-CBC, unauthenticated) and incomplete records are
 /// errors, never plaintext.
 pub fn detect(meta: &Metadata) -> Result<Found, S3ecError> {
-    if meta.is_empty() {
+    // The plaintext length describes no cipher: the AWS SDK for Ruby writes it, and nothing
+    // else, on an object whose record is in its instruction file. Such metadata "matches none
+    // of the V1/V2/V3 formats", and the instruction file is looked for.
+    if meta.0.keys().all(|k| k == UNENCRYPTED_LEN) {
         return Ok(Found::None);
+    }
+    if is_instruction_file(meta) {
+        return Ok(Found::IsInstructionFile);
     }
     let v3_content = V3_OBJECT_ONLY.iter().all(|k| meta.has(k));
     if v3_content && !meta.has(KEY_V3) && !meta.has(KEY_V2) && !meta.has(KEY_V1) {
@@ -208,11 +225,28 @@ pub fn detect(meta: &Metadata) -> Result<Found, S3ecError> {
     Record::parse(meta).map(Found::Record)
 }
 
-/// A version 3 object's metadata completed by its instruction file.
+/// The record of an object whose metadata holds no S3EC mapkey, read from its instruction
+/// file alone: formats 1 and 2 keep "all of the content metadata" there
+/// (`data-format/metadata-strategy.md`, "V1/V2 Instruction Files"). Format 3 never does (its
+/// content keys stay in the object metadata), so a format 3 file found this way is refused.
+/// What `object`'s metadata holds beside it (at most the plaintext length, see [`detect`]) must
+/// agree with the file.
+pub fn record_in_instruction_file(object: &Metadata, file: &Metadata) -> Result<Record, S3ecError> {
+    if let Some(k) = V3_OBJECT_ONLY.into_iter().find(|k| file.has(k)) {
+        return Err(S3ecError::InstructionFileOverride(k));
+    }
+    agree(object, file, &[])?;
+    Record::parse(file)
+}
+
+/// A version 3 object's metadata completed by its instruction file. Any other mapkey the
+/// object's metadata holds must say what the file says: one of two contradicting records
+/// would otherwise be dropped unseen.
 pub fn with_instruction_file(object: &Metadata, file: &Metadata) -> Result<Record, S3ecError> {
     if let Some(k) = V3_OBJECT_ONLY.into_iter().find(|k| file.has(k)) {
         return Err(S3ecError::InstructionFileOverride(k));
     }
+    agree(object, file, &V3_OBJECT_ONLY)?;
     let mut merged = file.0.clone();
     for k in V3_OBJECT_ONLY {
         if let Some(v) = object.get(k) {
@@ -220,6 +254,22 @@ pub fn with_instruction_file(object: &Metadata, file: &Metadata) -> Result<Recor
         }
     }
     Record::parse(&Metadata(merged))
+}
+
+/// Every mapkey of `object` but `except` has the same value in `file`; the plaintext length,
+/// which describes no cipher, may be the object's alone.
+fn agree(object: &Metadata, file: &Metadata, except: &[&str]) -> Result<(), S3ecError> {
+    for k in MAPKEYS.into_iter().filter(|k| !except.contains(k)) {
+        let Some(ours) = object.get(k) else {
+            continue;
+        };
+        match file.get(k) {
+            Some(theirs) if theirs == ours => {}
+            None if k == UNENCRYPTED_LEN => {}
+            _ => return Err(S3ecError::InstructionFileContradiction(k)),
+        }
+    }
+    Ok(())
 }
 
 // === Record ===

@@ -85,7 +85,7 @@ pub(crate) async fn convert_object(
     if is_instruction_file(&Metadata::from_headers(found)) {
         return Ok(Convert::InstructionFile);
     }
-    let Some(from) = format_of(found)? else {
+    let Some(from) = source_format(upstream, target, found).await? else {
         return Ok(Convert::Unencrypted);
     };
     if from == to {
@@ -174,7 +174,27 @@ pub(crate) async fn convert_object(
     Ok(Convert::Converted(size))
 }
 
-/// The format of the object whose HEAD answered `h`; `None` without any client-side record.
+/// The format of the object at `target`, whose HEAD answered `found`; `None` without any
+/// client-side record, in its metadata or (S3EC formats 1 and 2 may keep the whole record
+/// there) in `<key>.instruction`.
+async fn source_format(
+    upstream: &Sender<'_>,
+    target: &Target,
+    found: &HeaderMap,
+) -> Result<Option<Format>, ProxyError> {
+    if let Some(format) = format_of(found)? {
+        return Ok(Some(format));
+    }
+    let (bucket, key) = (
+        target.bucket().unwrap_or_default(),
+        target.key().unwrap_or_default(),
+    );
+    let record = s3ec::record(upstream, bucket, key, found).await?;
+    Ok(record.map(|_| Format::S3ec))
+}
+
+/// The format of the object whose HEAD answered `h`; `None` without any client-side record in
+/// its metadata.
 fn format_of(h: &HeaderMap) -> Result<Option<Format>, CseError> {
     let s3seal = ObjectMetadata::from_headers(h)?.is_some();
     let s3ec = !matches!(detect(&Metadata::from_headers(h))?, Found::None);

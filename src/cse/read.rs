@@ -17,8 +17,8 @@ use crate::error::ProxyError;
 use crate::upstream::{Outgoing, Sender};
 
 use super::{
-    content_length, head, mark_etag, multipart, object_plaintext_len, s3ec, strip_stored_headers,
-    version_query, CseError, Rule, Transform, Unencrypted, ETAG_SUFFIX,
+    client_etag, content_length, head, mark_etag, multipart, object_plaintext_len, s3ec,
+    strip_stored_headers, version_query, CseError, Rule, Transform, Unencrypted, ETAG_SUFFIX,
 };
 
 /// The number of parts of a multipart object, in a `partNumber` read's answer.
@@ -36,7 +36,7 @@ pub struct Open {
     /// A ranged GET, planned from a HEAD.
     range: Option<Planned>,
     /// A ranged GET of an S3 Encryption Client object, planned from a HEAD.
-    s3ec_range: Option<s3ec::PlannedRange>,
+    s3ec_range: Option<s3ec::RangePlan>,
     /// An operator's command reads (`s3seal convert`): a whole S3 Encryption Client object
     /// streams whatever its size, because what it feeds withholds its own end until this
     /// body ended cleanly, after the tag verified (`convert`).
@@ -206,6 +206,17 @@ pub(super) async fn plan_get(
         s3ec_range: None,
         operator: false,
     };
+    // `If-Range` is evaluated here, against the `ETag` the proxy shows: the backend knows only
+    // its own `ETag`s, so it would find every client's `If-Range` false. Without a `Range` it
+    // means nothing: "A server MUST ignore an If-Range header field received in a request that
+    // does not contain a Range header field" (RFC 9110 §13.1.5), which `partNumber` is not.
+    let if_range: Vec<HeaderValue> = out
+        .headers
+        .get_all(header::IF_RANGE)
+        .iter()
+        .cloned()
+        .collect();
+    out.headers.remove(header::IF_RANGE);
     if let Some(number) = part_number(out)? {
         open.range = plan_part(rule, upstream, out, number).await?;
         return Ok(Transform::Open(open));
@@ -235,9 +246,16 @@ pub(super) async fn plan_get(
     if let Some(etag) = head.headers().get(header::ETAG) {
         out.headers.insert(header::IF_MATCH, etag.clone());
     }
+    if !if_range.is_empty() && !if_range_holds(&if_range, head.headers()) {
+        // "the recipient MUST ignore the Range header field" (RFC 9110 §13.1.5): the whole
+        // object, pinned to the one the condition was evaluated against.
+        out.headers.remove(header::RANGE);
+        return Ok(Transform::Open(open));
+    }
     let Some(meta) = ObjectMetadata::from_headers(head.headers()).map_err(CseError::Stored)? else {
         if let Some(settings) = &rule.s3ec {
-            open.s3ec_range = s3ec::plan_range(settings, head.headers(), spec, out)?;
+            open.s3ec_range =
+                Some(s3ec::plan_range(settings, upstream, head.headers(), spec, out).await?);
         }
         // Unencrypted: the client's range goes upstream as it is (or the answer is refused).
         return Ok(Transform::Open(open));
@@ -262,6 +280,35 @@ pub(super) async fn plan_get(
         parts_count: None,
     });
     Ok(Transform::Open(open))
+}
+
+/// Whether the `If-Range` header `values` hold for the object whose HEAD answered `head`
+/// (RFC 9110 §13.1.5). An entity tag must match the `ETag` the proxy shows for it, strongly (a
+/// weak tag never does). A date must equal the `Last-Modified`, and that must be a strong
+/// validator: at least a second older than the answer's `Date` (RFC 9110 §8.8.2.2). Anything
+/// else, several values included, does not hold, so the whole object is sent.
+pub(super) fn if_range_holds(values: &[HeaderValue], head: &HeaderMap) -> bool {
+    let [value] = values else {
+        return false;
+    };
+    let Ok(value) = value.to_str().map(str::trim) else {
+        return false;
+    };
+    let text = |name| head.get(name).and_then(|v| v.to_str().ok());
+    if value.starts_with('"') {
+        return text(header::ETAG).is_some_and(|etag| client_etag(etag) == value);
+    }
+    let date = |s: Option<&str>| s.and_then(|s| httpdate::parse_http_date(s).ok());
+    match (
+        date(Some(value)),
+        date(text(header::LAST_MODIFIED)),
+        date(text(header::DATE)),
+    ) {
+        (Some(asked), Some(modified), Some(now)) => {
+            asked == modified && now >= modified + std::time::Duration::from_secs(1)
+        }
+        _ => false,
+    }
 }
 
 /// The parts of an object with their plaintext lengths: one for a `PutObject`, the sealed list

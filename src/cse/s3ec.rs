@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -24,9 +25,9 @@ use crate::crypto::s3ec::{
 use crate::error::ProxyError;
 use crate::logging::{self, KeyOperation};
 use crate::s3::route::Target;
-use crate::upstream::{Outgoing, Sender};
+use crate::upstream::{Outgoing, Payload, Sender};
 
-use super::{exchange, Active, CseError, Rule};
+use super::{Active, CseError, Rule};
 
 /// The default of `max_verified_bytes`: objects up to this size are held whole until their
 /// tag verifies.
@@ -78,8 +79,12 @@ pub enum Large {
     StreamWithAbort,
 }
 
-/// The object's record: from its metadata, or completed by its instruction file.
-async fn record(
+/// The object's record: from its metadata, completed by its instruction file (format 3), or,
+/// when the metadata holds no S3EC mapkey, wholly in its instruction file (formats 1 and 2).
+/// The specification: "If the object matches none of the V1/V2/V3 formats, the S3EC MUST
+/// attempt to get the instruction file" (`data-format/content-metadata.md`, "Determining S3EC
+/// Object Status"). `None`: no record anywhere, the object is not the S3EC's.
+pub(super) async fn record(
     upstream: &Sender<'_>,
     bucket: &str,
     key: &str,
@@ -87,35 +92,74 @@ async fn record(
 ) -> Result<Option<Record>, ProxyError> {
     let meta = Metadata::from_headers(h);
     match s3ec::detect(&meta).map_err(CseError::S3ec)? {
-        Found::None => Ok(None),
         Found::Record(r) => Ok(Some(r)),
+        Found::IsInstructionFile => {
+            let owner = key.strip_suffix(s3ec::INSTRUCTION_SUFFIX).unwrap_or(key);
+            Err(CseError::S3ecInstructionFile(owner.to_owned()).into())
+        }
         Found::InstructionFile => {
-            let target = Target::Object {
-                bucket: bucket.to_owned(),
-                key: format!("{key}{}", s3ec::INSTRUCTION_SUFFIX),
-            };
-            let out = Outgoing {
-                method: Method::GET,
-                target: &target,
-                query: Vec::new(),
-                headers: HeaderMap::new(),
-                content_length: None,
-            };
-            let (status, _, body) = exchange(
-                upstream,
-                out,
-                Bytes::new(),
-                s3ec::MAX_INSTRUCTION_FILE_BYTES,
-            )
-            .await?;
-            if status != StatusCode::OK {
-                return Err(CseError::InstructionFile(status).into());
-            }
-            let file = Metadata::from_instruction_file(&body).map_err(CseError::S3ec)?;
+            let file = instruction_file(upstream, bucket, key)
+                .await?
+                .ok_or(CseError::InstructionFile(StatusCode::NOT_FOUND))?;
             Ok(Some(
                 s3ec::with_instruction_file(&meta, &file).map_err(CseError::S3ec)?,
             ))
         }
+        Found::None => match instruction_file(upstream, bucket, key).await? {
+            Some(file) => Ok(Some(
+                s3ec::record_in_instruction_file(&meta, &file).map_err(CseError::S3ec)?,
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+/// The S3EC mapkeys of `<key>.instruction`, at most [`s3ec::MAX_INSTRUCTION_FILE_BYTES`];
+/// `None` if the backend has no such object. Its metadata is not read: the Go client writes
+/// the file without the `x-amz-crypto-instr-file` marker, and whatever exists under that name
+/// must be a valid file, or the object is refused (never served as ciphertext). Any other
+/// answer (a `403` included) refuses the object too.
+async fn instruction_file(
+    upstream: &Sender<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Metadata>, ProxyError> {
+    let target = Target::Object {
+        bucket: bucket.to_owned(),
+        key: format!("{key}{}", s3ec::INSTRUCTION_SUFFIX),
+    };
+    let out = Outgoing {
+        method: Method::GET,
+        target: &target,
+        query: Vec::new(),
+        headers: HeaderMap::new(),
+        content_length: None,
+    };
+    let req = upstream
+        .sign(
+            out,
+            &Payload::Known(&[]),
+            crate::body::empty(),
+            SystemTime::now(),
+        )
+        .map_err(ProxyError::upstream)?;
+    let (parts, body) = upstream
+        .send(req)
+        .await
+        .map_err(ProxyError::upstream)?
+        .into_parts();
+    match parts.status {
+        StatusCode::NOT_FOUND => Ok(None),
+        StatusCode::OK => {
+            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            // Longer than any instruction file: not one.
+            let body = super::collect_bounded(body, s3ec::MAX_INSTRUCTION_FILE_BYTES)
+                .await
+                .map_err(|_| CseError::S3ec(S3ecError::InstructionFile))?;
+            let file = Metadata::from_instruction_file(&body).map_err(CseError::S3ec)?;
+            Ok(Some(file))
+        }
+        status => Err(CseError::InstructionFile(status).into()),
     }
 }
 
@@ -182,7 +226,16 @@ impl Rule {
     }
 }
 
-/// How a read of an S3EC object was planned.
+/// What planning a ranged read found.
+pub(super) enum RangePlan {
+    /// No S3EC record, in the metadata or an instruction file: the range goes upstream as
+    /// asked.
+    NoRecord,
+    /// An S3EC object, read in counter mode.
+    Range(PlannedRange),
+}
+
+/// How a ranged read of an S3EC object was planned.
 pub(super) struct PlannedRange {
     /// The plaintext bytes asked for, and the object's plaintext size.
     pub plain: Range<u64>,
@@ -192,19 +245,25 @@ pub(super) struct PlannedRange {
     pub stored: u64,
 }
 
-/// Plans a ranged read of an S3EC object whose HEAD answered `head`: refused unless the bucket
-/// allows unauthenticated ranges; otherwise the stored span of whole AES blocks.
-pub(super) fn plan_range(
+/// Plans a ranged read of the object at `out`'s target, whose HEAD answered `head`: refused
+/// for an S3EC object unless the bucket allows unauthenticated ranges; otherwise the stored
+/// span of whole AES blocks.
+pub(super) async fn plan_range(
     settings: &Settings,
+    upstream: &Sender<'_>,
     head: &HeaderMap,
     spec: super::RangeSpec,
     out: &mut Outgoing<'_>,
-) -> Result<Option<PlannedRange>, CseError> {
-    if s3ec::detect(&Metadata::from_headers(head))? == Found::None {
-        return Ok(None);
+) -> Result<RangePlan, ProxyError> {
+    let place = super::place(out.target);
+    if record(upstream, place.bucket, place.key, head)
+        .await?
+        .is_none()
+    {
+        return Ok(RangePlan::NoRecord);
     }
     if !settings.ranged_reads {
-        return Err(CseError::S3ecRange);
+        return Err(CseError::S3ecRange.into());
     }
     let stored = super::content_length(head)?;
     let total = s3ec::plaintext_len(stored)
@@ -215,7 +274,7 @@ pub(super) fn plan_range(
         header::RANGE,
         HeaderValue::try_from(format!("bytes={from}-{}", to - 1)).expect("digits and '-'"),
     );
-    Ok(Some(PlannedRange {
+    Ok(RangePlan::Range(PlannedRange {
         plain,
         total,
         span: from..to,
@@ -243,9 +302,31 @@ pub(super) async fn reply(
     parts: &mut http::response::Parts,
     body: Body,
     head: bool,
-    range: Option<PlannedRange>,
+    range: Option<RangePlan>,
 ) -> Result<Read, ProxyError> {
+    let range = match range {
+        Some(RangePlan::Range(planned)) => Some(planned),
+        Some(RangePlan::NoRecord) => {
+            // The HEAD found no record; the GET must not either (a backend that ignores the
+            // `If-Match` pin could answer with another object).
+            if s3ec::detect(&Metadata::from_headers(stored_headers)).map_err(CseError::S3ec)?
+                != Found::None
+            {
+                return Err(CseError::Inconsistent(
+                    "the object changed between HEAD and GET".into(),
+                )
+                .into());
+            }
+            return Ok(Read::Other(body));
+        }
+        None => None,
+    };
     let Some(record) = record(upstream, bucket, key, stored_headers).await? else {
+        if range.is_some() {
+            return Err(
+                CseError::Inconsistent("the object changed between HEAD and GET".into()).into(),
+            );
+        }
         return Ok(Read::Other(body));
     };
     for name in Metadata::header_names() {
@@ -280,7 +361,9 @@ pub(super) async fn reply(
             let span = planned.span.end - planned.span.start;
             (release, planned.plain.end - planned.plain.start, span)
         }
-        (StatusCode::OK, None) => {
+        // The whole object: no range was asked, or the backend ignored it. Released as any
+        // whole object is, verified or refused by size.
+        (StatusCode::OK, _) => {
             let stored = super::content_length(stored_headers)?;
             let plain = s3ec::plaintext_len(stored).ok_or_else(|| {
                 CseError::Inconsistent(format!("{stored} bytes is no S3EC object"))
@@ -322,15 +405,11 @@ pub(super) async fn reply(
     Ok(Read::Decrypted(crate::body::full(verified?)))
 }
 
-/// The whole plaintext of a verified read, once its tag verified.
-async fn verify_whole(mut body: Body) -> Result<Bytes, CseError> {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame.map_err(CseError::S3ecBody)?.data_ref() {
-            out.extend_from_slice(data);
-        }
-    }
-    Ok(out.freeze())
+/// The whole plaintext of a verified read, once its tag verified. The body yields it as one
+/// frame, which `to_bytes` hands over as it is: a copy would hold the object twice, against
+/// the one `max_verified_bytes` per read that `docs/config.md` states.
+pub(super) async fn verify_whole(body: Body) -> Result<Bytes, CseError> {
+    Ok(body.collect().await.map_err(CseError::S3ecBody)?.to_bytes())
 }
 
 /// A `PutObject` in a bucket that writes S3EC: the record goes into the request's metadata,

@@ -1,6 +1,50 @@
 use super::*;
 
 #[test]
+fn if_range_holds_for_the_shown_etag_or_a_strong_date() {
+    let head = |etag: &str, modified: &str, date: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::ETAG, HeaderValue::from_str(etag).unwrap());
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(modified).unwrap(),
+        );
+        h.insert(header::DATE, HeaderValue::from_str(date).unwrap());
+        h
+    };
+    let modified = "Wed, 21 Oct 2015 07:28:00 GMT";
+    let later = "Wed, 21 Oct 2015 07:28:01 GMT";
+    let h = head("\"abc\"", modified, later);
+    let holds = |values: &[&str], h: &HeaderMap| {
+        let values: Vec<HeaderValue> = values
+            .iter()
+            .map(|v| HeaderValue::from_str(v).unwrap())
+            .collect();
+        read::if_range_holds(&values, h)
+    };
+    // The ETag the client saw is the marked one; the backend's own is no object's here.
+    assert!(holds(&["\"abc-s3seal\""], &h));
+    assert!(holds(&[" \"abc-s3seal\" "], &h));
+    for no in [
+        "\"abc\"",
+        "W/\"abc-s3seal\"",
+        "\"other-s3seal\"",
+        "*",
+        "not a date",
+        "Wed, 21 Oct 2015 07:27:59 GMT",
+    ] {
+        assert!(!holds(&[no], &h), "{no}");
+    }
+    assert!(!holds(&["\"abc-s3seal\"", "\"abc-s3seal\""], &h));
+    // A date holds if it is the Last-Modified, and that is strong: a second before the Date.
+    assert!(holds(&[modified], &h));
+    assert!(!holds(&[modified], &head("\"abc\"", modified, modified)));
+    let mut no_date = h.clone();
+    no_date.remove(header::DATE);
+    assert!(!holds(&[modified], &no_date));
+}
+
+#[test]
 fn range_forms() {
     let p = |s: &str| RangeSpec::parse(s.as_bytes());
     assert_eq!(
@@ -289,4 +333,14 @@ fn list_parts_shows_plaintext_sizes_and_the_etags_upload_part_showed() {
     assert_ne!(mark, part_mark(&key, one, 65535));
     let other = ObjectKey::derive(&DataKey::from_bytes([7; 32]), Salt([8; 32]));
     assert_ne!(mark, part_mark(&other, one, 65536));
+}
+
+/// A verified S3EC read holds its plaintext once: the frame the body yields is what is sent.
+#[tokio::test]
+async fn a_verified_read_does_not_copy_its_one_frame() {
+    let frame = Bytes::from(vec![7u8; 64 * 1024]);
+    let at = frame.as_ptr();
+    let whole = s3ec::verify_whole(body::full(frame)).await.unwrap();
+    assert_eq!(whole.len(), 64 * 1024);
+    assert_eq!(whole.as_ptr(), at);
 }

@@ -535,19 +535,43 @@ pub enum Condition {
     LengthRange { min: u64, max: u64 },
 }
 
+/// Fields whose values are secrets or credentials: an SSE-C key (or its digest), a session
+/// token, the form's signature, the signed policy itself. Their values are never quoted in a
+/// refusal, which is both answered and logged.
+/// Reference: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/ServerSideEncryptionCustomerKeys.html>
+fn is_secret(field: &str) -> bool {
+    matches!(
+        field,
+        "x-amz-server-side-encryption-customer-key"
+            | "x-amz-server-side-encryption-customer-key-md5"
+            | "x-amz-security-token"
+            | "x-amz-signature"
+            | "policy"
+    )
+}
+
+/// What a refusal shows in place of a secret field's value.
+const REDACTED: &str = "(redacted)";
+
 impl Condition {
-    /// The condition as S3 quotes it in its refusal.
+    /// The condition as S3 quotes it in its refusal, with the values of secret fields
+    /// redacted.
     fn quoted(&self) -> String {
         let q = |s: &str| serde_json::Value::from(s).to_string();
+        let shown = |field: &str, value: &str| q(if is_secret(field) { REDACTED } else { value });
         match self {
             Condition::Eq { field, value } => {
-                format!("[\"eq\", {}, {}]", q(&format!("${field}")), q(value))
+                format!(
+                    "[\"eq\", {}, {}]",
+                    q(&format!("${field}")),
+                    shown(field, value)
+                )
             }
             Condition::StartsWith { field, prefix } => {
                 format!(
                     "[\"starts-with\", {}, {}]",
                     q(&format!("${field}")),
-                    q(prefix)
+                    shown(field, prefix)
                 )
             }
             Condition::LengthRange { min, max } => {
@@ -601,9 +625,26 @@ impl Policy {
         let raw = STANDARD
             .decode(b64.trim())
             .map_err(|_| PostError::InvalidPolicy("Policy could not be base64-decoded."))?;
+        // serde_json keeps the last of two equal keys: a policy that repeats one is refused
+        // before it is read, since its signer and S3 may read it differently.
+        serde_json::from_slice::<UniqueKeys>(&raw).map_err(|e| {
+            if e.is_data() {
+                PostError::InvalidPolicy("Policy has a repeated key.")
+            } else {
+                invalid_json.clone()
+            }
+        })?;
         let doc: serde_json::Value =
             serde_json::from_slice(&raw).map_err(|_| invalid_json.clone())?;
         let doc = doc.as_object().ok_or(invalid_json)?;
+        if doc
+            .keys()
+            .any(|k| !matches!(k.as_str(), "expiration" | "conditions"))
+        {
+            return Err(PostError::InvalidPolicy(
+                "Policy may hold only expiration and conditions.",
+            ));
+        }
         let expiration = doc
             .get("expiration")
             .ok_or(PostError::InvalidPolicy("Policy missing expiration."))?
@@ -693,6 +734,77 @@ fn length(v: &serde_json::Value) -> Result<u64, PostError> {
         ))
 }
 
+/// Why `field` takes no `starts-with`: S3 matches these exactly only.
+/// Reference: sigv4-HTTPPOSTConstructPolicy, "Conditions" (`bucket`, `x-amz-algorithm`,
+/// `x-amz-credential`, `x-amz-date`: "Exact Matches").
+fn exact_only(field: &str) -> Option<&'static str> {
+    match field {
+        "bucket" => Some("bucket supports exact matching only."),
+        "x-amz-algorithm" => Some("x-amz-algorithm supports exact matching only."),
+        "x-amz-credential" => Some("x-amz-credential supports exact matching only."),
+        "x-amz-date" => Some("x-amz-date supports exact matching only."),
+        _ => None,
+    }
+}
+
+/// A JSON document read only to find an object that repeats a key, at any depth: that is a
+/// data error, anything malformed a syntax error.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("repeated key"));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
+}
+
 fn parse_condition(c: &serde_json::Value, out: &mut Vec<Condition>) -> Result<(), PostError> {
     match c {
         serde_json::Value::Object(map) if !map.is_empty() => {
@@ -710,10 +822,16 @@ fn parse_condition(c: &serde_json::Value, out: &mut Vec<Condition>) -> Result<()
                     field: field_name(&items[1])?,
                     value: string(&items[2])?,
                 }),
-                (Some("starts-with"), 3) => out.push(Condition::StartsWith {
-                    field: field_name(&items[1])?,
-                    prefix: string(&items[2])?,
-                }),
+                (Some("starts-with"), 3) => {
+                    let field = field_name(&items[1])?;
+                    if let Some(why) = exact_only(&field) {
+                        return Err(PostError::InvalidPolicy(why));
+                    }
+                    out.push(Condition::StartsWith {
+                        field,
+                        prefix: string(&items[2])?,
+                    });
+                }
                 (Some("content-length-range"), 3) => {
                     let (min, max) = (length(&items[1])?, length(&items[2])?);
                     if min > max {

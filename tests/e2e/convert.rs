@@ -22,7 +22,9 @@ use s3seal::crypto::format::{Kek, KeyId};
 use s3seal::cse::{EncryptionRules, Keyring, Rule, S3ecSettings, Unencrypted};
 
 use crate::cse::md5_hex;
-use crate::s3ec::{put_direct, python_client, v3_object};
+use crate::s3ec::{
+    instruction_marker, put_direct, python_client, v2_instruction_file_object, v3_object,
+};
 use crate::support::{self, backends, payload, Harness, UpstreamInfo};
 
 /// The key `s3ec::v3_object` wraps with.
@@ -351,6 +353,26 @@ async fn convert_round_trip() {
     let (_, doc_meta, doc_type) = stored(&h, &b, "doc").await;
     assert_eq!(doc_meta.get("colour").map(String::as_str), Some("green"));
     assert_eq!(doc_type.as_deref(), Some("text/x-test"));
+}
+
+/// A format 2 object whose record is wholly in its instruction file is the client's, not
+/// plaintext: converted, and its instruction file counted.
+#[tokio::test]
+async fn convert_format_2_instruction_file_objects() {
+    let h = Harness::s3s_rules(rules()).await;
+    let b = support::bucket("conv");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let plain = payload(3000, 6);
+    let (file, ciphertext) = v2_instruction_file_object(&plain);
+    put_direct(&h, &b, "obj", &HashMap::new(), ciphertext).await;
+    put_direct(&h, &b, "obj.instruction", &instruction_marker(), file).await;
+    let report = run(&h, &b, Format::S3seal, Options::default()).await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(keys(&report.converted), ["obj"], "{report:?}");
+    assert_eq!(report.instruction_files, ["obj.instruction"]);
+    let (_, meta, _) = stored(&h, &b, "obj").await;
+    assert!(meta.keys().any(|k| k.starts_with("s3seal-")), "{meta:?}");
+    assert!(get(&h, &b, "obj").await == plain, "reads back different");
 }
 
 /// A bucket whose rule does not read S3EC objects, or has no client-side encryption, cannot be

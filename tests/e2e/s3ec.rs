@@ -256,6 +256,41 @@ pub(crate) fn v3_object(plain: &[u8]) -> (HashMap<String, String>, Vec<u8>) {
     (meta, stored)
 }
 
+/// An S3EC format 2 object of `plain` under the local key (`AES/GCM` wrap), as the Go and Java
+/// clients store it with an instruction file: the file's JSON map (every mapkey; the
+/// specification's "V1/V2 Instruction Files") and the stored bytes, whose own metadata holds
+/// no mapkey.
+pub(crate) fn v2_instruction_file_object(plain: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let kek = Kek::new(KeyId::new("any").unwrap(), &LOCAL_KEY);
+    let dek = DataKey::generate();
+    let iv = [9u8; 12];
+    let record = Record {
+        content: s3ec::Content::V2 { iv },
+        wrap: Wrap::AesGcm,
+        encrypted_data_key: kek.wrap_with_aad(&dek, s3ec::CEK_ALG_V2.as_bytes()),
+        context: BTreeMap::new(),
+    };
+    let file = BTreeMap::from([
+        ("x-amz-key-v2", STANDARD.encode(&record.encrypted_data_key)),
+        ("x-amz-iv", STANDARD.encode(iv)),
+        ("x-amz-matdesc", "{}".to_owned()),
+        ("x-amz-wrap-alg", "AES/GCM".to_owned()),
+        ("x-amz-cek-alg", s3ec::CEK_ALG_V2.to_owned()),
+        ("x-amz-tag-len", "128".to_owned()),
+        ("x-amz-unencrypted-content-length", plain.len().to_string()),
+    ]);
+    let mut gcm = record.content_cipher(&dek).unwrap().stream();
+    let mut stored = plain.to_vec();
+    gcm.encrypt(&mut stored);
+    stored.extend_from_slice(&gcm.tag());
+    (serde_json::to_vec(&file).unwrap(), stored)
+}
+
+/// The instruction file object's own metadata, as the Java and Ruby clients write it.
+pub(crate) fn instruction_marker() -> HashMap<String, String> {
+    HashMap::from([("x-amz-crypto-instr-file".to_owned(), String::new())])
+}
+
 pub(crate) async fn put_direct(
     h: &Harness,
     b: &str,
@@ -462,4 +497,216 @@ async fn s3ec_writes_read_back() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(err.code(), Some("NotImplemented"));
+}
+
+#[tokio::test]
+async fn s3ec_format_2_objects_with_instruction_files_are_decrypted() {
+    let h = Harness::s3s_rules(local_rules()).await;
+    let s3 = h.sdk();
+    let b = support::bucket("ec");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let plain = payload(3000, 11);
+    let (file, stored) = v2_instruction_file_object(&plain);
+    put_direct(&h, &b, "obj", &HashMap::new(), stored.clone()).await;
+    put_direct(
+        &h,
+        &b,
+        "obj.instruction",
+        &instruction_marker(),
+        file.clone(),
+    )
+    .await;
+    let got = s3.get_object().bucket(&b).key("obj").send().await.unwrap();
+    assert_eq!(got.content_length(), Some(3000));
+    let body = got.body.collect().await.unwrap().into_bytes();
+    assert!(
+        body.as_ref() != stored.as_slice(),
+        "the ciphertext was served"
+    );
+    assert!(body.as_ref() == plain.as_slice(), "wrong plaintext");
+    let head = s3.head_object().bucket(&b).key("obj").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(3000));
+
+    // The Go client writes the file without the marker: read all the same.
+    put_direct(&h, &b, "go", &HashMap::new(), stored.clone()).await;
+    put_direct(&h, &b, "go.instruction", &HashMap::new(), file.clone()).await;
+    let got = s3.get_object().bucket(&b).key("go").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
+
+    // Ruby writes the plaintext length on the object: still no record there.
+    let length = HashMap::from([(
+        "x-amz-unencrypted-content-length".to_owned(),
+        "3000".to_owned(),
+    )]);
+    put_direct(&h, &b, "rb", &length, stored.clone()).await;
+    put_direct(
+        &h,
+        &b,
+        "rb.instruction",
+        &instruction_marker(),
+        file.clone(),
+    )
+    .await;
+    let got = s3.get_object().bucket(&b).key("rb").send().await.unwrap();
+    assert!(got.metadata().is_none_or(HashMap::is_empty), "{got:?}");
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
+
+    // A file that is no S3EC record, or a tampered one: refused, never the stored bytes.
+    let mut wrong_iv: BTreeMap<String, String> = serde_json::from_slice(&file).unwrap();
+    wrong_iv.insert("x-amz-iv".into(), STANDARD.encode([1u8; 12]));
+    let v3_rest = br#"{"x-amz-3":"AAAA","x-amz-w":"02"}"#.to_vec();
+    for (bad, needle) in [
+        (b"not json".to_vec(), "instruction file"),
+        (vec![b' '; 20_000], "instruction file"),
+        (v3_rest, "x-amz-c"),
+        (
+            serde_json::to_vec(&wrong_iv).unwrap(),
+            "does not authenticate",
+        ),
+    ] {
+        put_direct(&h, &b, "obj.instruction", &instruction_marker(), bad).await;
+        let (code, message) = get_error(&h, &b, "obj").await;
+        assert_eq!(code.as_deref(), Some("InternalError"), "{message}");
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+
+    // Objects without a record or an instruction file are served as stored.
+    put_direct(&h, &b, "plain", &HashMap::new(), plain.clone()).await;
+    let got = s3
+        .get_object()
+        .bucket(&b)
+        .key("plain")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == plain.as_slice());
+
+    // Ranges, on a bucket that allows them, find the record in the file too.
+    let rb = support::bucket("ecrange");
+    s3.create_bucket().bucket(&rb).send().await.unwrap();
+    put_direct(&h, &rb, "obj", &HashMap::new(), stored).await;
+    put_direct(&h, &rb, "obj.instruction", &instruction_marker(), file).await;
+    let got = s3
+        .get_object()
+        .bucket(&rb)
+        .key("obj")
+        .range("bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_range(), Some("bytes 100-199/3000"));
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == &plain[100..200]);
+    put_direct(&h, &rb, "plain", &HashMap::new(), plain.clone()).await;
+    let got = s3
+        .get_object()
+        .bucket(&rb)
+        .key("plain")
+        .range("bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == &plain[100..200]);
+}
+
+/// An instruction file is another object's record, hidden like s3seal's own: GET, HEAD and
+/// ranged GET answer `403 AccessDenied` naming the object it belongs to.
+#[tokio::test]
+async fn s3ec_instruction_files_are_not_served() {
+    let h = Harness::s3s_rules(local_rules()).await;
+    let s3 = h.sdk();
+    let (file, stored) = v2_instruction_file_object(&payload(100, 12));
+    let ruby = HashMap::from([
+        ("x-amz-crypto-instr-file".to_owned(), String::new()),
+        (
+            "x-amz-unencrypted-content-length".to_owned(),
+            "100".to_owned(),
+        ),
+    ]);
+    for prefix in ["ec", "ecrange"] {
+        let b = support::bucket(prefix);
+        s3.create_bucket().bucket(&b).send().await.unwrap();
+        put_direct(&h, &b, "dir/obj", &HashMap::new(), stored.clone()).await;
+        for marker in [instruction_marker(), ruby.clone()] {
+            put_direct(&h, &b, "dir/obj.instruction", &marker, file.clone()).await;
+            let (code, message) = get_error(&h, &b, "dir/obj.instruction").await;
+            assert_eq!(code.as_deref(), Some("AccessDenied"), "{message}");
+            assert!(message.contains("'dir/obj'"), "{message}");
+            let err = s3
+                .get_object()
+                .bucket(&b)
+                .key("dir/obj.instruction")
+                .range("bytes=0-9")
+                .send()
+                .await
+                .unwrap_err()
+                .into_service_error();
+            assert_eq!(err.code(), Some("AccessDenied"), "{prefix}: {err:?}");
+            let err = s3
+                .head_object()
+                .bucket(&b)
+                .key("dir/obj.instruction")
+                .send()
+                .await
+                .unwrap_err();
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            assert_eq!(status, Some(403), "{prefix}: {err:?}");
+        }
+    }
+}
+
+/// `If-Range` (RFC 9110 §13.1.5) is evaluated by the proxy against the `ETag` it shows: the
+/// range when it holds, the whole object (verified, as any whole S3EC object) when it does not,
+/// for S3EC and s3seal objects alike.
+#[tokio::test]
+async fn s3ec_if_range_gives_the_range_or_the_whole_object() {
+    let h = Harness::s3s_rules(local_rules()).await;
+    let s3 = h.sdk();
+    let b = support::bucket("ecrange");
+    s3.create_bucket().bucket(&b).send().await.unwrap();
+    let plain = payload(1000, 13);
+    let (meta, stored) = v3_object(&plain);
+    put_direct(&h, &b, "s3ec", &meta, stored).await;
+    s3.put_object()
+        .bucket(&b)
+        .key("s3seal")
+        .body(ByteStream::from(plain.clone()))
+        .send()
+        .await
+        .unwrap();
+    for key in ["s3ec", "s3seal"] {
+        let shown = s3.head_object().bucket(&b).key(key).send().await.unwrap();
+        let shown = shown.e_tag().unwrap().to_owned();
+        let weak = format!("W/{shown}");
+        for (if_range, whole) in [
+            (shown.as_str(), false),
+            ("\"a-different-one-s3seal\"", true),
+            (weak.as_str(), true),
+        ] {
+            let value = http::HeaderValue::from_str(if_range).unwrap();
+            let got = s3
+                .get_object()
+                .bucket(&b)
+                .key(key)
+                .range("bytes=10-19")
+                .customize()
+                .mutate_request(move |req| {
+                    req.headers_mut().insert("if-range", value.clone());
+                })
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{key} {if_range}: {:?}", e.into_service_error()));
+            let body = got.body.collect().await.unwrap().into_bytes();
+            if whole {
+                assert_eq!(got.content_range, None, "{key} {if_range}");
+                assert!(body.as_ref() == plain.as_slice(), "{key} {if_range}");
+            } else {
+                assert_eq!(
+                    got.content_range.as_deref(),
+                    Some("bytes 10-19/1000"),
+                    "{key} {if_range}"
+                );
+                assert!(body.as_ref() == &plain[10..20], "{key} {if_range}");
+            }
+        }
+    }
 }

@@ -56,7 +56,8 @@ pin_project! {
 
 impl<B> S3ecBody<B> {
     /// `stored` is the length of `inner`; for [`Release::Range`], the span
-    /// `crate::crypto::s3ec::cipher_span` gave.
+    /// `crate::crypto::s3ec::cipher_span` gave. For [`Release::Verified`] the caller has bounded
+    /// it: the plaintext's room is taken at once.
     pub fn new(inner: B, cipher: &ContentCipher, stored: u64, release: Release) -> Self {
         let (mode, skip, to_yield) = match release {
             Release::Verified => (
@@ -79,6 +80,14 @@ impl<B> S3ecBody<B> {
                 (Mode::Range(cipher.range_from(offset)), skip, len)
             }
         };
+        // The held plaintext is allocated once, at its final size (which the caller bounded):
+        // grown by doubling, it would briefly need up to three times the object.
+        let held = match mode {
+            Mode::Whole { hold: true, .. } => {
+                BytesMut::with_capacity(usize::try_from(to_yield).unwrap_or(0))
+            }
+            Mode::Whole { hold: false, .. } | Mode::Range(_) => BytesMut::new(),
+        };
         S3ecBody {
             inner,
             mode,
@@ -86,7 +95,7 @@ impl<B> S3ecBody<B> {
             received: 0,
             skip,
             to_yield,
-            held: BytesMut::new(),
+            held,
             tag: Vec::with_capacity(TAG_LEN),
             done: false,
         }

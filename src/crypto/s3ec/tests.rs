@@ -274,29 +274,46 @@ fn tampered_metadata_is_refused() {
         detect(&Metadata::from_headers(&headers(&[("color", "blue")]))).unwrap(),
         Found::None
     );
+    // The plaintext length alone is no record: the record may be in the instruction file.
+    let length_only = headers(&[("x-amz-unencrypted-content-length", "5")]);
+    assert_eq!(
+        detect(&Metadata::from_headers(&length_only)).unwrap(),
+        Found::None
+    );
 }
 
 #[test]
 fn instruction_files() {
     let all = v3_metadata();
-    let (object, file): (Vec<_>, Vec<_>) = all
+    let (object_pairs, file): (Vec<_>, Vec<_>) = all
         .iter()
         .partition(|(k, _)| ["x-amz-c", "x-amz-d", "x-amz-i"].contains(k));
-    let object = Metadata::from_headers(&headers(&object));
+    let object = Metadata::from_headers(&headers(&object_pairs));
     assert_eq!(detect(&object).unwrap(), Found::InstructionFile);
     let json: BTreeMap<&str, &str> = file.iter().copied().collect();
     let file = Metadata::from_instruction_file(&serde_json::to_vec(&json).unwrap()).unwrap();
     let merged = with_instruction_file(&object, &file).unwrap();
     assert_eq!(merged, record(&v3_metadata()).unwrap());
-    // The instruction file object's own metadata: the marker alone.
-    let marker = headers(&[("x-amz-crypto-instr-file", "")]);
-    assert!(is_instruction_file(&Metadata::from_headers(&marker)));
+    // The instruction file object's own metadata: the marker, alone or (Ruby) with the
+    // plaintext length. Such an object is another's record, not content.
+    for own in [
+        &[("x-amz-crypto-instr-file", "")][..],
+        &[
+            ("x-amz-crypto-instr-file", ""),
+            ("x-amz-unencrypted-content-length", "5"),
+        ],
+    ] {
+        let own = Metadata::from_headers(&headers(own));
+        assert!(is_instruction_file(&own));
+        assert_eq!(detect(&own).unwrap(), Found::IsInstructionFile);
+    }
     assert!(!is_instruction_file(&object));
     let mut with_record = object.clone();
     with_record
         .0
         .insert("x-amz-crypto-instr-file".into(), String::new());
     assert!(!is_instruction_file(&with_record));
+    assert_eq!(detect(&with_record).unwrap(), Found::InstructionFile);
 
     // The file may not replace what the object's metadata holds.
     let mut spoofed = json.clone();
@@ -306,6 +323,34 @@ fn instruction_files() {
         with_instruction_file(&object, &spoofed).unwrap_err(),
         S3ecError::InstructionFileOverride("x-amz-d")
     );
+    // Nor may the object's metadata say otherwise than the file: another wrap, a context the
+    // file lacks, a version 2 key. What agrees, and the plaintext length, are accepted.
+    let with_object = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = object_pairs.clone();
+        pairs.extend_from_slice(extra);
+        with_instruction_file(&Metadata::from_headers(&headers(&pairs)), &file)
+    };
+    for (extra, key) in [
+        (("x-amz-w", "02"), "x-amz-w"),
+        (("x-amz-m", "{}"), "x-amz-m"),
+        (("x-amz-iv", "dqqlq2dRVSQ5hFRb"), "x-amz-iv"),
+        (
+            ("x-amz-t", r#"{"aws:x-amz-cek-alg":"AES/GCM/NoPadding"}"#),
+            "x-amz-t",
+        ),
+    ] {
+        assert_eq!(
+            with_object(&[extra]).unwrap_err(),
+            S3ecError::InstructionFileContradiction(key),
+            "{extra:?}"
+        );
+    }
+    assert_eq!(with_object(&[("x-amz-w", "12")]).unwrap(), merged);
+    assert_eq!(
+        with_object(&[("x-amz-unencrypted-content-length", "56")]).unwrap(),
+        merged
+    );
+
     for bad in [
         &b"[]"[..],
         b"{\"color\":\"blue\"}",
@@ -317,6 +362,71 @@ fn instruction_files() {
             S3ecError::InstructionFile
         );
     }
+}
+
+#[test]
+fn a_format_2_record_may_be_wholly_in_the_instruction_file() {
+    // Go's and Java's format 2 instruction files: every mapkey, the object metadata has none
+    // (the Go client also writes the plaintext length).
+    let v2 = [
+        (
+            "x-amz-key-v2",
+            "PsuclPnlo2O0MQoov6kL1TBlaZG6oyNwWuAqmAgq7g8b9ZeeORi3VTMg624FU9jx",
+        ),
+        ("x-amz-iv", "dqqlq2dRVSQ5hFRb"),
+        (
+            "x-amz-matdesc",
+            r#"{"aws:x-amz-cek-alg":"AES/GCM/NoPadding"}"#,
+        ),
+        ("x-amz-wrap-alg", "kms+context"),
+        ("x-amz-cek-alg", "AES/GCM/NoPadding"),
+        ("x-amz-tag-len", "128"),
+    ];
+    let from_headers = record(&v2).unwrap();
+    let mut json: BTreeMap<&str, &str> = v2.iter().copied().collect();
+    json.insert("x-amz-unencrypted-content-length", "56");
+    let file = Metadata::from_instruction_file(&serde_json::to_vec(&json).unwrap()).unwrap();
+    let none = Metadata::default();
+    assert_eq!(
+        record_in_instruction_file(&none, &file).unwrap(),
+        from_headers
+    );
+    // The plaintext length on the object (Ruby) must be the file's.
+    let length =
+        |n: &str| Metadata::from_headers(&headers(&[("x-amz-unencrypted-content-length", n)]));
+    assert_eq!(
+        record_in_instruction_file(&length("56"), &file).unwrap(),
+        from_headers
+    );
+    assert_eq!(
+        record_in_instruction_file(&length("57"), &file).unwrap_err(),
+        S3ecError::InstructionFileContradiction("x-amz-unencrypted-content-length")
+    );
+
+    // Format 3 keeps its content keys in the object: a file that holds them is refused, and
+    // one without them is no complete record.
+    let v3: BTreeMap<&str, &str> = v3_metadata().into_iter().collect();
+    let file = Metadata::from_instruction_file(&serde_json::to_vec(&v3).unwrap()).unwrap();
+    assert_eq!(
+        record_in_instruction_file(&none, &file).unwrap_err(),
+        S3ecError::InstructionFileOverride("x-amz-c")
+    );
+    let rest: BTreeMap<&str, &str> = v3
+        .into_iter()
+        .filter(|(k, _)| !["x-amz-c", "x-amz-d", "x-amz-i"].contains(k))
+        .collect();
+    let file = Metadata::from_instruction_file(&serde_json::to_vec(&rest).unwrap()).unwrap();
+    assert_eq!(
+        record_in_instruction_file(&none, &file).unwrap_err(),
+        S3ecError::Missing("x-amz-c")
+    );
+    // Format 1 is refused wherever it is.
+    let v1 = br#"{"x-amz-key":"AAAA","x-amz-iv":"AAAA","x-amz-matdesc":"{}"}"#;
+    let file = Metadata::from_instruction_file(v1).unwrap();
+    assert!(matches!(
+        record_in_instruction_file(&none, &file),
+        Err(S3ecError::Unsupported(_))
+    ));
 }
 
 // === Local keys and writing ===

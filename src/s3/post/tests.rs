@@ -403,6 +403,34 @@ fn eq_and_starts_with_conditions() {
 }
 
 #[test]
+fn a_failed_condition_on_a_secret_field_does_not_quote_the_secret() {
+    // The refusal is logged as well as answered: a key written in the policy must not reach
+    // the log.
+    let key = "c2VjcmV0LWtleS0zMi1ieXRlcy1sb25nLXh4eHh4eHg=";
+    for field in [
+        "x-amz-server-side-encryption-customer-key",
+        "x-amz-server-side-encryption-customer-key-MD5",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "policy",
+    ] {
+        for cond in [
+            format!(r#"["eq", "${field}", "{key}"]"#),
+            format!(r#"["starts-with", "${field}", "{key}"]"#),
+            format!(r#"{{"{field}": "{key}"}}"#),
+        ] {
+            let err = policy(&cond)
+                .check(&form(&[(field, "other")]), "b", now())
+                .unwrap_err();
+            let shown = err.to_string();
+            assert!(matches!(err, PostError::ConditionFailed(_)), "{shown}");
+            assert!(!shown.contains(key), "{shown}");
+            assert!(shown.contains(&field.to_ascii_lowercase()), "{shown}");
+        }
+    }
+}
+
+#[test]
 fn an_empty_prefix_admits_anything_and_content_type_lists_are_checked_each() {
     let p = policy(r#"["starts-with", "$success_action_redirect", ""]"#);
     assert!(p
@@ -490,6 +518,40 @@ fn malformed_policies_are_refused() {
             PostError::InvalidPolicy("Invalid 'expiration' value."),
             "{expiration}"
         );
+    }
+    // Only the two elements, each once, and no key repeated in a condition.
+    assert_eq!(
+        invalid(r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [], "x": 1}"#),
+        PostError::InvalidPolicy("Policy may hold only expiration and conditions.")
+    );
+    for repeated in [
+        r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [], "conditions": []}"#,
+        r#"{"expiration": "2000-01-01T00:00:00Z", "expiration": "2030-01-01T00:00:00Z", "conditions": []}"#,
+        r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": [{"key": "a", "key": "b"}]}"#,
+    ] {
+        assert_eq!(
+            invalid(repeated),
+            PostError::InvalidPolicy("Policy has a repeated key."),
+            "{repeated}"
+        );
+    }
+    // These fields are matched exactly only; eq is fine.
+    for field in [
+        "bucket",
+        "x-amz-algorithm",
+        "X-Amz-Credential",
+        "x-amz-date",
+    ] {
+        let doc = format!(
+            r#"{{"expiration": "2030-01-01T00:00:00Z", "conditions": [["starts-with", "${field}", ""]]}}"#
+        );
+        let err = Policy::parse(&b64(&doc)).unwrap_err();
+        assert_eq!(err.code(), S3Code::InvalidPolicyDocument, "{field}");
+        assert!(
+            err.to_string().contains(&field.to_ascii_lowercase()),
+            "{err}"
+        );
+        policy(&format!(r#"["eq", "${field}", "x"]"#));
     }
     for condition in [
         r#"["eq", "key", "x"]"#,

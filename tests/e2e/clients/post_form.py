@@ -62,11 +62,15 @@ def presign(key, fields=None, conditions=None, expires=300):
 
 
 def signed(policy_doc):
-    """Fields for a policy document of our own (boto3 only signs well-formed ones)."""
+    """Fields for a policy document of our own (boto3 only signs well-formed ones): a string,
+    or a function of the credential and date fields, which S3 matches exactly only."""
     creds = boto3.Session().get_credentials()
     now = datetime.datetime.now(datetime.timezone.utc)
     date = now.strftime("%Y%m%d")
     credential = f"{creds.access_key}/{date}/{REGION}/s3/aws4_request"
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    if callable(policy_doc):
+        policy_doc = policy_doc(credential, amz_date)
     b64 = base64.b64encode(policy_doc.encode()).decode()
     key = ("AWS4" + creds.secret_key).encode()
     for part in (date, REGION, "s3", "aws4_request"):
@@ -74,7 +78,7 @@ def signed(policy_doc):
     return {
         "x-amz-algorithm": "AWS4-HMAC-SHA256",
         "x-amz-credential": credential,
-        "x-amz-date": now.strftime("%Y%m%dT%H%M%SZ"),
+        "x-amz-date": amz_date,
         "policy": b64,
         "x-amz-signature": hmac.new(key, b64.encode(), hashlib.sha256).hexdigest(),
     }
@@ -206,12 +210,21 @@ bad_policy = signed("{not json")
 r = post(p["url"], dict(bad_policy, key="bad-policy.bin"), b"x")
 refused("policy not JSON", r, 400, "InvalidPolicyDocument", "bad-policy.bin")
 
-doc = json.dumps({"expiration": "2099-01-01T00:00:00Z",
-                  "conditions": [{"bucket": bucket}, ["starts-with", "$key", ""],
-                                 {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
-                                 ["starts-with", "$x-amz-credential", ""],
-                                 ["starts-with", "$x-amz-date", ""]]})
-own = dict(signed(doc), key="own.bin")
+def own_policy(credential_condition):
+    return lambda credential, amz_date: json.dumps(
+        {"expiration": "2099-01-01T00:00:00Z",
+         "conditions": [{"bucket": bucket}, ["starts-with", "$key", ""],
+                        {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+                        credential_condition(credential),
+                        {"x-amz-date": amz_date}]})
+
+
+loose = dict(signed(own_policy(lambda _: ["starts-with", "$x-amz-credential", ""])),
+             key="loose.bin")
+refused("starts-with on x-amz-credential", post(p["url"], loose, b"x"), 400,
+        "InvalidPolicyDocument", "loose.bin")
+own = dict(signed(own_policy(lambda credential: {"x-amz-credential": credential})),
+           key="own.bin")
 r = post(p["url"], own, b"own policy")
 check("a policy signed by hand", r.status_code == 204, (r.status_code, r.text))
 made.append("own.bin")
