@@ -475,6 +475,10 @@ pub enum CseError {
     /// `s3seal encrypt` writes an object back with one `PutObject`.
     #[error("The object ({0} bytes) is too large to encrypt in place: its ciphertext would exceed the 5 GiB of a single PutObject.")]
     TooLargeInPlace(u64),
+    /// `s3seal encrypt` met ciphertext of the AWS S3 Encryption Client (or one of its
+    /// instruction files): encrypting it again would serve that ciphertext as the plaintext.
+    #[error("The object is encrypted by the AWS S3 Encryption Client already; `s3seal convert --to s3seal` converts it.")]
+    S3ecInPlace,
     #[error(
         "The stored object is wrapped with key '{0}', which this bucket's keyring does not hold."
     )]
@@ -534,7 +538,9 @@ impl S3Error for CseError {
             CseError::NoSuchUpload => S3Code::NoSuchUpload,
             CseError::MetadataTooLarge(_) => S3Code::MetadataTooLarge,
             CseError::InvalidRange(_) => S3Code::InvalidRange,
-            CseError::Unencrypted | CseError::S3ecTooLarge { .. } => S3Code::InvalidObjectState,
+            CseError::Unencrypted | CseError::S3ecTooLarge { .. } | CseError::S3ecInPlace => {
+                S3Code::InvalidObjectState
+            }
             CseError::PartAndRange | CseError::IrregularParts(_) | CseError::S3ecRange => {
                 S3Code::InvalidRequest
             }
@@ -600,6 +606,7 @@ impl From<CseError> for ProxyError {
             | CseError::IrregularParts(_)
             | CseError::TooLarge(_)
             | CseError::TooLargeInPlace(_)
+            | CseError::S3ecInPlace
             | CseError::S3ecTooLarge { .. }
             | CseError::S3ecRange
             | CseError::S3ecMultipart

@@ -148,7 +148,7 @@ async fn sample(
 pub fn print(s: &Streams) {
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "### Memory while streaming {} at once (client-side encryption)\n",
+        "\n### Memory while streaming {} at once (client-side encryption)\n",
         s.label
     );
     println!(

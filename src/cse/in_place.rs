@@ -67,6 +67,9 @@ pub(crate) async fn encrypt_object(
     {
         return Ok(Encrypt::Already);
     }
+    if is_s3ec(rule, upstream, target, found).await? {
+        return Err(CseError::S3ecInPlace.into());
+    }
     let size = content_length(found)?;
     let stored = ciphertext_len(size)
         .filter(|&n| n <= MAX_PUT_OBJECT_SIZE)
@@ -258,4 +261,30 @@ pub(super) fn etag(h: &HeaderMap) -> Option<&str> {
 
 pub(super) fn header_value(text: &str) -> Result<HeaderValue, CseError> {
     HeaderValue::try_from(text).map_err(|e| CseError::Answer(e.to_string()))
+}
+
+/// Whether the object at `target` is the S3 Encryption Client's: its metadata says so
+/// (an object or an instruction file), or, on a bucket that reads such objects, its record
+/// is wholly in `<key>.instruction` (formats 1 and 2 leave nothing on the object).
+async fn is_s3ec(
+    rule: &Rule,
+    upstream: &Sender<'_>,
+    target: &Target,
+    found: &HeaderMap,
+) -> Result<bool, ProxyError> {
+    let meta = crate::crypto::s3ec::Metadata::from_headers(found);
+    if !matches!(
+        crate::crypto::s3ec::detect(&meta),
+        Ok(crate::crypto::s3ec::Found::None)
+    ) {
+        return Ok(true);
+    }
+    match (rule.s3ec.is_some(), target) {
+        (true, Target::Object { bucket, key }) => {
+            Ok(super::s3ec::record(upstream, bucket, key, found)
+                .await?
+                .is_some())
+        }
+        _ => Ok(false),
+    }
 }

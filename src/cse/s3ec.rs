@@ -44,7 +44,8 @@ pub struct Settings {
     /// Larger objects: refused, or streamed with the connection aborted if the tag fails.
     #[serde(default)]
     pub large_objects: Large,
-    /// Whether ranged (and `partNumber`) reads are served, unauthenticated, in counter mode.
+    /// Whether `Range` reads are served, unauthenticated, in counter mode (`partNumber` reads
+    /// never are: the client's part boundaries are not recorded).
     #[serde(default)]
     pub ranged_reads: bool,
     /// Whether new objects are written as S3EC version 3 (single `PutObject` only).

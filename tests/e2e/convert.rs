@@ -375,6 +375,38 @@ async fn convert_format_2_instruction_file_objects() {
     assert!(get(&h, &b, "obj").await == plain, "reads back different");
 }
 
+/// `s3seal encrypt` never encrypts the client's ciphertext again (it would then serve that
+/// ciphertext as the plaintext): format 3 objects, format 2 objects whose record is wholly in
+/// the instruction file, and instruction files themselves fail, unchanged, and point at
+/// `convert`; a plaintext object beside them is encrypted.
+#[tokio::test]
+async fn encrypt_leaves_s3ec_objects_alone() {
+    let h = Harness::s3s_rules(rules()).await;
+    let b = support::bucket("conv");
+    h.sdk().create_bucket().bucket(&b).send().await.unwrap();
+    let (meta, v3) = v3_object(&payload(2000, 8));
+    put_direct(&h, &b, "v3", &meta, v3.clone()).await;
+    let (file, v2) = v2_instruction_file_object(&payload(3000, 9));
+    put_direct(&h, &b, "v2", &HashMap::new(), v2.clone()).await;
+    put_direct(&h, &b, "v2.instruction", &instruction_marker(), file).await;
+    put_direct(&h, &b, "plain", &HashMap::new(), b"plain text".to_vec()).await;
+    let report = s3seal::encrypt::run(config(&h), &b, None, &Options::default())
+        .await
+        .unwrap();
+    assert_eq!(keys(&report.encrypted), ["plain"], "{report:?}");
+    assert_eq!(
+        keys(&report.failed),
+        ["v2", "v2.instruction", "v3"],
+        "{report:?}"
+    );
+    for (_, why) in &report.failed {
+        assert!(why.contains("s3seal convert --to s3seal"), "{why}");
+    }
+    assert!(stored(&h, &b, "v3").await.0 == v3, "v3 rewritten");
+    assert!(stored(&h, &b, "v2").await.0 == v2, "v2 rewritten");
+    assert!(get(&h, &b, "plain").await == b"plain text", "plain");
+}
+
 /// A bucket whose rule does not read S3EC objects, or has no client-side encryption, cannot be
 /// converted: the command stops before it lists anything (neither bucket exists).
 #[tokio::test]
