@@ -699,6 +699,11 @@ mod tests {
     fn request_ids_are_distinct() {
         let a = new_request_id();
         assert_eq!(a.len(), 16);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)),
+            "{a}: not S3's uppercase hex"
+        );
         assert_ne!(a, new_request_id());
     }
 }
