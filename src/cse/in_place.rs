@@ -279,12 +279,15 @@ async fn is_s3ec(
     ) {
         return Ok(true);
     }
-    match (rule.s3ec.is_some(), target) {
-        (true, Target::Object { bucket, key }) => {
-            Ok(super::s3ec::record(upstream, bucket, key, found)
-                .await?
-                .is_some())
-        }
-        _ => Ok(false),
+    if rule.s3ec.is_none() {
+        return Ok(false);
     }
+    // Only objects are encrypted in place; without a key there is no record to look for, so
+    // the target is not taken for plaintext (closed, not open).
+    let (Some(bucket), Some(key)) = (target.bucket(), target.key()) else {
+        return Ok(true);
+    };
+    Ok(super::s3ec::record(upstream, bucket, key, found)
+        .await?
+        .is_some())
 }
