@@ -448,22 +448,59 @@ pub fn parse_authorization(
 
 // === Time ===
 
-const AMZ_DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-
-/// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic, UTC), strictly.
+/// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic, UTC), strictly: every request carries one, so it is
+/// read by hand rather than through a format description (a profile showed that at 0.6 % of a
+/// small GET). The calendar checks are `time`'s.
 pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    if s.len() != 16 {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
-    let t = time::PrimitiveDateTime::parse(s, AMZ_DATE_FORMAT).ok()?;
-    Some(t.assume_utc().into())
+    let digits = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(digits(4..6)?).ok()?).ok()?;
+    let day = u8::try_from(digits(6..8)?).ok()?;
+    let hour = u8::try_from(digits(9..11)?).ok()?;
+    let minute = u8::try_from(digits(11..13)?).ok()?;
+    let second = u8::try_from(digits(13..15)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let clock = time::Time::from_hms(hour, minute, second).ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .into(),
+    )
 }
 
+/// The `YYYYMMDDTHHMMSSZ` of `t`, whole seconds. Written by hand, as [`parse_amz_date`] reads.
 pub fn format_amz_date(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(AMZ_DATE_FORMAT)
-        .expect("every SystemTime after 1970 formats")
+    fn push(out: &mut String, n: u32, width: u32) {
+        for place in (0..width).rev() {
+            let digit = n / 10u32.pow(place) % 10;
+            out.push(char::from(
+                b'0' + u8::try_from(digit).expect("a decimal digit"),
+            ));
+        }
+    }
+    let t = time::OffsetDateTime::from(t);
+    let mut out = String::with_capacity(16);
+    push(
+        &mut out,
+        u32::try_from(t.year()).expect("a year after 1970"),
+        4,
+    );
+    push(&mut out, u32::from(u8::from(t.month())), 2);
+    push(&mut out, u32::from(t.day()), 2);
+    out.push('T');
+    push(&mut out, u32::from(t.hour()), 2);
+    push(&mut out, u32::from(t.minute()), 2);
+    push(&mut out, u32::from(t.second()), 2);
+    out.push('Z');
+    out
 }
 
 #[cfg(test)]

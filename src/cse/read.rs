@@ -406,13 +406,16 @@ impl Open {
             return Ok(Response::from_parts(parts, body));
         }
         let meta = ObjectMetadata::from_headers(&parts.headers).map_err(CseError::Stored)?;
-        let stored_headers = parts.headers.clone();
-        strip_stored_headers(&mut parts.headers);
         let Some(meta) = meta else {
+            let stored_headers = parts.headers.clone();
+            strip_stored_headers(&mut parts.headers);
             return self
                 .without_record(upstream, parts, body, &stored_headers)
                 .await;
         };
+        // The stored lengths below are read from the answer's own `Content-Length` and
+        // `Content-Range`, which stripping the record leaves, before they are rewritten.
+        strip_stored_headers(&mut parts.headers);
         let h = &mut parts.headers;
         h.remove(header::TRANSFER_ENCODING);
         h.remove(crate::s3::headers::CONTENT_MD5);
@@ -426,9 +429,9 @@ impl Open {
                 // A ranged GET answers for the whole stored object in `Content-Range`; a HEAD
                 // (of a part) in `Content-Length`.
                 let total = if self.head {
-                    content_length(&stored_headers).ok()
+                    content_length(h).ok()
                 } else {
-                    content_range_total(&stored_headers)
+                    content_range_total(h)
                 };
                 if total != Some(planned.stored) {
                     return Err(CseError::Inconsistent(
@@ -459,7 +462,7 @@ impl Open {
             (StatusCode::OK, _) => {
                 // The whole object: no range was asked, or the backend ignored it (If-Range).
                 let key = self.rule.open(&meta, &self.bucket, &self.object).await?;
-                let stored = content_length(&stored_headers)?;
+                let stored = content_length(h)?;
                 let object = object_parts(upstream, &self.bucket, &meta, &key, stored).await?;
                 let total = object.iter().map(|(_, len)| len).sum();
                 let (segments, _) = segments_for(&object, None);

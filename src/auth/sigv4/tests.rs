@@ -277,3 +277,34 @@ fn amz_dates() {
         assert_eq!(parse_amz_date(bad), None, "{bad}");
     }
 }
+
+/// The hand-written date reader and writer agree with `time`'s own ISO 8601 basic format, for
+/// any second from 1970 to 9999 and any 16 bytes.
+mod amz_date_against_time {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+
+    fn by_time(s: &str) -> Option<SystemTime> {
+        let t = time::PrimitiveDateTime::parse(s, FORMAT).ok()?;
+        Some(t.assume_utc().into())
+    }
+
+    proptest! {
+        #[test]
+        fn format_and_parse(secs in 0u64..253_402_300_800) {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let text = format_amz_date(t);
+            prop_assert_eq!(&text, &time::OffsetDateTime::from(t).format(FORMAT).unwrap());
+            prop_assert_eq!(parse_amz_date(&text), Some(t));
+        }
+
+        #[test]
+        fn parse_any(s in "[0-9]{8}T[0-9]{6}Z|[0-9TZ+ -]{14,18}") {
+            prop_assert_eq!(parse_amz_date(&s), by_time(&s));
+        }
+    }
+}
