@@ -98,6 +98,12 @@ where
             let want = usize::try_from((expected - *this.consumed).min(CIPHER_CHUNK_SIZE as u64))
                 .expect("at most CIPHER_CHUNK_SIZE");
             let n = (want - this.buf.len()).min(this.pending.len());
+            if this.buf.is_empty() {
+                // Room for the whole chunk at once, so that gathering it from the upstream's
+                // frames copies each byte once: grown frame by frame, a `BytesMut` that was
+                // split reallocates and copies what it holds when it passes 64 KiB.
+                this.buf.reserve(want);
+            }
             this.buf.extend_from_slice(&this.pending.split_to(n));
             if want > 0 && this.buf.len() == want {
                 let index = *this.next_index;
